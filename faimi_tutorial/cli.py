@@ -1,0 +1,72 @@
+"""The ``faimi`` command.
+
+``faimi --version`` and ``faimi --help``; each chapter's capability adds a
+subcommand through a ``register(subparsers)`` function in :data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+#: Modules that provide a subcommand: each has ``register(subparsers)`` which adds
+#: its parser and sets ``func`` (called with the parsed namespace, returns an exit code).
+SUBCOMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``faimi`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with one subparser per entry of :data:`SUBCOMMANDS`.
+    """
+    parser = argparse.ArgumentParser(
+        prog="faimi",
+        description="Companion command of the faimi-tutorial book on fairness and bias "
+        "in medical-imaging AI.",
+    )
+    parser.add_argument("--version", action="version", version=f"faimi-tutorial {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    about = sub.add_parser("about", help="print versions, device and preset")
+    about.set_defaults(func=_about)
+    for module in SUBCOMMANDS:
+        importlib.import_module(f"faimi_tutorial.{module}").register(sub)
+    return parser
+
+
+def _about(_args: argparse.Namespace) -> int:
+    from .runtime import about
+
+    about()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``faimi`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The three presets of the book, defined in one place.
+
+``tiny``
+    For the tests: seconds on a CPU.
+``tutorial``
+    The default: what the executed book runs on a 2-core CPU.
+``paper``
+    SimBA scale (full 2 mm MNI grid, thousands of subjects): meant for a GPU.
+
+Each module reads its own section of a preset from here (``SIMULATION`` for the
+generator, ``TRAINING`` for model fitting), so that changing a preset is a one-file
+change. The active preset of a session is taken from the ``FAIMI_PRESET``
+environment variable (default ``tutorial``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+#: Names of the presets, smallest first.
+PRESET_NAMES: tuple[str, ...] = ("tiny", "tutorial", "paper")
+
+#: One-line description of each preset.
+DESCRIPTIONS: dict[str, str] = {
+    "tiny": "tests: a few dozen small subjects, seconds on a CPU",
+    "tutorial": "the executed book: minutes on a 2-core CPU",
+    "paper": "SimBA scale (2 mm grid, >= 2,000 subjects): meant for a GPU",
+}
+
+#: Simulator settings per preset (read by :mod:`faimi_tutorial.simulate`).
+SIMULATION: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    "tutorial": {},
+    "paper": {},
+}
+
+#: Training settings per preset (read by :mod:`faimi_tutorial.training`).
+TRAINING: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": "classifier",
+        "channels": (4, 8, 16),
+        "strides": (2, 2, 2),
+        "num_res_units": 0,
+        "dropout": 0.0,
+        "epochs": 3,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+        "patience": 2,
+    },
+    "tutorial": {
+        "model": "classifier",
+        "channels": (8, 16, 32, 64),
+        "strides": (2, 2, 2, 2),
+        "num_res_units": 1,
+        "dropout": 0.0,
+        "epochs": 12,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "patience": 4,
+    },
+    "paper": {
+        "model": "simba_cnn",
+        "channels": (32, 64, 128, 256, 256),
+        "strides": (2, 2, 2, 2, 2),
+        "num_res_units": 0,
+        "dropout": 0.2,
+        "epochs": 60,
+        "batch_size": 32,
+        "lr": 1e-4,
+        "weight_decay": 1e-4,
+        "patience": 10,
+    },
+}
+
+
+def check_preset(name: str) -> str:
+    """Return ``name`` if it names a preset, else raise ``ValueError``.
+
+    Parameters
+    ----------
+    name : str
+        A preset name.
+
+    Returns
+    -------
+    str
+        The same name.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`PRESET_NAMES`.
+    """
+    if name not in PRESET_NAMES:
+        raise ValueError(f"preset={name!r} is not a preset; allowed: {', '.join(PRESET_NAMES)}")
+    return name
+
+
+def active_preset() -> str:
+    """Name of the session's preset: ``$FAIMI_PRESET`` or ``"tutorial"``.
+
+    Returns
+    -------
+    str
+        A name from :data:`PRESET_NAMES`.
+
+    Raises
+    ------
+    ValueError
+        If ``FAIMI_PRESET`` is set to something that is not a preset.
+    """
+    return check_preset(os.environ.get("FAIMI_PRESET", "tutorial").strip() or "tutorial")

@@ -1,0 +1,126 @@
+"""Where code runs: device choice, seeding and the ``about()`` banner."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import random
+
+import numpy as np
+
+from . import presets
+
+_REPORTED_PACKAGES = (
+    "torch",
+    "monai",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "fairlearn",
+    "nibabel",
+    "nilearn",
+    "matplotlib",
+)
+
+
+def choose_device(prefer: str | None = None):
+    """Pick the torch device: CUDA when present, else Apple MPS, else CPU.
+
+    Parameters
+    ----------
+    prefer : str, optional
+        Force a device (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …). ``None`` (default)
+        chooses automatically; ``$FAIMI_DEVICE`` overrides the automatic choice.
+
+    Returns
+    -------
+    torch.device
+        The chosen device.
+    """
+    import torch
+
+    prefer = prefer or os.environ.get("FAIMI_DEVICE") or None
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, numpy and torch so that a CPU run repeats exactly.
+
+    Parameters
+    ----------
+    seed : int
+        A non-negative integer.
+
+    Returns
+    -------
+    numpy.random.Generator
+        A fresh generator seeded with ``seed`` for callers that want one.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is negative or not an integer.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    import torch
+
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    return np.random.default_rng(int(seed))
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of Python, this package and its main dependencies.
+
+    Returns
+    -------
+    dict of str to str
+        Package name to version (``"not installed"`` when missing).
+    """
+    from . import __version__
+
+    out = {"python": platform.python_version(), "faimi-tutorial": __version__}
+    for name in _REPORTED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def about(print_it: bool = True) -> str:
+    """Print (and return) versions, the compute device and the active preset.
+
+    Every chapter calls this in its first cells so that a reader (or a teacher
+    helping one) sees at a glance what the chapter runs on.
+
+    Parameters
+    ----------
+    print_it : bool, default True
+        Print the text as well as returning it.
+
+    Returns
+    -------
+    str
+        The banner text.
+    """
+    import torch
+
+    device = choose_device()
+    lines = ["faimi-tutorial environment"]
+    lines += [f"  {name:<15}{ver}" for name, ver in versions().items()]
+    threads = torch.get_num_threads()
+    lines.append(f"  {'device':<15}{device} ({threads} CPU threads for torch)")
+    name = presets.active_preset()
+    lines.append(f"  {'preset':<15}{name}: {presets.DESCRIPTIONS[name]}")
+    text = "\n".join(lines)
+    if print_it:
+        print(text)
+    return text

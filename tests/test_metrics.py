@@ -1,0 +1,257 @@
+"""Tests of faimi_tutorial.metrics: values against scikit-learn, computed independently."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+
+from faimi_tutorial import metrics
+from faimi_tutorial.metrics import (
+    UndefinedMetricWarning,
+    aggregate_seeds,
+    counterfactual_flip_rate,
+    expected_calibration_error,
+    subgroup_report,
+)
+
+
+def toy(n=600, seed=0, shift=0.15):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    g = rng.choice(["A", "B"], n, p=[0.7, 0.3])
+    s = np.clip(0.3 * y + shift * (g == "B") + rng.uniform(0, 0.6, n), 0, 1)
+    return y, np.round(s, 2), g  # rounded: ties exercise the tie handling
+
+
+def sk_values(y, s, t=0.5):
+    p = (s >= t).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
+    return {
+        "n": len(y),
+        "prevalence": y.mean(),
+        "selection_rate": p.mean(),
+        "TPR": tp / (tp + fn),
+        "FPR": fp / (fp + tn),
+        "TNR": tn / (tn + fp),
+        "PPV": tp / (tp + fp),
+        "accuracy": skm.accuracy_score(y, p),
+        "AUROC": skm.roc_auc_score(y, s),
+        "AP": skm.average_precision_score(y, s),
+    }
+
+
+def ece_reference(y, s, n_bins=10):
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        m = (s >= lo) & ((s < hi) if b < n_bins - 1 else (s <= hi))
+        if m.any():
+            total += m.sum() / len(y) * abs(s[m].mean() - y[m].mean())
+    return total
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.72])
+def test_values_match_sklearn(threshold):
+    y, s, g = toy()
+    rep = subgroup_report(y, s, g, threshold=threshold, n_boot=0)
+    for grp in ["A", "B"]:
+        m = g == grp
+        ref = sk_values(y[m], s[m], threshold)
+        for name, value in ref.items():
+            assert rep.table.loc[grp, name] == pytest.approx(value, abs=1e-12), (grp, name)
+        assert rep.table.loc[grp, "ECE"] == pytest.approx(ece_reference(y[m], s[m]), abs=1e-12)
+    ref = sk_values(y, s, threshold)
+    for name, value in ref.items():
+        assert rep.table.loc["overall", name] == pytest.approx(value, abs=1e-12)
+
+
+def test_bootstrap_kernels_match_sklearn_on_unit_weights():
+    y, s, _ = toy(n=300, seed=3)
+    rows = metrics._metric_rows(y, s, np.ones((1, len(y))), 0.5, 10)
+    ref = sk_values(y, s)
+    for name, value in ref.items():
+        assert rows[name][0] == pytest.approx(value, abs=1e-12), name
+    assert rows["ECE"][0] == pytest.approx(ece_reference(y, s), abs=1e-12)
+
+
+def test_bootstrap_kernels_match_sklearn_on_resampled_data():
+    # a weight row (counts) must equal the metric computed on the repeated samples
+    y, s, _ = toy(n=200, seed=5)
+    rng = np.random.default_rng(1)
+    w = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=3)
+    rows = metrics._metric_rows(y, s, w, 0.5, 10)
+    for r in range(3):
+        idx = np.repeat(np.arange(len(y)), w[r])
+        ref = sk_values(y[idx], s[idx])
+        for name in ("TPR", "FPR", "PPV", "AUROC", "AP"):
+            assert rows[name][r] == pytest.approx(ref[name], abs=1e-12), name
+        assert rows["ECE"][r] == pytest.approx(ece_reference(y[idx], s[idx]), abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=4, max_value=60))
+def test_auroc_and_ap_match_sklearn_property(seed, n):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = np.round(rng.uniform(0, 1, n), rng.integers(1, 3))
+    rows = metrics._metric_rows(y, s, np.ones((1, n)), 0.5, 10)
+    assert rows["AUROC"][0] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+    assert rows["AP"][0] == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+
+
+def test_gaps_ratios_worst_and_fairlearn_differences():
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    y, s, g = toy(shift=0.2)
+    rep = subgroup_report(y, s, g, n_boot=0)
+    a, b = rep.table.loc["A"], rep.table.loc["B"]
+    assert rep.gaps.loc["TPR", "difference"] == pytest.approx(abs(a.TPR - b.TPR))
+    assert rep.gaps.loc["TPR", "ratio"] == pytest.approx(min(a.TPR, b.TPR) / max(a.TPR, b.TPR))
+    assert rep.gaps.loc["FPR", "worst"] == pytest.approx(max(a.FPR, b.FPR))
+    assert rep.gaps.loc["FPR", "worst_group"] == ("A" if a.FPR > b.FPR else "B")
+    assert rep.gaps.loc["TPR", "worst"] == pytest.approx(min(a.TPR, b.TPR))
+    pred = (s >= 0.5).astype(int)
+    assert rep.fairness["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(y, pred, sensitive_features=g)
+    )
+    assert rep.fairness["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(y, pred, sensitive_features=g)
+    )
+
+
+def test_bootstrap_intervals_contain_estimate_and_are_seeded():
+    y, s, g = toy()
+    r1 = subgroup_report(y, s, g, n_boot=300, seed=4)
+    r2 = subgroup_report(y, s, g, n_boot=300, seed=4)
+    r3 = subgroup_report(y, s, g, n_boot=300, seed=5)
+    pd.testing.assert_frame_equal(r1.ci_low, r2.ci_low)
+    assert not r1.ci_low.equals(r3.ci_low)
+    for m in ("TPR", "FPR", "AUROC", "accuracy"):
+        for grp in ["A", "B", "overall"]:
+            assert r1.ci_low.loc[grp, m] <= r1.table.loc[grp, m] <= r1.ci_high.loc[grp, m]
+    # the smaller group has the wider interval
+    width = r1.ci_high - r1.ci_low
+    assert width.loc["B", "TPR"] > width.loc["A", "TPR"]
+    assert r1.gaps.loc["TPR", "difference_low"] <= r1.gaps.loc["TPR", "difference_high"]
+
+
+def test_interval_coverage_is_roughly_nominal():
+    # coverage of the true TPR by 90% intervals over repeated samples
+    rng = np.random.default_rng(0)
+    hits = 0
+    for rep_i in range(60):
+        n = 300
+        y = rng.integers(0, 2, n)
+        g = rng.integers(0, 2, n)
+        s = np.clip(0.5 * y + rng.uniform(0, 0.5, n), 0, 1)  # true TPR = P(U >= 0) ... = 1
+        s = np.where(y == 1, rng.uniform(0, 1, n), s)  # positives: TPR = 0.5 exactly
+        rep = subgroup_report(y, s, g, n_boot=200, confidence=0.9, seed=rep_i)
+        hits += rep.ci_low.loc[0, "TPR"] <= 0.5 <= rep.ci_high.loc[0, "TPR"]
+    assert 0.75 <= hits / 60 <= 1.0
+
+
+def test_group_without_positives_is_undefined_with_warning():
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 0])
+    s = np.array([0.1, 0.6, 0.2, 0.9, 0.3, 0.8, 0.4, 0.7])
+    g = np.array(["A", "A", "A", "B", "B", "B", "B", "B"])
+    with pytest.warns(UndefinedMetricWarning, match="TPR is undefined for group 'A'"):
+        rep = subgroup_report(y, s, g, n_boot=50)
+    assert np.isnan(rep.table.loc["A", "TPR"])
+    assert ("A", "TPR") in rep.undefined and ("A", "AUROC") in rep.undefined
+    assert np.isnan(rep.gaps.loc["TPR", "difference"])
+    assert rep.gaps.loc["TPR", "worst_group"] is None
+    assert rep.summary().loc["A", "TPR"] == "undefined"
+    assert not np.isnan(rep.table.loc["B", "TPR"])
+
+
+def test_no_warning_when_everything_is_defined():
+    y, s, g = toy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        subgroup_report(y, s, g, n_boot=100)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(y_true=[0, 1, 2], scores=[0.1, 0.2, 0.3], groups=[0, 1, 1]), "only 0 and 1"),
+        (dict(y_true=[0, 1, 1], scores=[0.1, 1.2, 0.3], groups=[0, 1, 1]), r"\[0, 1\]"),
+        (dict(y_true=[0, 1, 1], scores=[0.1, np.nan, 0.3], groups=[0, 1, 1]), "NaN"),
+        (dict(y_true=[0, 1], scores=[0.1, 0.2, 0.3], groups=[0, 1, 1]), "y_true and scores"),
+        (dict(y_true=[0, 1, 1], scores=[0.1, 0.2, 0.3], groups=[0, 1]), "groups and y_true"),
+        (dict(y_true=[0, 1, 1], scores=[0.1, 0.2, 0.3], groups=["a", "a", "a"]), "single value"),
+        (dict(y_true=[], scores=[], groups=[]), "empty"),
+    ],
+)
+def test_bad_input_raises_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        subgroup_report(**kwargs, n_boot=10)
+
+
+@pytest.mark.parametrize(
+    "option, value", [("threshold", 1.5), ("n_boot", -1), ("confidence", 1.0), ("n_bins", 0)]
+)
+def test_bad_options_name_the_option(option, value):
+    y, s, g = toy(n=50)
+    with pytest.raises(ValueError, match=option):
+        subgroup_report(y, s, g, **{option: value})
+
+
+def test_report_plot_and_summary():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    y, s, g = toy()
+    rep = subgroup_report(y, s, g, n_boot=100)
+    fig = rep.plot(["TPR", "FPR", "AUROC"])
+    assert len(fig.axes) == 3
+    summary = rep.summary(["n", "TPR"])
+    assert list(summary.index) == ["A", "B", "overall"]
+    assert summary.loc["A", "n"] == str(int((g == "A").sum()))
+    with pytest.raises(ValueError, match="unknown"):
+        rep.summary(["tpr"])
+
+
+def test_expected_calibration_error():
+    y = np.array([0, 1, 0, 1])
+    assert expected_calibration_error(y, np.array([0.0, 1.0, 0.0, 1.0])) == 0.0
+    assert expected_calibration_error(y, np.full(4, 0.5)) == pytest.approx(0.0)
+    assert expected_calibration_error(np.ones(4, int), np.full(4, 0.25)) == pytest.approx(0.75)
+
+
+def test_counterfactual_flip_rate():
+    s = np.array([0.9, 0.6, 0.2, 0.7])
+    t = np.array([0.3, 0.55, 0.6, 0.8])
+    out = counterfactual_flip_rate(s, t, groups=[1, 1, 0, 0])
+    assert out.loc["overall", "flip_rate"] == pytest.approx(0.5)
+    assert out.loc["overall", "flip_to_negative"] == pytest.approx(0.25)
+    assert out.loc["overall", "flip_to_positive"] == pytest.approx(0.25)
+    assert out.loc["overall", "mean_abs_change"] == pytest.approx(np.mean(np.abs(s - t)))
+    assert out.loc[1, "flip_rate"] == pytest.approx(0.5)
+    assert out.loc[0, "mean_change"] == pytest.approx(np.mean([0.2 - 0.6, 0.7 - 0.8]))
+    with pytest.raises(ValueError, match="twin_scores"):
+        counterfactual_flip_rate(s, t[:3])
+    with pytest.raises(ValueError, match="scores"):
+        counterfactual_flip_rate(s + 1, t)
+
+
+def test_aggregate_seeds():
+    from scipy import stats
+
+    df = pd.DataFrame({"setting": ["a"] * 4 + ["b"] * 2, "gap": [0.1, 0.2, 0.3, 0.2, 1.0, 1.0]})
+    out = aggregate_seeds(df, "setting", "gap").set_index("setting")
+    x = np.array([0.1, 0.2, 0.3, 0.2])
+    half = stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2
+    assert out.loc["a", "gap_mean"] == pytest.approx(0.2)
+    assert out.loc["a", "gap_low"] == pytest.approx(0.2 - half)
+    assert out.loc["a", "n_runs"] == 4
+    assert out.loc["b", "gap_sd"] == 0
+    with pytest.raises(ValueError, match="not in df"):
+        aggregate_seeds(df, "seed", "gap")
