@@ -259,9 +259,11 @@ def _train_val(data: Any, val: Any, fraction: float, seed: int) -> tuple[ArrayDa
 
 
 def _has_split(data: Any) -> bool:
-    """True for a cohort whose metadata has both train and val rows."""
+    """True for a cohort with train and val splits (in its metadata, or as attributes)."""
     if isinstance(data, (ArrayData, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
         return False
+    if not hasattr(data, "images"):
+        return hasattr(data, "train") and hasattr(data, "val")
     meta = getattr(data, "meta", None)
     if not isinstance(meta, pd.DataFrame) or "split" not in meta:
         return False

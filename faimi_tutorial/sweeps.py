@@ -1,0 +1,610 @@
+"""Experiments and sweeps, cached on disk by configuration hash.
+
+One *experiment* simulates a cohort, trains a model on it and evaluates the
+model on the held-out test split: per-group TPR/FPR/accuracy/AUROC at one
+global threshold, the gaps between the bias group and the others, the AUROC on
+the bias-free counterfactual twins, and the counterfactual flip rate. A *sweep*
+runs experiments over the values of one setting and several seeds.
+
+Every finished experiment is written to a small JSON file named by the hash of
+its full configuration (simulation and training settings, seeds, threshold,
+package version), so re-running a chapter reuses finished runs and changing
+any setting runs afresh. The cache lives in ``$FAIMI_CACHE_DIR`` when set,
+else in ``~/.cache/faimi-tutorial/sweeps``.
+
+>>> import faimi_tutorial as ft
+>>> exp = ft.sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.7, 0.3)})
+>>> len(ft.sweeps.config_hash(exp.to_dict()))
+16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import presets
+from .training import TrainConfig, as_data, fit, predict
+
+#: Metrics stored per group (bias group codes 0 and 1) in every record.
+GROUP_METRICS: tuple[str, ...] = ("TPR", "FPR", "accuracy", "AUROC", "selection_rate")
+
+
+# --------------------------------------------------------------------- hashing
+
+
+def _plain(obj: Any) -> Any:
+    """Convert to JSON-ready plain types, deterministically."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "to_dict"):
+        return _plain(obj.to_dict())
+    return repr(obj)
+
+
+def config_hash(config: Any, length: int = 16) -> str:
+    """Stable hash of a configuration (dicts, dataclasses, tuples, numbers).
+
+    Parameters
+    ----------
+    config : any
+        Nested configuration; key order does not matter, tuples equal lists.
+    length : int, default 16
+        Number of hex digits kept (4 to 64).
+
+    Returns
+    -------
+    str
+        Hex digest prefix of the SHA-256 of the canonical JSON text.
+    """
+    if not 4 <= length <= 64:
+        raise ValueError(f"length={length!r} must be in [4, 64]")
+    text = json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def default_cache_dir() -> Path:
+    """``$FAIMI_CACHE_DIR`` or ``~/.cache/faimi-tutorial/sweeps``."""
+    env = os.environ.get("FAIMI_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "faimi-tutorial" / "sweeps"
+
+
+class ResultCache:
+    """Experiment results on disk, one JSON file per configuration hash.
+
+    Parameters
+    ----------
+    directory : path, optional
+        Where the files go (default :func:`default_cache_dir`).
+    enabled : bool, default True
+        ``False`` makes every lookup miss and every store a no-op.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, enabled: bool = True) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.enabled = bool(enabled)
+
+    def path(self, key: str) -> Path:
+        """File of ``key``."""
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored record of ``key``, or ``None``."""
+        if not self.enabled:
+            return None
+        p = self.path(key)
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text())["record"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, key: str, record: Mapping[str, Any], config: Any = None) -> None:
+        """Store ``record`` (and the configuration it came from) under ``key``."""
+        if not self.enabled:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(key).with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"config": _plain(config), "record": _plain(dict(record))}, indent=1))
+        tmp.replace(self.path(key))
+
+    def __contains__(self, key: str) -> bool:
+        return self.enabled and self.path(key).exists()
+
+    def __len__(self) -> int:
+        return len(list(self.directory.glob("*.json"))) if self.directory.exists() else 0
+
+    def clear(self) -> int:
+        """Delete every stored record; returns how many were deleted."""
+        n = 0
+        if self.directory.exists():
+            for p in self.directory.glob("*.json"):
+                p.unlink()
+                n += 1
+        return n
+
+
+def cached(
+    config: Any,
+    compute: Callable[[], Mapping[str, Any]],
+    cache: ResultCache | None = None,
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """Return the cached record of ``config``, computing and storing it when missing.
+
+    Parameters
+    ----------
+    config : any
+        The configuration that fully determines the result.
+    compute : callable
+        Produces the record (a flat mapping of JSON-ready values).
+    cache : ResultCache, optional
+        Default: a cache in :func:`default_cache_dir`.
+    refresh : bool, default False
+        Recompute even when a record exists.
+
+    Returns
+    -------
+    dict
+        The record, with ``"cached"`` set to whether it came from disk.
+    """
+    cache = cache if cache is not None else ResultCache()
+    key = config_hash(config)
+    if not refresh:
+        hit = cache.get(key)
+        if hit is not None:
+            return {**hit, "cached": True}
+    record = dict(compute())
+    cache.put(key, record, config)
+    return {**_plain(record), "cached": False}
+
+
+# --------------------------------------------------------------------- experiments
+
+
+@dataclass
+class Experiment:
+    """One run: simulate a cohort, train on it, evaluate on its test split.
+
+    Parameters
+    ----------
+    preset : str
+        Preset of the simulator and of training (``tiny``, ``tutorial``, ``paper``).
+    simulation : dict
+        Overrides of :class:`faimi_tutorial.simulate.SimulationConfig` (for
+        example ``{"bias_prevalence": (0.7, 0.3)}``).
+    training : dict
+        Overrides of :class:`faimi_tutorial.training.TrainConfig` (for example
+        ``{"mitigation": "reweighing"}``).
+    seed : int
+        Seed of training; also of the simulated cohort unless ``data_seed`` is set.
+    data_seed : int or None
+        Seed of the simulated cohort (default: ``seed``).
+    threshold : float
+        Global decision threshold of the evaluation, in (0, 1).
+    """
+
+    preset: str = "tutorial"
+    simulation: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    data_seed: int | None = None
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        presets.check_preset(self.preset)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+        if self.data_seed is not None and (not isinstance(self.data_seed, (int, np.integer)) or self.data_seed < 0):
+            raise ValueError(f"data_seed={self.data_seed!r} must be None or a non-negative integer")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ValueError(f"threshold={self.threshold!r} must be in (0, 1)")
+        self.simulation = dict(self.simulation)
+        self.training = dict(self.training)
+        TrainConfig.preset(self.preset, **self.training)  # validates the training overrides
+
+    @property
+    def cohort_seed(self) -> int:
+        """Seed of the simulated cohort."""
+        return int(self.seed if self.data_seed is None else self.data_seed)
+
+    def train_config(self) -> TrainConfig:
+        """The full training configuration."""
+        return TrainConfig.preset(self.preset, **self.training)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type description (the cache key is built from it)."""
+        return _plain(self)
+
+    def replace(self, **changes: Any) -> Experiment:
+        """A copy with fields changed; ``simulation``/``training`` dicts are merged."""
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("simulation", "training"):
+            if name in changes:
+                settings[name] = {**settings[name], **changes.pop(name)}
+        settings.update(changes)
+        return Experiment(**settings)
+
+
+#: A function ``(preset, overrides, seed) -> cohort`` with ``.train``, ``.val``,
+#: ``.test`` splits (``.test.twins`` optional), and a hashable description.
+CohortFactory = Callable[[str, Mapping[str, Any], int], Any]
+
+
+def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
+    """Default cohort factory: :func:`faimi_tutorial.simulate.generate`.
+
+    Parameters
+    ----------
+    preset : str
+        Simulator preset.
+    overrides : mapping
+        Fields of the simulation configuration.
+    seed : int
+        Seed of the cohort.
+
+    Returns
+    -------
+    Cohort
+        The simulated cohort (with train/val/test splits and twins).
+    """
+    from . import simulate
+
+    cfg = simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
+    return simulate.generate(cfg, progress=False)
+
+
+def simulation_settings(preset: str, overrides: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The full simulator configuration of an experiment (for the cache key).
+
+    Parameters
+    ----------
+    preset : str
+        Simulator preset.
+    overrides : mapping
+        Fields of the simulation configuration.
+    seed : int
+        Seed of the cohort.
+
+    Returns
+    -------
+    dict
+        Every field of the resolved configuration, in plain types.
+    """
+    from . import simulate
+
+    cfg = simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
+    return _plain(cfg)
+
+
+_COHORTS: OrderedDict[str, Any] = OrderedDict()
+_COHORT_SLOTS = 2
+
+
+def _cohort(factory: CohortFactory, preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
+    """Generate a cohort, keeping the last few in memory (sweeps reuse them)."""
+    key = config_hash([getattr(factory, "__qualname__", repr(factory)), preset, overrides, seed])
+    if key in _COHORTS:
+        _COHORTS.move_to_end(key)
+        return _COHORTS[key]
+    cohort = factory(preset, overrides, seed)
+    _COHORTS[key] = cohort
+    while len(_COHORTS) > _COHORT_SLOTS:
+        _COHORTS.popitem(last=False)
+    return cohort
+
+
+def evaluate(
+    model: Any,
+    test: Any,
+    twins: Any | None = None,
+    *,
+    threshold: float = 0.5,
+    bias_group: int = 1,
+) -> dict[str, float]:
+    """Subgroup metrics, gaps and the counterfactual test of a model on test data.
+
+    Parameters
+    ----------
+    model : FitResult or torch.nn.Module
+        A trained model.
+    test : cohort-like or ArrayData
+        Test images with ``label`` and ``bias_group``.
+    twins : images, optional
+        The test subjects' counterfactual twins (bias removed), same order;
+        default ``test.twins`` when present.
+    threshold : float, default 0.5
+        One global decision threshold.
+    bias_group : int, default 1
+        Code of the group that carries the bias feature.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``AUROC`` (overall); ``<metric>_g<k>`` per group for
+        :data:`GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``, ``accuracy_gap``,
+        ``AUROC_gap`` (bias group minus the others, signed); ``twin_AUROC``,
+        ``flip_rate``, ``mean_abs_change``, ``mean_change`` and
+        ``flip_rate_bias_group`` when twins are available.
+    """
+    from .metrics import counterfactual_flip_rate, subgroup_report
+
+    data = as_data(test)
+    scores = predict(model, data)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = subgroup_report(data.label, scores, data.bias_group, threshold=threshold, n_boot=0)
+    table = report.table
+    out: dict[str, float] = {
+        "n_test": float(len(data)),
+        "accuracy": float(table.loc["overall", "accuracy"]),
+        "AUROC": float(table.loc["overall", "AUROC"]),
+    }
+    groups = [g for g in table.index if g != "overall"]
+    for g in groups:
+        for m in GROUP_METRICS:
+            out[f"{m}_g{int(g)}"] = float(table.loc[g, m])
+    others = [g for g in groups if int(g) != bias_group]
+    for m in ("TPR", "FPR", "accuracy", "AUROC"):
+        if bias_group in [int(g) for g in groups] and others:
+            rest = float(np.nanmean([table.loc[g, m] for g in others]))
+            out[f"{m}_gap"] = float(table.loc[[g for g in groups if int(g) == bias_group][0], m]) - rest
+        else:
+            out[f"{m}_gap"] = float("nan")
+    if twins is None:
+        twins = getattr(test, "twins", None)
+    if twins is not None:
+        twin_scores = predict(model, twins)
+        from sklearn.metrics import roc_auc_score
+
+        out["twin_AUROC"] = float(roc_auc_score(data.label, twin_scores)) if len(set(data.label)) > 1 else math.nan
+        flips = counterfactual_flip_rate(scores, twin_scores, threshold=threshold, groups=data.bias_group)
+        out["flip_rate"] = float(flips.loc["overall", "flip_rate"])
+        out["mean_abs_change"] = float(flips.loc["overall", "mean_abs_change"])
+        out["mean_change"] = float(flips.loc["overall", "mean_change"])
+        if bias_group in flips.index:
+            out["flip_rate_bias_group"] = float(flips.loc[bias_group, "flip_rate"])
+            out["mean_abs_change_bias_group"] = float(flips.loc[bias_group, "mean_abs_change"])
+    return out
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    cache: ResultCache | None = None,
+    refresh: bool = False,
+    factory: CohortFactory | None = None,
+    factory_settings: Callable[[str, Mapping[str, Any], int], Any] | None = None,
+    device: str | None = None,
+    return_model: bool = False,
+) -> dict[str, Any] | tuple[dict[str, Any], Any, Any]:
+    """Run (or fetch from the cache) one experiment.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        What to run.
+    cache : ResultCache, optional
+        Default: :class:`ResultCache` in :func:`default_cache_dir`.
+    refresh : bool, default False
+        Run even when a cached record exists.
+    factory : callable, optional
+        ``(preset, overrides, seed) -> cohort``; default :func:`simulate_cohort`.
+    factory_settings : callable, optional
+        ``(preset, overrides, seed) -> description`` of the data for the cache key;
+        default :func:`simulation_settings` (the full simulator configuration),
+        or the overrides themselves for a custom factory.
+    device : str, optional
+        Training device (default automatic).
+    return_model : bool, default False
+        Also return the trained :class:`~faimi_tutorial.training.FitResult` and
+        the cohort (this always trains, skipping the cache lookup, and stores
+        the record).
+
+    Returns
+    -------
+    dict or (dict, FitResult, cohort)
+        A flat record: the experiment's settings, :func:`evaluate`'s metrics,
+        ``best_epoch``, ``epochs_run``, ``train_seconds`` and ``cached``.
+    """
+    from . import __version__
+
+    factory = factory or simulate_cohort
+    if factory_settings is None:
+        factory_settings = simulation_settings if factory is simulate_cohort else (
+            lambda preset, overrides, seed: {"overrides": _plain(overrides), "seed": seed}
+        )
+    key_config = {
+        "version": __version__,
+        "factory": getattr(factory, "__qualname__", repr(factory)),
+        "data": factory_settings(experiment.preset, experiment.simulation, experiment.cohort_seed),
+        "training": experiment.train_config().to_dict(),
+        "seed": experiment.seed,
+        "threshold": experiment.threshold,
+    }
+    trained: dict[str, Any] = {}
+
+    def compute() -> dict[str, Any]:
+        cohort = _cohort(factory, experiment.preset, experiment.simulation, experiment.cohort_seed)
+        start = time.perf_counter()
+        result = fit(cohort, experiment.train_config(), seed=experiment.seed, device=device, progress=False)
+        seconds = time.perf_counter() - start
+        test = cohort.test
+        record = evaluate(result, test, threshold=experiment.threshold)
+        record.update(
+            best_epoch=result.best_epoch,
+            epochs_run=len(result.history),
+            train_seconds=seconds,
+        )
+        trained["result"], trained["cohort"] = result, cohort
+        return record
+
+    record = cached(key_config, compute, cache, refresh=refresh or return_model)
+    settings = {
+        "preset": experiment.preset,
+        "seed": experiment.seed,
+        "data_seed": experiment.cohort_seed,
+        "mitigation": experiment.train_config().mitigation,
+        **{f"sim.{k}": _label(v) for k, v in experiment.simulation.items()},
+        **{f"train.{k}": _label(v) for k, v in experiment.training.items() if k != "mitigation"},
+        "key": config_hash(key_config),
+    }
+    record = {**settings, **record}
+    if return_model:
+        return record, trained["result"], trained["cohort"]
+    return record
+
+
+def _label(value: Any) -> Any:
+    """A table-friendly label: tuples of shares read like ``70/30``."""
+    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float, np.number)) for v in value):
+        if all(0 <= float(v) <= 1 for v in value):
+            return "/".join(f"{100 * float(v):g}" for v in value)
+        return "/".join(f"{float(v):g}" for v in value)
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def run_all(
+    experiments: Iterable[Experiment],
+    *,
+    progress: bool = True,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Run (or fetch) many experiments; one row per experiment.
+
+    Experiments are run in the order given; ordering them so that runs sharing a
+    cohort are adjacent lets the in-memory cohort cache skip regeneration.
+
+    Parameters
+    ----------
+    experiments : iterable of Experiment
+        The runs.
+    progress : bool, default True
+        Show a progress bar over runs.
+    **kwargs
+        Passed to :func:`run_experiment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The records.
+    """
+    from tqdm.auto import tqdm
+
+    experiments = list(experiments)
+    rows = [run_experiment(e, **kwargs) for e in tqdm(experiments, desc="experiments", disable=not progress, leave=False)]
+    return pd.DataFrame(rows)
+
+
+def sweep(
+    base: Experiment,
+    parameter: str,
+    values: Sequence[Any],
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    progress: bool = True,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Run ``base`` for every value of one setting and every seed.
+
+    Parameters
+    ----------
+    base : Experiment
+        The settings shared by all runs.
+    parameter : str
+        ``"simulation.<field>"`` or ``"training.<field>"``; a bare field name is
+        looked up in the training settings first, then taken as a simulation field.
+    values : sequence
+        Values of the setting.
+    seeds : sequence of int, default (0, 1, 2)
+        Seeds; each seed gives a fresh cohort and a fresh model.
+    progress : bool, default True
+        Show a progress bar.
+    **kwargs
+        Passed to :func:`run_experiment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (value, seed), with a ``value`` column (table-friendly label)
+        and a ``parameter`` column.
+    """
+    if not values:
+        raise ValueError("values=[] must hold at least one value")
+    if not seeds:
+        raise ValueError("seeds=[] must hold at least one seed")
+    section, _, name = parameter.rpartition(".")
+    if not section:
+        section = "training" if name in {f.name for f in dataclasses.fields(TrainConfig)} else "simulation"
+    if section not in ("simulation", "training"):
+        raise ValueError(f"parameter={parameter!r} must be 'simulation.<field>' or 'training.<field>'")
+    runs = []
+    for seed in seeds:
+        for value in values:
+            runs.append(base.replace(seed=int(seed), **{section: {name: value}}))
+    table = run_all(runs, progress=progress, **kwargs)
+    table.insert(0, "value", [_label(v) for _ in seeds for v in values])
+    table.insert(0, "parameter", name)
+    order = {(_label(v)): i for i, v in enumerate(values)}
+    table["_order"] = table["value"].map(order)
+    return table.sort_values(["_order", "seed"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def summarise(
+    table: pd.DataFrame,
+    by: str | Sequence[str] = "value",
+    values: Sequence[str] = ("TPR_gap", "FPR_gap", "accuracy", "AUROC"),
+) -> pd.DataFrame:
+    """Mean and 95 % interval across seeds (:func:`faimi_tutorial.metrics.aggregate_seeds`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`sweep` or :func:`run_all`.
+    by : str or sequence of str, default "value"
+        Columns identifying a setting.
+    values : sequence of str
+        Columns to aggregate (missing ones are skipped).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per setting, in the table's order of first appearance.
+    """
+    from .metrics import aggregate_seeds
+
+    by = [by] if isinstance(by, str) else list(by)
+    present = [v for v in values if v in table.columns]
+    out = aggregate_seeds(table, by, present)
+    first = table.drop_duplicates(by)[by].reset_index(drop=True).reset_index().rename(columns={"index": "_order"})
+    out = out.merge(first, on=by, how="left").sort_values("_order").drop(columns="_order")
+    return out.reset_index(drop=True)
