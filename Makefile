@@ -10,7 +10,6 @@ export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION = 1
-export MPLBACKEND = Agg
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 .PHONY: help env book test test-unit test-book test-browser bench clean

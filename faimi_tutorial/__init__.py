@@ -21,6 +21,7 @@ _SUBMODULES = (
     "metrics",
     "models",
     "plotting",
+    "postprocess",
     "presets",
     "probing",
     "runtime",

@@ -269,6 +269,8 @@ class SubgroupReport:
         Bootstrap interval bounds, same shape as ``table`` (NaN where undefined).
     gaps : pandas.DataFrame
         One row per model metric: ``difference`` (max - min over groups), its interval,
+        ``contrast`` (with two groups: second group minus first, signed, with its
+        interval ``contrast_low``/``contrast_high``, which may include zero),
         ``ratio`` (min / max), ``worst`` (value of the worst group) and ``worst_group``.
     fairness : pandas.Series
         Equalized-odds difference (max of the TPR and FPR differences) and
@@ -466,6 +468,8 @@ def subgroup_report(
     model_metrics = [m for m in METRICS if m not in DESCRIPTIVE]
     diff_low = pd.Series(np.nan, index=model_metrics)
     diff_high = diff_low.copy()
+    contrast_low = diff_low.copy()
+    contrast_high = diff_low.copy()
     alpha = (1.0 - confidence) / 2.0
     if n_boot:
         rng = np.random.default_rng(seed)
@@ -499,6 +503,10 @@ def subgroup_report(
                 if ok.sum() >= max(10, n_boot // 2):
                     diff_low[m] = np.quantile(diffs[ok], alpha)
                     diff_high[m] = np.quantile(diffs[ok], 1 - alpha)
+                    if len(labels) == 2:
+                        signed = (stacked[1] - stacked[0])[ok]
+                        contrast_low[m] = np.quantile(signed, alpha)
+                        contrast_high[m] = np.quantile(signed, 1 - alpha)
 
     groups_only = table.loc[labels, model_metrics]
     with warnings.catch_warnings():
@@ -520,6 +528,13 @@ def subgroup_report(
             "difference": gmax - gmin,
             "difference_low": diff_low,
             "difference_high": diff_high,
+            "contrast": (
+                groups_only.loc[labels[1]] - groups_only.loc[labels[0]]
+                if len(labels) == 2
+                else pd.Series(np.nan, index=model_metrics)
+            ),
+            "contrast_low": contrast_low,
+            "contrast_high": contrast_high,
             "ratio": _ratio(gmin.to_numpy(), gmax.to_numpy()),
             "worst": worst,
             "worst_group": worst_group,

@@ -95,7 +95,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def about(print_it: bool = True) -> str:
+def about(print_it: bool = True) -> str | None:
     """Print (and return) versions, the compute device and the active preset.
 
     Every chapter calls this in its first cells so that a reader (or a teacher
@@ -108,8 +108,9 @@ def about(print_it: bool = True) -> str:
 
     Returns
     -------
-    str
-        The banner text.
+    str or None
+        The banner text when ``print_it`` is False (None otherwise, so that a notebook
+        does not show it twice).
     """
     import torch
 
@@ -123,4 +124,5 @@ def about(print_it: bool = True) -> str:
     text = "\n".join(lines)
     if print_it:
         print(text)
+        return None
     return text

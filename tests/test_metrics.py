@@ -140,6 +140,23 @@ def test_bootstrap_intervals_contain_estimate_and_are_seeded():
     width = r1.ci_high - r1.ci_low
     assert width.loc["B", "TPR"] > width.loc["A", "TPR"]
     assert r1.gaps.loc["TPR", "difference_low"] <= r1.gaps.loc["TPR", "difference_high"]
+    # signed contrast B - A, with an interval around it
+    for m in ("TPR", "FPR"):
+        c = r1.gaps.loc[m]
+        assert c.contrast == pytest.approx(r1.table.loc["B", m] - r1.table.loc["A", m])
+        assert c.contrast_low <= c.contrast <= c.contrast_high
+
+
+def test_contrast_interval_covers_zero_without_a_gap_and_excludes_it_with_one():
+    rng = np.random.default_rng(11)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    g = rng.integers(0, 2, n)
+    s = np.clip(0.4 * y + rng.uniform(0, 0.6, n), 0, 1)
+    same = subgroup_report(y, s, g, n_boot=400).gaps.loc["FPR"]
+    assert same.contrast_low < 0 < same.contrast_high
+    shifted = subgroup_report(y, np.clip(s + 0.2 * g, 0, 1), g, n_boot=400).gaps.loc["FPR"]
+    assert shifted.contrast_low > 0
 
 
 def test_interval_coverage_is_roughly_nominal():
@@ -166,7 +183,7 @@ def test_group_without_positives_is_undefined_with_warning():
     assert np.isnan(rep.table.loc["A", "TPR"])
     assert ("A", "TPR") in rep.undefined and ("A", "AUROC") in rep.undefined
     assert np.isnan(rep.gaps.loc["TPR", "difference"])
-    assert rep.gaps.loc["TPR", "worst_group"] is None
+    assert pd.isna(rep.gaps.loc["TPR", "worst_group"])
     assert rep.summary().loc["A", "TPR"] == "undefined"
     assert not np.isnan(rep.table.loc["B", "TPR"])
 
