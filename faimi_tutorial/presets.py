@@ -29,10 +29,30 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 #: Simulator settings per preset (read by :mod:`faimi_tutorial.simulate`).
+#: ``grid_2d``/``grid_3d`` hold the grid and cohort size for each ``dims``; other keys
+#: are :class:`faimi_tutorial.simulate.SimulationConfig` fields shared by both.
 SIMULATION: dict[str, dict[str, Any]] = {
-    "tiny": {},
-    "tutorial": {},
-    "paper": {},
+    "tiny": {
+        "dims": 3,
+        "grid_3d": {"shape": (24, 28, 24), "spacing": 8.0, "n_subjects": 24,
+                    "integration_spacing_mm": 16.0},
+        "grid_2d": {"shape": (32, 32), "spacing": 6.0, "n_subjects": 64,
+                    "integration_spacing_mm": 12.0},
+    },
+    "tutorial": {
+        "dims": 3,
+        "grid_3d": {"shape": (48, 56, 48), "spacing": 4.0, "n_subjects": 500,
+                    "integration_spacing_mm": 8.0},
+        "grid_2d": {"shape": (64, 64), "spacing": 3.0, "n_subjects": 2000,
+                    "integration_spacing_mm": 6.0},
+    },
+    "paper": {
+        "dims": 3,
+        "grid_3d": {"shape": (99, 117, 95), "spacing": 2.0, "n_subjects": 2000,
+                    "integration_spacing_mm": 6.0},
+        "grid_2d": {"shape": (128, 128), "spacing": 1.5, "n_subjects": 5000,
+                    "integration_spacing_mm": 4.5},
+    },
 }
 
 #: Training settings per preset (read by :mod:`faimi_tutorial.training`).

@@ -1,0 +1,1310 @@
+"""A SimBA-style generator of synthetic brain MRI with known disease and bias effects.
+
+The generative model follows Stanley, Wilms and Forkert (MICCAI 2023; JAMIA 2024),
+re-implemented from the papers' description:
+
+* **Template.** The MNI152 T1 template (:mod:`faimi_tutorial.anatomy`).
+* **Subject variation.** A velocity field ``sum_k sqrt(lambda_k) z_k phi_k`` over a
+  smooth basis with decaying variances; every ``z_k ~ N(0, 1)`` is drawn
+  independently. SimBA fits its basis by PCA on real subjects; offline we have none,
+  so a synthetic basis of low-frequency cosine fields stands in
+  (:meth:`ShapeBasis.synthetic`), and a fitted basis can be passed instead
+  (:meth:`ShapeBasis.from_samples`).
+* **Disease effect.** A radial velocity field centred on the disease region, scaled by
+  a coefficient ``c`` drawn from ``N(mean, sd)`` per class (default ``N(+1, 1)`` for
+  disease and ``N(-1, 1)`` for controls). A positive coefficient shrinks the region
+  (atrophy), a negative one enlarges it.
+* **Bias effect.** The same kind of field in the bias region with ``b ~ N(2, 1)``,
+  applied only to the bias group (``bias_kind="morphological"``); or a contrast
+  stretch by ``intensity_factor`` about mid-grey (``"intensity"``); or both.
+* **Integration.** The summed velocity field is integrated by scaling and squaring
+  on a coarse grid and the displacement is upsampled once; the template is then
+  warped with :func:`torch.nn.functional.grid_sample`, in batches, on CPU or GPU.
+* **Cohort.** Exact class counts, bias-group counts per class from the bias
+  prevalence, train/val/test splits stratified on class x bias group.
+* **Counterfactual twins.** Every subject is generated twice from the same draws:
+  with its bias effect and without it. Subjects outside the bias group have no bias
+  effect, so their twin equals the original.
+
+The same configuration and seed give byte-identical images on the same device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import anatomy, presets
+
+__all__ = [
+    "ConfigError",
+    "SimulationConfig",
+    "ShapeBasis",
+    "Cohort",
+    "generate",
+    "regional_field",
+    "integrate_velocity",
+    "warp",
+    "contrast_stretch",
+    "sample_design",
+    "register",
+]
+
+BIAS_KINDS: tuple[str, ...] = ("morphological", "intensity", "both")
+INTENSITY_SCOPES: tuple[str, ...] = ("region", "global")
+
+# Peak of s * (1 - s^2)^3 on [0, 1] (at s = 1/sqrt(7)): normalises the radial bump.
+_BUMP_PEAK = (1 / math.sqrt(7)) * (6 / 7) ** 3
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value: names the field, the value and the allowed range.
+
+    Parameters
+    ----------
+    field : str
+        The configuration field.
+    value : object
+        The rejected value.
+    allowed : str
+        The allowed range, in words.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}={value!r} is invalid; allowed: {allowed}")
+
+
+# --------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------
+
+_HELP: dict[str, str] = {
+    "preset": "preset whose grid and cohort size fill unset fields (tiny, tutorial, paper)",
+    "dims": "2 for an axial slice through the disease region, 3 for volumes",
+    "shape": "grid size in voxels (2 or 3 numbers); default: the preset's grid for dims",
+    "spacing": "voxel size in mm; default: the preset's",
+    "slice_z": "2D only: MNI z (mm) of the axial slice; default: the disease region's centre",
+    "n_subjects": "number of subjects; default: the preset's for dims",
+    "disease_fraction": "fraction of subjects with the disease (class balance)",
+    "bias_prevalence": "P(bias group | disease) and P(bias group | control)",
+    "disease_region": "region of the disease effect: a name or 'x,y,z,radius' in mm",
+    "disease_mean": "mean of the disease coefficient c for (disease, control)",
+    "disease_sd": "standard deviation of c for (disease, control)",
+    "disease_scale_mm": "peak displacement (mm) of the disease field per unit of c",
+    "bias_region": "region of the bias effect: a name or 'x,y,z,radius' in mm",
+    "bias_mean": "mean of the bias coefficient b (bias group only)",
+    "bias_sd": "standard deviation of b",
+    "bias_scale_mm": "peak displacement (mm) of the bias field per unit of b",
+    "bias_kind": "morphological (a deformation), intensity (a contrast change) or both",
+    "intensity_factor": "contrast stretch about mid-grey for an intensity bias",
+    "intensity_scope": "region (the bias region only, smoothly tapered) or global",
+    "n_basis": "number of subject-variation basis fields",
+    "basis_scale_mm": "root-mean-square displacement (mm) of the subject variation",
+    "basis_decay": "variance of basis field k decays as (frequency^2)^-decay",
+    "support": "support radius of the regional fields, in region radii",
+    "noise_sd": "standard deviation of additive Gaussian noise (image range [0, 1])",
+    "split": "fractions of subjects in train, val and test",
+    "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated",
+    "squaring_steps": "scaling-and-squaring steps",
+    "seed": "random seed: the same configuration and seed give identical images",
+}
+
+
+def _hfield(default: Any = None, **kw: Any) -> Any:
+    return field(default=default, **kw)
+
+
+@dataclass
+class SimulationConfig:
+    """Everything that defines a simulated cohort (validated at construction).
+
+    Fields left as ``None`` are filled from the preset (:data:`presets.SIMULATION`):
+    the grid and cohort size depend on the preset and on ``dims``. Build one with
+    :meth:`preset` and override any field::
+
+        cfg = SimulationConfig.preset("tutorial", bias_prevalence=(0.7, 0.3))
+
+    Parameters
+    ----------
+    preset : str
+        ``"tiny"``, ``"tutorial"`` or ``"paper"``.
+    dims : int
+        2 (an axial slice through the disease region) or 3.
+    shape : tuple of int, optional
+        Grid size (2 or 3 numbers matching ``dims``).
+    spacing : float, optional
+        Voxel size (mm).
+    slice_z : float, optional
+        2D only: MNI z of the slice (default: the disease region's centre).
+    n_subjects : int, optional
+        Cohort size, >= 8.
+    disease_fraction : float
+        Fraction with the disease, in (0, 1).
+    bias_prevalence : tuple of float
+        ``(P(bias | disease), P(bias | control))``, each in [0, 1].
+    disease_region, bias_region : str or anatomy.Region
+        Regions of the effects (names from :data:`anatomy.REGIONS` or
+        ``"x,y,z,radius"``).
+    disease_mean, disease_sd : tuple of float
+        Distribution of the disease coefficient for (disease, control).
+    disease_scale_mm, bias_scale_mm : float
+        Peak displacement per unit coefficient (mm).
+    bias_mean, bias_sd : float
+        Distribution of the bias coefficient.
+    bias_kind : str
+        ``"morphological"``, ``"intensity"`` or ``"both"``.
+    intensity_factor : float
+        Contrast factor of an intensity bias, in (0, 5].
+    intensity_scope : str
+        ``"region"`` or ``"global"``.
+    n_basis : int
+        Number of subject-variation basis fields, in [0, 200].
+    basis_scale_mm : float
+        RMS displacement of subject variation (mm).
+    basis_decay : float
+        Decay exponent of the basis variances.
+    support : float
+        Support radius of the regional fields in region radii, in [1.2, 5].
+    noise_sd : float
+        Additive Gaussian noise, in [0, 0.5].
+    split : tuple of float
+        Train, val and test fractions (positive, summing to 1).
+    integration_spacing_mm : float, optional
+        Spacing of the integration grid (default: the preset's).
+    squaring_steps : int
+        Scaling-and-squaring steps, in [1, 12].
+    seed : int
+        Non-negative seed.
+    """
+
+    preset: str = "tutorial"
+    dims: int = 3
+    shape: tuple[int, ...] | None = None
+    spacing: float | None = None
+    slice_z: float | None = None
+    n_subjects: int | None = None
+    disease_fraction: float = 0.5
+    bias_prevalence: tuple[float, float] = (0.7, 0.3)
+    disease_region: Any = "right_insula"
+    disease_mean: tuple[float, float] = (1.0, -1.0)
+    disease_sd: tuple[float, float] = (1.0, 1.0)
+    disease_scale_mm: float = 3.0
+    bias_region: Any = "right_putamen"
+    bias_mean: float = 2.0
+    bias_sd: float = 1.0
+    bias_scale_mm: float = 1.5
+    bias_kind: str = "morphological"
+    intensity_factor: float = 1.2
+    intensity_scope: str = "region"
+    n_basis: int = 20
+    basis_scale_mm: float = 2.0
+    basis_decay: float = 1.0
+    support: float = 2.0
+    noise_sd: float = 0.02
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    integration_spacing_mm: float | None = None
+    squaring_steps: int = 6
+    seed: int = 0
+
+    # ---------------------------------------------------------------- validation
+    def __post_init__(self) -> None:  # noqa: C901 - one check per field, kept flat
+        try:
+            presets.check_preset(self.preset)
+        except ValueError:
+            raise ConfigError("preset", self.preset, ", ".join(presets.PRESET_NAMES)) from None
+        self.dims = self._int("dims", self.dims, 2, 3)
+        grid_defaults = _preset_values(self.preset)[f"grid_{self.dims}d"]
+        if self.shape is None:
+            self.shape = tuple(grid_defaults["shape"])
+        if self.spacing is None:
+            self.spacing = float(grid_defaults["spacing"])
+        if self.n_subjects is None:
+            self.n_subjects = int(grid_defaults["n_subjects"])
+        if self.integration_spacing_mm is None:
+            self.integration_spacing_mm = float(grid_defaults["integration_spacing_mm"])
+        try:
+            shape = tuple(int(s) for s in self.shape)
+        except (TypeError, ValueError):
+            raise ConfigError("shape", self.shape, f"{self.dims} integers >= 8") from None
+        if len(shape) != self.dims or any(s < 8 or s > 512 for s in shape):
+            raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]")
+        self.shape = shape
+        self.spacing = self._float("spacing", self.spacing, 0.5, 20.0)
+        self.n_subjects = self._int("n_subjects", self.n_subjects, 8, 1_000_000)
+        self.disease_fraction = self._float(
+            "disease_fraction", self.disease_fraction, 0.0, 1.0, open_=True
+        )
+        self.bias_prevalence = self._pair("bias_prevalence", self.bias_prevalence, 0.0, 1.0)
+        for name in ("disease_region", "bias_region"):
+            value = getattr(self, name)
+            try:
+                region = anatomy.get_region(value)
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError(
+                    name, value, "a region name (" + ", ".join(sorted(anatomy.REGIONS)) + ") "
+                    "or 'x,y,z,radius' in mm"
+                ) from None
+            # keep names as names (readable in JSON); keep custom regions as Region objects
+            if anatomy.REGIONS.get(region.name) != region:
+                setattr(self, name, region)
+            else:
+                setattr(self, name, region.name)
+        self.disease_mean = self._pair("disease_mean", self.disease_mean, -20.0, 20.0)
+        self.disease_sd = self._pair("disease_sd", self.disease_sd, 0.0, 20.0)
+        self.disease_scale_mm = self._float("disease_scale_mm", self.disease_scale_mm, 0.0, 30.0)
+        self.bias_mean = self._float("bias_mean", self.bias_mean, -20.0, 20.0)
+        self.bias_sd = self._float("bias_sd", self.bias_sd, 0.0, 20.0)
+        self.bias_scale_mm = self._float("bias_scale_mm", self.bias_scale_mm, 0.0, 30.0)
+        if self.bias_kind not in BIAS_KINDS:
+            raise ConfigError("bias_kind", self.bias_kind, ", ".join(BIAS_KINDS))
+        self.intensity_factor = self._float("intensity_factor", self.intensity_factor, 0.0, 5.0,
+                                            open_low=True)
+        if self.intensity_scope not in INTENSITY_SCOPES:
+            raise ConfigError("intensity_scope", self.intensity_scope, ", ".join(INTENSITY_SCOPES))
+        self.n_basis = self._int("n_basis", self.n_basis, 0, 200)
+        self.basis_scale_mm = self._float("basis_scale_mm", self.basis_scale_mm, 0.0, 30.0)
+        self.basis_decay = self._float("basis_decay", self.basis_decay, 0.0, 4.0)
+        self.support = self._float("support", self.support, 1.2, 5.0)
+        self.noise_sd = self._float("noise_sd", self.noise_sd, 0.0, 0.5)
+        split = self._tuple("split", self.split, 3, 0.0, 1.0)
+        if any(s <= 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
+            raise ConfigError("split", self.split, "three positive fractions summing to 1")
+        self.split = split
+        self.integration_spacing_mm = self._float(
+            "integration_spacing_mm", self.integration_spacing_mm, self.spacing, 40.0
+        )
+        self.squaring_steps = self._int("squaring_steps", self.squaring_steps, 1, 12)
+        self.seed = self._int("seed", self.seed, 0, 2**63 - 1)
+        if self.dims == 2:
+            disease = anatomy.get_region(self.disease_region)
+            if self.slice_z is None:
+                self.slice_z = disease.centre_mm[2]
+            self.slice_z = self._float("slice_z", self.slice_z, -100.0, 120.0)
+            for name in ("disease_region", "bias_region"):
+                region = anatomy.get_region(getattr(self, name))
+                if abs(region.centre_mm[2] - self.slice_z) >= region.radius_mm:
+                    raise ConfigError(
+                        name, region.name,
+                        f"in 2D, a region that the slice z={self.slice_z:g} mm cuts "
+                        f"(|z - {region.centre_mm[2]:g}| < {region.radius_mm:g})",
+                    )
+        elif self.slice_z is not None:
+            raise ConfigError("slice_z", self.slice_z, "None for dims=3 (only 2D has a slice)")
+
+    @staticmethod
+    def _int(name: str, value: Any, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(name, value, f"an integer in [{lo}, {hi}]")
+        if not lo <= int(value) <= hi:
+            raise ConfigError(name, value, f"an integer in [{lo}, {hi}]")
+        return int(value)
+
+    @staticmethod
+    def _float(name: str, value: Any, lo: float, hi: float, open_: bool = False,
+               open_low: bool = False) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]") from None
+        if isinstance(value, bool) or not math.isfinite(v):
+            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]")
+        if open_:
+            if not lo < v < hi:
+                raise ConfigError(name, value, f"a number in ({lo:g}, {hi:g}) (exclusive)")
+        elif open_low:
+            if not lo < v <= hi:
+                raise ConfigError(name, value, f"a number in ({lo:g}, {hi:g}]")
+        elif not lo <= v <= hi:
+            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]")
+        return v
+
+    @classmethod
+    def _tuple(cls, name: str, value: Any, n: int, lo: float, hi: float) -> tuple:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]") from None
+        if len(items) != n:
+            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]")
+        out = []
+        for item in items:
+            try:
+                out.append(cls._float(name, item, lo, hi))
+            except ConfigError:
+                raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]") from None
+        return tuple(out)
+
+    @classmethod
+    def _pair(cls, name: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
+        return cls._tuple(name, value, 2, lo, hi)  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def preset(cls, name: str | None = None, **overrides: Any) -> SimulationConfig:
+        """The configuration of a preset, with fields overridden.
+
+        Parameters
+        ----------
+        name : str, optional
+            ``"tiny"``, ``"tutorial"`` or ``"paper"`` (default: the active preset,
+            ``$FAIMI_PRESET`` or ``"tutorial"``).
+        **overrides
+            Any field of :class:`SimulationConfig`.
+
+        Returns
+        -------
+        SimulationConfig
+            The validated configuration.
+
+        Raises
+        ------
+        ValueError
+            For an unknown field or an invalid value (a :class:`ConfigError`).
+        """
+        name = presets.active_preset() if name is None else name
+        try:
+            presets.check_preset(name)
+        except ValueError:
+            raise ConfigError("preset", name, ", ".join(presets.PRESET_NAMES)) from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown SimulationConfig field(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values = {k: v for k, v in _preset_values(name).items() if k in known}
+        values.update(overrides)
+        values["preset"] = name
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> SimulationConfig:
+        """A copy with some fields changed (re-validated).
+
+        Grid fields (shape, spacing, n_subjects, slice_z, integration spacing) are
+        re-derived from the preset when ``dims`` or ``preset`` changes and they are
+        not given.
+
+        Parameters
+        ----------
+        **changes
+            Fields to change.
+
+        Returns
+        -------
+        SimulationConfig
+            The new configuration.
+        """
+        values = dataclasses.asdict(self)
+        values["disease_region"] = self.disease_region
+        values["bias_region"] = self.bias_region
+        if ("dims" in changes and changes["dims"] != self.dims) or (
+            "preset" in changes and changes["preset"] != self.preset
+        ):
+            for key in ("shape", "spacing", "n_subjects", "slice_z", "integration_spacing_mm"):
+                values[key] = None
+        values.update(changes)
+        return SimulationConfig(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of every field (regions as names or dicts).
+
+        Returns
+        -------
+        dict
+            Field name to value.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, anatomy.Region):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimulationConfig:
+        """Rebuild a configuration from :meth:`to_dict` output (or its JSON).
+
+        Parameters
+        ----------
+        data : dict
+            Field name to value; unknown keys raise.
+
+        Returns
+        -------
+        SimulationConfig
+            The validated configuration.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SimulationConfig field(s): {', '.join(unknown)}")
+        values = dict(data)
+        for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        for key in ("disease_region", "bias_region"):
+            if isinstance(values.get(key), dict):
+                values[key] = anatomy.get_region(values[key])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """The configuration as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def grid(self) -> anatomy.Grid:
+        """The simulation grid (:class:`anatomy.Grid`)."""
+        return anatomy.grid_for(self.shape, self.spacing, slice_z=self.slice_z)
+
+    @property
+    def disease(self) -> anatomy.Region:
+        """The disease region as an :class:`anatomy.Region`."""
+        return anatomy.get_region(self.disease_region)
+
+    @property
+    def bias(self) -> anatomy.Region:
+        """The bias region as an :class:`anatomy.Region`."""
+        return anatomy.get_region(self.bias_region)
+
+    @property
+    def morphological_bias(self) -> bool:
+        """Whether the bias deforms the anatomy."""
+        return self.bias_kind in ("morphological", "both")
+
+    @property
+    def intensity_bias(self) -> bool:
+        """Whether the bias changes image contrast."""
+        return self.bias_kind in ("intensity", "both")
+
+    @staticmethod
+    def help(name: str) -> str:
+        """One-line description of a field (used by the command line).
+
+        Parameters
+        ----------
+        name : str
+            Field name.
+
+        Returns
+        -------
+        str
+            The description.
+        """
+        return _HELP[name]
+
+
+def _preset_values(name: str) -> dict[str, Any]:
+    values = presets.SIMULATION.get(name) or {}
+    if "grid_3d" not in values or "grid_2d" not in values:
+        raise ValueError(f"presets.SIMULATION[{name!r}] lacks 'grid_2d'/'grid_3d' entries")
+    return values
+
+
+# --------------------------------------------------------------------------------------
+# fields
+# --------------------------------------------------------------------------------------
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _coarse_shape(shape: tuple[int, ...], spacing: float, coarse_spacing: float) -> tuple:
+    factor = max(1.0, coarse_spacing / spacing)
+    return tuple(max(4, int(math.ceil((s - 1) / factor)) + 1) for s in shape)
+
+
+def _points_mm(grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
+    """MNI coordinates of a grid with the same extent as ``grid`` but ``shape`` points."""
+    axes = []
+    for d, n in enumerate(shape):
+        lo = grid.origin[d]
+        hi = grid.origin[d] + grid.spacing * (grid.shape[d] - 1)
+        axes.append(np.linspace(lo, hi, n))
+    mesh = list(np.meshgrid(*axes, indexing="ij"))
+    if grid.dims == 2:
+        mesh.append(np.full_like(mesh[0], grid.origin[2]))
+    return np.stack(mesh, axis=-1)
+
+
+def regional_field(region: anatomy.Region | str, points_mm: np.ndarray, dims: int,
+                   support: float = 2.0) -> np.ndarray:
+    """A unit radial velocity field centred on a region (mm per unit coefficient).
+
+    ``v(x) = (x - c) / R * (1 - |x - c|^2 / R^2)^3 / peak`` inside the support
+    radius ``R = support * radius`` and zero outside: smooth, compactly supported,
+    with a peak displacement of 1 mm. Under the pull-back warp used here a positive
+    coefficient shrinks the region (atrophy) and a negative one enlarges it.
+
+    Parameters
+    ----------
+    region : anatomy.Region or str
+        The region.
+    points_mm : numpy.ndarray
+        MNI coordinates, shape ``(*grid, 3)``.
+    dims : int
+        2 (in-plane components only) or 3.
+    support : float, default 2.0
+        Support radius in region radii.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 field of shape ``(dims, *grid)`` in mm (x, y[, z] components).
+    """
+    region = anatomy.get_region(region)
+    big_r = support * region.radius_mm
+    rel = points_mm - np.asarray(region.centre_mm)
+    s2 = (rel**2).sum(-1) / big_r**2
+    bump = np.where(s2 < 1.0, (1.0 - np.minimum(s2, 1.0)) ** 3, 0.0) / _BUMP_PEAK
+    comps = [rel[..., d] / big_r * bump for d in range(dims)]
+    return np.stack(comps, axis=0)
+
+
+@dataclass
+class ShapeBasis:
+    """A basis of smooth velocity fields for subject-to-subject shape variation.
+
+    Parameters
+    ----------
+    fields : numpy.ndarray
+        Shape ``(K, dims, *grid)``: unit fields in mm on the grid ``grid`` (components
+        x, y[, z]).
+    variances : numpy.ndarray
+        Shape ``(K,)``: the variance ``lambda_k`` (mm^2) of each field's coefficient.
+    grid : anatomy.Grid
+        Grid on which ``fields`` are sampled.
+    name : str
+        A label ("synthetic-cosine", "pca", ...).
+    """
+
+    fields: np.ndarray
+    variances: np.ndarray
+    grid: anatomy.Grid
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        self.fields = np.asarray(self.fields, dtype=np.float64)
+        self.variances = np.asarray(self.variances, dtype=np.float64).reshape(-1)
+        if self.fields.ndim != self.grid.dims + 2 or self.fields.shape[1] != self.grid.dims:
+            raise ValueError(
+                f"fields shape {self.fields.shape} must be (K, {self.grid.dims}, *grid)"
+            )
+        if tuple(self.fields.shape[2:]) != tuple(self.grid.shape):
+            raise ValueError(
+                f"fields grid {self.fields.shape[2:]} does not match grid.shape {self.grid.shape}"
+            )
+        if self.variances.shape[0] != self.fields.shape[0] or np.any(self.variances < 0):
+            raise ValueError(
+                f"variances must be {self.fields.shape[0]} non-negative numbers, "
+                f"got shape {self.variances.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.fields.shape[0])
+
+    @classmethod
+    def synthetic(cls, grid: anatomy.Grid, n_basis: int, scale_mm: float = 2.0,
+                  decay: float = 1.0) -> ShapeBasis:
+        """Low-frequency cosine fields with decaying variances (stand-in for a PCA).
+
+        Mode ``k`` is ``e_d * prod_i cos(pi n_i (x_i - lo_i) / L_i)`` over a box
+        around the brain, for frequency vectors ``n`` ordered by ``|n|^2`` (the
+        constant field excluded) and each component ``d``; each field has unit RMS
+        over the box and variance ``lambda_k proportional to (|n|^2)^-decay``, scaled
+        so that the expected RMS displacement is ``scale_mm``.
+
+        Parameters
+        ----------
+        grid : anatomy.Grid
+            Grid to sample the fields on.
+        n_basis : int
+            Number of fields K.
+        scale_mm : float, default 2.0
+            Expected RMS displacement (mm).
+        decay : float, default 1.0
+            Decay exponent of the variances.
+
+        Returns
+        -------
+        ShapeBasis
+            The basis.
+        """
+        dims = grid.dims
+        box_lo = np.array([-75.0, -110.0, -60.0])[:dims]
+        box_len = np.array([150.0, 190.0, 150.0])[:dims]
+        nmax = 1
+        while True:
+            freqs = [n for n in np.ndindex(*([nmax + 1] * dims)) if any(n)]
+            if len(freqs) * dims >= n_basis or nmax > 8:
+                break
+            nmax += 1
+        modes = sorted(((sum(v * v for v in n), d, n) for n in freqs for d in range(dims)))
+        modes = modes[:n_basis]
+        pts = grid.coordinates()[..., :dims]
+        fields = np.zeros((len(modes), dims, *grid.shape))
+        variances = np.zeros(len(modes))
+        for k, (n2, d, n) in enumerate(modes):
+            val = np.ones(grid.shape)
+            for i in range(dims):
+                val = val * np.cos(math.pi * n[i] * (pts[..., i] - box_lo[i]) / box_len[i])
+            # unit RMS over the box (cos^2 averages 1/2 per non-zero frequency)
+            val = val * math.sqrt(2.0 ** sum(1 for v in n if v))
+            fields[k, d] = val
+            variances[k] = float(n2) ** (-decay)
+        if len(modes):
+            variances *= scale_mm**2 / variances.sum()
+        return cls(fields, variances, grid, name="synthetic-cosine")
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, grid: anatomy.Grid, n_basis: int) -> ShapeBasis:
+        """Fit a basis by PCA on sample velocity (or displacement) fields.
+
+        This is how SimBA builds its basis from real subjects' registrations.
+
+        Parameters
+        ----------
+        samples : numpy.ndarray
+            Shape ``(n_samples, dims, *grid)`` in mm.
+        grid : anatomy.Grid
+            Grid of the samples.
+        n_basis : int
+            Number of principal components to keep (<= n_samples - 1).
+
+        Returns
+        -------
+        ShapeBasis
+            Principal directions (unit RMS) and their variances.
+        """
+        samples = np.asarray(samples, dtype=np.float64)
+        n = samples.shape[0]
+        if not 1 <= n_basis <= n - 1:
+            raise ValueError(f"n_basis={n_basis} must be in [1, {n - 1}] for {n} samples")
+        flat = samples.reshape(n, -1)
+        flat = flat - flat.mean(0, keepdims=True)
+        _, svals, vt = np.linalg.svd(flat, full_matrices=False)
+        m = flat.shape[1]
+        comps = vt[:n_basis] * math.sqrt(m / grid.dims)  # unit RMS per component field
+        variances = svals[:n_basis] ** 2 / (n - 1) / (m / grid.dims)
+        return cls(comps.reshape(n_basis, *samples.shape[1:]), variances, grid, name="pca")
+
+    def resample(self, grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
+        """Fields sampled (linearly) on a grid of the same extent with ``shape`` points.
+
+        Parameters
+        ----------
+        grid : anatomy.Grid
+            Grid whose extent the output spans (must equal :attr:`grid`'s extent).
+        shape : tuple of int
+            Number of points per axis.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(K, dims, *shape)``.
+        """
+        if tuple(shape) == tuple(self.grid.shape):
+            return self.fields
+        torch = _torch()
+        import torch.nn.functional as F
+
+        mode = "bilinear" if self.grid.dims == 2 else "trilinear"
+        t = torch.from_numpy(self.fields.reshape(-1, *self.grid.shape)[None])
+        out = F.interpolate(t, size=tuple(shape), mode=mode, align_corners=True)[0]
+        return out.numpy().reshape(len(self), self.grid.dims, *shape)
+
+
+# --------------------------------------------------------------------------------------
+# integration and warping (torch)
+# --------------------------------------------------------------------------------------
+
+
+def _identity(shape: tuple[int, ...], device=None):
+    """Identity sampling grid of ``shape`` in grid_sample order, shape (1, *shape, D)."""
+    torch = _torch()
+    axes = [torch.linspace(-1.0, 1.0, n, device=device) for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(mesh[::-1], dim=-1)[None]
+
+
+def integrate_velocity(velocity, steps: int = 6):
+    """Integrate a stationary velocity field by scaling and squaring.
+
+    Parameters
+    ----------
+    velocity : torch.Tensor
+        Shape ``(B, D, *grid)`` in normalised grid units (``[-1, 1]`` spans the grid,
+        ``align_corners=True``), channels in :func:`torch.nn.functional.grid_sample`
+        order (channel 0 displaces along the last spatial axis).
+    steps : int, default 6
+        Number of squarings; the field is first divided by ``2**steps``.
+
+    Returns
+    -------
+    torch.Tensor
+        Displacement ``u`` of ``exp(v) = id + u``, same shape as ``velocity``.
+    """
+    import torch.nn.functional as F
+
+    base = _identity(tuple(velocity.shape[2:]), velocity.device)
+    u = velocity / float(2**steps)
+    for _ in range(steps):
+        grid = base + u.movedim(1, -1)
+        u = u + F.grid_sample(u, grid, mode="bilinear", padding_mode="border",
+                              align_corners=True)
+    return u
+
+
+def warp(image, displacement):
+    """Warp images with displacement fields (pull-back: ``out(x) = image(x + u(x))``).
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        Shape ``(B or 1, C, *grid)``; a batch of one is shared by all displacements.
+    displacement : torch.Tensor
+        Shape ``(B, D, *grid)`` in normalised units, grid_sample channel order.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B, C, *grid)``; outside the grid is 0.
+    """
+    import torch.nn.functional as F
+
+    b = displacement.shape[0]
+    shape = tuple(displacement.shape[2:])
+    grid = _identity(shape, displacement.device) + displacement.movedim(1, -1)
+    if image.shape[0] == 1 and b > 1:
+        # one shared image: stack the batch along the first spatial axis of the grid
+        big = grid.reshape(1, b * shape[0], *shape[1:], len(shape))
+        out = F.grid_sample(image, big, mode="bilinear", padding_mode="zeros",
+                            align_corners=True)
+        c = image.shape[1]
+        return out.reshape(c, b, *shape).transpose(0, 1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def contrast_stretch(image, factor: float, weight=None):
+    """Stretch contrast about mid-grey (0.5), clip to ``[0, 1]``, optionally blended.
+
+    Parameters
+    ----------
+    image : torch.Tensor or numpy.ndarray
+        Values in ``[0, 1]``.
+    factor : float
+        Contrast factor (1.2 = 20 % more contrast).
+    weight : array-like, optional
+        Blend weight in ``[0, 1]`` broadcastable to ``image`` (1 = fully stretched).
+
+    Returns
+    -------
+    same type as ``image``
+        The stretched image.
+    """
+    stretched = (image - 0.5) * factor + 0.5
+    stretched = stretched.clip(0.0, 1.0)
+    if weight is None:
+        return stretched
+    return image + weight * (stretched - image)
+
+
+# --------------------------------------------------------------------------------------
+# cohort design
+# --------------------------------------------------------------------------------------
+
+
+def sample_design(cfg: SimulationConfig) -> pd.DataFrame:
+    """Draw who is who: labels, bias groups, splits and every coefficient.
+
+    Class counts are exact (``round(n * disease_fraction)`` with the disease); within
+    each class the bias-group size is ``round(n_class * prevalence)``; splits are
+    assigned within each class x bias-group cell. The coefficients ``c`` (disease),
+    ``b`` (bias) and ``z_k`` (shape) are drawn for everyone, so a change of bias
+    prevalence does not change anyone's anatomy; ``bias_coef`` is 0 where the bias
+    is not applied.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject: ``subject_id``, ``label``, ``bias_group``, ``split``,
+        ``disease_coef``, ``bias_coef``, ``bias_coef_drawn``, ``z_00`` ... ``z_{K-1}``.
+    """
+    rng = np.random.default_rng([int(cfg.seed), 11])
+    n = cfg.n_subjects
+    n_dis = int(round(n * cfg.disease_fraction))
+    n_dis = min(max(n_dis, 1), n - 1)
+    label = np.zeros(n, dtype=np.int64)
+    label[rng.permutation(n)[:n_dis]] = 1
+    bias = np.zeros(n, dtype=np.int64)
+    for cls, prev in ((1, cfg.bias_prevalence[0]), (0, cfg.bias_prevalence[1])):
+        idx = np.flatnonzero(label == cls)
+        k = int(round(len(idx) * prev))
+        bias[rng.permutation(idx)[:k]] = 1
+    split = np.empty(n, dtype=object)
+    fr = np.asarray(cfg.split)
+    for cls in (0, 1):
+        for grp in (0, 1):
+            idx = rng.permutation(np.flatnonzero((label == cls) & (bias == grp)))
+            n_cell = len(idx)
+            n_train = int(round(n_cell * fr[0]))
+            n_val = int(round(n_cell * (fr[0] + fr[1]))) - n_train
+            split[idx[:n_train]] = "train"
+            split[idx[n_train:n_train + n_val]] = "val"
+            split[idx[n_train + n_val:]] = "test"
+    coef_rng = np.random.default_rng([int(cfg.seed), 23])
+    u_c = coef_rng.standard_normal(n)
+    u_b = coef_rng.standard_normal(n)
+    z = coef_rng.standard_normal((n, cfg.n_basis))
+    mean = np.where(label == 1, cfg.disease_mean[0], cfg.disease_mean[1])
+    sd = np.where(label == 1, cfg.disease_sd[0], cfg.disease_sd[1])
+    c = mean + sd * u_c
+    b_drawn = cfg.bias_mean + cfg.bias_sd * u_b
+    meta = pd.DataFrame(
+        {
+            "subject_id": [f"sub-{i + 1:04d}" for i in range(n)],
+            "label": label,
+            "bias_group": bias,
+            "split": pd.Categorical(split, categories=["train", "val", "test"]),
+            "disease_coef": c,
+            "bias_coef": np.where(bias == 1, b_drawn, 0.0),
+            "bias_coef_drawn": b_drawn,
+        }
+    )
+    for k in range(cfg.n_basis):
+        meta[f"z_{k:02d}"] = z[:, k]
+    return meta
+
+
+# --------------------------------------------------------------------------------------
+# the cohort
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cohort:
+    """A simulated cohort: images, counterfactual twins and per-subject metadata.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        float32, shape ``(N, 1, *grid)``, values in ``[0, 1]``.
+    twins : torch.Tensor
+        Same shape: the same subjects generated from the same draws with the bias
+        effect removed (equal to ``images`` outside the bias group).
+    meta : pandas.DataFrame
+        One row per subject (``subject_id``, ``label``, ``bias_group``, ``split``,
+        coefficients, region volumes).
+    config : SimulationConfig or None
+        The configuration that generated the cohort (``None`` for a user's own data).
+    """
+
+    images: Any
+    twins: Any
+    meta: pd.DataFrame
+    config: SimulationConfig | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.meta)
+        if self.images.shape[0] != n or (self.twins is not None and self.twins.shape[0] != n):
+            raise ValueError(
+                f"images ({self.images.shape[0]}), twins and meta ({n}) disagree in length"
+            )
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __repr__(self) -> str:
+        shape = tuple(self.images.shape[2:])
+        counts = self.meta.groupby(["label", "bias_group"]).size().to_dict()
+        return (f"Cohort(n={len(self)}, grid={shape}, "
+                f"label x bias_group counts={counts})")
+
+    @property
+    def label(self) -> np.ndarray:
+        """Disease labels (1 = disease), int64 numpy array."""
+        return self.meta["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def bias_group(self) -> np.ndarray:
+        """Bias-group membership (1 = carries the bias effect), int64 numpy array."""
+        return self.meta["bias_group"].to_numpy(dtype=np.int64)
+
+    @property
+    def grid(self) -> anatomy.Grid | None:
+        """The simulation grid (``None`` without a configuration)."""
+        return None if self.config is None else self.config.grid
+
+    def subset(self, index: Any) -> Cohort:
+        """The sub-cohort selected by a boolean mask or integer indices.
+
+        Parameters
+        ----------
+        index : array-like of bool or int
+            A mask of length ``len(self)`` or positions.
+
+        Returns
+        -------
+        Cohort
+            A new cohort sharing the configuration (image tensors are indexed copies).
+        """
+        torch = _torch()
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise ValueError(f"boolean mask of length {idx.shape} does not match {len(self)}")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).reshape(-1)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"index out of range for a cohort of {len(self)}")
+        t_idx = torch.as_tensor(idx)
+        return Cohort(
+            images=self.images[t_idx],
+            twins=None if self.twins is None else self.twins[t_idx],
+            meta=self.meta.iloc[idx].reset_index(drop=True),
+            config=self.config,
+        )
+
+    def _split(self, name: str) -> Cohort:
+        return self.subset(self.meta["split"].astype(str).to_numpy() == name)
+
+    @property
+    def train(self) -> Cohort:
+        """The training sub-cohort."""
+        return self._split("train")
+
+    @property
+    def val(self) -> Cohort:
+        """The validation sub-cohort."""
+        return self._split("val")
+
+    @property
+    def test(self) -> Cohort:
+        """The test sub-cohort."""
+        return self._split("test")
+
+    def with_twins(self) -> Cohort:
+        """The cohort whose images are the counterfactual twins (bias removed).
+
+        Returns
+        -------
+        Cohort
+            Same metadata, ``images`` replaced by ``twins`` (and ``twins`` by the
+            originals), so any model or metric can be run on the twins directly.
+        """
+        if self.twins is None:
+            raise ValueError("this cohort has no twins")
+        return Cohort(self.twins, self.images, self.meta.copy(), self.config)
+
+    def counts(self) -> pd.DataFrame:
+        """Number of subjects per split, label and bias group.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``(split, label)``, columns bias group 0/1 and total.
+        """
+        table = pd.crosstab([self.meta["split"], self.meta["label"]], self.meta["bias_group"],
+                            margins=True, margins_name="total")
+        return table
+
+
+# --------------------------------------------------------------------------------------
+# generation
+# --------------------------------------------------------------------------------------
+
+
+class _Engine:
+    """Precomputed tensors for one configuration on one device."""
+
+    def __init__(self, cfg: SimulationConfig, device, basis: ShapeBasis | None) -> None:
+        torch = _torch()
+        self.cfg = cfg
+        self.device = device
+        grid = cfg.grid
+        self.grid = grid
+        dims = cfg.dims
+        self.fine = tuple(grid.shape)
+        self.coarse = _coarse_shape(self.fine, grid.spacing, cfg.integration_spacing_mm)
+        # mm -> normalised units per axis (x, y[, z]); then reverse to grid_sample order
+        half = np.array([grid.spacing * (n - 1) / 2.0 for n in self.fine])
+        pts = _points_mm(grid, self.coarse)
+
+        def to_t(field_mm: np.ndarray):
+            # (..., dims, *coarse) mm, x-first  ->  normalised, grid_sample order
+            f = field_mm / half.reshape((dims,) + (1,) * dims)
+            f = np.flip(f, axis=-dims - 1).copy()
+            return torch.as_tensor(f, dtype=torch.float32, device=device)
+
+        self.disease_field = to_t(regional_field(cfg.disease, pts, dims, cfg.support)
+                                  * cfg.disease_scale_mm)
+        self.bias_field = to_t(regional_field(cfg.bias, pts, dims, cfg.support)
+                               * cfg.bias_scale_mm)
+        if basis is None:
+            basis = ShapeBasis.synthetic(grid, cfg.n_basis, cfg.basis_scale_mm, cfg.basis_decay) \
+                if cfg.n_basis else None
+        if basis is not None and len(basis) != cfg.n_basis:
+            raise ValueError(f"basis has {len(basis)} fields but n_basis={cfg.n_basis}")
+        if basis is not None:
+            fields = basis.resample(grid, self.coarse) * np.sqrt(basis.variances).reshape(
+                (-1,) + (1,) * (dims + 1))
+            self.basis = to_t(np.stack([f for f in fields]))  # (K, dims, *coarse)
+        else:
+            self.basis = None
+        template = anatomy.load_template(grid)
+        self.template = torch.as_tensor(np.array(template, dtype=np.float32), device=device)[None, None]
+        # brain bounding box (+ margin) where output can be non-zero
+        brain = template > 0.0
+        margin_mm = 12.0
+        self.margin_vox = int(math.ceil(margin_mm / grid.spacing))
+        idx = np.argwhere(brain)
+        lo = np.maximum(idx.min(0) - self.margin_vox, 0)
+        hi = np.minimum(idx.max(0) + self.margin_vox + 1, np.array(self.fine))
+        self.box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        self.margin_mm = margin_mm
+        box_shape = tuple(int(b - a) for a, b in zip(lo, hi))
+        # normalised coordinates of the box voxels (grid_sample order)
+        axes = [torch.linspace(-1.0, 1.0, n, device=device)[lo[d]:hi[d]]
+                for d, n in enumerate(self.fine)]
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        self.box_points = torch.stack(mesh[::-1], dim=-1)[None]  # (1, *box, D)
+        self.box_shape = box_shape
+        # region masks (for volumes) and the intensity-bias weight
+        self.masks = {}
+        self.region_boxes = {}
+        for key, region in (("disease", cfg.disease), ("bias", cfg.bias)):
+            m = anatomy.region_mask(region, grid, within_brain=True)
+            self.masks[key] = torch.as_tensor(m.astype(np.float32), device=device)[None, None]
+            ridx = np.argwhere(m)
+            if len(ridx) == 0:
+                self.region_boxes[key] = None
+                continue
+            rlo = np.maximum(ridx.min(0) - self.margin_vox, lo)
+            rhi = np.minimum(ridx.max(0) + self.margin_vox + 1, hi)
+            self.region_boxes[key] = tuple(slice(int(a), int(b)) for a, b in zip(rlo, rhi))
+        if cfg.intensity_scope == "region":
+            w = anatomy.region_weight(cfg.bias, grid)
+            self.intensity_weight = torch.as_tensor(w, device=device)[None, None]
+        else:
+            self.intensity_weight = None
+        self.voxel_ml = grid.voxel_volume_ml
+
+    # ------------------------------------------------------------------
+    def velocity(self, z: np.ndarray, c: np.ndarray):
+        torch = _torch()
+        b = len(c)
+        v = torch.zeros((b, self.cfg.dims, *self.coarse), dtype=torch.float32, device=self.device)
+        if self.basis is not None:
+            zt = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+            for k in range(self.basis.shape[0]):
+                v += zt[:, k].view(-1, *([1] * (self.cfg.dims + 1))) * self.basis[k]
+        ct = torch.as_tensor(c, dtype=torch.float32, device=self.device)
+        v += ct.view(-1, *([1] * (self.cfg.dims + 1))) * self.disease_field
+        return v
+
+    def displacement_in_box(self, u_coarse):
+        """Upsample coarse displacement to the brain box (and the full grid if needed)."""
+        import torch.nn.functional as F
+
+        b = u_coarse.shape[0]
+        pts = self.box_points.expand(b, *self.box_points.shape[1:])
+        disp = F.grid_sample(u_coarse, pts, mode="bilinear", padding_mode="border",
+                             align_corners=True)
+        return disp  # (B, D, *box)
+
+    def render(self, u_coarse):
+        """Warp the template with coarse displacements; returns images and region volumes."""
+        torch = _torch()
+        import torch.nn.functional as F
+
+        b = u_coarse.shape[0]
+        dims = self.cfg.dims
+        half = torch.tensor([self.grid.spacing * (n - 1) / 2.0 for n in self.fine][::-1],
+                            device=self.device)
+        max_mm = float((u_coarse.abs().amax(dim=tuple(range(2, dims + 2))) *
+                        half.view(1, -1)).max()) if b else 0.0
+        use_box = max_mm < self.margin_mm - self.grid.spacing
+        if use_box:
+            disp = self.displacement_in_box(u_coarse)
+            grid = self.box_points + disp.movedim(1, -1)
+            shape = self.box_shape
+        else:
+            mode = "bilinear" if dims == 2 else "trilinear"
+            disp = F.interpolate(u_coarse, size=self.fine, mode=mode, align_corners=True)
+            grid = _identity(self.fine, self.device) + disp.movedim(1, -1)
+            shape = self.fine
+        big = grid.reshape(1, b * shape[0], *shape[1:], dims)
+        inner = F.grid_sample(self.template, big, mode="bilinear", padding_mode="zeros",
+                              align_corners=True).reshape(b, 1, *shape)
+        offset = [sl.start for sl in self.box] if use_box else [0] * dims
+        vols = {}
+        for key, mask in self.masks.items():
+            rbox = self.region_boxes[key]
+            if rbox is None:
+                vols[key] = np.zeros(b)
+                continue
+            sub = grid[(slice(None), *[slice(sl.start - o, sl.stop - o)
+                                       for sl, o in zip(rbox, offset)])]
+            sub_shape = tuple(sub.shape[1:-1])
+            warped = F.grid_sample(mask, sub.reshape(1, b * sub_shape[0], *sub_shape[1:], dims),
+                                   mode="bilinear", padding_mode="zeros", align_corners=True)
+            vols[key] = warped.reshape(b, -1).double().sum(1).cpu().numpy() * self.voxel_ml
+        if use_box:
+            out = torch.zeros((b, 1, *self.fine), dtype=torch.float32, device=self.device)
+            out[(slice(None), slice(None), *self.box)] = inner
+        else:
+            out = inner
+        return out, vols
+
+
+def _iter_batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield np.arange(start, min(n, start + size))
+
+
+def default_batch_size(cfg: SimulationConfig) -> int:
+    """Subjects per generation batch (fixed per grid so that results never depend on it).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+
+    Returns
+    -------
+    int
+        Batch size.
+    """
+    voxels = int(np.prod(cfg.shape))
+    return int(max(1, min(512, 2_000_000 // voxels)))
+
+
+def generate(cfg: SimulationConfig | None = None, progress: bool = True, device: Any = None,
+             basis: ShapeBasis | None = None, twins: bool = True) -> Cohort:
+    """Generate a cohort with counterfactual twins.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig, optional
+        The configuration (default: the active preset's).
+    progress : bool, default True
+        Show a progress bar (``tqdm.auto``).
+    device : str or torch.device, optional
+        Where to compute (default: :func:`faimi_tutorial.choose_device`). Results
+        are returned on the CPU. Identical bytes are guaranteed on the same device.
+    basis : ShapeBasis, optional
+        A subject-variation basis (default: :meth:`ShapeBasis.synthetic`); it must
+        have ``cfg.n_basis`` fields and be sampled on ``cfg.grid``.
+    twins : bool, default True
+        Also generate the counterfactual twins (else ``cohort.twins`` is ``None``).
+
+    Returns
+    -------
+    Cohort
+        Images, twins, metadata and the configuration.
+    """
+    torch = _torch()
+    from tqdm.auto import tqdm
+
+    from .runtime import choose_device
+
+    cfg = SimulationConfig.preset() if cfg is None else cfg
+    device = choose_device(device if device is None else str(device))
+    meta = sample_design(cfg)
+    n = len(meta)
+    engine = _Engine(cfg, device, basis)
+    images = torch.empty((n, 1, *cfg.shape), dtype=torch.float32)
+    twin_images = torch.empty((n, 1, *cfg.shape), dtype=torch.float32) if twins else None
+    z = meta[[f"z_{k:02d}" for k in range(cfg.n_basis)]].to_numpy()
+    c = meta["disease_coef"].to_numpy()
+    b = meta["bias_coef"].to_numpy()
+    group = meta["bias_group"].to_numpy()
+    vol_cols = {"disease_region_ml": np.zeros(n), "bias_region_ml": np.zeros(n),
+                "disease_region_ml_twin": np.zeros(n), "bias_region_ml_twin": np.zeros(n)}
+    bs = default_batch_size(cfg)
+    batches = list(_iter_batches(n, bs))
+    bar = tqdm(total=n, desc="simulating", unit="subject", disable=not progress, leave=False)
+    start = time.perf_counter()
+    dims_view = (-1,) + (1,) * (cfg.dims + 1)
+    with torch.no_grad():
+        for idx in batches:
+            v_twin = engine.velocity(z[idx], c[idx])
+            biased = np.flatnonzero(group[idx] == 1)
+            need_orig = cfg.morphological_bias and len(biased) > 0 and cfg.bias_scale_mm > 0
+            if need_orig:
+                bt = torch.as_tensor(b[idx][biased], dtype=torch.float32, device=device)
+                v_orig = v_twin[torch.as_tensor(biased, device=device)] \
+                    + bt.view(dims_view) * engine.bias_field
+                v_all = torch.cat([v_twin, v_orig], 0)
+            else:
+                v_all = v_twin
+            u = integrate_velocity(v_all, cfg.squaring_steps)
+            rendered, vols = engine.render(u)
+            twin_batch = rendered[: len(idx)]
+            orig_batch = twin_batch.clone()
+            vol_d_t, vol_b_t = vols["disease"][: len(idx)], vols["bias"][: len(idx)]
+            vol_d, vol_b = vol_d_t.copy(), vol_b_t.copy()
+            if need_orig:
+                bi = torch.as_tensor(biased, device=device)
+                orig_batch[bi] = rendered[len(idx):]
+                vol_d[biased] = vols["disease"][len(idx):]
+                vol_b[biased] = vols["bias"][len(idx):]
+            if cfg.intensity_bias and len(biased):
+                bi = torch.as_tensor(biased, device=device)
+                orig_batch[bi] = contrast_stretch(orig_batch[bi], cfg.intensity_factor,
+                                                  engine.intensity_weight)
+            if cfg.noise_sd > 0:
+                noise = np.stack([
+                    np.random.default_rng([int(cfg.seed), 37, int(i)]).standard_normal(
+                        cfg.shape, dtype=np.float32) for i in idx
+                ])[:, None]
+                noise_t = torch.as_tensor(noise, device=device) * float(cfg.noise_sd)
+                orig_batch += noise_t
+                twin_batch += noise_t
+            orig_batch.clamp_(0.0, 1.0)
+            twin_batch.clamp_(0.0, 1.0)
+            images[idx[0]: idx[-1] + 1] = orig_batch.cpu()
+            if twin_images is not None:
+                twin_images[idx[0]: idx[-1] + 1] = twin_batch.cpu()
+            vol_cols["disease_region_ml"][idx] = vol_d
+            vol_cols["bias_region_ml"][idx] = vol_b
+            vol_cols["disease_region_ml_twin"][idx] = vol_d_t
+            vol_cols["bias_region_ml_twin"][idx] = vol_b_t
+            bar.update(len(idx))
+    bar.close()
+    for key, values in vol_cols.items():
+        meta[key] = np.round(values, 6)
+    meta.attrs["generation_seconds"] = time.perf_counter() - start
+    return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
+
+
+def register(subparsers) -> None:  # pragma: no cover - replaced below by the CLI module
+    """Add the ``simulate`` subcommand (see :mod:`faimi_tutorial.datasets`)."""
+    from .datasets import register as _register
+
+    _register(subparsers)
