@@ -186,7 +186,8 @@ def _metric_rows(
 def expected_calibration_error(y_true, scores, n_bins: int = 10) -> float:
     """Expected calibration error with equal-width bins.
 
-    ECE = sum over bins of (bin size / n) * |mean score in bin - fraction positive in bin|.
+    ECE is the sum over bins of (bin size / n) times the absolute difference between the
+    mean score and the fraction of positives in the bin.
 
     Parameters
     ----------

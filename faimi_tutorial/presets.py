@@ -28,7 +28,7 @@ DESCRIPTIONS: dict[str, str] = {
     "paper": "SimBA scale (2 mm grid, >= 2,000 subjects): meant for a GPU",
 }
 
-#: Simulator settings per preset (read by :mod:`faimi_tutorial.simulate`).
+#: Simulator settings per preset (read by ``faimi_tutorial.simulate``).
 #: ``grid_2d``/``grid_3d`` hold the grid and cohort size for each ``dims``; other keys
 #: are :class:`faimi_tutorial.simulate.SimulationConfig` fields shared by both.
 SIMULATION: dict[str, dict[str, Any]] = {
@@ -55,7 +55,7 @@ SIMULATION: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Training settings per preset (read by :mod:`faimi_tutorial.training`).
+#: Training settings per preset (read by ``faimi_tutorial.training``).
 TRAINING: dict[str, dict[str, Any]] = {
     "tiny": {
         "model": "classifier",

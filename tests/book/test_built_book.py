@@ -1,0 +1,50 @@
+"""Checks on the built HTML book (run by `make test` after the strict build)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "_build" / "html"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+pytestmark = pytest.mark.skipif(not (HTML / "index.html").exists(), reason="book not built")
+
+
+def page(path: str) -> str:
+    return (HTML / path).read_text(encoding="utf-8")
+
+
+def test_index_exists():
+    assert (HTML / "index.html").exists()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_page_executed_with_figures_and_no_errors(nb):
+    html = page(f"notebooks/{nb.stem}.html")
+    assert "cell_output" in html, "the chapter was not executed"
+    assert re.search(r'<img[^>]+src="[^"]*_images/[^"]+\.png"', html), "no figure on the page"
+    for debris in ("Traceback (most recent call last)", "Error</span>", "Warning:", "it/s]"):
+        assert debris not in html, f"{debris!r} in the rendered chapter"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_launch_buttons_point_to_the_notebook(nb):
+    html = page(f"notebooks/{nb.stem}.html")
+    assert f"colab.research.google.com/github/" in html
+    assert f"/blob/main/notebooks/{nb.stem}.ipynb" in html
+
+
+def test_execution_table_lists_every_chapter():
+    html = page("book/exec_times.html")
+    for nb in NOTEBOOKS:
+        assert nb.stem in html
+
+
+def test_bibliography_and_api_pages():
+    assert "Stanley" in page("book/bibliography.html")
+    assert "subgroup_report" in page("book/api.html")

@@ -1,0 +1,125 @@
+"""The chapters' conventions: every notebook follows the same shape (see README)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def toc_files(node) -> list[str]:
+    out = []
+    if isinstance(node, dict):
+        if "file" in node:
+            out.append(node["file"])
+        if "root" in node:
+            out.append(node["root"])
+        for value in node.values():
+            out += toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            out += toc_files(item)
+    return out
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "no notebooks in notebooks/"
+
+
+def test_every_toc_entry_exists_and_every_notebook_is_listed():
+    files = toc_files(TOC)
+    for f in files:
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}" in files, f"{nb.name} is not in _toc.yml"
+
+
+def test_chapter_names_are_numbered_in_order():
+    numbers = [int(re.match(r"(\d\d)_", nb.name).group(1)) for nb in NOTEBOOKS]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+class TestChapter:
+    def test_valid_and_outputs_cleared(self, path):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        for cell in code_cells(nb):
+            assert cell.outputs == [], f"outputs left in {path.name}"
+            assert cell.execution_count is None, f"execution count left in {path.name}"
+
+    def test_opening_cell_has_goals_prerequisites_and_run_time(self, path):
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert first.cell_type == "markdown"
+        assert first.source.lstrip().startswith("# ")
+        for heading in ("Learning goals", "Prerequisites", "Estimated run time"):
+            assert heading in first.source, f"{heading!r} missing at the top of {path.name}"
+
+    def test_first_code_cells_install_import_and_about(self, path):
+        cells = code_cells(nbformat.read(path, as_version=4))
+        install, imports, about = cells[0].source, cells[1].source, cells[2].source
+        assert '"google.colab" in sys.modules' in install
+        assert "%pip install" in install
+        repo = CONFIG["repository"]["url"].removeprefix("https://")
+        assert repo in install, "the Colab install cell must install from the configured repository"
+        assert "import faimi_tutorial as ft" in imports
+        assert re.search(r"\bft\.about\(\)", about)
+
+    def test_install_cell_does_nothing_outside_colab(self, path):
+        source = code_cells(nbformat.read(path, as_version=4))[0].source
+        lines = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
+        # every statement after the guard is indented under it
+        guard = next(i for i, line in enumerate(lines) if "google.colab" in line)
+        assert all(line.startswith(("import sys", "if ")) for line in lines[: guard + 1])
+        assert all(line.startswith("    ") for line in lines[guard + 1 :])
+
+    def test_recap_and_exercises_with_hidden_executed_solutions(self, path):
+        nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        assert "## Recap" in text and "## Exercises" in text
+        start = next(
+            i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Exercises" in c.source
+        )
+        solutions = [
+            c for c in nb.cells[start:]
+            if c.cell_type == "code" and c.source.startswith("# Solution to exercise")
+        ]
+        assert solutions, f"no solution cells after the exercises in {path.name}"
+        for c in solutions:
+            assert "hide-input" in c.metadata.get("tags", []), "solutions are hidden in a dropdown"
+            assert "skip-execution" not in c.metadata.get("tags", []), "solutions are executed"
+        n_exercises = len(re.findall(r"^\d+\. ", text[text.index("## Exercises"):], flags=re.M))
+        assert len(solutions) >= n_exercises
+
+    def test_no_machine_paths(self, path):
+        raw = path.read_text()
+        assert "/work/" not in raw and "/root/" not in raw and "/home/" not in raw
+
+
+def test_colab_and_binder_buttons_are_configured():
+    launch = CONFIG["launch_buttons"]
+    assert launch["colab_url"].startswith("https://colab.research.google.com")
+    assert launch["binderhub_url"].startswith("https://")
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+
+
+def test_build_is_strict_and_executes_everything():
+    assert CONFIG["execute"]["execute_notebooks"] == "force"
+    assert CONFIG["execute"]["timeout"] > 0
+    assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert CONFIG["only_build_toc_files"] is True
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--warningiserror" in makefile and "--nitpick" in makefile
