@@ -175,3 +175,207 @@ def plot_calibration_by_group(y_true, scores, groups, n_bins: int = 10, ax=None)
 # --- simulation figures ------------------------------------------------------
 
 # --- training and explanation figures ---------------------------------------
+
+
+def plot_training_history(history, metrics=("train_loss", "val_loss"), ax=None):
+    """Learning curves: one panel per metric, one line per run.
+
+    Parameters
+    ----------
+    history : DataFrame, FitResult, or mapping of name to either
+        Per-epoch history (``FitResult.history``) of one or several runs.
+    metrics : sequence of str
+        History columns to draw, one panel each.
+    ax : matplotlib axes or array of axes, optional
+        Where to draw (one per metric).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import pandas as pd
+
+    runs = history if isinstance(history, dict) else {"": history}
+    runs = {k: getattr(v, "history", v) for k, v in runs.items()}
+    for name, h in runs.items():
+        if not isinstance(h, pd.DataFrame):
+            raise ValueError(f"history of run {name!r} is not a DataFrame or FitResult")
+        missing = [m for m in metrics if m not in h.columns]
+        if missing:
+            raise ValueError(f"metrics={missing!r} are not in the history of run {name!r}")
+    fig, axes = _new_axes(len(metrics), ax)
+    for i, (name, h) in enumerate(runs.items()):
+        best = getattr(history.get(name) if isinstance(history, dict) else history, "best_epoch", None)
+        for a, m in zip(axes, metrics):
+            a.plot(h["epoch"], h[m], marker="o", ms=3, color=GROUP_COLOURS[i % len(GROUP_COLOURS)], label=name or None)
+            if best is not None:
+                a.axvline(best, color=GROUP_COLOURS[i % len(GROUP_COLOURS)], ls=":", lw=1)
+    for a, m in zip(axes, metrics):
+        a.set_xlabel("epoch")
+        a.set_title(m.replace("_", " "))
+    if any(runs):
+        axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_summary(summary, x="value", metrics=("TPR_gap", "FPR_gap"), ax=None, xlabel=None,
+                      zero_line=True, labels=None):
+    """Mean and 95 % interval over seeds of metrics against a setting.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`faimi_tutorial.sweeps.summarise` (or
+        :func:`faimi_tutorial.metrics.aggregate_seeds`): columns ``<m>_mean``,
+        ``<m>_low`` and ``<m>_high`` for each metric.
+    x : str, default "value"
+        Column holding the setting (drawn as categories, in table order).
+    metrics : sequence of str
+        Metrics to draw, one panel each.
+    ax : matplotlib axes or array of axes, optional
+        Where to draw.
+    xlabel : str, optional
+        Label of the x axis (default ``x``).
+    zero_line : bool, default True
+        Draw a dashed line at 0 (useful for gaps).
+    labels : mapping of str to str, optional
+        Panel titles per metric.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    for m in metrics:
+        if f"{m}_mean" not in summary.columns:
+            raise ValueError(f"metric {m!r} has no column {m}_mean in the summary")
+    fig, axes = _new_axes(len(metrics), ax)
+    pos = np.arange(len(summary))
+    for i, (a, m) in enumerate(zip(axes, metrics)):
+        mean = summary[f"{m}_mean"].to_numpy(float)
+        low = summary.get(f"{m}_low", summary[f"{m}_mean"]).to_numpy(float)
+        high = summary.get(f"{m}_high", summary[f"{m}_mean"]).to_numpy(float)
+        err = np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
+        a.errorbar(pos, mean, yerr=err, fmt="o-", capsize=4, color=GROUP_COLOURS[i % len(GROUP_COLOURS)])
+        if zero_line:
+            a.axhline(0, color="grey", ls="--", lw=1)
+        a.set_xticks(pos)
+        a.set_xticklabels([str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0)
+        a.set_xlabel(xlabel or x)
+        a.set_title((labels or {}).get(m, m.replace("_", " ")))
+    fig.tight_layout()
+    return fig
+
+
+def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
+    """Images with their saliency maps overlaid and region outlines.
+
+    Parameters
+    ----------
+    images : array-like
+        ``(N, 1, H, W)``/``(N, H, W)`` 2D images, or 3D volumes (the axial slice
+        through the map's maximum is shown).
+    maps : numpy.ndarray
+        ``(N, *grid)`` saliency maps (from :func:`faimi_tutorial.explain.saliency`).
+    masks : mapping of str to numpy.ndarray, optional
+        Regions to outline (boolean masks of the grid).
+    titles : sequence of str, optional
+        One title per image.
+    ncols : int, default 4
+        Panels per row.
+    alpha : float, default 0.6
+        Opacity of the overlay.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    imgs = np.asarray(images.cpu() if hasattr(images, "cpu") else images, dtype=float)
+    maps = np.asarray(maps, dtype=float)
+    if imgs.ndim == maps.ndim + 1:
+        imgs = imgs[:, 0]
+    if imgs.shape != maps.shape:
+        raise ValueError(f"images {imgs.shape} and maps {maps.shape} do not match")
+    n = len(maps)
+    if n == 0:
+        raise ValueError("no images to show")
+    masks = dict(masks or {})
+    if maps.ndim == 4:  # 3D: the slice through the strongest attribution of the first map
+        z = int(np.unravel_index(np.argmax(maps.sum(axis=0)), maps.shape[1:])[2])
+        imgs, maps = imgs[..., z], maps[..., z]
+        masks = {k: np.asarray(v)[..., z] for k, v in masks.items()}
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.7 * nrows), squeeze=False)
+    for i, a in enumerate(axes.ravel()):
+        a.axis("off")
+        if i >= n:
+            continue
+        a.imshow(imgs[i].T, cmap="gray", origin="lower")
+        top = np.percentile(maps[i], 99.5) or 1.0
+        a.imshow(np.ma.masked_less_equal(maps[i].T, 0), cmap="inferno", origin="lower", alpha=alpha, vmin=0, vmax=top)
+        for j, (name, m) in enumerate(masks.items()):
+            a.contour(np.asarray(m, float).T, levels=[0.5], colors=[GROUP_COLOURS[(j + 2) % len(GROUP_COLOURS)]],
+                      linewidths=1.2, origin="lower")
+        if titles is not None:
+            a.set_title(titles[i], fontsize=9)
+    if masks:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=GROUP_COLOURS[(j + 2) % len(GROUP_COLOURS)], label=name)
+                   for j, name in enumerate(masks)]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 if masks else 0, 1, 1))
+    return fig
+
+
+def plot_attribution_shares(table, region, by="model", chance=None, ax=None):
+    """Share of attribution inside one region, per bias group, for several models.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`faimi_tutorial.explain.attribution_by_group` (``outcome``
+        ``"TP+TN"`` is used), with a column ``by`` naming the model.
+    region : str
+        The region to show.
+    by : str, default "model"
+        Column that tells the models apart (bars side by side).
+    chance : float, optional
+        The region's share of the image (what a uniform map gives): a dashed line.
+    ax : matplotlib axes, optional
+        Where to draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    rows = table[(table["region"] == region) & (table["outcome"] == "TP+TN")]
+    if rows.empty:
+        raise ValueError(f"no 'TP+TN' rows for region {region!r}")
+    fig, (a,) = _new_axes(1, ax, width=4.6)
+    models = list(dict.fromkeys(rows[by])) if by in rows else [""]
+    groups = sorted(rows["bias_group"].unique())
+    width = 0.8 / len(groups)
+    for j, g in enumerate(groups):
+        sub = rows[rows["bias_group"] == g].set_index(by) if by in rows else rows[rows["bias_group"] == g]
+        mean = np.array([float(sub.loc[m, "share"]) if by in rows else float(sub["share"].iloc[0]) for m in models])
+        sd = np.array([float(sub.loc[m, "sd"]) if by in rows else float(sub["sd"].iloc[0]) for m in models])
+        n = np.array([float(sub.loc[m, "n"]) if by in rows else float(sub["n"].iloc[0]) for m in models])
+        sem = 1.96 * np.nan_to_num(sd) / np.sqrt(np.maximum(n, 1))
+        a.bar(np.arange(len(models)) + (j - (len(groups) - 1) / 2) * width, mean, width, yerr=sem, capsize=3,
+              color=GROUP_COLOURS[j % len(GROUP_COLOURS)], label=f"bias group {g}")
+    if chance is not None:
+        a.axhline(chance, color="grey", ls="--", lw=1, label="uniform map")
+    a.set_xticks(np.arange(len(models)))
+    a.set_xticklabels([str(m) for m in models])
+    a.set_ylabel(f"share of attribution in {region.replace('_', ' ')}")
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -120,8 +120,7 @@ class ArrayData:
     def subset(self, index: np.ndarray | Sequence[int]) -> ArrayData:
         """The images at ``index`` (integer positions or a boolean mask)."""
         index = np.asarray(index)
-        if index.dtype == bool:
-            index = np.flatnonzero(index)
+        index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64).reshape(-1)
         t = torch.as_tensor(index, dtype=torch.long)
         return ArrayData(self.images[t], self.label[index], self.bias_group[index])
 

@@ -1,0 +1,155 @@
+"""Tests of faimi_tutorial.sweeps: hashing, the on-disk cache, experiments and sweeps."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import faimi_tutorial.sweeps as sweeps
+from faimi_tutorial import training
+
+
+def toy_factory(preset, overrides, seed):
+    """Cohort-like toy data with train/val/test splits and bias-free twins of the test set."""
+    prevalence = tuple(overrides.get("bias_prevalence", (0.5, 0.5)))
+    kw = dict(n=120, size=16, bias_prevalence=prevalence, seed=seed)
+    data = training.toy_data(**kw)
+    twins = training.toy_data(**kw, bias_strength=0.0)
+    idx = np.arange(120)
+    cohort = types.SimpleNamespace(train=data.subset(idx[:70]), val=data.subset(idx[70:90]), test=data.subset(idx[90:]))
+    cohort.test.twins = twins.images[90:]
+    return cohort
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return sweeps.ResultCache(tmp_path / "cache")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = {"x": (1, 2), "y": {"b": 1.0, "a": "s"}}
+    b = {"y": {"a": "s", "b": 1.0}, "x": [1, 2]}
+    assert sweeps.config_hash(a) == sweeps.config_hash(b)
+    assert sweeps.config_hash(a) != sweeps.config_hash({**a, "x": (1, 3)})
+    assert len(sweeps.config_hash(a, length=8)) == 8
+    assert sweeps.config_hash({"v": np.float64(0.5)}) == sweeps.config_hash({"v": 0.5})
+
+    @dataclass
+    class C:
+        p: float = 0.5
+
+    assert sweeps.config_hash(C()) == sweeps.config_hash({"p": 0.5})
+    with pytest.raises(ValueError, match="length"):
+        sweeps.config_hash(a, length=2)
+
+
+def test_result_cache_round_trip_and_clear(cache):
+    assert cache.get("k") is None and "k" not in cache
+    cache.put("k", {"a": 1.5, "b": np.int64(2)}, config={"x": 1})
+    assert "k" in cache and len(cache) == 1
+    assert cache.get("k") == {"a": 1.5, "b": 2}
+    assert cache.clear() == 1 and cache.get("k") is None
+    off = sweeps.ResultCache(cache.directory, enabled=False)
+    off.put("k", {"a": 1})
+    assert off.get("k") is None and len(cache) == 0
+
+
+def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIMI_CACHE_DIR", str(tmp_path))
+    assert sweeps.default_cache_dir() == tmp_path
+    monkeypatch.delenv("FAIMI_CACHE_DIR")
+    assert "faimi-tutorial" in str(sweeps.default_cache_dir())
+
+
+def test_cached_computes_once(cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": 3.0}
+
+    first = sweeps.cached({"c": 1}, compute, cache)
+    second = sweeps.cached({"c": 1}, compute, cache)
+    third = sweeps.cached({"c": 1}, compute, cache, refresh=True)
+    assert len(calls) == 2
+    assert not first["cached"] and second["cached"] and not third["cached"]
+    assert second["value"] == 3.0
+
+
+def test_experiment_validates_and_replaces():
+    with pytest.raises(ValueError, match="seed"):
+        sweeps.Experiment(preset="tiny", seed=-1)
+    with pytest.raises(ValueError, match="threshold"):
+        sweeps.Experiment(preset="tiny", threshold=1.0)
+    with pytest.raises(ValueError, match="preset"):
+        sweeps.Experiment(preset="huge")
+    with pytest.raises(ValueError, match="mitigation"):
+        sweeps.Experiment(preset="tiny", training={"mitigation": "magic"})
+    e = sweeps.Experiment(preset="tiny", simulation={"a": 1}, seed=2)
+    f = e.replace(simulation={"b": 2}, seed=3)
+    assert f.simulation == {"a": 1, "b": 2} and f.seed == 3 and f.cohort_seed == 3
+    assert e.replace(data_seed=7).cohort_seed == 7
+    assert e.train_config().epochs == 3
+
+
+def test_evaluate_reports_gaps_and_counterfactual_flips():
+    cohort = toy_factory("tiny", {"bias_prevalence": (0.9, 0.1)}, 0)
+    r = training.fit(cohort, "tiny", seed=0, progress=False, epochs=2)
+    out = sweeps.evaluate(r, cohort.test)
+    for key in ("accuracy", "AUROC", "TPR_g0", "TPR_g1", "FPR_gap", "TPR_gap", "twin_AUROC", "flip_rate"):
+        assert key in out
+    assert out["TPR_gap"] == pytest.approx(out["TPR_g1"] - out["TPR_g0"])
+    assert 0 <= out["flip_rate"] <= 1
+    # identical twins: nothing flips
+    same = sweeps.evaluate(r, cohort.test, twins=cohort.test.images)
+    assert same["flip_rate"] == 0 and same["mean_abs_change"] == 0
+
+
+def test_run_experiment_uses_the_cache(cache):
+    e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.8, 0.2)}, training={"epochs": 1})
+    first = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
+    second = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
+    assert not first["cached"] and second["cached"]
+    assert first["TPR_gap"] == pytest.approx(second["TPR_gap"])
+    assert first["sim.bias_prevalence"] == "80/20"
+    other = sweeps.run_experiment(e.replace(seed=1), cache=cache, factory=toy_factory)
+    assert not other["cached"] and other["key"] != first["key"]
+    rec, result, cohort = sweeps.run_experiment(e, cache=cache, factory=toy_factory, return_model=True)
+    assert isinstance(result, training.FitResult) and hasattr(cohort, "test")
+
+
+def test_sweep_runs_every_value_and_seed_and_summarises(cache):
+    base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
+    values = [(0.5, 0.5), (0.9, 0.1)]
+    table = sweeps.sweep(base, "bias_prevalence", values, seeds=[0, 1], cache=cache, factory=toy_factory, progress=False)
+    assert len(table) == 4
+    assert table["value"].tolist() == ["50/50", "50/50", "90/10", "90/10"]
+    assert (table["parameter"] == "bias_prevalence").all()
+    summary = sweeps.summarise(table)
+    assert summary["value"].tolist() == ["50/50", "90/10"]
+    assert (summary["n_runs"] == 2).all()
+    assert {"TPR_gap_mean", "TPR_gap_low", "TPR_gap_high"} <= set(summary.columns)
+    again = sweeps.sweep(base, "bias_prevalence", values, seeds=[0, 1], cache=cache, factory=toy_factory, progress=False)
+    assert again["cached"].all()
+    pd.testing.assert_series_equal(again["FPR_gap"], table["FPR_gap"])
+
+
+def test_sweep_over_a_training_setting(cache):
+    base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
+    table = sweeps.sweep(base, "mitigation", ["none", "reweighing"], seeds=[0], cache=cache, factory=toy_factory, progress=False)
+    assert table["mitigation"].tolist() == ["none", "reweighing"]
+    with pytest.raises(ValueError, match="parameter"):
+        sweeps.sweep(base, "model.width", [1], cache=cache, factory=toy_factory)
+    with pytest.raises(ValueError, match="values"):
+        sweeps.sweep(base, "mitigation", [], cache=cache, factory=toy_factory)
+
+
+def test_simulation_settings_resolve_the_full_configuration():
+    pytest.importorskip("faimi_tutorial.simulate")
+    s = sweeps.simulation_settings("tiny", {"bias_prevalence": (0.6, 0.4)}, 3)
+    assert s["seed"] == 3 and list(s["bias_prevalence"]) == [0.6, 0.4]
+    assert "bias_region" in s
