@@ -366,10 +366,10 @@ class Region:
 REGIONS: dict[str, Region] = {
     r.name: r
     for r in [
-        Region("right_insula", (40.0, 4.0, 2.0), 8.0, description="right insula (disease region)"),
-        Region("left_insula", (-40.0, 4.0, 2.0), 8.0, description="left insula"),
-        Region("right_putamen", (24.0, 4.0, 0.0), 7.0, description="right putamen (near bias)"),
-        Region("left_putamen", (-24.0, 4.0, 0.0), 7.0, description="left putamen"),
+        Region("right_insula", (41.0, 2.0, 2.0), 9.0, description="right insula (disease region)"),
+        Region("left_insula", (-41.0, 2.0, 2.0), 9.0, description="left insula"),
+        Region("right_putamen", (24.0, 4.0, 0.0), 8.0, description="right putamen (near bias)"),
+        Region("left_putamen", (-24.0, 4.0, 0.0), 8.0, description="left putamen"),
         Region("right_occipital", (20.0, -90.0, 4.0), 10.0, description="right occipital lobe (far bias)"),
         Region("left_occipital", (-20.0, -90.0, 4.0), 10.0, description="left occipital lobe"),
         Region("right_thalamus", (12.0, -18.0, 6.0), 7.0, description="right thalamus"),

@@ -54,6 +54,7 @@ __all__ = [
     "warp",
     "contrast_stretch",
     "sample_design",
+    "stratified_split",
     "register",
 ]
 
@@ -834,6 +835,43 @@ def contrast_stretch(image, factor: float, weight=None):
 # --------------------------------------------------------------------------------------
 
 
+def stratified_split(label: np.ndarray, group: np.ndarray, fractions: tuple[float, ...],
+                     seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Assign train/val/test within every label x group cell.
+
+    Parameters
+    ----------
+    label, group : numpy.ndarray
+        Integer codes per subject.
+    fractions : tuple of float
+        Train, val and test fractions (summing to 1).
+    seed : int, default 0
+        Seed when ``rng`` is not given.
+    rng : numpy.random.Generator, optional
+        Generator to draw from.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of ``"train"``, ``"val"`` and ``"test"``.
+    """
+    rng = np.random.default_rng(seed) if rng is None else rng
+    label = np.asarray(label)
+    group = np.asarray(group)
+    split = np.empty(len(label), dtype=object)
+    fr = np.asarray(fractions, dtype=float)
+    for cls in np.unique(label):
+        for grp in np.unique(group):
+            idx = rng.permutation(np.flatnonzero((label == cls) & (group == grp)))
+            n_cell = len(idx)
+            n_train = int(round(n_cell * fr[0]))
+            n_val = int(round(n_cell * (fr[0] + fr[1]))) - n_train
+            split[idx[:n_train]] = "train"
+            split[idx[n_train:n_train + n_val]] = "val"
+            split[idx[n_train + n_val:]] = "test"
+    return split
+
+
 def sample_design(cfg: SimulationConfig) -> pd.DataFrame:
     """Draw who is who: labels, bias groups, splits and every coefficient.
 
@@ -866,17 +904,7 @@ def sample_design(cfg: SimulationConfig) -> pd.DataFrame:
         idx = np.flatnonzero(label == cls)
         k = int(round(len(idx) * prev))
         bias[rng.permutation(idx)[:k]] = 1
-    split = np.empty(n, dtype=object)
-    fr = np.asarray(cfg.split)
-    for cls in (0, 1):
-        for grp in (0, 1):
-            idx = rng.permutation(np.flatnonzero((label == cls) & (bias == grp)))
-            n_cell = len(idx)
-            n_train = int(round(n_cell * fr[0]))
-            n_val = int(round(n_cell * (fr[0] + fr[1]))) - n_train
-            split[idx[:n_train]] = "train"
-            split[idx[n_train:n_train + n_val]] = "val"
-            split[idx[n_train + n_val:]] = "test"
+    split = stratified_split(label, bias, cfg.split, rng=rng)
     coef_rng = np.random.default_rng([int(cfg.seed), 23])
     u_c = coef_rng.standard_normal(n)
     u_b = coef_rng.standard_normal(n)
@@ -1114,7 +1142,34 @@ class _Engine:
             self.intensity_weight = None
         self.voxel_ml = grid.voxel_volume_ml
 
+        # distances (mm) of coarse points to the bias centre, for exact twin locality
+        dist = np.sqrt(((pts - np.asarray(cfg.bias.centre_mm)) ** 2).sum(-1))
+        self.bias_dist = torch.as_tensor(dist, dtype=torch.float32, device=device)
+        self.bias_support_mm = cfg.support * cfg.bias.radius_mm
+        extent = np.array([grid.spacing * (n - 1) for n in self.fine])
+        self.coarse_spacing_mm = float(np.max(extent / (np.array(self.coarse) - 1)))
+        self.half_t = torch.as_tensor(half[::-1].copy(), dtype=torch.float32, device=device)
+
     # ------------------------------------------------------------------
+    def speed_mm(self, v) -> np.ndarray:
+        """Largest speed (mm per unit time) of each velocity field."""
+        if v.shape[0] == 0:
+            return np.zeros(0)
+        mm = v * self.half_t.view(1, -1, *([1] * self.cfg.dims))
+        return mm.pow(2).sum(1).sqrt().flatten(1).amax(1).double().cpu().numpy()
+
+    def localise(self, u, n_twin: int, biased: np.ndarray, speed: np.ndarray):
+        """Copy twin displacements into the biased ones outside the bias field's reach."""
+        torch = _torch()
+        reach = self.bias_support_mm + torch.as_tensor(speed, dtype=torch.float32,
+                                                       device=self.device) \
+            + 2.0 * self.coarse_spacing_mm
+        keep = self.bias_dist[None] <= reach.view(-1, *([1] * self.cfg.dims))
+        twin_u = u[torch.as_tensor(biased, device=self.device)]
+        u = u.clone()
+        u[n_twin:] = torch.where(keep[:, None], u[n_twin:], twin_u)
+        return u
+
     def velocity(self, z: np.ndarray, c: np.ndarray):
         torch = _torch()
         b = len(c)
@@ -1126,16 +1181,6 @@ class _Engine:
         ct = torch.as_tensor(c, dtype=torch.float32, device=self.device)
         v += ct.view(-1, *([1] * (self.cfg.dims + 1))) * self.disease_field
         return v
-
-    def displacement_in_box(self, u_coarse):
-        """Upsample coarse displacement to the brain box (and the full grid if needed)."""
-        import torch.nn.functional as F
-
-        b = u_coarse.shape[0]
-        pts = self.box_points.expand(b, *self.box_points.shape[1:])
-        disp = F.grid_sample(u_coarse, pts, mode="bilinear", padding_mode="border",
-                             align_corners=True)
-        return disp  # (B, D, *box)
 
     def render(self, u_coarse):
         """Warp the template with coarse displacements; returns images and region volumes."""
@@ -1149,15 +1194,12 @@ class _Engine:
         max_mm = float((u_coarse.abs().amax(dim=tuple(range(2, dims + 2))) *
                         half.view(1, -1)).max()) if b else 0.0
         use_box = max_mm < self.margin_mm - self.grid.spacing
-        if use_box:
-            disp = self.displacement_in_box(u_coarse)
-            grid = self.box_points + disp.movedim(1, -1)
-            shape = self.box_shape
-        else:
-            mode = "bilinear" if dims == 2 else "trilinear"
-            disp = F.interpolate(u_coarse, size=self.fine, mode=mode, align_corners=True)
-            grid = _identity(self.fine, self.device) + disp.movedim(1, -1)
-            shape = self.fine
+        # the same arithmetic either way, so a subject's image never depends on its batch
+        points = self.box_points if use_box else _identity(self.fine, self.device)
+        disp = F.grid_sample(u_coarse, points.expand(b, *points.shape[1:]), mode="bilinear",
+                             padding_mode="border", align_corners=True)
+        grid = points + disp.movedim(1, -1)
+        shape = self.box_shape if use_box else self.fine
         big = grid.reshape(1, b * shape[0], *shape[1:], dims)
         inner = F.grid_sample(self.template, big, mode="bilinear", padding_mode="zeros",
                               align_corners=True).reshape(b, 1, *shape)
@@ -1244,7 +1286,8 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     c = meta["disease_coef"].to_numpy()
     b = meta["bias_coef"].to_numpy()
     group = meta["bias_group"].to_numpy()
-    vol_cols = {"disease_region_ml": np.zeros(n), "bias_region_ml": np.zeros(n),
+    vol_cols = {"max_velocity_mm": np.zeros(n),
+                "disease_region_ml": np.zeros(n), "bias_region_ml": np.zeros(n),
                 "disease_region_ml_twin": np.zeros(n), "bias_region_ml_twin": np.zeros(n)}
     bs = default_batch_size(cfg)
     batches = list(_iter_batches(n, bs))
@@ -1264,6 +1307,16 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
             else:
                 v_all = v_twin
             u = integrate_velocity(v_all, cfg.squaring_steps)
+            speed = engine.speed_mm(v_all)
+            speed_orig = speed[: len(idx)].copy()
+            if need_orig:
+                # The bias field is zero beyond its support, so in the continuous model the
+                # two flows agree exactly wherever a trajectory (length <= max speed) cannot
+                # reach that support. Scaling and squaring smears tiny differences further
+                # through interpolation; restore exact equality there.
+                u = engine.localise(u, len(idx), biased, speed[len(idx):])
+                speed_orig[biased] = speed[len(idx):]
+            vol_cols["max_velocity_mm"][idx] = speed_orig
             rendered, vols = engine.render(u)
             twin_batch = rendered[: len(idx)]
             orig_batch = twin_batch.clone()
@@ -1303,8 +1356,156 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
 
 
-def register(subparsers) -> None:  # pragma: no cover - replaced below by the CLI module
-    """Add the ``simulate`` subcommand (see :mod:`faimi_tutorial.datasets`)."""
-    from .datasets import register as _register
+# --------------------------------------------------------------------------------------
+# command line: faimi simulate
+# --------------------------------------------------------------------------------------
 
-    _register(subparsers)
+_TUPLE_NARGS = {"shape": "+", "bias_prevalence": 2, "disease_mean": 2, "disease_sd": 2, "split": 3}
+_CHOICES = {"preset": presets.PRESET_NAMES, "bias_kind": BIAS_KINDS,
+            "intensity_scope": INTENSITY_SCOPES}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def register(subparsers) -> None:
+    """Add the ``simulate`` subcommand to the ``faimi`` command.
+
+    Every :class:`SimulationConfig` field is an option (``--bias-prevalence 0.7 0.3``,
+    ``--n-subjects 100`` ...). A bad value exits with status 2 and one line naming
+    the option, the value and the allowed range, and writes nothing.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers``.
+    """
+    import argparse
+    import types
+
+    parser = subparsers.add_parser(
+        "simulate",
+        help="generate a synthetic cohort with known biases and write it as a dataset",
+        description="Generate a SimBA-style cohort (images, counterfactual twins, "
+        "participants.tsv, datasheet.md) and write it to --out. Unset options take the "
+        "preset's values.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it exists and is not empty")
+    parser.add_argument("--config", metavar="JSON", default=None,
+                        help="start from a configuration file (SimulationConfig JSON, or a "
+                        "dataset_description.json written by this command)")
+    parser.add_argument("--device", default=None, help="torch device (default: automatic)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    defaults = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
+    for f in dataclasses.fields(SimulationConfig):
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "type": str}
+        default = defaults[f.name]
+        shown = "preset" if default is None else (
+            " ".join(map(str, default)) if isinstance(default, tuple) else default)
+        kwargs["help"] = f"{_HELP[f.name]} (default: {shown})"
+        if f.name in _TUPLE_NARGS:
+            kwargs["nargs"] = _TUPLE_NARGS[f.name]
+            kwargs["metavar"] = "X"
+        if f.name in _CHOICES:
+            kwargs["help"] += f"; one of: {', '.join(_CHOICES[f.name])}"
+        parser.add_argument(_option(f.name), **kwargs)
+    parser.set_defaults(func=_run_simulate)
+
+    def one_line_error(self, message: str) -> None:  # argparse's own errors, on one line
+        self.exit(2, f"faimi simulate: error: {message}\n")
+
+    parser.error = types.MethodType(one_line_error, parser)
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def config_from_args(args: Any) -> SimulationConfig:
+    """Build the configuration from parsed ``faimi simulate`` options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (``None`` = not given).
+
+    Returns
+    -------
+    SimulationConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        For an invalid value (names the field).
+    """
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        path = args.config
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError("config", path, f"a readable JSON file ({err})") from None
+        data = data.get("faimi", {}).get("config", data)
+        base = dict(data)
+    given: dict[str, Any] = {}
+    for f in dataclasses.fields(SimulationConfig):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = tuple(_number(v) for v in value)
+        elif f.name not in ("preset", "bias_kind", "intensity_scope", "disease_region",
+                            "bias_region"):
+            value = _number(value)
+        given[f.name] = value
+    if base:
+        values = {**base, **given}
+        if ("dims" in given or "preset" in given):
+            for key in ("shape", "spacing", "n_subjects", "slice_z", "integration_spacing_mm"):
+                if key not in given:
+                    values[key] = None
+        return SimulationConfig.from_dict(values)
+    preset = given.pop("preset", None)
+    if preset is not None and preset not in presets.PRESET_NAMES:
+        raise ConfigError("preset", preset, ", ".join(presets.PRESET_NAMES))
+    return SimulationConfig.preset(preset, **given)
+
+
+def _run_simulate(args: Any) -> int:
+    import sys
+    from pathlib import Path
+
+    from .datasets import write_cohort
+
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as err:
+        option = "--config" if err.field == "config" else _option(err.field)
+        value = " ".join(map(str, err.value)) if isinstance(err.value, (tuple, list)) \
+            else err.value
+        print(f"faimi simulate: error: {option} {value}: allowed: {err.allowed}",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        print(f"faimi simulate: error: --out {out}: exists and is not empty; "
+              "allowed: a new or empty folder, or add --overwrite", file=sys.stderr)
+        return 2
+    cohort = generate(cfg, progress=not args.quiet, device=args.device)
+    write_cohort(cohort, out, overwrite=args.overwrite, progress=not args.quiet)
+    if not args.quiet:
+        seconds = cohort.meta.attrs.get("generation_seconds", float("nan"))
+        print(f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "
+              f"in {seconds:.1f} s of generation; see {out / 'datasheet.md'}")
+    return 0

@@ -1,0 +1,662 @@
+"""Simulated cohorts on disk: a BIDS-like folder of NIfTI images, and reading it back.
+
+A written dataset looks like this::
+
+    DIR/
+      dataset_description.json   name, BIDS version, generator, full configuration and seed
+      participants.tsv           one row per subject: label, bias group, split, coefficients
+      participants.json          what each column means
+      datasheet.md               a datasheet (Gebru et al., 2021) with the injected biases
+      sub-0001/anat/sub-0001_T1w.nii.gz                       the image a model sees
+      sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz   its twin, bias removed
+      ...
+
+Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which is renamed
+to ``DIR`` only when complete, so an interrupted write never leaves something that
+looks like a finished dataset. Files are byte-identical for the same configuration
+and seed (gzip without a time stamp).
+
+:func:`read_dataset` reads such a folder back into a
+:class:`~faimi_tutorial.simulate.Cohort`, and also reads a user's own folder of NIfTI
+images with a ``participants.tsv``. :class:`CohortDataset` and
+:class:`NiftiDataset` wrap cohorts and folders as :class:`torch.utils.data.Dataset`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .simulate import Cohort, SimulationConfig
+
+__all__ = [
+    "DatasetError",
+    "write_cohort",
+    "read_dataset",
+    "datasheet",
+    "image_path",
+    "CohortDataset",
+    "NiftiDataset",
+    "TWIN_ENTITY",
+]
+
+#: BIDS-like entity that marks a counterfactual twin image.
+TWIN_ENTITY = "desc-counterfactual"
+BIDS_VERSION = "1.9.0"
+
+_COLUMN_HELP = {
+    "participant_id": "subject identifier (sub-XXXX)",
+    "label": "disease label: 1 = disease, 0 = control (ground truth by construction)",
+    "bias_group": "1 = subject carries the injected bias effect, 0 = does not",
+    "split": "train, val or test (stratified on label x bias_group)",
+    "disease_coef": "coefficient c of the disease field (positive = atrophy of the disease region)",
+    "bias_coef": "coefficient b of the bias field actually applied (0 outside the bias group)",
+    "bias_coef_drawn": "coefficient b drawn for every subject (applied only in the bias group)",
+    "disease_region_ml": "volume (mL) of the disease region in the image",
+    "bias_region_ml": "volume (mL) of the bias region in the image",
+    "disease_region_ml_twin": "volume (mL) of the disease region in the counterfactual twin",
+    "bias_region_ml_twin": "volume (mL) of the bias region in the counterfactual twin",
+    "image": "path of the image, relative to the dataset folder",
+    "twin": "path of the counterfactual twin (same draws, bias effect removed)",
+}
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing, corrupt or inconsistent; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------
+
+
+def image_path(subject_id: str, twin: bool = False) -> str:
+    """Relative path of a subject's image (or its counterfactual twin).
+
+    Parameters
+    ----------
+    subject_id : str
+        ``"sub-XXXX"``.
+    twin : bool, default False
+        The twin's path instead.
+
+    Returns
+    -------
+    str
+        E.g. ``"sub-0001/anat/sub-0001_T1w.nii.gz"``.
+    """
+    entity = f"_{TWIN_ENTITY}" if twin else ""
+    return f"{subject_id}/anat/{subject_id}{entity}_T1w.nii.gz"
+
+
+def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    """Deterministic gzipped NIfTI-1 bytes for a float32 array."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm")
+    img.header.set_sform(affine, code=4)  # MNI152 space
+    img.header.set_qform(affine, code=4)
+    img.header["descrip"] = b"faimi-tutorial simulated T1w"
+    raw = img.to_bytes()
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0, filename="") as gz:
+        gz.write(raw)
+    return buf.getvalue()
+
+
+def _as_volume(image: np.ndarray) -> np.ndarray:
+    # (1, *grid) -> 3D volume; a 2D slice becomes a one-voxel-thick volume
+    arr = np.asarray(image)[0]
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> str:
+    """A datasheet for a simulated cohort, with the headings of Gebru et al. (2021).
+
+    It states what the data is, the subgroup x label table per split, and the
+    biases that were injected on purpose.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A simulated cohort (with a configuration).
+    name : str
+        Dataset name used in the title.
+
+    Returns
+    -------
+    str
+        Markdown text.
+    """
+    cfg = cohort.config
+    meta = cohort.meta
+    n = len(cohort)
+    table = pd.crosstab([meta["split"].astype(str), meta["label"].map({0: "control", 1: "disease"})],
+                        meta["bias_group"].map({0: "bias group 0", 1: "bias group 1"}),
+                        margins=True, margins_name="total")
+    lines = [f"# Datasheet: {name}", ""]
+    lines += [
+        "Synthetic brain MRI generated by `faimi_tutorial.simulate` "
+        f"(faimi-tutorial {__version__}). No real person is depicted.", "",
+        "## Motivation", "",
+        "Created to teach and study bias in medical-imaging AI: because the disease and "
+        "bias effects are put into the images on purpose, the truth about every image is "
+        "known, including what it would look like without the bias (its counterfactual twin).",
+        "",
+        "## Composition", "",
+    ]
+    if cfg is not None:
+        grid = cfg.grid
+        lines += [
+            f"- {n} subjects, one {'2D axial slice' if cfg.dims == 2 else '3D T1-weighted volume'}"
+            f" each, grid {' x '.join(map(str, cfg.shape))} at {cfg.spacing:g} mm in MNI152 space"
+            + (f" (slice at z = {grid.slice_z:g} mm)" if cfg.dims == 2 else "") + ".",
+        ]
+    lines += [
+        "- Every subject also has a counterfactual twin "
+        f"(`*_{TWIN_ENTITY}_T1w.nii.gz`, column `twin`): the same draws with the bias effect "
+        "removed. Outside the bias group the twin equals the image.",
+        "- Intensities are in [0, 1]. `participants.tsv` holds labels, bias groups, splits, "
+        "every drawn coefficient and region volumes; `participants.json` describes the columns.",
+        "",
+        "Subjects per split, label and bias group:",
+        "",
+        _markdown_table(table),
+        "",
+    ]
+    lines += ["## Deliberately injected biases", ""]
+    if cfg is not None:
+        prev_d, prev_c = cfg.bias_prevalence
+        lines += [
+            f"- **Disease effect**: a deformation of the *{cfg.disease.name}* region "
+            f"({cfg.disease.description or 'sphere'}, radius {cfg.disease.radius_mm:g} mm at MNI "
+            f"{tuple(cfg.disease.centre_mm)}), coefficient c ~ N({cfg.disease_mean[0]:g}, "
+            f"{cfg.disease_sd[0]:g}) for disease and N({cfg.disease_mean[1]:g}, "
+            f"{cfg.disease_sd[1]:g}) for controls; {cfg.disease_scale_mm:g} mm peak "
+            "displacement per unit of c (positive = atrophy).",
+            f"- **Bias effect** ({cfg.bias_kind}): in the *{cfg.bias.name}* region "
+            f"({cfg.bias.description or 'sphere'}, radius {cfg.bias.radius_mm:g} mm at MNI "
+            f"{tuple(cfg.bias.centre_mm)})"
+            + (f", b ~ N({cfg.bias_mean:g}, {cfg.bias_sd:g}) with {cfg.bias_scale_mm:g} mm per "
+               "unit of b" if cfg.morphological_bias else "")
+            + (f"; contrast stretched by {cfg.intensity_factor:g} about mid-grey "
+               f"({cfg.intensity_scope})" if cfg.intensity_bias else "")
+            + ". Only the bias group carries it.",
+            f"- **Prevalence**: the bias group makes up {prev_d:.0%} of disease cases and "
+            f"{prev_c:.0%} of controls"
+            + (" (no association with the label)." if abs(prev_d - prev_c) < 1e-9 else
+               ": the bias feature is correlated with the label, a shortcut a model can learn."),
+            f"- **Subject variation**: {cfg.n_basis} smooth shape fields, RMS "
+            f"{cfg.basis_scale_mm:g} mm; additive noise sd {cfg.noise_sd:g}.",
+        ]
+    else:
+        lines += ["- Unknown: no generating configuration was recorded."]
+    lines += [
+        "",
+        "## Collection process", "",
+        "Generated, not collected: a SimBA-style generator (Stanley et al., MICCAI 2023; "
+        "JAMIA 2024) deforms the MNI152 template (shipped with nilearn) with a subject shape "
+        "field plus regional disease and bias fields, integrated by scaling and squaring. "
+        + (f"Seed {cfg.seed}; the full configuration is in `dataset_description.json`; "
+           "regenerating with it gives byte-identical files." if cfg is not None else ""),
+        "",
+        "## Preprocessing/cleaning/labeling", "",
+        "None needed: images are in MNI space and the labels are true by construction. "
+        "Splits are stratified on label x bias group.",
+        "",
+        "## Uses", "",
+        "Teaching and methods research on shortcut learning, subgroup performance gaps, "
+        "counterfactual fairness, bias mitigation and bias encoding. Not for clinical use and "
+        "not evidence about any real disease: effect sizes are chosen, not measured.",
+        "",
+        "## Distribution", "",
+        "Regenerate it with `faimi simulate` (see `dataset_description.json`); the MNI152 "
+        "template is distributed with nilearn under its own licence.",
+        "",
+        "## Maintenance", "",
+        "Maintained with the faimi-tutorial book; a new package version may change the "
+        "images for the same configuration (the version is recorded in "
+        "`dataset_description.json`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    idx_names = [str(n or "") for n in table.index.names]
+    header = idx_names + [str(c) for c in table.columns]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, row in table.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append("| " + " | ".join([str(k) for k in key] + [str(v) for v in row]) + " |")
+    return "\n".join(rows)
+
+
+def _description(cohort: Cohort, name: str) -> dict[str, Any]:
+    cfg = cohort.config
+    out: dict[str, Any] = {
+        "Name": name,
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "raw",
+        "License": "CC0 (synthetic data); MNI152 template: see nilearn",
+        "GeneratedBy": [{"Name": "faimi-tutorial", "Version": __version__,
+                         "Description": "faimi_tutorial.simulate (SimBA-style generator)"}],
+        "ReferencesAndLinks": ["doi:10.1007/978-3-031-43895-0_46", "doi:10.1093/jamia/ocae165"],
+        "faimi": {
+            "package_version": __version__,
+            "n_subjects": len(cohort),
+            "twins": f"*_{TWIN_ENTITY}_T1w.nii.gz: same draws, bias effect removed",
+        },
+    }
+    if cfg is not None:
+        out["faimi"]["seed"] = cfg.seed
+        out["faimi"]["grid"] = cfg.grid.to_dict()
+        out["faimi"]["config"] = cfg.to_dict()
+    return out
+
+
+def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: bool = False,
+                 name: str | None = None, progress: bool = False) -> Path:
+    """Write a cohort as a BIDS-like folder, atomically.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort (its twins are written beside the images when present).
+    out_dir : path
+        Target folder. It must not exist or be empty unless ``overwrite``.
+    overwrite : bool, default False
+        Replace an existing non-empty folder (only once the new one is complete).
+    name : str, optional
+        Dataset name (default: derived from the configuration).
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    pathlib.Path
+        The dataset folder.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_dir`` exists, is not empty and ``overwrite`` is false (or is a file).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
+    cfg = cohort.config
+    if name is None:
+        name = "faimi-tutorial simulated cohort" if cfg is None else (
+            f"faimi-tutorial {cfg.preset} {cfg.dims}D cohort (seed {cfg.seed})")
+    affine = cfg.grid.affine if cfg is not None else np.eye(4)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        meta = cohort.meta.copy()
+        ids = meta["subject_id"].astype(str).tolist()
+        images = cohort.images.detach().cpu().numpy() if hasattr(cohort.images, "detach") \
+            else np.asarray(cohort.images)
+        twins = None
+        if cohort.twins is not None:
+            twins = cohort.twins.detach().cpu().numpy() if hasattr(cohort.twins, "detach") \
+                else np.asarray(cohort.twins)
+        for i in tqdm(range(len(ids)), desc="writing", unit="subject", disable=not progress,
+                      leave=False):
+            anat = tmp / ids[i] / "anat"
+            anat.mkdir(parents=True)
+            (tmp / image_path(ids[i])).write_bytes(_nifti_bytes(_as_volume(images[i]), affine))
+            if twins is not None:
+                (tmp / image_path(ids[i], twin=True)).write_bytes(
+                    _nifti_bytes(_as_volume(twins[i]), affine))
+        table = meta.rename(columns={"subject_id": "participant_id"})
+        table["split"] = table["split"].astype(str)
+        table["image"] = [image_path(s) for s in ids]
+        if twins is not None:
+            table["twin"] = [image_path(s, twin=True) for s in ids]
+        table.to_csv(tmp / "participants.tsv", sep="\t", index=False, lineterminator="\n")
+        sidecar = {c: {"Description": _COLUMN_HELP.get(c, _column_help(c))} for c in table.columns}
+        sidecar["label"]["Levels"] = {"0": "control", "1": "disease"}
+        sidecar["bias_group"]["Levels"] = {"0": "no bias effect", "1": "bias effect applied"}
+        (tmp / "participants.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        (tmp / "datasheet.md").write_text(datasheet(cohort, name))
+        # written last: a folder with a description is a complete dataset
+        (tmp / "dataset_description.json").write_text(
+            json.dumps(_description(cohort, name), indent=2) + "\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _column_help(column: str) -> str:
+    if column.startswith("z_"):
+        return f"coefficient z_{column[2:]} of subject shape basis field {int(column[2:])}"
+    return column.replace("_", " ")
+
+
+# --------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------
+
+
+def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found (listed in participants.tsv)")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as err:  # nibabel raises many kinds for corrupt files
+        raise DatasetError(f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})") \
+            from None
+    if not np.all(np.isfinite(data)):
+        raise DatasetError(f"{path}: image holds NaN or infinite values")
+    return data, img.affine
+
+
+def _find_image(root: Path, sid: str, twin: bool) -> Path | None:
+    anat = root / sid / "anat"
+    entity = f"_{TWIN_ENTITY}" if twin else ""
+    for ext in (".nii.gz", ".nii"):
+        p = anat / f"{sid}{entity}_T1w{ext}"
+        if p.is_file():
+            return p
+    if not twin:
+        hits = sorted(p for p in (root / sid).rglob("*.nii*") if TWIN_ENTITY not in p.name)
+        return hits[0] if hits else None
+    return None
+
+
+def _read_table(root: Path) -> pd.DataFrame:
+    tsv = root / "participants.tsv"
+    if not tsv.is_file():
+        raise DatasetError(f"{tsv}: file not found; a dataset folder needs a participants.tsv")
+    try:
+        table = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str})
+    except Exception as err:
+        raise DatasetError(f"{tsv}: cannot parse ({type(err).__name__}: {err})") from None
+    if "participant_id" not in table.columns:
+        raise DatasetError(f"{tsv}: no participant_id column (columns: {', '.join(table.columns)})")
+    if table["participant_id"].duplicated().any():
+        dup = table.loc[table["participant_id"].duplicated(), "participant_id"].iloc[0]
+        raise DatasetError(f"{tsv}: participant_id {dup!r} appears more than once")
+    return table
+
+
+def _read_config(root: Path) -> SimulationConfig | None:
+    desc = root / "dataset_description.json"
+    if not desc.is_file():
+        return None
+    try:
+        data = json.loads(desc.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{desc}: not valid JSON ({err})") from None
+    cfg = (data.get("faimi") or {}).get("config")
+    if cfg is None:
+        return None
+    try:
+        return SimulationConfig.from_dict(cfg)
+    except (ValueError, TypeError) as err:
+        raise DatasetError(f"{desc}: invalid faimi configuration ({err})") from None
+
+
+def _int_column(table: pd.DataFrame, column: str, tsv: Path, default: int | None) -> np.ndarray:
+    if column not in table.columns:
+        if default is None:
+            raise DatasetError(f"{tsv}: no {column!r} column (columns: {', '.join(table.columns)})")
+        return np.full(len(table), default, dtype=np.int64)
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(
+            f"{tsv}: column {column!r} row {row + 1} holds {table[column].iloc[row]!r}; "
+            "allowed: integers")
+    return values.to_numpy().astype(np.int64)
+
+
+def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool = True,
+                 label_column: str = "label", group_column: str = "bias_group",
+                 rescale: bool | None = None) -> Cohort | NiftiDataset:
+    """Read a dataset folder (written by :func:`write_cohort`, or a user's own).
+
+    A user's folder needs a ``participants.tsv`` with ``participant_id`` and a label
+    column, and one NIfTI image per subject under ``sub-XXXX/`` (all on the same
+    grid). A bias-group column is optional (default 0) and so is a ``split`` column
+    (default: a stratified 60/20/20 split, seed 0).
+
+    Parameters
+    ----------
+    path : path
+        The dataset folder.
+    lazy : bool, default False
+        Return a :class:`NiftiDataset` that reads images on demand instead of a
+        :class:`~faimi_tutorial.simulate.Cohort` held in memory.
+    twins : bool, default True
+        Also read counterfactual twins when the folder has them.
+    label_column, group_column : str
+        Columns of ``participants.tsv`` holding the label (0/1) and the group.
+    rescale : bool, optional
+        Min-max rescale each image to ``[0, 1]``; default: only for folders not
+        written by this package.
+
+    Returns
+    -------
+    Cohort or NiftiDataset
+        The cohort (its ``config`` is the generating configuration when known).
+
+    Raises
+    ------
+    DatasetError
+        If the folder, ``participants.tsv``, ``dataset_description.json`` or any
+        image is missing, corrupt or inconsistent; the message names the file.
+    """
+    import torch
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a dataset folder (does not exist or is not a folder)")
+    tsv = root / "participants.tsv"
+    table = _read_table(root)
+    cfg = _read_config(root)
+    if cfg is not None and len(table) != cfg.n_subjects:
+        raise DatasetError(
+            f"{tsv}: {len(table)} rows but dataset_description.json says n_subjects="
+            f"{cfg.n_subjects}")
+    label = _int_column(table, label_column, tsv, None)
+    if not set(np.unique(label)) <= {0, 1}:
+        raise DatasetError(f"{tsv}: column {label_column!r} must hold 0 and 1 only")
+    group = _int_column(table, group_column, tsv, 0)
+    ids = table["participant_id"].astype(str).tolist()
+    paths, twin_paths = [], []
+    for i, sid in enumerate(ids):
+        rel = table["image"].iloc[i] if "image" in table.columns else None
+        p = root / rel if isinstance(rel, str) else _find_image(root, sid, twin=False)
+        if p is None:
+            raise DatasetError(f"{root / sid}: no NIfTI image found for {sid} (participants.tsv)")
+        paths.append(p)
+        if twins:
+            rel_t = table["twin"].iloc[i] if "twin" in table.columns else None
+            twin_paths.append(root / rel_t if isinstance(rel_t, str)
+                              else _find_image(root, sid, twin=True))
+    if twins and any(p is None for p in twin_paths):
+        twin_paths = []
+    meta = table.rename(columns={"participant_id": "subject_id"}).drop(
+        columns=[c for c in ("image", "twin") if c in table.columns])
+    meta["label"] = label
+    meta["bias_group"] = group
+    if "split" not in meta.columns:
+        from .simulate import stratified_split
+
+        meta["split"] = stratified_split(label, group, (0.6, 0.2, 0.2), seed=0)
+    bad_split = ~meta["split"].astype(str).isin(["train", "val", "test"])
+    if bad_split.any():
+        row = int(np.flatnonzero(bad_split.to_numpy())[0])
+        raise DatasetError(f"{tsv}: split {meta['split'].iloc[row]!r} in row {row + 1}; "
+                           "allowed: train, val, test")
+    meta["split"] = pd.Categorical(meta["split"].astype(str), categories=["train", "val", "test"])
+    if rescale is None:
+        rescale = cfg is None
+    expected = None
+    if cfg is not None:
+        expected = tuple(cfg.shape) + ((1,) if cfg.dims == 2 else ())
+    dataset = NiftiDataset(paths, twin_paths or None, meta, cfg, rescale, expected)
+    if lazy:
+        return dataset
+    arrays = [dataset.load(i) for i in range(len(dataset))]
+    images = torch.from_numpy(np.stack(arrays))
+    twin_images = None
+    if dataset.twin_paths is not None:
+        twin_images = torch.from_numpy(np.stack([dataset.load(i, twin=True)
+                                                 for i in range(len(dataset))]))
+    return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
+
+
+# --------------------------------------------------------------------------------------
+# torch datasets
+# --------------------------------------------------------------------------------------
+
+
+class NiftiDataset:
+    """A torch dataset over NIfTI files, read on demand.
+
+    Items are ``(image, label, bias_group)``: a float32 tensor ``(1, *grid)`` and two
+    int64 scalars. Built by :func:`read_dataset` with ``lazy=True``.
+
+    Parameters
+    ----------
+    paths : sequence of pathlib.Path
+        One image per subject.
+    twin_paths : sequence of pathlib.Path, optional
+        The counterfactual twins.
+    meta : pandas.DataFrame
+        One row per subject with ``label`` and ``bias_group``.
+    config : SimulationConfig, optional
+        Generating configuration.
+    rescale : bool, default False
+        Min-max rescale each image to ``[0, 1]``.
+    expected_shape : tuple of int, optional
+        The shape every file must have.
+    """
+
+    def __init__(self, paths: Sequence[Path], twin_paths: Sequence[Path] | None,
+                 meta: pd.DataFrame, config: SimulationConfig | None = None,
+                 rescale: bool = False, expected_shape: tuple[int, ...] | None = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.twin_paths = None if twin_paths is None else [Path(p) for p in twin_paths]
+        self.meta = meta.reset_index(drop=True)
+        self.config = config
+        self.rescale = rescale
+        self.expected_shape = expected_shape
+        self._first_shape: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def label(self) -> np.ndarray:
+        """Disease labels (int64)."""
+        return self.meta["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def bias_group(self) -> np.ndarray:
+        """Bias groups (int64)."""
+        return self.meta["bias_group"].to_numpy(dtype=np.int64)
+
+    def load(self, index: int, twin: bool = False) -> np.ndarray:
+        """Read one image as a float32 array ``(1, *grid)``.
+
+        Parameters
+        ----------
+        index : int
+            Subject position.
+        twin : bool, default False
+            Read the counterfactual twin instead.
+
+        Returns
+        -------
+        numpy.ndarray
+            The image with a channel axis.
+
+        Raises
+        ------
+        DatasetError
+            If the file is missing, corrupt or of the wrong shape.
+        """
+        if twin and self.twin_paths is None:
+            raise DatasetError("this dataset has no counterfactual twins")
+        path = (self.twin_paths if twin else self.paths)[index]
+        data, _ = _load_nifti(path)
+        shape = tuple(data.shape)
+        want = self.expected_shape or self._first_shape
+        if want is not None and shape != tuple(want):
+            raise DatasetError(f"{path}: image shape {shape} differs from the dataset's {want}")
+        if self._first_shape is None:
+            self._first_shape = shape
+        if len(shape) == 3 and shape[2] == 1 and (self.config is None or self.config.dims == 2):
+            data = data[..., 0]
+        if self.rescale:
+            lo, hi = float(data.min()), float(data.max())
+            data = (data - lo) / (hi - lo) if hi > lo else np.zeros_like(data)
+        return np.ascontiguousarray(data[None], dtype=np.float32)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        image = torch.from_numpy(self.load(int(index)))
+        return (image, torch.tensor(int(self.label[index])),
+                torch.tensor(int(self.bias_group[index])))
+
+
+class CohortDataset:
+    """A torch dataset view of an in-memory cohort: items ``(image, label, bias_group)``.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    twins : bool, default False
+        Serve the counterfactual twins instead of the images.
+    """
+
+    def __init__(self, cohort: Cohort, twins: bool = False) -> None:
+        if twins and cohort.twins is None:
+            raise ValueError("the cohort has no twins")
+        self.cohort = cohort
+        self.images = cohort.twins if twins else cohort.images
+        import torch
+
+        self._label = torch.as_tensor(cohort.label)
+        self._group = torch.as_tensor(cohort.bias_group)
+
+    def __len__(self) -> int:
+        return len(self.cohort)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self._label[index], self._group[index]
