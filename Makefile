@@ -32,7 +32,7 @@ env: $(STAMP)
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html
-	@echo "Book built: open _build/html/index.html"
+	@echo "Book built: open $(CURDIR)/_build/html/index.html in a browser"
 
 test: test-unit test-book
 
