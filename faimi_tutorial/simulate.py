@@ -976,12 +976,12 @@ class Cohort:
     @property
     def label(self) -> np.ndarray:
         """Disease labels (1 = disease), int64 numpy array."""
-        return self.meta["label"].to_numpy(dtype=np.int64)
+        return np.array(self.meta["label"], dtype=np.int64)
 
     @property
     def bias_group(self) -> np.ndarray:
         """Bias-group membership (1 = carries the bias effect), int64 numpy array."""
-        return self.meta["bias_group"].to_numpy(dtype=np.int64)
+        return np.array(self.meta["bias_group"], dtype=np.int64)
 
     @property
     def grid(self) -> anatomy.Grid | None:
