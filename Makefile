@@ -34,7 +34,7 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "Book built: open $(CURDIR)/_build/html/index.html in a browser"
 
-test: test-unit test-book
+test: test-unit test-book test-browser
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q
@@ -43,6 +43,20 @@ test-book: $(STAMP)
 	rm -rf _build
 	FAIMI_FORCE_EXECUTE=1 $(VENV)/bin/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 	$(PY) -m pytest -q tests/book
+
+# The built book read in headless Chromium (tests/browser): Debian's chromium and
+# chromium-driver, installed here when missing and when running as root (CI machines).
+# Elsewhere the browser tests skip and say why; with CI=true they fail instead.
+.PHONY: chromium
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	else echo "chromium is not installed and this is not root: install chromium and chromium-driver"; fi
+
+test-browser: $(STAMP) chromium
+	rm -rf test-artifacts/screenshots
+	$(PY) -m pytest -q tests/browser
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
