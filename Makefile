@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --upgrade pip
 	# torch first, pinned to the CPU build that installs quickly; users elsewhere keep theirs.
 	$(PY) -m pip install "torch==2.13.0"
-	$(PY) -m pip install -e ".[book,test]"
+	$(PY) -m pip install -e ".[book,test,fl]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (faimi)"
 	touch $(STAMP)
 
