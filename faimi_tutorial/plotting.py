@@ -174,6 +174,319 @@ def plot_calibration_by_group(y_true, scores, groups, n_bins: int = 10, ax=None)
 
 # --- simulation figures ------------------------------------------------------
 
+#: Colours of the disease and bias regions in simulation figures.
+REGION_COLOURS: dict[str, str] = {"disease": "#009E73", "bias": "#D55E00"}
+
+
+def _volume(array) -> "np.ndarray":
+    import numpy as np
+
+    arr = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    return arr[0] if arr.ndim in (3, 4) and arr.shape[0] == 1 else arr
+
+
+def _slice_index(config, z_mm: float | None) -> int | None:
+    """Index of the axial slice nearest ``z_mm`` (default: the disease region's centre)."""
+    if config is None or config.dims == 2:
+        return None
+    z = config.disease.centre_mm[2] if z_mm is None else float(z_mm)
+    k = int(round((z - config.grid.origin[2]) / config.grid.spacing))
+    return min(max(k, 0), config.shape[2] - 1)
+
+
+def _axial(volume, k: int | None):
+    """An axial view of a 2D image or a 3D volume, as rows = y (anterior up), cols = x."""
+    arr = volume if k is None else volume[:, :, k]
+    return arr.T
+
+
+def _show(ax, image, cmap="gray", vmin=0.0, vmax=1.0, title=None):
+    im = ax.imshow(image, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
+                   interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return im
+
+
+def _contours(ax, config, k, which=("disease", "bias")):
+    from . import anatomy
+
+    grid = config.grid
+    for key in which:
+        region = config.disease if key == "disease" else config.bias
+        mask = anatomy.region_mask(region, grid, within_brain=False)
+        view = _axial(mask.astype(float), k)
+        if view.max() > 0:
+            ax.contour(view, levels=[0.5], colors=[REGION_COLOURS[key]], linewidths=1.0)
+
+
+def show_subject(cohort, subject: int | str = 0, z_mm: float | None = None, regions: bool = True,
+                 diff_range: float | None = None):
+    """One simulated subject: template, image, counterfactual twin and the effects.
+
+    Panels: the template; the subject's image (what a model sees); its twin (the
+    same draws without the bias effect); ``image - twin`` (the bias effect alone);
+    ``twin - template`` (subject shape variation plus the disease effect). Disease
+    (green) and bias (orange) regions are outlined.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A simulated cohort with twins and a configuration.
+    subject : int or str, default 0
+        Position in the cohort or a ``subject_id`` such as ``"sub-0003"``.
+    z_mm : float, optional
+        MNI z of the axial slice shown for 3D cohorts (default: the disease region's).
+    regions : bool, default True
+        Outline the disease and bias regions.
+    diff_range : float, optional
+        Colour range of the difference maps (default: from the data).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    import numpy as np
+
+    from . import anatomy
+
+    cfg = cohort.config
+    if isinstance(subject, str):
+        hits = np.flatnonzero(cohort.meta["subject_id"].to_numpy() == subject)
+        if not len(hits):
+            raise ValueError(f"subject={subject!r} is not in the cohort")
+        subject = int(hits[0])
+    if not 0 <= int(subject) < len(cohort):
+        raise ValueError(f"subject={subject!r} must be in [0, {len(cohort) - 1}]")
+    row = cohort.meta.iloc[int(subject)]
+    k = _slice_index(cfg, z_mm)
+    image = _axial(_volume(cohort.images[subject]), k)
+    twin = _axial(_volume(cohort.twins[subject]), k) if cohort.twins is not None else image
+    template = _axial(anatomy.load_template(cfg.grid), k)
+    bias_effect = image - twin
+    other = twin - template
+    lim = diff_range or max(0.05, float(np.abs(bias_effect).max()), 0.5 * float(np.abs(other).max()))
+    fig, axes = plt.subplots(1, 5, figsize=(13, 3.2), constrained_layout=True)
+    _show(axes[0], template, title="template (MNI152)")
+    _show(axes[1], image, title="image (what a model sees)")
+    _show(axes[2], twin, title="counterfactual twin (no bias)")
+    im = _show(axes[3], bias_effect, cmap="RdBu_r", vmin=-lim, vmax=lim, title="image − twin (bias)")
+    _show(axes[4], other, cmap="RdBu_r", vmin=-lim, vmax=lim,
+          title="twin − template (shape + disease)")
+    if regions:
+        for ax in axes:
+            _contours(ax, cfg, k)
+    fig.colorbar(im, ax=axes[3:], shrink=0.8, label="intensity difference")
+    status = "disease" if int(row["label"]) == 1 else "control"
+    group = "bias group" if int(row["bias_group"]) == 1 else "no bias"
+    where = "" if k is None else f", axial slice z = {cfg.grid.origin[2] + k * cfg.spacing:g} mm"
+    fig.suptitle(f"{row['subject_id']}: {status}, {group} (c = {row['disease_coef']:+.2f}, "
+                 f"b = {row['bias_coef']:+.2f}){where}", fontsize=10)
+    return fig
+
+
+def show_regions(config, regions=None, ncols: int = 4):
+    """The template with regions of interest outlined, one axial slice per region.
+
+    Parameters
+    ----------
+    config : SimulationConfig
+        Gives the grid (3D grids show each region's own slice).
+    regions : list of str or Region, optional
+        Default: the configuration's disease and bias regions plus the far bias region.
+    ncols : int, default 4
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    from . import anatomy
+
+    if regions is None:
+        names = [config.disease, config.bias]
+        far = anatomy.get_region("right_occipital")
+        if config.dims == 3 or abs(far.centre_mm[2] - config.grid.origin[2]) < far.radius_mm:
+            names.append(far)
+        regions = names
+    regions = [anatomy.get_region(r) for r in regions]
+    grid = config.grid
+    template = anatomy.load_template(grid)
+    n = len(regions)
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, region in zip(axes.ravel(), regions):
+        k = None if grid.dims == 2 else min(max(int(round(
+            (region.centre_mm[2] - grid.origin[2]) / grid.spacing)), 0), grid.shape[2] - 1)
+        _show(ax, _axial(template, k))
+        mask = anatomy.region_mask(region, grid, within_brain=False)
+        colour = (REGION_COLOURS["disease"] if region == config.disease else
+                  REGION_COLOURS["bias"] if region == config.bias else "#CC79A7")
+        view = _axial(mask.astype(float), k)
+        if view.max() > 0:
+            ax.contour(view, levels=[0.5], colors=[colour], linewidths=1.5)
+        z = grid.origin[2] if k is None else grid.origin[2] + k * grid.spacing
+        ax.set_title(f"{region.name}\n{region.radius_mm:g} mm at {tuple(region.centre_mm)}; "
+                     f"z = {z:g}", fontsize=8)
+    return fig
+
+
+def show_cohort(cohort, n: int = 8, z_mm: float | None = None, twins: bool = False):
+    """A gallery of subjects, one from each label x bias-group cell in turn.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    n : int, default 8
+        Number of subjects shown.
+    z_mm : float, optional
+        MNI z of the axial slice for 3D cohorts.
+    twins : bool, default False
+        Show the counterfactual twins instead of the images.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    import numpy as np
+
+    meta = cohort.meta
+    cells = [np.flatnonzero((meta["label"] == y).to_numpy() & (meta["bias_group"] == g).to_numpy())
+             for y in (1, 0) for g in (1, 0)]
+    order = []
+    for i in range(max(len(c) for c in cells)):
+        order += [int(c[i]) for c in cells if i < len(c)]
+    order = order[:n]
+    k = _slice_index(cohort.config, z_mm)
+    ncols = min(4, len(order))
+    nrows = (len(order) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.ravel()[len(order):]:
+        ax.axis("off")
+    source = cohort.twins if twins else cohort.images
+    for ax, i in zip(axes.ravel(), order):
+        row = meta.iloc[i]
+        _show(ax, _axial(_volume(source[i]), k))
+        ax.set_title(f"{row['subject_id']}\n{'disease' if row['label'] else 'control'}, "
+                     f"group {int(row['bias_group'])}", fontsize=8,
+                     color=GROUP_COLOURS[int(row["bias_group"])])
+    return fig
+
+
+def plot_cohort_design(cohort):
+    """Who is in the cohort and what was drawn: counts, coefficients and volumes.
+
+    Panels: subjects per label and bias group; the disease coefficient ``c`` by
+    label; the disease region's volume (in the twins) by label; the bias region's
+    volume by bias group.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A simulated cohort.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    import numpy as np
+
+    meta = cohort.meta
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), constrained_layout=True)
+    width = 0.38
+    for g in (0, 1):
+        counts = [int(((meta["label"] == y) & (meta["bias_group"] == g)).sum()) for y in (0, 1)]
+        axes[0].bar(np.arange(2) + (g - 0.5) * width, counts, width, color=GROUP_COLOURS[g],
+                    label=f"bias group {g}")
+    axes[0].set_xticks([0, 1], ["control", "disease"])
+    axes[0].set_ylabel("subjects")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("who is in the cohort", fontsize=9)
+    bins = np.linspace(meta["disease_coef"].min(), meta["disease_coef"].max(), 25)
+    for y, name, colour in ((0, "control", "#999999"), (1, "disease", "#000000")):
+        axes[1].hist(meta.loc[meta.label == y, "disease_coef"], bins=bins, alpha=0.6,
+                     color=colour, label=name)
+    axes[1].set_xlabel("disease coefficient c")
+    axes[1].legend(fontsize=8)
+    axes[1].set_title("drawn disease effect", fontsize=9)
+    col = "disease_region_ml_twin" if "disease_region_ml_twin" in meta else "disease_region_ml"
+    axes[2].boxplot([meta.loc[meta.label == y, col] for y in (0, 1)])
+    axes[2].set_xticks([1, 2], ["control", "disease"])
+    axes[2].set_ylabel("mL")
+    axes[2].set_title("disease region volume (twins)", fontsize=9)
+    data = [meta.loc[meta.bias_group == g, "bias_region_ml"] for g in (0, 1)]
+    parts = axes[3].boxplot(data, patch_artist=True)
+    for patch, g in zip(parts["boxes"], (0, 1)):
+        patch.set_facecolor(GROUP_COLOURS[g])
+        patch.set_alpha(0.5)
+    axes[3].set_xticks([1, 2], ["group 0", "group 1"])
+    axes[3].set_ylabel("mL")
+    axes[3].set_title("bias region volume (images)", fontsize=9)
+    return fig
+
+
+def plot_effect_maps(cohort, z_mm: float | None = None):
+    """Where the effects live: mean differences over the whole cohort.
+
+    Left: mean twin of disease cases minus mean twin of controls (the disease effect,
+    plus sampling noise). Right: mean ``|image - twin|`` over the bias group (the
+    bias effect, nothing else).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A simulated cohort with twins.
+    z_mm : float, optional
+        MNI z of the axial slice for 3D cohorts.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    import numpy as np
+
+    from . import anatomy
+
+    cfg = cohort.config
+    k = _slice_index(cfg, z_mm)
+    twins = cohort.twins.detach().cpu().numpy()[:, 0]
+    images = cohort.images.detach().cpu().numpy()[:, 0]
+    label, group = cohort.label, cohort.bias_group
+    disease = twins[label == 1].mean(0) - twins[label == 0].mean(0)
+    bias = np.abs(images[group == 1] - twins[group == 1]).mean(0) if group.any() \
+        else np.zeros_like(disease)
+    template = _axial(anatomy.load_template(cfg.grid), k)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), constrained_layout=True)
+    lim = max(1e-3, float(np.abs(_axial(disease, k)).max()))
+    _show(axes[0], template)
+    im0 = axes[0].imshow(_axial(disease, k), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                         alpha=0.75)
+    axes[0].set_title("disease − control (mean of twins)", fontsize=9)
+    fig.colorbar(im0, ax=axes[0], shrink=0.8)
+    _show(axes[1], template)
+    view = _axial(bias, k)
+    im1 = axes[1].imshow(np.ma.masked_less_equal(view, 0), origin="lower", cmap="magma",
+                         vmin=0, vmax=max(1e-3, float(view.max())), alpha=0.85)
+    axes[1].set_title("mean |image − twin| in the bias group", fontsize=9)
+    fig.colorbar(im1, ax=axes[1], shrink=0.8)
+    for ax in axes:
+        _contours(ax, cfg, k)
+    return fig
+
+
 # --- training and explanation figures ---------------------------------------
 
 

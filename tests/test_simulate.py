@@ -326,3 +326,75 @@ def test_generate_without_twins_and_defaults():
 def test_config_fields_all_have_help():
     for f in dataclasses.fields(SimulationConfig):
         assert SimulationConfig.help(f.name)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_simulation_figures(cohort3, cohort2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faimi_tutorial import plotting
+
+    fig = plotting.show_subject(cohort3, subject=1)
+    assert len(fig.axes) == 6 and "sub-0002" in fig._suptitle.get_text()
+    plt.close(fig)
+    fig = plotting.show_subject(cohort2, subject="sub-0003")
+    assert "sub-0003" in fig._suptitle.get_text()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="subject"):
+        plotting.show_subject(cohort3, subject=999)
+    with pytest.raises(ValueError, match="subject"):
+        plotting.show_subject(cohort3, subject="sub-9999")
+    fig = plotting.show_regions(cohort3.config)
+    assert sum(ax.get_title() != "" for ax in fig.axes) == 3
+    plt.close(fig)
+    fig = plotting.show_regions(cohort2.config, regions=["right_insula", "right_putamen"])
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    fig = plotting.show_cohort(cohort3, n=6)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 6 and {"disease" in t for t in titles} == {True, False}
+    plt.close(fig)
+    fig = plotting.show_cohort(cohort2, n=4, twins=True)
+    plt.close(fig)
+    fig = plotting.plot_cohort_design(cohort2)
+    assert len(fig.axes) == 4
+    plt.close(fig)
+    fig = plotting.plot_effect_maps(cohort3)
+    assert len(fig.axes) >= 2
+    plt.close(fig)
+
+
+def test_cohort_explorer(cohort3, cohort2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faimi_tutorial import widgets
+
+    box = widgets.explore_cohort(cohort3)
+    explorer = box.explorer
+    assert explorer.slice.max == cohort3.config.shape[2] - 1
+    explorer.subject.value = 2
+    assert "sub-0003" in explorer.info.value
+    for view in widgets.VIEWS:
+        fig = explorer.render(1, 5, view, regions=True)
+        assert fig.axes[0].get_title() == view
+        plt.close(fig)
+    with pytest.raises(ValueError, match="view"):
+        explorer.render(0, view="x-ray")
+    with pytest.raises(ValueError, match="slice_index"):
+        explorer.render(0, slice_index=500)
+    flat = widgets.CohortExplorer(cohort2)
+    assert flat.slice.disabled
+    fig = flat.render(0, view="image - twin")
+    plt.close(fig)
+    assert "bias group" in flat.describe(0)
+    nocfg = simulate.Cohort(cohort2.images, cohort2.twins, cohort2.meta, None)
+    with pytest.raises(ValueError, match="config"):
+        widgets.CohortExplorer(nocfg)
