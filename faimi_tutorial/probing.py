@@ -1,0 +1,1254 @@
+"""Where is the bias encoded? Layer activations, linear probes and the shortcut test.
+
+Three questions, three tools:
+
+**Is the bias attribute decodable from a layer?** :func:`collect_activations`
+reads the output of chosen layers through forward hooks (any :class:`torch.nn.Module`;
+``"input"`` is the image itself and ``"penultimate"`` the features entering the last
+linear layer). :func:`probe` then fits, per layer, a pipeline of PCA keeping 99 % of
+the variance and a logistic regression (Stanley et al., eBioMedicine 2025), and
+scores it only on data it was not fitted on: the samples are split into folds, each
+fold is scored by a probe fitted on the other folds (cross-fitting), so every score
+is held out. Accuracy and AUROC come with bootstrap intervals over the held-out
+samples. :func:`probe_layers` and :func:`probe_model` do this for every layer and
+several targets (the bias group and the disease label).
+
+A caveat that matters with biased data: when the bias group is correlated with the
+label, a probe can "decode the bias" by decoding the disease. ``balance`` subsamples
+the probe data so that every (target, other attribute) cell has the same size; then
+the other attribute carries no information about the target.
+
+**Which directions carry it?** :func:`component_encoding` measures, for each of the
+first principal components of a layer, how well that single component decodes each
+target (held out). :func:`component_projection` finds the component that best
+predicts the disease (on the fitting part) and returns the held-out subjects'
+coordinates on it, with their subgroup: label x bias group, aligned with the
+shortcut (disease with the bias feature, controls without) or misaligned.
+
+**Does the model use what it encodes?** Encoding alone does not prove that a model
+takes a shortcut. The shortcut test ShorT (Brown et al., Nat Commun 2023) trains a
+family of models whose encoding of the attribute is pushed up or down by an
+attribute head whose gradient into the network is scaled by ``lam``
+(:class:`GradientScale`; ``lam < 0`` is gradient reversal, i.e. unlearning,
+``lam > 0`` asks for more encoding), then relates the measured encoding to the
+fairness gap across those models (:func:`fit_attribute_head`, :func:`short_sweep`,
+:func:`short_test`). If the gap grows with the encoding, the model's decisions use
+the attribute.
+
+>>> import faimi_tutorial as ft
+>>> model = ft.models.build_model("tiny", in_shape=(1, 32, 32))
+>>> acts = ft.probing.collect_activations(model, torch.zeros(4, 1, 32, 32))
+>>> sorted(acts)[:2]
+['net.layer_0', 'net.layer_1']
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "PSEUDO_LAYERS",
+    "SUBGROUPS",
+    "ProbeConfig",
+    "ProbeResult",
+    "collect_activations",
+    "balanced_index",
+    "probe",
+    "probe_layers",
+    "probe_model",
+    "component_encoding",
+    "component_projection",
+    "subgroup_names",
+    "GradientScale",
+    "AttributeHead",
+    "fit_attribute_head",
+    "encoding_strength",
+    "short_sweep",
+    "ShortcutTest",
+    "short_test",
+]
+
+#: Layer names that are not modules: the image itself and the input of the last
+#: linear layer.
+PSEUDO_LAYERS: tuple[str, ...] = ("input", "penultimate")
+
+#: The four subgroups of a binary label and a binary bias group, in plotting order.
+#: "aligned" subjects agree with the shortcut (disease with the bias feature, control
+#: without it); "misaligned" ones contradict it.
+SUBGROUPS: tuple[str, ...] = (
+    "disease, bias (aligned)",
+    "control, no bias (aligned)",
+    "disease, no bias (misaligned)",
+    "control, bias (misaligned)",
+)
+
+
+# --------------------------------------------------------------------- activations
+
+
+def _network(model: Any) -> nn.Module:
+    return model.model if hasattr(model, "model") and isinstance(model.model, nn.Module) else model
+
+
+def _images(data: Any) -> torch.Tensor:
+    if isinstance(data, torch.Tensor):
+        x = data
+    elif isinstance(data, np.ndarray):
+        x = torch.as_tensor(data)
+    else:
+        from .training import as_data
+
+        x = as_data(data).images
+    x = x.float()
+    return x
+
+
+def _pool_to(t: torch.Tensor, max_features: int | None) -> torch.Tensor:
+    """Average-pool the spatial axes of ``(N, C, *grid)`` until ``C * prod(grid) <= max_features``."""
+    if max_features is None or t.ndim < 3 or t[0].numel() <= max_features:
+        return t
+    c, grid = t.shape[1], list(t.shape[2:])
+    while c * int(np.prod(grid)) > max_features and max(grid) > 1:
+        grid = [max(1, g // 2) if g == max(grid) else g for g in grid]
+    pool = F.adaptive_avg_pool3d if len(grid) == 3 else F.adaptive_avg_pool2d if len(grid) == 2 else F.adaptive_avg_pool1d
+    return pool(t, tuple(grid))
+
+
+def collect_activations(
+    model: Any,
+    data: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    max_features: int | None = 16384,
+) -> dict[str, np.ndarray]:
+    """Activations of chosen layers for every image, through forward hooks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or FitResult
+        Any network (a :class:`~faimi_tutorial.training.FitResult` is unwrapped).
+    data : tensor, array, cohort-like or ArrayData
+        Images ``(N, C, *grid)`` or anything :func:`faimi_tutorial.training.as_data` reads.
+    layers : sequence of str, optional
+        Module names (``dict(model.named_modules())``), or ``"input"`` (the images)
+        or ``"penultimate"`` (the input of the last linear layer). Default: the
+        feature blocks of a package model (:func:`faimi_tutorial.models.layer_names`).
+    batch_size : int, default 128
+        Images per forward pass.
+    device : str or torch.device, optional
+        Default: where the model's parameters are.
+    max_features : int or None, default 16384
+        Layers with more values per image are average-pooled over space (halving the
+        largest axis until they fit) so that large 3D feature maps stay in memory.
+        ``None`` keeps everything.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{layer: (N, F) float32}``, in the order of ``layers``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer name, or a model without known blocks when ``layers``
+        is not given.
+    """
+    from .models import last_linear, layer_names
+
+    net = _network(model)
+    if layers is None:
+        layers = layer_names(net)
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers=[] is empty; give at least one layer name")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be >= 1")
+    if max_features is not None and max_features < 1:
+        raise ValueError(f"max_features={max_features!r} must be None or >= 1")
+    modules = dict(net.named_modules())
+    unknown = [n for n in layers if n not in modules and n not in PSEUDO_LAYERS]
+    if unknown:
+        names = [n for n in modules if n][:12]
+        raise ValueError(f"layers {unknown!r} are not modules of the model; allowed: "
+                         f"{list(PSEUDO_LAYERS)} or module names such as {names}")
+    if device is None:
+        try:
+            device = next(net.parameters()).device
+        except StopIteration:
+            device = torch.device("cpu")
+    device = torch.device(device)
+    images = _images(data)
+    store: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    current: dict[str, torch.Tensor] = {}
+
+    def output_hook(name: str):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            current[name] = out.detach()
+
+        return hook
+
+    def pre_hook(name: str):
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            current[name] = inputs[0].detach()
+
+        return hook
+
+    handles = []
+    was_training = net.training
+    net = net.to(device).eval()
+    try:
+        for name in layers:
+            if name == "penultimate":
+                handles.append(last_linear(net).register_forward_pre_hook(pre_hook(name)))
+            elif name != "input":
+                handles.append(modules[name].register_forward_hook(output_hook(name)))
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                x = images[i : i + batch_size].to(device)
+                current.clear()
+                if any(n != "input" for n in layers):
+                    net(x)
+                current["input"] = x
+                for name in layers:
+                    t = _pool_to(current[name].float(), max_features)
+                    store[name].append(t.reshape(t.shape[0], -1).cpu())
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    return {n: torch.cat(store[n]).numpy().astype(np.float32, copy=False) for n in layers}
+
+
+# --------------------------------------------------------------------- probes
+
+
+@dataclass
+class ProbeConfig:
+    """How a linear probe is fitted and scored.
+
+    Parameters
+    ----------
+    variance : float, default 0.99
+        Share of variance the PCA keeps, in (0, 1]; 1 keeps every component.
+    n_folds : int, default 5
+        Cross-fitting folds (>= 2): each fold is scored by a probe fitted on the others.
+    C : float, default 1.0
+        Inverse L2 regularisation strength of the logistic regression (> 0).
+    standardize : bool, default True
+        Scale the principal components to unit variance before the regression.
+    max_iter : int, default 2000
+        Iterations of the logistic-regression solver (>= 10).
+    n_boot : int, default 500
+        Bootstrap replicates of the held-out scores for the intervals (0: none).
+    confidence : float, default 0.95
+        Level of the intervals, in (0, 1).
+    threshold : float, default 0.5
+        Probability threshold for the accuracy.
+    seed : int, default 0
+        Seed of the folds, the balancing and the bootstrap.
+    """
+
+    variance: float = 0.99
+    n_folds: int = 5
+    C: float = 1.0
+    standardize: bool = True
+    max_iter: int = 2000
+    n_boot: int = 500
+    confidence: float = 0.95
+    threshold: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
+
+        number = (int, float, np.integer, np.floating)
+        integer = (int, np.integer)
+        check("variance", isinstance(self.variance, number) and 0 < self.variance <= 1, "a number in (0, 1]")
+        check("n_folds", isinstance(self.n_folds, integer) and not isinstance(self.n_folds, bool)
+              and self.n_folds >= 2, "an integer >= 2")
+        check("C", isinstance(self.C, number) and self.C > 0, "a number > 0")
+        check("standardize", isinstance(self.standardize, (bool, np.bool_)), "True or False")
+        check("max_iter", isinstance(self.max_iter, integer) and self.max_iter >= 10, "an integer >= 10")
+        check("n_boot", isinstance(self.n_boot, integer) and self.n_boot >= 0, "an integer >= 0")
+        check("confidence", isinstance(self.confidence, number) and 0 < self.confidence < 1, "a number in (0, 1)")
+        check("threshold", isinstance(self.threshold, number) and 0 < self.threshold < 1, "a number in (0, 1)")
+        check("seed", isinstance(self.seed, integer) and self.seed >= 0, "an integer >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dictionary of the settings."""
+        return asdict(self)
+
+
+@dataclass
+class ProbeResult:
+    """Held-out decoding performance of one probe.
+
+    Attributes
+    ----------
+    accuracy, auroc : float
+        On held-out samples only (cross-fitted).
+    accuracy_low, accuracy_high, auroc_low, auroc_high : float
+        Bootstrap percentile interval bounds (NaN without bootstrap).
+    n : int
+        Number of samples the probe was evaluated on (after balancing).
+    n_components : float
+        Mean number of principal components kept over the folds.
+    scores : numpy.ndarray
+        Held-out probability of the positive class per evaluated sample.
+    target : numpy.ndarray
+        The target of each evaluated sample.
+    index : numpy.ndarray
+        Positions of the evaluated samples in the input.
+    """
+
+    accuracy: float
+    accuracy_low: float
+    accuracy_high: float
+    auroc: float
+    auroc_low: float
+    auroc_high: float
+    n: int
+    n_components: float
+    scores: np.ndarray = field(repr=False)
+    target: np.ndarray = field(repr=False)
+    index: np.ndarray = field(repr=False)
+
+    def as_dict(self) -> dict[str, float]:
+        """The summary numbers (without the per-sample arrays)."""
+        keys = ("accuracy", "accuracy_low", "accuracy_high", "auroc", "auroc_low", "auroc_high",
+                "n", "n_components")
+        return {k: getattr(self, k) for k in keys}
+
+
+def _binary_target(target: Any, name: str = "target") -> np.ndarray:
+    y = np.asarray(target).reshape(-1)
+    values = np.unique(y)
+    if len(values) != 2:
+        raise ValueError(f"{name} must hold exactly two classes; got {values.tolist()[:10]}")
+    return (y == values[1]).astype(np.int64)
+
+
+def balanced_index(*codes: Any, seed: int = 0) -> np.ndarray:
+    """Positions of a subsample with equally many samples in every cell of ``codes``.
+
+    Parameters
+    ----------
+    *codes : array-like
+        One or more equally long arrays of discrete codes (e.g. label and bias group).
+    seed : int, default 0
+        Seed of the subsampling.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted positions; every combination of codes that occurs keeps as many
+        samples as the smallest one.
+
+    Raises
+    ------
+    ValueError
+        Without codes, or for codes of different lengths.
+    """
+    if not codes:
+        raise ValueError("balanced_index needs at least one array of codes")
+    arrays = [np.asarray(c).reshape(-1) for c in codes]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"codes have different lengths: {[len(a) for a in arrays]}")
+    keys = pd.MultiIndex.from_arrays(arrays).codes if len(arrays) > 1 else [pd.factorize(arrays[0])[0]]
+    cell = np.zeros(n, dtype=np.int64)
+    for k in keys:
+        cell = cell * (int(np.max(k)) + 1 if len(k) else 1) + np.asarray(k)
+    values, counts = np.unique(cell, return_counts=True)
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    smallest = counts.min()
+    rng = np.random.default_rng(seed)
+    keep = [rng.choice(np.flatnonzero(cell == v), size=smallest, replace=False) for v in values]
+    return np.sort(np.concatenate(keep))
+
+
+def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedKFold
+
+    fold = np.zeros(len(y), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        fold[test] = k
+    return fold
+
+
+def _probe_pipeline(config: ProbeConfig, n_components: Any = None):
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = []
+    keep = n_components if n_components is not None else (config.variance if config.variance < 1 else None)
+    steps.append(PCA(n_components=keep, svd_solver="full", random_state=config.seed))
+    if config.standardize:
+        steps.append(StandardScaler())
+    steps.append(LogisticRegression(C=config.C, max_iter=config.max_iter))
+    return make_pipeline(*steps)
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """AUROC by the rank-sum (Mann-Whitney) formula, ties counted half."""
+    from scipy.stats import rankdata
+
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    ranks = rankdata(s)
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _bootstrap(y: np.ndarray, s: np.ndarray, threshold: float, n_boot: int, confidence: float,
+               seed: int) -> tuple[float, float, float, float]:
+    if n_boot == 0:
+        return (math.nan,) * 4
+    rng = np.random.default_rng(seed)
+    acc, auc = [], []
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    correct = ((s >= threshold).astype(np.int64) == y).astype(np.float64)
+    for _ in range(n_boot):
+        # stratified by class, so every replicate keeps both classes
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        acc.append(correct[idx].mean())
+        auc.append(_auroc(y[idx], s[idx]))
+    a = (1 - confidence) / 2 * 100
+    return (float(np.percentile(acc, a)), float(np.percentile(acc, 100 - a)),
+            float(np.percentile(auc, a)), float(np.percentile(auc, 100 - a)))
+
+
+def probe(
+    features: Any,
+    target: Any,
+    config: ProbeConfig | None = None,
+    *,
+    balance: Any | None = None,
+) -> ProbeResult:
+    """Decode a binary target from features with PCA + logistic regression, held out.
+
+    The samples are split into ``config.n_folds`` stratified folds; the PCA (keeping
+    ``config.variance`` of the variance) and the logistic regression are fitted on
+    all folds but one and score the remaining one, so each sample's score comes
+    from a probe that never saw it.
+
+    Parameters
+    ----------
+    features : array-like
+        ``(N, F)`` features (more axes are flattened).
+    target : array-like
+        ``(N,)`` binary target (two distinct values; the larger is positive).
+    config : ProbeConfig, optional
+        Settings (default :class:`ProbeConfig`).
+    balance : array-like, optional
+        A second attribute: the samples are first subsampled so that every
+        (target, balance) cell is equally large, so that ``balance`` carries no
+        information about ``target`` (e.g. the label when decoding the bias group).
+
+    Returns
+    -------
+    ProbeResult
+        Held-out accuracy and AUROC with intervals, and the held-out scores.
+
+    Raises
+    ------
+    ValueError
+        For mismatched lengths, a target without two classes, or too few samples
+        per class for the folds.
+    """
+
+    config = config or ProbeConfig()
+    x = np.asarray(features, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    y = _binary_target(target)
+    if len(y) != len(x):
+        raise ValueError(f"features hold {len(x)} samples but target holds {len(y)}")
+    index = np.arange(len(y))
+    if balance is not None:
+        b = np.asarray(balance).reshape(-1)
+        if len(b) != len(y):
+            raise ValueError(f"balance holds {len(b)} entries for {len(y)} samples")
+        index = balanced_index(y, b, seed=config.seed)
+    x, y = x[index], y[index]
+    smallest = int(min((y == 0).sum(), (y == 1).sum()))
+    if smallest < config.n_folds:
+        raise ValueError(
+            f"the smaller class has {smallest} samples (after balancing); need at least "
+            f"n_folds={config.n_folds}"
+        )
+    fold = _folds(y, config.n_folds, config.seed)
+    scores = np.zeros(len(y))
+    kept = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter on collinear components
+        for k in range(config.n_folds):
+            fit, held = fold != k, fold == k
+            pipe = _probe_pipeline(config)
+            pipe.fit(x[fit], y[fit])
+            scores[held] = pipe.predict_proba(x[held])[:, 1]
+            kept.append(pipe[0].n_components_)
+    acc = float(((scores >= config.threshold).astype(np.int64) == y).mean())
+    auc = float(_auroc(y, scores))
+    lo_acc, hi_acc, lo_auc, hi_auc = _bootstrap(y, scores, config.threshold, config.n_boot,
+                                                config.confidence, config.seed)
+    return ProbeResult(acc, lo_acc, hi_acc, auc, lo_auc, hi_auc, int(len(y)), float(np.mean(kept)),
+                       scores, y, index)
+
+
+def probe_layers(
+    activations: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    config: ProbeConfig | None = None,
+    *,
+    balance: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Probe every layer for every target.
+
+    Parameters
+    ----------
+    activations : mapping of str to array
+        ``{layer: (N, F)}`` (e.g. from :func:`collect_activations`), input side first.
+    targets : mapping of str to array
+        ``{name: (N,) binary codes}``, e.g. ``{"bias_group": ..., "label": ...}``.
+    config : ProbeConfig, optional
+        Probe settings.
+    balance : mapping of str to array, optional
+        Per target name, the attribute to balance against (see :func:`probe`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (layer, target): ``layer``, ``depth`` (0 = first listed layer),
+        ``target``, ``features`` (width of the layer), and the columns of
+        :meth:`ProbeResult.as_dict`.
+    """
+    config = config or ProbeConfig()
+    balance = dict(balance or {})
+    unknown = set(balance) - set(targets)
+    if unknown:
+        raise ValueError(f"balance names {sorted(unknown)} that are not targets ({sorted(targets)})")
+    rows = []
+    for depth, (layer, feats) in enumerate(activations.items()):
+        feats = np.asarray(feats)
+        for name, target in targets.items():
+            result = probe(feats, target, config, balance=balance.get(name))
+            rows.append({"layer": layer, "depth": depth, "target": name,
+                         "features": int(np.prod(feats.shape[1:])), **result.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def probe_model(
+    model: Any,
+    data: Any,
+    layers: Sequence[str] | None = None,
+    config: ProbeConfig | None = None,
+    *,
+    targets: Sequence[str] = ("bias_group", "label"),
+    balanced: bool = True,
+    batch_size: int = 128,
+    max_features: int | None = 16384,
+) -> pd.DataFrame:
+    """Activations of a model on ``data`` and held-out probes of each layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or FitResult
+        The network to inspect (use data it was not trained on).
+    data : cohort-like or ArrayData
+        Images with ``label`` and ``bias_group``.
+    layers : sequence of str, optional
+        See :func:`collect_activations` (default: the model's feature blocks).
+    config : ProbeConfig, optional
+        Probe settings.
+    targets : sequence of str, default ("bias_group", "label")
+        Attributes of ``data`` to decode.
+    balanced : bool, default True
+        Balance each of ``bias_group`` and ``label`` against the other, so that
+        neither can be decoded through its correlation with the other.
+    batch_size, max_features
+        Passed to :func:`collect_activations`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`probe_layers`.
+    """
+    from .training import as_data
+
+    d = as_data(data)
+    attrs = {"bias_group": d.bias_group, "label": d.label}
+    unknown = [t for t in targets if t not in attrs]
+    if unknown:
+        raise ValueError(f"targets {unknown!r} are not known; allowed: {sorted(attrs)}")
+    acts = collect_activations(model, d.images, layers, batch_size=batch_size, max_features=max_features)
+    other = {"bias_group": "label", "label": "bias_group"}
+    balance = {t: attrs[other[t]] for t in targets} if balanced else None
+    return probe_layers(acts, {t: attrs[t] for t in targets}, config, balance=balance)
+
+
+# --------------------------------------------------------------------- single components
+
+
+def component_encoding(
+    features: Any,
+    targets: Mapping[str, Any],
+    n_components: int = 10,
+    config: ProbeConfig | None = None,
+    *,
+    balance: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """How well each of the first principal components alone decodes each target.
+
+    Per fold, a PCA is fitted on the fitting folds; a one-feature logistic
+    regression on component ``k`` (which also learns its sign) is fitted there and
+    scores the held-out fold.
+
+    Parameters
+    ----------
+    features : array-like
+        ``(N, F)`` activations of one layer.
+    targets : mapping of str to array
+        ``{name: (N,) binary codes}``.
+    n_components : int, default 10
+        Number of leading components to test (>= 1).
+    config : ProbeConfig, optional
+        Folds, bootstrap and seed (``variance`` is not used here).
+    balance : mapping of str to array, optional
+        Per target, an attribute to balance against (see :func:`probe`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (component, target): ``component`` (1-based), ``target``,
+        ``explained_variance`` (share, from a PCA on all samples, for orientation
+        only), ``auroc``, ``auroc_low``, ``auroc_high``, ``accuracy``.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    config = config or ProbeConfig()
+    x_all = np.asarray(features, dtype=np.float64)
+    x_all = x_all.reshape(x_all.shape[0], -1)
+    if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ValueError(f"n_components={n_components!r} must be an integer >= 1")
+    k_max = int(min(n_components, x_all.shape[1], x_all.shape[0] // config.n_folds * (config.n_folds - 1) - 1))
+    if k_max < 1:
+        raise ValueError(f"too few samples ({x_all.shape[0]}) for {config.n_folds} folds")
+    explained = PCA(n_components=k_max, svd_solver="full").fit(x_all).explained_variance_ratio_
+    balance = dict(balance or {})
+    rows = []
+    for name, target in targets.items():
+        y_all = _binary_target(target, name)
+        if len(y_all) != len(x_all):
+            raise ValueError(f"target {name!r} holds {len(y_all)} entries for {len(x_all)} samples")
+        index = np.arange(len(y_all))
+        if balance.get(name) is not None:
+            index = balanced_index(y_all, np.asarray(balance[name]).reshape(-1), seed=config.seed)
+        x, y = x_all[index], y_all[index]
+        fold = _folds(y, config.n_folds, config.seed)
+        scores = np.zeros((k_max, len(y)))
+        for f in range(config.n_folds):
+            fit, held = fold != f, fold == f
+            pca = PCA(n_components=k_max, svd_solver="full").fit(x[fit])
+            z_fit, z_held = pca.transform(x[fit]), pca.transform(x[held])
+            sd = z_fit.std(0) + 1e-12
+            for k in range(k_max):
+                lr = LogisticRegression(max_iter=config.max_iter)
+                lr.fit(z_fit[:, [k]] / sd[k], y[fit])
+                scores[k, held] = lr.predict_proba(z_held[:, [k]] / sd[k])[:, 1]
+        for k in range(k_max):
+            lo_acc, hi_acc, lo, hi = _bootstrap(y, scores[k], config.threshold, config.n_boot,
+                                                config.confidence, config.seed)
+            rows.append({
+                "component": k + 1,
+                "target": name,
+                "explained_variance": float(explained[k]),
+                "auroc": float(_auroc(y, scores[k])),
+                "auroc_low": lo,
+                "auroc_high": hi,
+                "accuracy": float(((scores[k] >= config.threshold) == y).mean()),
+            })
+    return pd.DataFrame(rows)
+
+
+def subgroup_names(label: Any, bias_group: Any) -> np.ndarray:
+    """Name of each subject's (label, bias group) subgroup, from :data:`SUBGROUPS`.
+
+    Parameters
+    ----------
+    label, bias_group : array-like of {0, 1}
+        Disease label and bias-group code per subject.
+
+    Returns
+    -------
+    numpy.ndarray
+        Strings: aligned subgroups agree with the shortcut (disease with the bias
+        feature, control without it); misaligned ones contradict it.
+    """
+    y = np.asarray(label).astype(int).reshape(-1)
+    a = np.asarray(bias_group).astype(int).reshape(-1)
+    if len(y) != len(a):
+        raise ValueError(f"label holds {len(y)} entries but bias_group holds {len(a)}")
+    if not (set(np.unique(y)) <= {0, 1} and set(np.unique(a)) <= {0, 1}):
+        raise ValueError("label and bias_group must hold codes 0 and 1")
+    lookup = {(1, 1): SUBGROUPS[0], (0, 0): SUBGROUPS[1], (1, 0): SUBGROUPS[2], (0, 1): SUBGROUPS[3]}
+    return np.array([lookup[(i, j)] for i, j in zip(y, a)], dtype=object)
+
+
+def component_projection(
+    features: Any,
+    label: Any,
+    bias_group: Any,
+    n_components: int = 10,
+    *,
+    fit_fraction: float = 0.5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Held-out subjects' coordinates on the most disease- and most bias-predictive components.
+
+    A PCA with ``n_components`` is fitted on a stratified ``fit_fraction`` of the
+    subjects; on that same part, the component whose values best separate the
+    labels (largest ``|AUROC - 0.5|``) is chosen as the disease component, oriented
+    so that higher means more disease, and the best of the remaining components for
+    the bias group as the bias component. Only the other subjects are returned, so
+    the choice of components is never scored on the data it was made with.
+
+    Parameters
+    ----------
+    features : array-like
+        ``(N, F)`` activations of one layer.
+    label, bias_group : array-like of {0, 1}
+        Per subject.
+    n_components : int, default 10
+        Components to choose from (>= 2).
+    fit_fraction : float, default 0.5
+        Share of subjects used to fit the PCA and choose the components, in (0, 1).
+    seed : int, default 0
+        Seed of the split.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Held-out subjects: ``index`` (position in the input), ``disease_component``,
+        ``bias_component``, ``label``, ``bias_group``, ``subgroup``
+        (:data:`SUBGROUPS`), ``aligned`` (bool). ``attrs`` holds the chosen component
+        numbers (1-based) and their fitting-part AUROCs.
+    """
+    from sklearn.decomposition import PCA
+
+    from .training import stratified_split
+
+    x = np.asarray(features, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    y = np.asarray(label).astype(int).reshape(-1)
+    a = np.asarray(bias_group).astype(int).reshape(-1)
+    names = subgroup_names(y, a)
+    if len(y) != len(x):
+        raise ValueError(f"features hold {len(x)} samples but label holds {len(y)}")
+    if not isinstance(n_components, (int, np.integer)) or n_components < 2:
+        raise ValueError(f"n_components={n_components!r} must be an integer >= 2")
+    if not 0 < fit_fraction < 1:
+        raise ValueError(f"fit_fraction={fit_fraction!r} must be in (0, 1)")
+    held, fit = stratified_split(y, a, fit_fraction, seed)
+    k = int(min(n_components, x.shape[1], len(fit) - 1))
+    pca = PCA(n_components=k, svd_solver="full").fit(x[fit])
+    z_fit, z_held = pca.transform(x[fit]), pca.transform(x[held])
+    auc_y = np.array([_auroc(y[fit], z_fit[:, j]) for j in range(k)])
+    auc_a = np.array([_auroc(a[fit], z_fit[:, j]) for j in range(k)])
+    d = int(np.argmax(np.abs(auc_y - 0.5)))
+    rest = [j for j in range(k) if j != d]
+    b = rest[int(np.argmax(np.abs(auc_a[rest] - 0.5)))]
+    sign_d = 1.0 if auc_y[d] >= 0.5 else -1.0
+    sign_b = 1.0 if auc_a[b] >= 0.5 else -1.0
+    out = pd.DataFrame({
+        "index": held,
+        "disease_component": sign_d * z_held[:, d],
+        "bias_component": sign_b * z_held[:, b],
+        "label": y[held],
+        "bias_group": a[held],
+        "subgroup": names[held],
+    })
+    out["aligned"] = out["label"] == out["bias_group"]
+    out.attrs.update({
+        "disease_component": d + 1,
+        "bias_component": b + 1,
+        "disease_component_fit_auroc": float(max(auc_y[d], 1 - auc_y[d])),
+        "bias_component_fit_auroc": float(max(auc_a[b], 1 - auc_a[b])),
+        "bias_auroc_of_disease_component": float(max(auc_a[d], 1 - auc_a[d])),
+    })
+    return out
+
+
+# --------------------------------------------------------------------- ShorT
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, lam: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad * ctx.lam, None
+
+
+class GradientScale(nn.Module):
+    """Identity in the forward pass; multiplies the gradient by ``lam`` going back.
+
+    ``lam = -1`` is the gradient-reversal layer of domain-adversarial training
+    (Ganin & Lempitsky 2015): layers below are pushed to *remove* what the layer
+    above learns to predict. ``lam = 0`` blocks the gradient; ``lam > 0`` passes it on
+    (scaled), so layers below are pushed to encode it more.
+
+    Parameters
+    ----------
+    lam : float
+        Gradient multiplier (any finite number).
+    """
+
+    def __init__(self, lam: float) -> None:
+        super().__init__()
+        if not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(float(lam)):
+            raise ValueError(f"lam={lam!r} is invalid; allowed: a finite number")
+        self.lam = float(lam)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` unchanged (the gradient is scaled on the way back)."""
+        return _ScaleGradient.apply(x, self.lam)
+
+    def extra_repr(self) -> str:
+        return f"lam={self.lam:g}"
+
+
+class AttributeHead(nn.Module):
+    """A linear head that predicts the bias attribute, behind a :class:`GradientScale`.
+
+    The head itself always learns to predict the attribute; what reaches the network
+    below is that gradient times ``lam``.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the features it reads.
+    lam : float
+        Gradient multiplier into the network.
+    n_classes : int, default 2
+        Number of attribute values.
+    """
+
+    def __init__(self, in_features: int, lam: float, n_classes: int = 2) -> None:
+        super().__init__()
+        if in_features < 1 or n_classes < 2:
+            raise ValueError(f"in_features={in_features!r} must be >= 1 and n_classes={n_classes!r} >= 2")
+        self.scale = GradientScale(lam)
+        self.linear = nn.Linear(int(in_features), int(n_classes))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Attribute logits ``(N, n_classes)``."""
+        return self.linear(self.scale(features))
+
+
+def fit_attribute_head(
+    data: Any,
+    config: Any = None,
+    *,
+    lam: float = 0.0,
+    attribute_weight: float = 1.0,
+    val: Any | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> Any:
+    """Train a disease classifier with a gradient-scaled bias-attribute head (ShorT).
+
+    The loss is ``BCE(disease) + attribute_weight * CE(attribute head)``; the head
+    reads the penultimate features through :class:`GradientScale` ``(lam)``, so the
+    network is pushed to encode the bias group less (``lam < 0``) or more
+    (``lam > 0``). Data handling, seeding, device choice, early stopping on the
+    validation loss and the returned :class:`~faimi_tutorial.training.FitResult`
+    are those of :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
+
+    Parameters
+    ----------
+    data : cohort-like, tuple, ArrayData or path
+        Training data (see :func:`faimi_tutorial.training.as_data`).
+    config : TrainConfig or str, optional
+        Training settings or a preset name (default: the active preset).
+    lam : float, default 0.0
+        Gradient multiplier of the attribute head into the network.
+    attribute_weight : float, default 1.0
+        Weight of the attribute loss (>= 0).
+    val : optional
+        Validation data (default: the cohort's val split or a held-out fraction).
+    seed : int, default 0
+        Seeds weights, batch order and the validation split.
+    device : str or torch.device, optional
+        Default: CUDA when present, else CPU.
+    progress : bool, default True
+        Progress bar over epochs.
+    **overrides
+        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+
+    Returns
+    -------
+    FitResult
+        The selected model; ``history`` has ``attribute_loss`` and
+        ``attribute_accuracy`` (training batches) per epoch, and ``extras`` holds
+        ``lam``, ``attribute_weight`` and the head's ``attribute_head`` state dict.
+    """
+    from tqdm.auto import tqdm
+
+    from . import presets
+    from .models import build_model, forward_with_features, last_linear
+    from .runtime import choose_device, seed_everything
+    from .training import FitResult, TrainConfig, _batches, _scores_and_loss, _train_val, validation_metrics
+
+    if not isinstance(attribute_weight, (int, float, np.integer, np.floating)) or not attribute_weight >= 0:
+        raise ValueError(f"attribute_weight={attribute_weight!r} is invalid; allowed: a number >= 0")
+    GradientScale(lam)  # validates lam
+    if config is None:
+        config = presets.active_preset()
+    if isinstance(config, str):
+        config = TrainConfig.preset(config, **overrides)
+    elif overrides:
+        settings = config.to_dict()
+        settings.update(overrides)
+        config = TrainConfig(**settings)
+    if config.mitigation != "none":
+        raise ValueError(f"mitigation={config.mitigation!r} is invalid here; allowed: none "
+                         "(the attribute head is the intervention)")
+    seed_everything(seed)
+    device = choose_device(str(device) if device is not None else None)
+    train, valid = _train_val(data, val, config.val_fraction, seed)
+    if len(train) == 0 or len(valid) == 0:
+        raise ValueError(f"need non-empty training and validation data; got {len(train)} and {len(valid)}")
+    model_config = config.model_config(train.in_shape)
+    model = build_model(model_config).to(device)
+    n_groups = max(2, int(train.bias_group.max()) + 1)
+    head = AttributeHead(last_linear(model).in_features, lam, n_groups).to(device)
+    optimiser = torch.optim.AdamW(
+        [{"params": model.parameters()}, {"params": head.parameters(), "weight_decay": 0.0}],
+        lr=config.lr, weight_decay=config.weight_decay,
+    )
+    y_all = torch.as_tensor(train.label, dtype=torch.float32)
+    a_all = torch.as_tensor(train.bias_group, dtype=torch.long)
+    images = train.images.to(device)
+    generator = torch.Generator().manual_seed(int(seed))
+    rows: list[dict[str, float]] = []
+    best_loss, best_epoch, stale, stopped_early = math.inf, 1, 0, False
+    best_state = copy.deepcopy(model.state_dict())
+    best_head = copy.deepcopy(head.state_dict())
+    bar = tqdm(range(1, config.epochs + 1), desc=f"training (lambda={float(lam):g})",
+               disable=not progress, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        head.train()
+        total = attr_total = 0.0
+        count = attr_correct = 0
+        for idx in _batches(len(train), config.batch_size, generator, None):
+            x = images[idx.to(images.device)]
+            y, a = y_all[idx].to(device), a_all[idx].to(device)
+            logits, features = forward_with_features(model, x)
+            disease_loss = F.binary_cross_entropy_with_logits(logits, y)
+            attr_logits = head(features)
+            attr_loss = F.cross_entropy(attr_logits, a)
+            loss = disease_loss + float(attribute_weight) * attr_loss
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(disease_loss.detach()) * len(idx)
+            attr_total += float(attr_loss.detach()) * len(idx)
+            attr_correct += int((attr_logits.argmax(1) == a).sum())
+            count += len(idx)
+        scores, val_loss = _scores_and_loss(model, valid, device)
+        metrics = validation_metrics(valid.label, scores, valid.bias_group)
+        rows.append({
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            "attribute_loss": attr_total / max(count, 1),
+            "attribute_accuracy": attr_correct / max(count, 1),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in metrics.items()},
+            "seconds": time.perf_counter() - start,
+        })
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_epoch, stale = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            best_head = copy.deepcopy(head.state_dict())
+        else:
+            stale += 1
+        bar.set_postfix(val_loss=f"{val_loss:.3f}", attr_acc=f"{rows[-1]['attribute_accuracy']:.2f}")
+        if config.patience is not None and stale >= config.patience and epoch < config.epochs:
+            stopped_early = True
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(
+        model=model,
+        history=pd.DataFrame(rows),
+        config=config,
+        model_config=model_config,
+        best_epoch=best_epoch,
+        seed=int(seed),
+        stopped_early=stopped_early,
+        extras={"lam": float(lam), "attribute_weight": float(attribute_weight),
+                "attribute_head": {k: v.detach().cpu() for k, v in best_head.items()}},
+    )
+
+
+def encoding_strength(
+    model: Any,
+    data: Any,
+    layer: str = "penultimate",
+    config: ProbeConfig | None = None,
+    *,
+    balanced: bool = True,
+) -> ProbeResult:
+    """How strongly a frozen model encodes the bias group: a held-out probe on one layer.
+
+    This is the "encoding" axis of ShorT: a linear read-out of the attribute from the
+    model's features (Brown et al. retrain a linear head on frozen features; here the
+    same PCA + logistic probe as :func:`probe`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or FitResult
+        The trained network.
+    data : cohort-like or ArrayData
+        Data the model was not trained on, with ``label`` and ``bias_group``.
+    layer : str, default "penultimate"
+        Which layer to read (see :func:`collect_activations`).
+    config : ProbeConfig, optional
+        Probe settings.
+    balanced : bool, default True
+        Balance the bias group against the label (see :func:`probe`).
+
+    Returns
+    -------
+    ProbeResult
+        Held-out decoding of the bias group.
+    """
+    from .training import as_data
+
+    d = as_data(data)
+    feats = collect_activations(model, d.images, [layer])[layer]
+    return probe(feats, d.bias_group, config, balance=d.label if balanced else None)
+
+
+def short_sweep(
+    cohort: Any,
+    lambdas: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
+    seeds: Sequence[int] = (0,),
+    config: Any = None,
+    *,
+    test: Any | None = None,
+    probe_config: ProbeConfig | None = None,
+    attribute_weight: float = 1.0,
+    threshold: float = 0.5,
+    progress: bool = True,
+    **overrides: Any,
+) -> pd.DataFrame:
+    """The ShorT sweep: models trained with gradient-scaled attribute heads, evaluated.
+
+    For every ``lam`` and seed, :func:`fit_attribute_head` trains a model; on the
+    test data, :func:`encoding_strength` measures how well the bias group can be
+    read from its penultimate features and
+    :func:`faimi_tutorial.sweeps.evaluate` measures its subgroup gaps.
+
+    Parameters
+    ----------
+    cohort : cohort-like
+        Training data with train/val splits (or see :func:`fit_attribute_head`).
+    lambdas : sequence of float, default (-1, -0.5, 0, 0.5, 1)
+        Gradient multipliers of the attribute head.
+    seeds : sequence of int, default (0,)
+        Training seeds per ``lam``.
+    config : TrainConfig or str, optional
+        Training settings or preset name.
+    test : cohort-like, optional
+        Evaluation data (default ``cohort.test``).
+    probe_config : ProbeConfig, optional
+        Settings of the encoding probe (default: 5 folds, 200 bootstrap replicates).
+    attribute_weight : float, default 1.0
+        Weight of the attribute loss.
+    threshold : float, default 0.5
+        Global decision threshold of the gaps.
+    progress : bool, default True
+        Progress bar over runs.
+    **overrides
+        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run: ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
+        ``encoding_accuracy``, ``attribute_accuracy`` (last training epoch),
+        ``best_epoch``, and the columns of :func:`faimi_tutorial.sweeps.evaluate`
+        (``AUROC``, ``TPR_gap``, ``FPR_gap``, ``flip_rate`` …).
+    """
+    from tqdm.auto import tqdm
+
+    from .sweeps import evaluate
+
+    lambdas = [float(v) for v in lambdas]
+    seeds = [int(s) for s in seeds]
+    if not lambdas or not seeds:
+        raise ValueError(f"lambdas={lambdas!r} and seeds={seeds!r} must both be non-empty")
+    test = cohort.test if test is None else test
+    probe_config = probe_config or ProbeConfig(n_boot=200)
+    rows = []
+    runs = [(lam, s) for s in seeds for lam in lambdas]
+    for lam, s in tqdm(runs, desc="ShorT sweep", disable=not progress, leave=False):
+        result = fit_attribute_head(cohort, config, lam=lam, attribute_weight=attribute_weight,
+                                    seed=s, progress=False, **overrides)
+        enc = encoding_strength(result, test, config=probe_config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev = evaluate(result, test, threshold=threshold)
+        rows.append({
+            "lam": lam,
+            "seed": s,
+            "encoding_auroc": enc.auroc,
+            "encoding_auroc_low": enc.auroc_low,
+            "encoding_auroc_high": enc.auroc_high,
+            "encoding_accuracy": enc.accuracy,
+            "attribute_accuracy": float(result.history["attribute_accuracy"].iloc[-1]),
+            "best_epoch": int(result.best_epoch),
+            **ev,
+        })
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ShortcutTest:
+    """Result of :func:`short_test`: does the fairness gap follow the encoding?
+
+    Attributes
+    ----------
+    x, y : str
+        The encoding column and the gap column.
+    slope, slope_low, slope_high : float
+        Least-squares slope of gap on encoding and its bootstrap interval (runs resampled).
+    intercept : float
+        Intercept of that line.
+    spearman, spearman_p : float
+        Rank correlation across runs and its p-value.
+    n_runs : int
+        Number of models.
+    confidence : float
+        Level of the interval.
+    """
+
+    x: str
+    y: str
+    slope: float
+    slope_low: float
+    slope_high: float
+    intercept: float
+    spearman: float
+    spearman_p: float
+    n_runs: int
+    confidence: float
+
+    @property
+    def shortcut(self) -> bool:
+        """True when the slope's interval excludes zero: the gap changes with encoding."""
+        return bool(self.slope_low > 0 or self.slope_high < 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and the verdict as a plain dictionary."""
+        return {**asdict(self), "shortcut": self.shortcut}
+
+
+def short_test(
+    runs: pd.DataFrame,
+    x: str = "encoding_auroc",
+    y: str = "TPR_gap",
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> ShortcutTest:
+    """Relate measured encoding to the fairness gap across the models of a ShorT sweep.
+
+    Brown et al. (2023): if models that encode the attribute more also show a larger
+    fairness gap, the model's predictions depend on the attribute (shortcut
+    learning); if the gap does not move while encoding does, encoding alone is
+    harmless for that metric.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        One row per model (e.g. from :func:`short_sweep`).
+    x : str, default "encoding_auroc"
+        Encoding column.
+    y : str, default "TPR_gap"
+        Fairness-gap column.
+    n_boot : int, default 2000
+        Bootstrap replicates over runs for the slope interval (>= 1).
+    confidence : float, default 0.95
+        Level of the interval.
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    ShortcutTest
+        Slope with interval, rank correlation and the verdict.
+
+    Raises
+    ------
+    ValueError
+        For missing columns, fewer than three runs, or invalid options.
+    """
+    from scipy import stats
+
+    for col in (x, y):
+        if col not in runs.columns:
+            raise ValueError(f"column {col!r} is not in runs (has {list(runs.columns)})")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r} must be >= 1")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
+    data = runs[[x, y]].astype(float).dropna()
+    if len(data) < 3:
+        raise ValueError(f"need at least 3 runs with finite {x} and {y}; got {len(data)}")
+    u, v = data[x].to_numpy(), data[y].to_numpy()
+    slope, intercept = np.polyfit(u, v, 1)
+    rng = np.random.default_rng(seed)
+    slopes = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(u), len(u))
+        if np.ptp(u[idx]) > 0:
+            slopes.append(np.polyfit(u[idx], v[idx], 1)[0])
+    a = (1 - confidence) / 2 * 100
+    lo, hi = (np.percentile(slopes, [a, 100 - a]) if slopes else (math.nan, math.nan))
+    rho, p = stats.spearmanr(u, v)
+    return ShortcutTest(x, y, float(slope), float(lo), float(hi), float(intercept), float(rho),
+                        float(p), int(len(u)), float(confidence))
