@@ -478,8 +478,9 @@ def plot_effect_maps(cohort, z_mm: float | None = None):
     fig.colorbar(im0, ax=axes[0], shrink=0.8)
     _show(axes[1], template)
     view = _axial(bias, k)
-    im1 = axes[1].imshow(np.ma.masked_less_equal(view, 0), origin="lower", cmap="magma",
-                         vmin=0, vmax=max(1e-3, float(view.max())), alpha=0.85)
+    top = max(1e-3, float(view.max()))
+    im1 = axes[1].imshow(np.ma.masked_less(view, 0.02 * top), origin="lower", cmap="magma",
+                         vmin=0, vmax=top, alpha=0.85)
     axes[1].set_title("mean |image − twin| in the bias group", fontsize=9)
     fig.colorbar(im1, ax=axes[1], shrink=0.8)
     for ax in axes:

@@ -199,11 +199,11 @@ class SimulationConfig:
     disease_region: Any = "right_insula"
     disease_mean: tuple[float, float] = (1.0, -1.0)
     disease_sd: tuple[float, float] = (1.0, 1.0)
-    disease_scale_mm: float = 3.0
+    disease_scale_mm: float = 1.5
     bias_region: Any = "right_putamen"
     bias_mean: float = 2.0
     bias_sd: float = 1.0
-    bias_scale_mm: float = 1.5
+    bias_scale_mm: float = 4.0
     bias_kind: str = "morphological"
     intensity_factor: float = 1.2
     intensity_scope: str = "region"
@@ -582,6 +582,30 @@ def regional_field(region: anatomy.Region | str, points_mm: np.ndarray, dims: in
     return np.stack(comps, axis=0)
 
 
+def _cosine_modes(points_mm: np.ndarray, dims: int, n_basis: int, scale_mm: float,
+                  decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine fields at ``points_mm`` (see :meth:`ShapeBasis.synthetic`)."""
+    box_lo = np.array([-75.0, -110.0, -60.0])[:dims]
+    box_len = np.array([150.0, 190.0, 150.0])[:dims]
+    freqs = [n for n in np.ndindex(*([9] * dims)) if any(n)]
+    modes = sorted((sum(v * v for v in n), d, n) for n in freqs for d in range(dims))[:n_basis]
+    pts = points_mm[..., :dims]
+    shape = pts.shape[:-1]
+    fields = np.zeros((len(modes), dims, *shape))
+    variances = np.zeros(len(modes))
+    for k, (n2, d, n) in enumerate(modes):
+        val = np.ones(shape)
+        for i in range(dims):
+            if n[i]:
+                val = val * np.cos(math.pi * n[i] * (pts[..., i] - box_lo[i]) / box_len[i])
+        # unit RMS over the box (cos^2 averages 1/2 per non-zero frequency)
+        fields[k, d] = val * math.sqrt(2.0 ** sum(1 for v in n if v))
+        variances[k] = float(n2) ** (-decay)
+    if len(modes):
+        variances *= scale_mm**2 / variances.sum()
+    return fields, variances
+
+
 @dataclass
 class ShapeBasis:
     """A basis of smooth velocity fields for subject-to-subject shape variation.
@@ -651,30 +675,7 @@ class ShapeBasis:
         ShapeBasis
             The basis.
         """
-        dims = grid.dims
-        box_lo = np.array([-75.0, -110.0, -60.0])[:dims]
-        box_len = np.array([150.0, 190.0, 150.0])[:dims]
-        nmax = 1
-        while True:
-            freqs = [n for n in np.ndindex(*([nmax + 1] * dims)) if any(n)]
-            if len(freqs) * dims >= n_basis or nmax > 8:
-                break
-            nmax += 1
-        modes = sorted(((sum(v * v for v in n), d, n) for n in freqs for d in range(dims)))
-        modes = modes[:n_basis]
-        pts = grid.coordinates()[..., :dims]
-        fields = np.zeros((len(modes), dims, *grid.shape))
-        variances = np.zeros(len(modes))
-        for k, (n2, d, n) in enumerate(modes):
-            val = np.ones(grid.shape)
-            for i in range(dims):
-                val = val * np.cos(math.pi * n[i] * (pts[..., i] - box_lo[i]) / box_len[i])
-            # unit RMS over the box (cos^2 averages 1/2 per non-zero frequency)
-            val = val * math.sqrt(2.0 ** sum(1 for v in n if v))
-            fields[k, d] = val
-            variances[k] = float(n2) ** (-decay)
-        if len(modes):
-            variances *= scale_mm**2 / variances.sum()
+        fields, variances = _cosine_modes(grid.coordinates(), grid.dims, n_basis, scale_mm, decay)
         return cls(fields, variances, grid, name="synthetic-cosine")
 
     @classmethod
@@ -1093,15 +1094,17 @@ class _Engine:
                                   * cfg.disease_scale_mm)
         self.bias_field = to_t(regional_field(cfg.bias, pts, dims, cfg.support)
                                * cfg.bias_scale_mm)
-        if basis is None:
-            basis = ShapeBasis.synthetic(grid, cfg.n_basis, cfg.basis_scale_mm, cfg.basis_decay) \
-                if cfg.n_basis else None
         if basis is not None and len(basis) != cfg.n_basis:
             raise ValueError(f"basis has {len(basis)} fields but n_basis={cfg.n_basis}")
         if basis is not None:
-            fields = basis.resample(grid, self.coarse) * np.sqrt(basis.variances).reshape(
-                (-1,) + (1,) * (dims + 1))
-            self.basis = to_t(np.stack([f for f in fields]))  # (K, dims, *coarse)
+            fields, variances = basis.resample(grid, self.coarse), basis.variances
+        elif cfg.n_basis:
+            # the synthetic basis, evaluated straight on the integration grid
+            fields, variances = _cosine_modes(pts, dims, cfg.n_basis, cfg.basis_scale_mm,
+                                              cfg.basis_decay)
+        if cfg.n_basis:
+            fields = fields * np.sqrt(variances).reshape((-1,) + (1,) * (dims + 1))
+            self.basis = to_t(fields)  # (K, dims, *coarse)
         else:
             self.basis = None
         template = anatomy.load_template(grid)
@@ -1176,10 +1179,11 @@ class _Engine:
         v = torch.zeros((b, self.cfg.dims, *self.coarse), dtype=torch.float32, device=self.device)
         if self.basis is not None:
             zt = torch.as_tensor(z, dtype=torch.float32, device=self.device)
-            for k in range(self.basis.shape[0]):
-                v += zt[:, k].view(-1, *([1] * (self.cfg.dims + 1))) * self.basis[k]
+            view = (-1,) + (1,) * (self.cfg.dims + 1)
+            for k in range(self.basis.shape[0]):  # elementwise: batch-independent results
+                v.addcmul_(zt[:, k].view(view), self.basis[k].unsqueeze(0))
         ct = torch.as_tensor(c, dtype=torch.float32, device=self.device)
-        v += ct.view(-1, *([1] * (self.cfg.dims + 1))) * self.disease_field
+        v.addcmul_(ct.view(-1, *([1] * (self.cfg.dims + 1))), self.disease_field.unsqueeze(0))
         return v
 
     def render(self, u_coarse):
