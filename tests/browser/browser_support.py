@@ -261,14 +261,26 @@ KNOWN_THIRD_PARTY_ERRORS = {
     ),
 }
 
-#: External resources the theme or Sphinx asks for and that cannot load offline, each with
-#: what is lost without them. Any other request to another host fails a test.
-KNOWN_EXTERNAL_RESOURCES = {
-    "https://cdn.jsdelivr.net/npm/mathjax@3/": (
-        "MathJax 3, which sphinx.ext.mathjax loads from a CDN to typeset $...$ math: "
-        "offline, formulas show as TeX source"
-    ),
+#: External resources that the theme or Sphinx asks for and that cannot load offline, each
+#: with what is lost without them. Any other request to another host fails a test. Empty:
+#: MathJax and the ipywidgets manager are served with the book (book/_vendor); by default
+#: Sphinx would fetch MathJax 3 from cdn.jsdelivr.net and myst-nb would fetch RequireJS from
+#: cdnjs.cloudflare.com and @jupyter-widgets/html-manager from cdn.jsdelivr.net.
+KNOWN_EXTERNAL_RESOURCES: dict[str, str] = {}
+
+# Waits (up to the page timeout) until MathJax has typeset the page, if it has math.
+_MATH_READY_JS = """
+async () => {
+  if (!document.querySelector('.math')) return true;
+  const deadline = Date.now() + 20000;
+  while (!(window.MathJax && window.MathJax.startup && window.MathJax.startup.promise)) {
+    if (Date.now() > deadline) return false;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  await window.MathJax.startup.promise;
+  return true;
 }
+"""
 
 # JavaScript run once a page has loaded: everything the tests need from the DOM.
 _COLLECT_JS = """
@@ -285,8 +297,11 @@ _COLLECT_JS = """
     inArticle: article.contains(img),
     inOutput: !!img.closest('.cell_output'),
     inWidget: !!img.closest('.widget-subarea')}));
+  const math = Array.from(document.querySelectorAll('span.math, div.math'));
+  const untypeset = math.filter(m => !m.querySelector('mjx-container'))
+    .map(m => (m.textContent || '').trim().slice(0, 60));
   return {title: document.title, ids: ids.concat(names), links: links, images: images,
-          text: (article.innerText || '')};
+          text: (article.innerText || ''), math: math.length, untypeset: untypeset};
 }
 """
 
@@ -308,6 +323,8 @@ class PageVisit:
     links: list[dict[str, str]] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
     text: str = ""
+    math: int = 0
+    untypeset_math: list[str] = field(default_factory=list)
     page: Any = None  # the open tab, kept for further inspection
 
 
@@ -365,8 +382,9 @@ class Browser:
         start = time.perf_counter()
         response = page.goto(visit.url, wait_until="load")
         visit.status = response.status if response is not None else None
-        page.evaluate("document.fonts.ready.then(() => true)")
+        page.evaluate(_MATH_READY_JS)
         wait_for_widgets(page)
+        page.evaluate("document.fonts.ready.then(() => true)")
         visit.load_seconds = time.perf_counter() - start
         data = page.evaluate(_COLLECT_JS)
         visit.title = data["title"]
@@ -374,6 +392,8 @@ class Browser:
         visit.links = data["links"]
         visit.images = data["images"]
         visit.text = data["text"]
+        visit.math = data["math"]
+        visit.untypeset_math = data["untypeset"]
         if path.startswith("notebooks/"):
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.evaluate("window.scrollTo(0, 0)")

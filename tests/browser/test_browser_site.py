@@ -71,6 +71,16 @@ def test_page_needs_nothing_from_other_hosts(browser: Browser, toc_page: TocPage
     )
 
 
+@pytest.mark.parametrize("toc_page", PAGES, ids=_ids(PAGES))
+def test_math_is_typeset(browser: Browser, toc_page: TocPage) -> None:
+    """Every formula is typeset by the MathJax served with the book (no TeX source left)."""
+    visit = browser.visit(toc_page.html)
+    assert not visit.untypeset_math, (
+        f"{toc_page.html}: {len(visit.untypeset_math)} of {visit.math} formulas not typeset, "
+        f"e.g. {visit.untypeset_math[:3]}"
+    )
+
+
 def test_the_site_root_opens_the_book(browser: Browser) -> None:
     page = browser.open("index.html")
     try:
