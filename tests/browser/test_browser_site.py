@@ -266,6 +266,11 @@ def test_widgets_render_from_saved_state(browser: Browser, site: Site, chapter: 
     assert not not_drawn, f"{chapter.html}: widget views {not_drawn} not drawn from the saved state: {views}"
     failed = [v["text"] for v in views if "error" in v["text"].lower()]
     assert not failed, f"{chapter.html}: the widget manager reported errors: {failed}"
+    raw_tex = [v["text"] for v in views if re.search(r"\$[^$\n]+\$", v["text"])]
+    assert not raw_tex, (
+        f"{chapter.html}: widget labels show TeX source (MathJax does not typeset widget "
+        f"labels here): write them in plain text: {raw_tex}"
+    )
     assert not [e for e in visit.page_errors if e not in KNOWN_THIRD_PARTY_ERRORS]
 
 

@@ -1,4 +1,4 @@
-/* Lets the widget manager typeset with MathJax 3.
+/* Lets the widget manager run beside MathJax 3.
  *
  * The widget manager (@jupyter-widgets/html-manager 1.0) typesets widget labels with
  * MathJax 2's `MathJax.Hub.Queue(["Typeset", MathJax.Hub, element])`. The book uses
@@ -7,6 +7,9 @@
  * is `window.MathJax` (first the configuration, then MathJax 3 itself, which replaces it when
  * it loads) that one MathJax 2 call, carried out by MathJax 3's `typesetPromise`.
  * It is loaded before embed.js on pages with widgets (nb_ipywidgets_js in _config.yml).
+ *
+ * Widget labels are still shown as written: the book's MathJax 3 typesets only Sphinx's
+ * math elements and knows \(...\) but not $...$, so chapters write labels in plain text.
  */
 (function () {
   "use strict";
