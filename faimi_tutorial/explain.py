@@ -102,9 +102,11 @@ def _gradcam(model: nn.Module, x: torch.Tensor, sign: torch.Tensor, layer: str |
     target_layer = "model." + (layer or layer_names(model)[-1])
     cam = GradCAM(view, target_layers=target_layer, postprocessing=lambda m: m)
     maps = []
-    for i in range(x.shape[0]):
-        class_idx = 1 if sign[i] > 0 else 0
-        maps.append(cam(x[i : i + 1], class_idx=class_idx).detach())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note on full backward hooks
+        for i in range(x.shape[0]):
+            class_idx = 1 if sign[i] > 0 else 0
+            maps.append(cam(x[i : i + 1], class_idx=class_idx).detach())
     return torch.cat(maps)[:, 0].clamp(min=0)
 
 

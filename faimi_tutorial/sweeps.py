@@ -156,6 +156,7 @@ def cached(
     compute: Callable[[], Mapping[str, Any]],
     cache: ResultCache | None = None,
     refresh: bool = False,
+    require: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Return the cached record of ``config``, computing and storing it when missing.
 
@@ -169,6 +170,8 @@ def cached(
         Default: a cache in :func:`default_cache_dir`.
     refresh : bool, default False
         Recompute even when a record exists.
+    require : sequence of str, default ()
+        Other cache keys that must also exist for a hit (companion files).
 
     Returns
     -------
@@ -178,7 +181,7 @@ def cached(
     cache = cache if cache is not None else ResultCache()
     key = config_hash(config)
     if not refresh:
-        hit = cache.get(key)
+        hit = cache.get(key) if all(p in cache for p in require) else None
         if hit is not None:
             return {**hit, "cached": True}
     record = dict(compute())
@@ -376,7 +379,8 @@ def evaluate(
     others = [g for g in groups if int(g) != bias_group]
     for m in ("TPR", "FPR", "accuracy", "AUROC"):
         if bias_group in [int(g) for g in groups] and others:
-            rest = float(np.nanmean([table.loc[g, m] for g in others]))
+            finite = [float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])]
+            rest = float(np.mean(finite)) if finite else float("nan")
             out[f"{m}_gap"] = float(table.loc[[g for g in groups if int(g) == bias_group][0], m]) - rest
         else:
             out[f"{m}_gap"] = float("nan")
@@ -452,6 +456,7 @@ def run_experiment(
         "threshold": experiment.threshold,
     }
     trained: dict[str, Any] = {}
+    cache_obj = cache if cache is not None else ResultCache()
 
     def compute() -> dict[str, Any]:
         cohort = _cohort(factory, experiment.preset, experiment.simulation, experiment.cohort_seed)
@@ -460,6 +465,19 @@ def run_experiment(
         seconds = time.perf_counter() - start
         test = cohort.test
         record = evaluate(result, test, threshold=experiment.threshold)
+        scores = {}
+        for split in ("val", "test"):
+            part = getattr(cohort, split)
+            arrays = as_data(part)
+            scores[split] = {
+                "label": arrays.label.tolist(),
+                "bias_group": arrays.bias_group.tolist(),
+                "score": predict(result, arrays).tolist(),
+            }
+            twins = getattr(part, "twins", None)
+            if twins is not None:
+                scores[split]["twin_score"] = predict(result, twins).tolist()
+        cache_obj.put(config_hash(key_config) + ".scores", scores)
         record.update(
             best_epoch=result.best_epoch,
             epochs_run=len(result.history),
@@ -468,7 +486,8 @@ def run_experiment(
         trained["result"], trained["cohort"] = result, cohort
         return record
 
-    record = cached(key_config, compute, cache, refresh=refresh or return_model)
+    key = config_hash(key_config)
+    record = cached(key_config, compute, cache_obj, refresh=refresh or return_model, require=[f"{key}.scores"])
     settings = {
         "preset": experiment.preset,
         "seed": experiment.seed,
@@ -482,6 +501,39 @@ def run_experiment(
     if return_model:
         return record, trained["result"], trained["cohort"]
     return record
+
+
+def load_scores(record: Mapping[str, Any] | str, cache: ResultCache | None = None) -> dict[str, pd.DataFrame]:
+    """Validation and test scores of a finished experiment, from the cache.
+
+    Every experiment stores its model's scores beside its record, so that
+    post-processing (for example a group-specific threshold) can be studied
+    without training again.
+
+    Parameters
+    ----------
+    record : mapping or str
+        A record returned by :func:`run_experiment` (or its ``key``).
+    cache : ResultCache, optional
+        The cache the experiment used.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``{"val": ..., "test": ...}`` with columns ``label``, ``bias_group``,
+        ``score`` (and ``twin_score`` where twins exist).
+
+    Raises
+    ------
+    ValueError
+        If no scores are stored for the record.
+    """
+    cache = cache if cache is not None else ResultCache()
+    key = record if isinstance(record, str) else record["key"]
+    stored = cache.get(f"{key}.scores")
+    if stored is None:
+        raise ValueError(f"no scores stored for experiment {key!r} in {cache.directory}")
+    return {split: pd.DataFrame(values) for split, values in stored.items()}
 
 
 def _label(value: Any) -> Any:

@@ -403,6 +403,68 @@ def confusion_loss(bias_logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(bias_logits, dim=1).mean(dim=1).mean()
 
 
+class BiasUnlearner:
+    """The bias head and its two losses in bias unlearning (Dinsdale et al., 2021).
+
+    A linear *bias head* learns to predict the bias group from the penultimate
+    features (:meth:`update`, features detached so the encoder is untouched);
+    the encoder is trained with :meth:`confusion` added to its task loss, which
+    pushes the features towards making the head's prediction uniform.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the penultimate features.
+    n_groups : int
+        Number of bias groups (>= 2).
+    lr : float
+        Learning rate of the bias head (Adam).
+    steps : int, default 1
+        Head updates per batch (a head that keeps up makes the confusion
+        objective harder to fool).
+    device : torch.device, optional
+        Where the head lives.
+    """
+
+    def __init__(self, n_features: int, n_groups: int, lr: float, steps: int = 1, device: torch.device | None = None) -> None:
+        if n_groups < 2:
+            raise ValueError(f"n_groups={n_groups!r} must be >= 2")
+        if steps < 1:
+            raise ValueError(f"steps={steps!r} must be >= 1")
+        self.head = nn.Linear(int(n_features), int(n_groups)).to(device)
+        self.optimiser = torch.optim.Adam(self.head.parameters(), lr=lr)
+        self.steps = int(steps)
+
+    def confusion(self, features: torch.Tensor) -> torch.Tensor:
+        """Confusion loss of the current head on ``features`` (gradients reach the encoder only)."""
+        for p in self.head.parameters():
+            p.requires_grad_(False)
+        try:
+            return confusion_loss(self.head(features))
+        finally:
+            for p in self.head.parameters():
+                p.requires_grad_(True)
+
+    def update(self, features: torch.Tensor, groups: torch.Tensor) -> float:
+        """Train the head to predict ``groups`` from detached features.
+
+        Returns
+        -------
+        float
+            The head's accuracy on the batch before its update.
+        """
+        features = features.detach()
+        accuracy = float("nan")
+        for step in range(self.steps):
+            logits = self.head(features)
+            if step == 0:
+                accuracy = float((logits.argmax(1) == groups).float().mean())
+            self.optimiser.zero_grad(set_to_none=True)
+            F.cross_entropy(logits, groups).backward()
+            self.optimiser.step()
+        return accuracy
+
+
 # --------------------------------------------------------------------- configuration
 
 
@@ -707,12 +769,11 @@ def fit(
     weights = torch.as_tensor(reweighing_weights(train.label, train.bias_group), dtype=torch.float32)
     probs = balanced_sampling_weights(train.label, train.bias_group) if config.mitigation == "group_balanced" else None
     dro = GroupDROLoss(2 * n_groups, config.groupdro_eta, device) if config.mitigation == "groupdro" else None
-    bias_head = bias_optimiser = None
+    unlearner = None
     if config.mitigation == "unlearning":
         from .models import last_linear
 
-        bias_head = nn.Linear(last_linear(model).in_features, n_groups).to(device)
-        bias_optimiser = torch.optim.AdamW(bias_head.parameters(), lr=config.lr)
+        unlearner = BiasUnlearner(last_linear(model).in_features, n_groups, lr=10 * config.lr, steps=2, device=device)
     generator = torch.Generator().manual_seed(int(seed))
 
     from tqdm.auto import tqdm
@@ -732,7 +793,7 @@ def fit(
         for idx in _batches(len(train), config.batch_size, generator, probs):
             x = images[idx.to(images.device)] if images.device.type != "cpu" else images[idx]
             y = y_all[idx].to(device)
-            if bias_head is not None:
+            if unlearner is not None:
                 logits, features = forward_with_features(model, x)
             else:
                 logits = model(x).reshape(x.shape[0], -1)[:, 0]
@@ -743,19 +804,14 @@ def fit(
                 loss = dro(per_sample, cells[idx].to(device))
             else:
                 loss = per_sample.mean()
-            if bias_head is not None:
-                loss = loss + config.unlearning_alpha * confusion_loss(bias_head(features))
+            if unlearner is not None:
+                loss = loss + config.unlearning_alpha * unlearner.confusion(features)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            if bias_head is not None:
+            if unlearner is not None:
                 # the bias head learns the group from frozen features
-                a = a_all[idx].to(device)
-                bias_logits = bias_head(features.detach())
-                bias_optimiser.zero_grad(set_to_none=True)
-                F.cross_entropy(bias_logits, a).backward()
-                bias_optimiser.step()
-                bias_correct += int((bias_logits.argmax(1) == a).sum())
+                bias_correct += unlearner.update(features, a_all[idx].to(device)) * len(idx)
             total += float(per_sample.detach().sum())
             count += len(idx)
         scores, val_loss = _scores_and_loss(model, valid, device)
@@ -767,7 +823,7 @@ def fit(
             **{f"val_{k}": v for k, v in metrics.items()},
             "seconds": time.perf_counter() - start,
         }
-        if bias_head is not None:
+        if unlearner is not None:
             row["bias_head_accuracy"] = bias_correct / max(count, 1)
         if dro is not None:
             row["groupdro_max_weight"] = float(dro.q.max())

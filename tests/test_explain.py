@@ -13,12 +13,21 @@ from faimi_tutorial import explain, training
 SIZE = 16
 
 
+class KeepCorner(nn.Module):
+    """Zero every feature outside the top-left corner."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(x)
+        mask[:, :, 1:5, 1:5] = 1.0
+        return x * mask
+
+
 class CornerModel(nn.Module):
     """A fixed 'model' whose logit is the mean brightness of the top-left corner minus 0.5."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False))
+        self.net = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), KeepCorner())
         self.final = nn.Linear(1, 1)
         with torch.no_grad():
             self.net[0].weight.fill_(1.0)

@@ -122,6 +122,24 @@ def test_run_experiment_uses_the_cache(cache):
     assert isinstance(result, training.FitResult) and hasattr(cohort, "test")
 
 
+def test_load_scores_returns_the_models_stored_scores(cache):
+    e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.8, 0.2)}, training={"epochs": 1})
+    rec, result, cohort = sweeps.run_experiment(e, cache=cache, factory=toy_factory, return_model=True)
+    scores = sweeps.load_scores(rec, cache)
+    assert set(scores) == {"val", "test"}
+    test = scores["test"]
+    assert len(test) == len(cohort.test) and "twin_score" in test and "twin_score" not in scores["val"]
+    assert np.allclose(test["score"], result.predict(cohort.test))
+    assert (test["label"].to_numpy() == cohort.test.label).all()
+    # a record whose scores are missing is recomputed
+    (cache.directory / f"{rec['key']}.scores.json").unlink()
+    again = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
+    assert not again["cached"]
+    assert len(sweeps.load_scores(again["key"], cache)["val"]) == len(cohort.val)
+    with pytest.raises(ValueError, match="no scores"):
+        sweeps.load_scores("0123456789abcdef", cache)
+
+
 def test_sweep_runs_every_value_and_seed_and_summarises(cache):
     base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
     values = [(0.5, 0.5), (0.9, 0.1)]
