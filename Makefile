@@ -52,7 +52,7 @@ chromium:
 	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
-	else echo "chromium is not installed and this is not root: install chromium and chromium-driver"; fi
+	else echo "chromium is not installed and this is not root: the browser tests use FAIMI_CHROMIUM or google-chrome if there, else skip (CI=true: fail)"; fi
 
 test-browser: $(STAMP) chromium
 	rm -rf test-artifacts/screenshots
