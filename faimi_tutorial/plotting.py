@@ -693,3 +693,206 @@ def plot_attribution_shares(table, region, by="model", chance=None, ax=None):
     a.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --- probing figures ----------------------------------------------------------
+
+
+def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chance=0.5, ax=None,
+                      title=None):
+    """Held-out decodability of one target at every layer, with intervals.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows per layer (and per ``by`` value) with ``layer``, ``depth``, ``target`` and
+        ``<metric>``, ``<metric>_low``, ``<metric>_high`` columns, e.g. from
+        :func:`faimi_tutorial.probing.probe_layers` (or seed means with intervals).
+    target : str, default "bias_group"
+        Which target's rows to draw.
+    by : str, optional
+        Column whose values get one line each (e.g. ``"model"``).
+    metric : str, default "auroc"
+        ``"auroc"`` or ``"accuracy"``.
+    chance : float or None, default 0.5
+        Level drawn as a dashed line.
+    ax : matplotlib axes, optional
+        Where to draw.
+    title : str, optional
+        Panel title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    rows = table[table["target"] == target]
+    if rows.empty:
+        raise ValueError(f"no rows with target={target!r}; targets: {sorted(table['target'].unique())}")
+    fig, (a,) = _new_axes(1, ax, width=5.0, height=3.4)
+    keys = list(dict.fromkeys(rows[by])) if by is not None else [None]
+    layers = list(dict.fromkeys(rows.sort_values("depth")["layer"]))
+    offset = 0.08
+    for j, key in enumerate(keys):
+        sub = rows if key is None else rows[rows[by] == key]
+        sub = sub.set_index("layer").reindex(layers)
+        x = np.arange(len(layers)) + (j - (len(keys) - 1) / 2) * offset
+        v = sub[metric].to_numpy(dtype=float)
+        lo = sub.get(f"{metric}_low", sub[metric]).to_numpy(dtype=float)
+        hi = sub.get(f"{metric}_high", sub[metric]).to_numpy(dtype=float)
+        err = np.vstack([np.nan_to_num(v - lo), np.nan_to_num(hi - v)])
+        a.errorbar(x, v, yerr=err, fmt="o-", capsize=3, color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+                   label=None if key is None else str(key))
+    if chance is not None:
+        a.axhline(chance, color="grey", ls="--", lw=1)
+    a.set_xticks(range(len(layers)), [str(l).replace("net.", "") for l in layers], rotation=20)
+    a.set_ylabel(f"held-out {metric.upper() if metric == 'auroc' else metric}")
+    a.set_ylim(min(0.4, float(np.nanmin(rows[metric])) - 0.05), 1.02)
+    a.set_title(title or f"decoding {target.replace('_', ' ')} by layer", fontsize=10)
+    a.grid(axis="y", alpha=0.3)
+    if by is not None:
+        a.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_component_encoding(table, ax=None, title=None):
+    """Held-out AUROC of each leading principal component alone, per target.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`faimi_tutorial.probing.component_encoding`.
+    ax : matplotlib axes, optional
+        Where to draw.
+    title : str, optional
+        Panel title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    fig, (a,) = _new_axes(1, ax, width=5.2, height=3.2)
+    targets = list(dict.fromkeys(table["target"]))
+    comps = sorted(table["component"].unique())
+    width = 0.8 / len(targets)
+    for j, t in enumerate(targets):
+        sub = table[table["target"] == t].set_index("component").reindex(comps)
+        v = sub["auroc"].to_numpy(dtype=float)
+        err = np.vstack([np.nan_to_num(v - sub["auroc_low"].to_numpy(dtype=float)),
+                         np.nan_to_num(sub["auroc_high"].to_numpy(dtype=float) - v)])
+        a.bar(np.arange(len(comps)) + (j - (len(targets) - 1) / 2) * width, v - 0.5, width, bottom=0.5,
+              yerr=err, capsize=2, color=GROUP_COLOURS[j % len(GROUP_COLOURS)], label=str(t).replace("_", " "))
+    a.axhline(0.5, color="grey", ls="--", lw=1)
+    a.set_xticks(range(len(comps)), [f"PC{c}" for c in comps])
+    a.set_ylabel("held-out AUROC of one component")
+    a.set_ylim(0.3, 1.02)
+    a.set_title(title or "what each principal component encodes", fontsize=10)
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_subgroup_projection(projection, title=None):
+    """Held-out subjects along the most disease-predictive component, by subgroup.
+
+    Left: disease component against the most bias-predictive other component, one
+    colour per subgroup (filled: aligned with the shortcut, crosses: misaligned).
+    Right: the disease-component values of each subgroup.
+
+    Parameters
+    ----------
+    projection : pandas.DataFrame
+        Output of :func:`faimi_tutorial.probing.component_projection`.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    from .probing import SUBGROUPS
+
+    colours = {SUBGROUPS[0]: "#D55E00", SUBGROUPS[1]: "#0072B2", SUBGROUPS[2]: "#E69F00",
+               SUBGROUPS[3]: "#56B4E9"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1.1, 1]})
+    for name in SUBGROUPS:
+        sub = projection[projection["subgroup"] == name]
+        aligned = "(aligned)" in name
+        left.scatter(sub["disease_component"], sub["bias_component"], s=14 if aligned else 22,
+                     marker="o" if aligned else "x", alpha=0.55 if aligned else 0.9,
+                     color=colours[name], label=f"{name} (n={len(sub)})")
+    d, b = projection.attrs.get("disease_component"), projection.attrs.get("bias_component")
+    left.set_xlabel(f"PC{d}: most disease-predictive component" if d else "disease component")
+    left.set_ylabel(f"PC{b}: most bias-predictive other component" if b else "bias component")
+    left.legend(fontsize=7, loc="best")
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(SUBGROUPS):
+        v = projection.loc[projection["subgroup"] == name, "disease_component"].to_numpy()
+        right.scatter(v, i + rng.uniform(-0.18, 0.18, len(v)), s=8, alpha=0.45, color=colours[name])
+        if len(v):
+            right.plot([np.median(v)] * 2, [i - 0.3, i + 0.3], color="black", lw=2)
+    right.set_yticks(range(len(SUBGROUPS)), [s.replace(" (", "\n(") for s in SUBGROUPS], fontsize=8)
+    right.invert_yaxis()
+    right.set_xlabel("disease component (black: median)")
+    for a in (left, right):
+        a.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=None):
+    """ShorT: fairness gap against measured encoding, one point per model.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        One row per model (e.g. :func:`faimi_tutorial.probing.short_sweep`); when
+        ``<x>_low``/``<x>_high`` exist they are drawn as horizontal intervals.
+    test : ShortcutTest, optional
+        Result of :func:`faimi_tutorial.probing.short_test` on the same columns: its
+        line and slope interval are drawn.
+    x, y : str
+        Encoding and gap columns.
+    hue : str, default "lam"
+        Column that colours the points (diverging map centred on zero).
+    ax : matplotlib axes, optional
+        Where to draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    fig, (a,) = _new_axes(1, ax, width=5.0, height=3.8)
+    u, v = runs[x].to_numpy(dtype=float), runs[y].to_numpy(dtype=float)
+    if f"{x}_low" in runs and f"{x}_high" in runs:
+        err = np.vstack([u - runs[f"{x}_low"].to_numpy(dtype=float), runs[f"{x}_high"].to_numpy(dtype=float) - u])
+        a.errorbar(u, v, xerr=np.nan_to_num(err), fmt="none", ecolor="0.7", lw=1, zorder=1)
+    c = runs[hue].to_numpy(dtype=float) if hue in runs else np.zeros(len(runs))
+    span = max(float(np.abs(c).max()), 1e-9)
+    points = a.scatter(u, v, c=c, cmap="coolwarm", norm=TwoSlopeNorm(0.0, -span, span), s=40,
+                       edgecolor="black", zorder=2)
+    if hue in runs:
+        fig.colorbar(points, ax=a, label=f"{hue} (<0: unlearn, >0: encode more)")
+    if test is not None:
+        grid = np.linspace(np.nanmin(u), np.nanmax(u), 50)
+        a.plot(grid, test.intercept + test.slope * grid, color="black", lw=1.5,
+               label=f"slope {test.slope:.2f} [{test.slope_low:.2f}, {test.slope_high:.2f}]")
+        a.legend(fontsize=8, loc="best")
+    a.axhline(0.0, color="grey", ls="--", lw=1)
+    a.set_xlabel(x.replace("_", " "))
+    a.set_ylabel(y.replace("_", " "))
+    a.set_title("shortcut test: does the gap follow the encoding?", fontsize=10)
+    a.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,326 @@
+"""Tests of faimi_tutorial.probing: hooks, held-out probes, components and ShorT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from faimi_tutorial import models, probing, training
+from faimi_tutorial.probing import ProbeConfig
+
+FAST = ProbeConfig(n_folds=3, n_boot=50)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return training.toy_data(n=160, size=16, bias_prevalence=(0.8, 0.2), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(toy):
+    torch.manual_seed(0)
+    return models.build_model("tiny", in_shape=toy.in_shape)
+
+
+def gaussian_features(n=300, d=40, shift=2.5, seed=0):
+    """Features where the first axis carries a binary target."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.standard_normal((n, d))
+    x[:, 0] += shift * y
+    return x, y
+
+
+# --------------------------------------------------------------------- activations
+
+
+def test_collect_activations_reads_every_block_input_and_penultimate(toy, tiny_model):
+    names = ["input", *models.layer_names(tiny_model), "penultimate"]
+    acts = probing.collect_activations(tiny_model, toy.images, names, batch_size=50)
+    assert list(acts) == names
+    assert all(a.shape[0] == len(toy) and a.dtype == np.float32 for a in acts.values())
+    assert acts["input"].shape[1] == 16 * 16
+    assert np.allclose(acts["input"], toy.images.reshape(len(toy), -1).numpy())
+    # penultimate = what the last linear layer reads
+    expected = models.penultimate_features(tiny_model, toy.images).numpy()
+    assert np.allclose(acts["penultimate"], expected, atol=1e-5)
+    # hooks are removed afterwards
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in tiny_model.modules())
+
+
+def test_collect_activations_default_layers_any_module_and_errors(toy, tiny_model):
+    acts = probing.collect_activations(tiny_model, toy)
+    assert list(acts) == models.layer_names(tiny_model)
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3)
+            self.head = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean(dim=(2, 3)))
+
+    plain = Plain()
+    out = probing.collect_activations(plain, torch.zeros(5, 1, 8, 8), ["conv", "penultimate"])
+    assert out["conv"].shape == (5, 3 * 6 * 6) and out["penultimate"].shape == (5, 3)
+    with pytest.raises(ValueError, match="not modules"):
+        probing.collect_activations(plain, torch.zeros(2, 1, 8, 8), ["nope"])
+    with pytest.raises(ValueError, match="no known feature blocks"):
+        probing.collect_activations(plain, torch.zeros(2, 1, 8, 8))
+
+
+def test_collect_activations_pools_large_layers(toy, tiny_model):
+    acts = probing.collect_activations(tiny_model, toy.images, ["input"], max_features=64)
+    assert acts["input"].shape == (len(toy), 64)
+    # average pooling keeps the mean intensity of each image
+    assert np.allclose(acts["input"].mean(1), toy.images.reshape(len(toy), -1).numpy().mean(1), atol=1e-5)
+
+
+# --------------------------------------------------------------------- probes
+
+
+def test_probe_config_validates_and_names_the_field():
+    for field, value in (("variance", 0.0), ("n_folds", 1), ("C", -1.0), ("n_boot", -1),
+                         ("confidence", 1.0), ("seed", -2), ("max_iter", 1)):
+        with pytest.raises(ValueError, match=field):
+            ProbeConfig(**{field: value})
+
+
+def test_probe_decodes_signal_and_random_labels_decode_at_chance():
+    x, y = gaussian_features()
+    strong = probing.probe(x, y, FAST)
+    assert strong.auroc > 0.8 and strong.auroc_low > 0.7
+    assert strong.auroc_low <= strong.auroc <= strong.auroc_high
+    assert strong.accuracy_low <= strong.accuracy <= strong.accuracy_high
+    assert 1 <= strong.n_components <= x.shape[1]
+    # a random-label control: if scores were not held out, a high-dimensional probe
+    # would fit these labels; held out, it decodes at chance
+    rng = np.random.default_rng(1)
+    aucs = [probing.probe(x, rng.integers(0, 2, len(y)), ProbeConfig(n_folds=3, n_boot=0, seed=s)).auroc
+            for s in range(4)]
+    assert abs(np.mean(aucs) - 0.5) < 0.08
+
+
+def test_probe_scores_are_held_out_not_refitted():
+    # more features than samples: a probe scored on its own training data separates
+    # random labels perfectly; the held-out probe must not
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 200))
+    y = rng.integers(0, 2, 80)
+    result = probing.probe(x, y, ProbeConfig(variance=1.0, n_folds=4, n_boot=0, C=100.0))
+    pipe = probing._probe_pipeline(ProbeConfig(variance=1.0, C=100.0)).fit(x, y)
+    in_sample = probing._auroc(y, pipe.predict_proba(x)[:, 1])
+    assert in_sample > 0.99
+    assert result.auroc < 0.75
+
+
+def test_probe_balance_removes_decoding_through_a_correlated_attribute():
+    # the "bias" here is readable only through the label it is correlated with
+    rng = np.random.default_rng(0)
+    n = 600
+    label = np.arange(n) % 2
+    bias = np.where(label == 1, rng.random(n) < 0.85, rng.random(n) < 0.15).astype(int)
+    x = rng.standard_normal((n, 10))
+    x[:, 0] += 3.0 * label
+    cfg = ProbeConfig(n_folds=3, n_boot=0)
+    confounded = probing.probe(x, bias, cfg)
+    balanced = probing.probe(x, bias, cfg, balance=label)
+    assert confounded.auroc > 0.75
+    assert abs(balanced.auroc - 0.5) < 0.12
+    # balanced subsample: equal cells
+    cells = pd.crosstab(balanced.target, label[balanced.index])
+    assert cells.to_numpy().min() == cells.to_numpy().max()
+
+
+def test_probe_errors():
+    x, y = gaussian_features(n=20)
+    with pytest.raises(ValueError, match="two classes"):
+        probing.probe(x, np.zeros(20))
+    with pytest.raises(ValueError, match="samples"):
+        probing.probe(x, y[:10])
+    with pytest.raises(ValueError, match="n_folds"):
+        probing.probe(x[:6], [0, 1, 1, 1, 1, 1], ProbeConfig(n_folds=3))
+
+
+def test_balanced_index_equalises_cells():
+    a = np.array([0] * 10 + [1] * 4)
+    b = np.array([0, 1] * 7)
+    idx = probing.balanced_index(a, b, seed=0)
+    table = pd.crosstab(a[idx], b[idx]).to_numpy()
+    assert (table == table.min()).all() and table.min() == 2
+    assert np.array_equal(idx, probing.balanced_index(a, b, seed=0))
+    with pytest.raises(ValueError, match="lengths"):
+        probing.balanced_index(a, b[:3])
+    with pytest.raises(ValueError, match="at least one"):
+        probing.balanced_index()
+
+
+def test_probe_layers_and_probe_model(toy, tiny_model):
+    acts = {"a": gaussian_features(seed=0)[0], "b": gaussian_features(shift=0.0, seed=1)[0]}
+    y = gaussian_features()[1]
+    df = probing.probe_layers(acts, {"y": y}, FAST)
+    assert list(df["layer"]) == ["a", "b"] and list(df["depth"]) == [0, 1]
+    assert df.loc[0, "auroc"] > df.loc[1, "auroc"]
+    with pytest.raises(ValueError, match="not targets"):
+        probing.probe_layers(acts, {"y": y}, FAST, balance={"z": y})
+
+    table = probing.probe_model(tiny_model, toy, ["input", "penultimate"], FAST)
+    assert set(table["target"]) == {"bias_group", "label"}
+    assert len(table) == 4
+    # the toy bias blob is plainly visible in the input
+    row = table[(table.layer == "input") & (table.target == "bias_group")].iloc[0]
+    assert row["auroc"] > 0.9
+    with pytest.raises(ValueError, match="not known"):
+        probing.probe_model(tiny_model, toy, ["input"], FAST, targets=("age",))
+
+
+# --------------------------------------------------------------------- components
+
+
+def test_component_encoding_finds_the_informative_component():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = np.arange(n) % 2
+    x = rng.standard_normal((n, 6)) * np.array([5.0, 3.0, 1.0, 1.0, 1.0, 1.0])
+    x[:, 1] += 4.0 * y  # the second-largest direction carries the target
+    df = probing.component_encoding(x, {"y": y}, n_components=4, config=FAST)
+    assert list(df["component"]) == [1, 2, 3, 4]
+    best = df.loc[df["auroc"].idxmax(), "component"]
+    assert best in (1, 2)
+    assert df["auroc"].max() > 0.85
+    assert df["explained_variance"].is_monotonic_decreasing
+    with pytest.raises(ValueError, match="n_components"):
+        probing.component_encoding(x, {"y": y}, n_components=0)
+
+
+def test_subgroup_names_and_projection():
+    names = probing.subgroup_names([1, 0, 1, 0], [1, 0, 0, 1])
+    assert list(names) == list(probing.SUBGROUPS)
+    with pytest.raises(ValueError, match="codes"):
+        probing.subgroup_names([2], [0])
+    rng = np.random.default_rng(0)
+    n = 400
+    label = np.arange(n) % 2
+    bias = rng.integers(0, 2, n)
+    x = rng.standard_normal((n, 8))
+    x[:, 0] += 3.0 * label
+    x[:, 3] += 2.0 * bias
+    proj = probing.component_projection(x, label, bias, n_components=5, seed=0)
+    # only held-out subjects come back, and the disease component points to disease
+    assert len(proj) < n and proj["index"].is_unique
+    assert proj.groupby("label")["disease_component"].mean().diff().iloc[-1] > 0
+    assert proj.groupby("bias_group")["bias_component"].mean().diff().iloc[-1] > 0
+    assert proj.attrs["disease_component"] != proj.attrs["bias_component"]
+    assert set(proj["subgroup"]) == set(probing.SUBGROUPS)
+    assert (proj["aligned"] == (proj["label"] == proj["bias_group"])).all()
+
+
+# --------------------------------------------------------------------- ShorT
+
+
+@pytest.mark.parametrize("lam", [-1.0, 0.0, 0.5])
+def test_gradient_scale_scales_the_gradient(lam):
+    x = torch.ones(3, requires_grad=True)
+    y = probing.GradientScale(lam)(x)
+    assert torch.equal(y, x)
+    (2 * y).sum().backward()
+    assert torch.allclose(x.grad, torch.full((3,), 2 * lam))
+    with pytest.raises(ValueError, match="lam"):
+        probing.GradientScale(float("nan"))
+
+
+def test_attribute_head_trains_its_own_weights_whatever_lambda():
+    head = probing.AttributeHead(4, lam=-1.0)
+    feats = torch.randn(6, 4, requires_grad=True)
+    torch.nn.functional.cross_entropy(head(feats), torch.tensor([0, 1, 0, 1, 0, 1])).backward()
+    plain = probing.AttributeHead(4, lam=1.0)
+    plain.load_state_dict(head.state_dict())
+    feats2 = feats.detach().clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(plain(feats2), torch.tensor([0, 1, 0, 1, 0, 1])).backward()
+    assert torch.allclose(head.linear.weight.grad, plain.linear.weight.grad)
+    assert torch.allclose(feats.grad, -feats2.grad)
+    with pytest.raises(ValueError, match="in_features"):
+        probing.AttributeHead(0, lam=1.0)
+
+
+def test_fit_attribute_head_reverses_or_adds_encoding(toy):
+    runs = {}
+    for lam in (-1.0, 1.0):
+        r = probing.fit_attribute_head(toy, "tiny", lam=lam, seed=0, progress=False, epochs=2, patience=None)
+        assert {"attribute_loss", "attribute_accuracy", "val_loss"} <= set(r.history.columns)
+        assert r.extras["lam"] == lam and "linear.weight" in r.extras["attribute_head"]
+        assert len(r.history) == 2
+        runs[lam] = r
+    scores = training.predict(runs[1.0], toy)
+    assert scores.shape == (len(toy),) and np.all((scores >= 0) & (scores <= 1))
+    # same seed, different lambda: the gradient into the network differs
+    w = [next(runs[lam].model.parameters()) for lam in (-1.0, 1.0)]
+    assert not torch.allclose(w[0], w[1])
+    with pytest.raises(ValueError, match="attribute_weight"):
+        probing.fit_attribute_head(toy, "tiny", lam=0.0, attribute_weight=-1)
+    with pytest.raises(ValueError, match="mitigation"):
+        probing.fit_attribute_head(toy, "tiny", lam=0.0, mitigation="reweighing")
+
+
+def test_encoding_strength_reads_the_bias_from_a_model(toy, tiny_model):
+    result = probing.encoding_strength(tiny_model, toy, "input", config=FAST)
+    assert result.auroc > 0.9  # the toy bias blob is in the image
+    assert result.n < len(toy)  # balanced against the label
+
+
+def test_short_sweep_and_short_test(toy):
+    runs = probing.short_sweep(toy, lambdas=(-1.0, 1.0), seeds=(0,), config="tiny", test=toy,
+                               probe_config=FAST, progress=False, epochs=1, patience=None)
+    assert list(runs["lam"]) == [-1.0, 1.0]
+    assert {"encoding_auroc", "TPR_gap", "FPR_gap", "AUROC", "attribute_accuracy"} <= set(runs.columns)
+    assert runs["encoding_auroc"].between(0, 1).all()
+    with pytest.raises(ValueError, match="non-empty"):
+        probing.short_sweep(toy, lambdas=())
+
+
+def test_short_test_detects_a_relation_and_its_absence():
+    rng = np.random.default_rng(0)
+    enc = np.linspace(0.55, 0.95, 12)
+    related = pd.DataFrame({"encoding_auroc": enc, "TPR_gap": 0.5 * enc + rng.normal(0, 0.01, 12)})
+    test = probing.short_test(related, n_boot=300)
+    assert test.shortcut and test.slope_low > 0.3 and test.spearman > 0.9
+    flat = pd.DataFrame({"encoding_auroc": enc, "TPR_gap": 0.05 * (-1.0) ** np.arange(12)})
+    assert not probing.short_test(flat, n_boot=300).shortcut
+    assert probing.short_test(flat, n_boot=50).as_dict()["n_runs"] == 12
+    with pytest.raises(ValueError, match="column"):
+        probing.short_test(flat, y="nope")
+    with pytest.raises(ValueError, match="at least 3"):
+        probing.short_test(flat.head(2))
+
+
+# --------------------------------------------------------------------- figures
+
+
+def test_probing_figures_draw_from_results():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from faimi_tutorial import plotting
+
+    x, y = gaussian_features()
+    acts = {"a": x, "b": x[:, 1:]}
+    table = probing.probe_layers(acts, {"label": y}, FAST)
+    table["model"] = "m"
+    fig = plotting.plot_layer_probes(table, target="label", by="model")
+    assert len(fig.axes[0].lines) >= 1
+    with pytest.raises(ValueError, match="target"):
+        plotting.plot_layer_probes(table, target="nope")
+    comp = probing.component_encoding(x, {"label": y}, n_components=3, config=FAST)
+    assert len(plotting.plot_component_encoding(comp).axes[0].patches) == 3
+    bias = np.random.default_rng(0).integers(0, 2, len(y))
+    proj = probing.component_projection(x, y, bias, n_components=4)
+    assert len(plotting.plot_subgroup_projection(proj).axes) == 2
+    runs = pd.DataFrame({"encoding_auroc": [0.6, 0.7, 0.8, 0.9], "TPR_gap": [0.0, 0.05, 0.1, 0.2],
+                         "lam": [-1.0, 0.0, 0.5, 1.0]})
+    fig = plotting.plot_short(runs, probing.short_test(runs, n_boot=50))
+    assert fig.axes[0].get_xlabel() == "encoding auroc"
+    matplotlib.pyplot.close("all")
