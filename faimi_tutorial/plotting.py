@@ -583,6 +583,55 @@ def plot_seed_summary(summary, x="value", metrics=("TPR_gap", "FPR_gap"), ax=Non
     return fig
 
 
+def plot_group_metrics(summary, x="value", metrics=("TPR", "FPR"), groups=(0, 1), ax=None, xlabel=None):
+    """Per-group metrics (mean and 95 % interval over seeds) against a setting.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`faimi_tutorial.sweeps.summarise` with columns
+        ``<metric>_g<group>_mean``, ``_low`` and ``_high``.
+    x : str, default "value"
+        Column holding the setting (categories, in table order).
+    metrics : sequence of str, default ("TPR", "FPR")
+        One panel per metric.
+    groups : sequence of int, default (0, 1)
+        Bias-group codes to draw, one series each.
+    ax : matplotlib axes or array of axes, optional
+        Where to draw.
+    xlabel : str, optional
+        Label of the x axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    for m in metrics:
+        for g in groups:
+            if f"{m}_g{g}_mean" not in summary.columns:
+                raise ValueError(f"summary has no column {m}_g{g}_mean")
+    fig, axes = _new_axes(len(metrics), ax)
+    pos = np.arange(len(summary))
+    offsets = np.linspace(-0.12, 0.12, len(groups))
+    for a, m in zip(axes, metrics):
+        for j, g in enumerate(groups):
+            mean = summary[f"{m}_g{g}_mean"].to_numpy(float)
+            low = summary[f"{m}_g{g}_low"].to_numpy(float)
+            high = summary[f"{m}_g{g}_high"].to_numpy(float)
+            err = np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
+            a.errorbar(pos + offsets[j], mean, yerr=err, fmt="o", capsize=4, color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+                       label=f"bias group {g}")
+        a.set_xticks(pos)
+        a.set_xticklabels([str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0)
+        a.set_xlabel(xlabel or x)
+        a.set_title(m)
+        a.set_ylim(-0.02, 1.02)
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
 def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
     """Images with their saliency maps overlaid and region outlines.
 

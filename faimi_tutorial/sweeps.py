@@ -42,6 +42,16 @@ from .training import TrainConfig, as_data, fit, predict
 GROUP_METRICS: tuple[str, ...] = ("TPR", "FPR", "accuracy", "AUROC", "selection_rate")
 
 
+#: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``
+#: (which runs the same experiments with more subjects and seeds). The bias is a
+#: local contrast change in the bias region (SimBA's intensity bias): at the default
+#: strength of the morphological bias a one-minute 2D model barely picks it up.
+SHORTCUT_SETTINGS: dict[str, dict[str, Any]] = {
+    "simulation": {"dims": 2, "n_subjects": 1000, "bias_kind": "intensity", "intensity_factor": 1.2},
+    "training": {"epochs": 6, "groupdro_eta": 0.1, "unlearning_alpha": 1.0},
+}
+
+
 # --------------------------------------------------------------------- hashing
 
 
@@ -660,3 +670,100 @@ def summarise(
     first = table.drop_duplicates(by)[by].reset_index(drop=True).reset_index().rename(columns={"index": "_order"})
     out = out.merge(first, on=by, how="left").sort_values("_order").drop(columns="_order")
     return out.reset_index(drop=True)
+
+
+def format_summary(
+    summary: pd.DataFrame,
+    values: Sequence[str] | None = None,
+    by: str | Sequence[str] = "value",
+    digits: int = 3,
+) -> pd.DataFrame:
+    """Readable ``mean [low, high]`` strings from :func:`summarise`'s output.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`summarise` (columns ``<v>_mean``, ``<v>_low``, ``<v>_high``).
+    values : sequence of str, optional
+        Metrics to show (default: every metric in the summary).
+    by : str or sequence of str, default "value"
+        Setting columns, used as the index.
+    digits : int, default 3
+        Decimals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per setting, one column per metric (plus ``n_runs``).
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    if values is None:
+        values = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    missing = [v for v in values if f"{v}_mean" not in summary.columns]
+    if missing:
+        raise ValueError(f"values={missing!r} are not in the summary")
+    out = summary[by].copy()
+    for v in values:
+        out[v] = [
+            f"{m:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) and np.isfinite(hi) else "")
+            for m, lo, hi in zip(summary[f"{v}_mean"], summary[f"{v}_low"], summary[f"{v}_high"])
+        ]
+    if "n_runs" in summary:
+        out["n_runs"] = summary["n_runs"].to_numpy()
+    return out.set_index(by)
+
+
+def threshold_optimizer_runs(
+    table: pd.DataFrame,
+    *,
+    cache: ResultCache | None = None,
+    constraint: str = "equalized_odds",
+    label: str = "threshold_optimizer",
+) -> pd.DataFrame:
+    """Post-process finished runs with fairlearn's ThresholdOptimizer.
+
+    For every run in ``table`` the stored validation scores fit a group-specific
+    decision rule (:func:`faimi_tutorial.postprocess.fit_threshold_optimizer`),
+    which is then applied to the stored test scores: no training needed.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Records of :func:`run_all`/:func:`sweep` (with their ``key`` and ``seed``).
+    cache : ResultCache, optional
+        The cache the runs used.
+    constraint : str, default "equalized_odds"
+        The fairness constraint of the rule.
+    label : str, default "threshold_optimizer"
+        Value of the ``mitigation`` column of the returned rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run: ``seed``, ``mitigation``, ``accuracy``, per-group
+        ``TPR_g<k>``/``FPR_g<k>``/``accuracy_g<k>`` and ``TPR_gap``, ``FPR_gap``,
+        ``accuracy_gap`` (bias group 1 minus group 0), from the rule's decisions.
+    """
+    import warnings
+
+    from .metrics import subgroup_report
+    from .postprocess import fit_threshold_optimizer
+
+    rows = []
+    for _, run in table.iterrows():
+        scores = load_scores(run["key"], cache)
+        val, test = scores["val"], scores["test"]
+        rule = fit_threshold_optimizer(val["label"], val["score"], val["bias_group"], constraint=constraint)
+        decisions = rule.predict(test["score"], test["bias_group"], seed=int(run["seed"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = subgroup_report(test["label"], decisions.astype(float), test["bias_group"], n_boot=0)
+        t = report.table
+        row: dict[str, Any] = {"seed": int(run["seed"]), "mitigation": label, "accuracy": float(t.loc["overall", "accuracy"])}
+        for g in (0, 1):
+            for m in ("TPR", "FPR", "accuracy"):
+                row[f"{m}_g{g}"] = float(t.loc[g, m]) if g in t.index else float("nan")
+        for m in ("TPR", "FPR", "accuracy"):
+            row[f"{m}_gap"] = row[f"{m}_g1"] - row[f"{m}_g0"]
+        rows.append(row)
+    return pd.DataFrame(rows)
