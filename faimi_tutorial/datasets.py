@@ -111,7 +111,7 @@ def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
     img.header["descrip"] = b"faimi-tutorial simulated T1w"
     raw = img.to_bytes()
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0, filename="") as gz:
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0, filename="") as gz:
         gz.write(raw)
     return buf.getvalue()
 
@@ -164,7 +164,9 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         lines += [
             f"- {n} subjects, one {'2D axial slice' if cfg.dims == 2 else '3D T1-weighted volume'}"
             f" each, grid {' x '.join(map(str, cfg.shape))} at {cfg.spacing:g} mm in MNI152 space"
-            + (f" (slice at z = {grid.slice_z:g} mm)" if cfg.dims == 2 else "") + ".",
+            + (f" (slice at z = {grid.slice_z:g} mm)" if cfg.dims == 2 else "") + "."
+            + (f" These are a subset of the {cfg.n_subjects} subjects generated with this "
+               "configuration." if n != cfg.n_subjects else ""),
         ]
     lines += [
         "- Every subject also has a counterfactual twin "
@@ -259,6 +261,7 @@ def _description(cohort: Cohort, name: str) -> dict[str, Any]:
         "faimi": {
             "package_version": __version__,
             "n_subjects": len(cohort),
+            "subset": cfg is not None and len(cohort) != cfg.n_subjects,
             "twins": f"*_{TWIN_ENTITY}_T1w.nii.gz: same draws, bias effect removed",
         },
     }
@@ -411,19 +414,24 @@ def _read_table(root: Path) -> pd.DataFrame:
     return table
 
 
-def _read_config(root: Path) -> SimulationConfig | None:
+def _read_config(root: Path) -> tuple[SimulationConfig | None, int | None]:
+    """The generating configuration and the number of subjects written (if recorded)."""
     desc = root / "dataset_description.json"
     if not desc.is_file():
-        return None
+        return None, None
     try:
         data = json.loads(desc.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetError(f"{desc}: not valid JSON ({err})") from None
-    cfg = (data.get("faimi") or {}).get("config")
+    if not isinstance(data, dict):
+        raise DatasetError(f"{desc}: expected a JSON object")
+    faimi = data.get("faimi") or {}
+    written = faimi.get("n_subjects")
+    cfg = faimi.get("config")
     if cfg is None:
-        return None
+        return None, written
     try:
-        return SimulationConfig.from_dict(cfg)
+        return SimulationConfig.from_dict(cfg), written
     except (ValueError, TypeError) as err:
         raise DatasetError(f"{desc}: invalid faimi configuration ({err})") from None
 
@@ -486,11 +494,11 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
         raise DatasetError(f"{root}: not a dataset folder (does not exist or is not a folder)")
     tsv = root / "participants.tsv"
     table = _read_table(root)
-    cfg = _read_config(root)
-    if cfg is not None and len(table) != cfg.n_subjects:
+    cfg, written = _read_config(root)
+    if written is not None and len(table) != written:
         raise DatasetError(
-            f"{tsv}: {len(table)} rows but dataset_description.json says n_subjects="
-            f"{cfg.n_subjects}")
+            f"{tsv}: {len(table)} rows but dataset_description.json says {written} subjects "
+            "(n_subjects) were written")
     label = _int_column(table, label_column, tsv, None)
     if not set(np.unique(label)) <= {0, 1}:
         raise DatasetError(f"{tsv}: column {label_column!r} must hold 0 and 1 only")

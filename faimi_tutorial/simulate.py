@@ -214,7 +214,7 @@ class SimulationConfig:
     noise_sd: float = 0.02
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     integration_spacing_mm: float | None = None
-    squaring_steps: int = 6
+    squaring_steps: int = 5
     seed: int = 0
 
     # ---------------------------------------------------------------- validation
