@@ -8,7 +8,8 @@ Rules a chapter follows (checked here):
   paragraph that starts with "Figure" (or "Figures") right after the cell that draws it,
   written in markdown as ``*Figure: what the reader sees and what to look for.*``.
   A myst-nb figure caption (cell metadata ``mystnb: figure: caption:``) or a real alt text
-  (``mystnb: image: alt:``; not a file name) counts too.
+  (cell metadata ``"mystnb": {"image": {"alt": "..."}}``; not a file name) counts too; it
+  suits hidden solution cells, whose caption paragraph would show while the code is hidden.
 * Long outputs are collapsed: no output box is taller than 24em unless it holds a figure
   (then at most 90 % of the screen height and 60em); ``nb_scroll_outputs`` in _config.yml
   turns longer ones into scrolling boxes, and ``hide-output`` puts one in a dropdown.
@@ -57,7 +58,7 @@ CAPTIONS_JS = """
     const next = cell.nextElementSibling;
     const nextText = next && next.tagName === 'P' ? (next.innerText || '').trim() : '';
     const italic = !!(next && next.tagName === 'P' && next.querySelector('em'));
-    const code = (cell.querySelector('div.cell_input pre') || {innerText: ''}).innerText;
+    const code = (cell.querySelector('div.cell_input pre') || {textContent: ''}).textContent;
     for (const img of images) {
       const figure = img.closest('figure');
       const caption = figure && figure.querySelector('figcaption');
@@ -80,7 +81,7 @@ OUTPUTS_JS = """
     const box = out.getBoundingClientRect();
     const style = getComputedStyle(out);
     const cell = out.closest('div.cell');
-    const code = cell ? (cell.querySelector('div.cell_input pre') || {innerText: ''}).innerText : '';
+    const code = cell ? (cell.querySelector('div.cell_input pre') || {textContent: ''}).textContent : '';
     return {height: box.height, scrollHeight: out.scrollHeight, overflowY: style.overflowY,
             hasImage: !!out.querySelector('img'), em: em, viewport: window.innerHeight,
             code: code.split('\\n').slice(0, 2).join(' / ')};
@@ -157,7 +158,8 @@ def test_every_figure_has_a_caption_or_alt_text(browser: Browser, chapter: TocPa
         missing.append(f"figure of the cell '{img['code']}' (next paragraph: {img['nextText']!r})")
     assert not missing, (
         f"{chapter.html}: figures without a caption; add an italic '*Figure: ...*' paragraph "
-        "right after the cell:\n" + "\n".join(missing)
+        "right after the cell, or (for a hidden solution cell) alt text in the cell's metadata, "
+        '"mystnb": {"image": {"alt": "..."}}:\n' + "\n".join(missing)
     )
 
 
