@@ -15,7 +15,7 @@ from . import __version__
 
 #: Modules that provide a subcommand: each has ``register(subparsers)`` which adds
 #: its parser and sets ``func`` (called with the parsed namespace, returns an exit code).
-SUBCOMMANDS: tuple[str, ...] = ("simulate",)
+SUBCOMMANDS: tuple[str, ...] = ("simulate", "training")
 
 
 def build_parser() -> argparse.ArgumentParser:

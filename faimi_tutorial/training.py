@@ -1049,3 +1049,69 @@ def toy_data(
     images[:, 0, 1 : 1 + q, 1 : 1 + q] += (bias_strength * bias)[:, None, None]
     images = np.clip(images, 0.0, 1.0).astype(np.float32)
     return ArrayData(torch.from_numpy(images), label, bias.astype(np.int64))
+
+
+# --------------------------------------------------------------------- command line
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` subcommand to the ``faimi`` command.
+
+    ``faimi train DATASET --checkpoint model.pt`` trains on a dataset folder
+    (written by ``faimi simulate`` or a user's own, see
+    :func:`faimi_tutorial.datasets.read_dataset`), prints the validation history
+    and, when the folder has a test split, the test metrics per bias group.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers``.
+    """
+    import argparse
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a classifier on a dataset folder (with a bias mitigation if asked)",
+        description="Train the preset's network on a dataset folder and save a checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dataset", metavar="DATASET", help="dataset folder (participants.tsv + NIfTI)")
+    parser.add_argument("--preset", default=None, help="training preset (default: $FAIMI_PRESET or tutorial)")
+    parser.add_argument("--mitigation", default="none", choices=MITIGATIONS)
+    parser.add_argument("--selection", default=None, choices=SELECTIONS)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="torch device (default: automatic)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE", help="where to save the model")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: Any) -> int:
+    import sys
+
+    overrides = {"mitigation": args.mitigation}
+    for name in ("selection", "epochs", "batch_size", "lr"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    try:
+        config = TrainConfig.preset(args.preset or presets.active_preset(), **overrides)
+        data = _load_folder(args.dataset)
+    except ValueError as err:
+        print(f"faimi train: error: {err}", file=sys.stderr)
+        return 2
+    result = fit(data, config, seed=args.seed, device=args.device, progress=not args.quiet,
+                 checkpoint=args.checkpoint)
+    print(result.history.round(4).to_string(index=False))
+    print(f"selected epoch: {result.best_epoch}" + (" (stopped early)" if result.stopped_early else ""))
+    meta = getattr(data, "meta", None)
+    if isinstance(meta, pd.DataFrame) and "split" in meta and (meta["split"].astype(str) == "test").any():
+        test = as_data(data.test)
+        metrics = validation_metrics(test.label, predict(result, test), test.bias_group)
+        print("test: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if args.checkpoint:
+        print(f"checkpoint written to {args.checkpoint}")
+    return 0

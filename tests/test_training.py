@@ -222,3 +222,22 @@ def test_validation_metrics_worst_group():
     assert m["accuracy"] == pytest.approx(6 / 8)
     assert m["worst_group_accuracy"] == pytest.approx(0.5)
     assert m["worst_group_auroc"] <= m["auroc"] <= 1
+
+
+def test_fit_reads_a_dataset_folder_and_the_train_command(tmp_path, capsys):
+    simulate = pytest.importorskip("faimi_tutorial.simulate")
+    datasets = pytest.importorskip("faimi_tutorial.datasets")
+    from faimi_tutorial import cli
+
+    cfg = simulate.SimulationConfig.preset("tiny", dims=2, n_subjects=24, seed=0)
+    cohort = simulate.generate(cfg, progress=False)
+    folder = tmp_path / "ds"
+    datasets.write_cohort(cohort, folder)
+    r = training.fit(folder, "tiny", seed=0, progress=False, epochs=1)
+    assert r.model_config.in_shape == tuple(cohort.images.shape[1:])
+    code = cli.main(["train", str(folder), "--preset", "tiny", "--epochs", "1", "--quiet",
+                     "--mitigation", "reweighing", "--checkpoint", str(tmp_path / "m.pt")])
+    out = capsys.readouterr().out
+    assert code == 0 and "selected epoch" in out and "test:" in out
+    assert training.load_checkpoint(tmp_path / "m.pt").config.mitigation == "reweighing"
+    assert cli.main(["train", str(tmp_path / "missing"), "--preset", "tiny", "--quiet"]) == 2
