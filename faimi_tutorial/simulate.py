@@ -1109,35 +1109,33 @@ class _Engine:
             self.basis = None
         template = anatomy.load_template(grid)
         self.template = torch.as_tensor(np.array(template, dtype=np.float32), device=device)[None, None]
-        # brain bounding box (+ margin) where output can be non-zero
+        # voxels within margin_mm of the brain: the only ones that can be non-zero while
+        # every displacement is shorter than the margin
+        from scipy import ndimage
+
         brain = template > 0.0
         margin_mm = 12.0
-        self.margin_vox = int(math.ceil(margin_mm / grid.spacing))
-        idx = np.argwhere(brain)
-        lo = np.maximum(idx.min(0) - self.margin_vox, 0)
-        hi = np.minimum(idx.max(0) + self.margin_vox + 1, np.array(self.fine))
-        self.box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         self.margin_mm = margin_mm
-        box_shape = tuple(int(b - a) for a, b in zip(lo, hi))
-        # normalised coordinates of the box voxels (grid_sample order)
-        axes = [torch.linspace(-1.0, 1.0, n, device=device)[lo[d]:hi[d]]
-                for d, n in enumerate(self.fine)]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        self.box_points = torch.stack(mesh[::-1], dim=-1)[None]  # (1, *box, D)
-        self.box_shape = box_shape
-        # region masks (for volumes) and the intensity-bias weight
+        outside = ndimage.distance_transform_edt(~brain) * grid.spacing
+        near = outside <= margin_mm
+        self.all_points = _identity(self.fine, device).reshape(-1, dims)  # (V, D)
+        flat = np.flatnonzero(near.ravel())
+        self.near_index = torch.as_tensor(flat, device=device)
+        self.near_points = self.all_points[self.near_index]  # (P, D)
+        # region masks (for volumes): points that can reach each region
         self.masks = {}
-        self.region_boxes = {}
+        self.region_points = {}
         for key, region in (("disease", cfg.disease), ("bias", cfg.bias)):
             m = anatomy.region_mask(region, grid, within_brain=True)
             self.masks[key] = torch.as_tensor(m.astype(np.float32), device=device)[None, None]
-            ridx = np.argwhere(m)
-            if len(ridx) == 0:
-                self.region_boxes[key] = None
+            if not m.any():
+                self.region_points[key] = None
                 continue
-            rlo = np.maximum(ridx.min(0) - self.margin_vox, lo)
-            rhi = np.minimum(ridx.max(0) + self.margin_vox + 1, hi)
-            self.region_boxes[key] = tuple(slice(int(a), int(b)) for a, b in zip(rlo, rhi))
+            reach = ndimage.distance_transform_edt(~m) * grid.spacing <= margin_mm
+            self.region_points[key] = {
+                "near": torch.as_tensor(np.flatnonzero(reach.ravel()[flat]), device=device),
+                "all": torch.as_tensor(np.flatnonzero(reach.ravel()), device=device),
+            }
         if cfg.intensity_scope == "region":
             w = anatomy.region_weight(cfg.bias, grid)
             self.intensity_weight = torch.as_tensor(w, device=device)[None, None]
@@ -1193,39 +1191,41 @@ class _Engine:
 
         b = u_coarse.shape[0]
         dims = self.cfg.dims
-        half = torch.tensor([self.grid.spacing * (n - 1) / 2.0 for n in self.fine][::-1],
-                            device=self.device)
         max_mm = float((u_coarse.abs().amax(dim=tuple(range(2, dims + 2))) *
-                        half.view(1, -1)).max()) if b else 0.0
-        use_box = max_mm < self.margin_mm - self.grid.spacing
+                        self.half_t.view(1, -1)).max()) if b else 0.0
+        use_near = max_mm < self.margin_mm - self.grid.spacing
         # the same arithmetic either way, so a subject's image never depends on its batch
-        points = self.box_points if use_box else _identity(self.fine, self.device)
-        disp = F.grid_sample(u_coarse, points.expand(b, *points.shape[1:]), mode="bilinear",
-                             padding_mode="border", align_corners=True)
-        grid = points + disp.movedim(1, -1)
-        shape = self.box_shape if use_box else self.fine
-        big = grid.reshape(1, b * shape[0], *shape[1:], dims)
-        inner = F.grid_sample(self.template, big, mode="bilinear", padding_mode="zeros",
-                              align_corners=True).reshape(b, 1, *shape)
-        offset = [sl.start for sl in self.box] if use_box else [0] * dims
+        points = self.near_points if use_near else self.all_points  # (P, D)
+        n_pts = points.shape[0]
+        shape = (b, n_pts) + (1,) * (dims - 1) + (dims,)
+        where = points.view(1, n_pts, *([1] * (dims - 1)), dims).expand(*shape)
+        disp = F.grid_sample(u_coarse, where, mode="bilinear", padding_mode="border",
+                             align_corners=True)  # (B, D, P, 1[, 1])
+        grid = where + disp.movedim(1, -1)  # (B, P, 1[, 1], D)
+        values = F.grid_sample(self.template, grid.reshape(1, b, n_pts, *([1] * (dims - 2)), dims)
+                               if dims == 3 else grid.reshape(1, b, n_pts, dims),
+                               mode="bilinear", padding_mode="zeros", align_corners=True)
+        values = values.reshape(b, n_pts)
         vols = {}
         for key, mask in self.masks.items():
-            rbox = self.region_boxes[key]
-            if rbox is None:
+            sel = self.region_points[key]
+            if sel is None:
                 vols[key] = np.zeros(b)
                 continue
-            sub = grid[(slice(None), *[slice(sl.start - o, sl.stop - o)
-                                       for sl, o in zip(rbox, offset)])]
-            sub_shape = tuple(sub.shape[1:-1])
-            warped = F.grid_sample(mask, sub.reshape(1, b * sub_shape[0], *sub_shape[1:], dims),
-                                   mode="bilinear", padding_mode="zeros", align_corners=True)
-            vols[key] = warped.reshape(b, -1).double().sum(1).cpu().numpy() * self.voxel_ml
-        if use_box:
-            out = torch.zeros((b, 1, *self.fine), dtype=torch.float32, device=self.device)
-            out[(slice(None), slice(None), *self.box)] = inner
+            sub = grid[:, sel["near" if use_near else "all"]]
+            m = sub.shape[1]
+            sub = sub.reshape(1, b, m, *([1] * (dims - 2)), dims) if dims == 3 \
+                else sub.reshape(1, b, m, dims)
+            warped = F.grid_sample(mask, sub, mode="bilinear", padding_mode="zeros",
+                                   align_corners=True)
+            vols[key] = warped.reshape(b, m).double().sum(1).cpu().numpy() * self.voxel_ml
+        if use_near:
+            out = torch.zeros((b, int(np.prod(self.fine))), dtype=torch.float32,
+                              device=self.device)
+            out[:, self.near_index] = values
         else:
-            out = inner
-        return out, vols
+            out = values
+        return out.reshape(b, 1, *self.fine), vols
 
 
 def _iter_batches(n: int, size: int):
