@@ -115,7 +115,8 @@ _HELP: dict[str, str] = {
     "support": "support radius of the regional fields, in region radii",
     "noise_sd": "standard deviation of additive Gaussian noise (image range [0, 1])",
     "split": "fractions of subjects in train, val and test",
-    "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated",
+    "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated; "
+    "default: the preset's",
     "squaring_steps": "scaling-and-squaring steps",
     "seed": "random seed: the same configuration and seed give identical images",
 }
@@ -219,6 +220,9 @@ class SimulationConfig:
 
     # ---------------------------------------------------------------- validation
     def __post_init__(self) -> None:  # noqa: C901 - one check per field, kept flat
+        if not isinstance(self.preset, str):
+            # the class attribute ``preset`` is the constructor below, not a default value
+            self.preset = presets.active_preset()
         try:
             presets.check_preset(self.preset)
         except ValueError:
@@ -1394,7 +1398,6 @@ def register(subparsers) -> None:
         description="Generate a SimBA-style cohort (images, counterfactual twins, "
         "participants.tsv, datasheet.md) and write it to --out. Unset options take the "
         "preset's values.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
     parser.add_argument("--overwrite", action="store_true",
@@ -1405,12 +1408,15 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: automatic)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     defaults = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
+    defaults["preset"] = "$FAIMI_PRESET or tutorial"
     for f in dataclasses.fields(SimulationConfig):
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "type": str}
         default = defaults[f.name]
-        shown = "preset" if default is None else (
-            " ".join(map(str, default)) if isinstance(default, tuple) else default)
-        kwargs["help"] = f"{_HELP[f.name]} (default: {shown})"
+        if default is None:  # the help text says where the value comes from
+            kwargs["help"] = _HELP[f.name]
+        else:
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            kwargs["help"] = f"{_HELP[f.name]} (default: {shown})"
         if f.name in _TUPLE_NARGS:
             kwargs["nargs"] = _TUPLE_NARGS[f.name]
             kwargs["metavar"] = "X"

@@ -73,6 +73,13 @@ def test_invalid_values_name_field_value_and_range(field, value):
     assert field in str(err) and "allowed" in str(err) and repr(value) in str(err)
 
 
+def test_default_constructor_uses_active_preset(monkeypatch):
+    monkeypatch.setenv("FAIMI_PRESET", "tiny")
+    cfg = SimulationConfig()
+    assert cfg.preset == "tiny" and cfg.shape == tuple(presets.SIMULATION["tiny"]["grid_3d"]["shape"])
+    assert SimulationConfig.preset().preset == "tiny"
+
+
 def test_unknown_preset_and_field():
     with pytest.raises(ValueError, match="preset"):
         SimulationConfig.preset("huge")
