@@ -160,3 +160,30 @@ def test_attribution_table_with_no_correct_predictions_is_empty():
 
     table = explain.attribution_table(Wrong(), d, _masks())
     assert isinstance(table, pd.DataFrame) and len(table) == 0
+
+
+def test_plot_saliency_and_attribution_shares(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from faimi_tutorial import plotting
+
+    maps = explain.saliency(CornerModel(), data.images[:3], target="positive")
+    fig = plotting.plot_saliency(data.images[:3], maps, _masks(), titles=["a", "b", "c"], ncols=2)
+    assert sum(1 for a in fig.axes if a.get_title()) == 3
+    vol = np.random.default_rng(0).random((2, 8, 8, 8))
+    fig3 = plotting.plot_saliency(vol, vol, {"r": vol[0] > 0.5})
+    assert len(fig3.axes) == 2
+    with pytest.raises(ValueError, match="match"):
+        plotting.plot_saliency(data.images[:2], maps)
+    table = pd.concat([
+        explain.attribution_by_group(CornerModel(), data, _masks(), max_per_cell=4, n_samples=2).assign(model=m)
+        for m in ("one", "two")
+    ])
+    fig = plotting.plot_attribution_shares(table, "corner", chance=0.1)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["one", "two"]
+    assert len(ax.patches) == 2 * table["bias_group"].nunique()
+    with pytest.raises(ValueError, match="region"):
+        plotting.plot_attribution_shares(table, "elsewhere")
+    matplotlib.pyplot.close("all")

@@ -171,3 +171,52 @@ def test_simulation_settings_resolve_the_full_configuration():
     s = sweeps.simulation_settings("tiny", {"bias_prevalence": (0.6, 0.4)}, 3)
     assert s["seed"] == 3 and list(s["bias_prevalence"]) == [0.6, 0.4]
     assert "bias_region" in s
+
+
+def _summary(cache):
+    base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
+    table = sweeps.sweep(base, "bias_prevalence", [(0.5, 0.5), (0.9, 0.1)], seeds=[0, 1], cache=cache,
+                         factory=toy_factory, progress=False)
+    return table, sweeps.summarise(table, values=["TPR_g0", "TPR_g1", "FPR_g0", "FPR_g1", "TPR_gap", "FPR_gap"])
+
+
+def test_format_summary_and_figures(cache):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from faimi_tutorial import plotting
+
+    table, summary = _summary(cache)
+    text = sweeps.format_summary(summary, ["TPR_gap"])
+    assert list(text.index) == ["50/50", "90/10"]
+    m, lo, hi = (summary.loc[0, f"TPR_gap_{k}"] for k in ("mean", "low", "high"))
+    assert text.iloc[0]["TPR_gap"] == f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+    with pytest.raises(ValueError, match="values"):
+        sweeps.format_summary(summary, ["nope"])
+    fig = plotting.plot_seed_summary(summary, metrics=("TPR_gap", "FPR_gap"))
+    assert len(fig.axes) == 2
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), summary["TPR_gap_mean"])
+    fig = plotting.plot_group_metrics(summary)
+    assert len(fig.axes) == 2 and len(fig.axes[-1].get_legend().get_texts()) == 2
+    with pytest.raises(ValueError, match="AUROC_g0"):
+        plotting.plot_group_metrics(summary, metrics=("AUROC",))
+    with pytest.raises(ValueError, match="nope"):
+        plotting.plot_seed_summary(summary, metrics=("nope",))
+    matplotlib.pyplot.close("all")
+
+
+def test_threshold_optimizer_runs_use_stored_scores(cache):
+    table, _ = _summary(cache)
+    table = table[table["value"] == "50/50"]  # both groups hold both labels in validation
+    post = sweeps.threshold_optimizer_runs(table, cache=cache)
+    assert len(post) == len(table)
+    assert (post["mitigation"] == "threshold_optimizer").all()
+    assert post["TPR_gap"].tolist() == pytest.approx((post["TPR_g1"] - post["TPR_g0"]).tolist())
+    assert post[["TPR_g0", "TPR_g1", "FPR_g0", "FPR_g1"]].stack().between(0, 1).all()
+
+
+def test_simulate_cohort_is_the_default_factory():
+    pytest.importorskip("faimi_tutorial.simulate")
+    cohort = sweeps.simulate_cohort("tiny", {"dims": 2, "n_subjects": 16}, 0)
+    assert len(cohort) == 16 and cohort.images.ndim == 4
+    assert hasattr(cohort.test, "twins")

@@ -241,3 +241,22 @@ def test_fit_reads_a_dataset_folder_and_the_train_command(tmp_path, capsys):
     assert code == 0 and "selected epoch" in out and "test:" in out
     assert training.load_checkpoint(tmp_path / "m.pt").config.mitigation == "reweighing"
     assert cli.main(["train", str(tmp_path / "missing"), "--preset", "tiny", "--quiet"]) == 2
+
+
+def test_plot_training_history(toy):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from faimi_tutorial import plotting
+
+    r = training.fit(toy, "tiny", seed=0, progress=False, epochs=2)
+    fig = plotting.plot_training_history(r, metrics=("train_loss", "val_auroc"))
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines[0].get_xdata()) == len(r.history)
+    fig = plotting.plot_training_history({"a": r, "b": r.history})
+    assert len(fig.axes[-1].get_legend().get_texts()) == 2
+    with pytest.raises(ValueError, match="metrics"):
+        plotting.plot_training_history(r, metrics=("nope",))
+    with pytest.raises(ValueError, match="DataFrame"):
+        plotting.plot_training_history({"a": 3})
+    matplotlib.pyplot.close("all")
