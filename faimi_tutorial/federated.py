@@ -826,15 +826,32 @@ def init_params(config: FedConfig, in_shape: Sequence[int], seed: int = 0) -> di
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _build(config: FedConfig, in_shape: Sequence[int], params: Mapping[str, torch.Tensor] | None, device) -> nn.Module:
+_MODEL_CACHE: dict[tuple, nn.Module] = {}
+
+
+def _build(
+    config: FedConfig,
+    in_shape: Sequence[int],
+    params: Mapping[str, torch.Tensor] | None,
+    device,
+    reuse: bool = False,
+) -> nn.Module:
+    """A network with ``params`` loaded; ``reuse`` recycles one cached module per architecture."""
     from .models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model(config.model_config(in_shape))
+    model_config = config.model_config(in_shape)
+    key = (tuple(sorted(model_config.to_dict().items())), str(device))
+    model = _MODEL_CACHE.get(key) if reuse else None
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(model_config).to(device)
+        if reuse:
+            _MODEL_CACHE.clear()
+            _MODEL_CACHE[key] = model
     if params is not None:
         model.load_state_dict({k: torch.as_tensor(v) for k, v in params.items()})
-    return model.to(device)
+    return model
 
 
 def client_update(
@@ -895,7 +912,7 @@ def client_update(
     device = choose_device(None if device is None else str(device))
     if params is None:
         params = init_params(config, site.in_shape, seed)
-    model = _build(config, site.in_shape, params, device)
+    model = _build(config, site.in_shape, params, device, reuse=True)
     anchor = [torch.as_tensor(params[k]).to(device) for k, _ in model.named_parameters()] if proximal_mu > 0 else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if optimizer_state is not None:
@@ -1420,7 +1437,8 @@ def compare(
     config: FedConfig | None = None,
     progress: bool = False,
     device: Any = None,
-) -> pd.DataFrame:
+    return_results: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
     """Train every strategy with every seed and collect :func:`summarise`'s numbers.
 
     Parameters
@@ -1437,12 +1455,16 @@ def compare(
         Show a progress bar.
     device : optional
         Training device.
+    return_results : bool, default False
+        Also return the trained models and their federations.
 
     Returns
     -------
     pandas.DataFrame
         One row per (strategy, seed) with ``seconds`` and the summary numbers;
         aggregate with :func:`faimi_tutorial.metrics.aggregate_seeds`.
+    dict
+        Only with ``return_results``: ``{(strategy, seed): (FedResult, Federation)}``.
     """
     from tqdm.auto import tqdm
 
@@ -1451,6 +1473,7 @@ def compare(
             _fail("strategies", s, ", ".join(STRATEGIES))
     config = FedConfig.preset() if config is None else config
     rows = []
+    results: dict[tuple[str, int], tuple[FedResult, Federation]] = {}
     bar = tqdm(total=len(strategies) * len(seeds), desc="federated runs", disable=not progress, leave=False)
     for seed in seeds:
         fed = federation(seed) if callable(federation) else federation
@@ -1459,6 +1482,9 @@ def compare(
             result = train(fed, strategy, config, seed=int(seed), device=device)
             seconds = time.perf_counter() - start
             rows.append({"strategy": strategy, "seed": int(seed), "seconds": seconds, **summarise(result, fed)})
+            if return_results:
+                results[(strategy, int(seed))] = (result, fed)
             bar.update(1)
     bar.close()
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return (table, results) if return_results else table

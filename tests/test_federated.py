@@ -313,5 +313,9 @@ def test_compare_runs_all_combinations(cohort):
     table = F.compare(make, ["central", "travelling"], seeds=[0, 1], config=cfg)
     assert len(table) == 4 and set(table["strategy"]) == {"central", "travelling"}
     assert {"auroc", "worst_site_auroc", "tpr_gap", "flip_rate", "seconds"} <= set(table.columns)
+    table2, results = F.compare(make, ["central"], seeds=[0], config=cfg, return_results=True)
+    result, fed = results[("central", 0)]
+    assert result.strategy == "central" and len(fed.test) == 12
+    assert table2.loc[0, "auroc"] == pytest.approx(table.query("strategy == 'central' and seed == 0")["auroc"].item())
     with pytest.raises(ValueError, match="strategies"):
         F.compare(make, ["nope"], seeds=[0], config=cfg)
