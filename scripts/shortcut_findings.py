@@ -132,23 +132,22 @@ def main(argv: list[str] | None = None) -> int:
         table = study_3d(base, args.n_subjects_3d, seeds)
         table.to_csv(args.out / "shortcut_3d.csv", index=False)
         written.append("shortcut_3d.csv")
-    meta = {
-        "script": "scripts/shortcut_findings.py",
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - start,
-        "preset": args.preset,
-        "simulation": simulation,
-        "training": training,
-        "seeds": seeds,
-        "device": str(ft.choose_device()),
-        "versions": ft.runtime.versions(),
-        "files": written,
-    }
-    previous = args.out / "shortcut_findings.json"
-    if previous.exists():
-        old = json.loads(previous.read_text())
-        meta["files"] = sorted(set(old.get("files", [])) | set(written))
-    previous.write_text(json.dumps(meta, indent=2))
+    path = args.out / "shortcut_findings.json"
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    meta.setdefault("studies", {})
+    for name in written:
+        meta["studies"][name] = {
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds_of_the_call": time.perf_counter() - start,
+            "preset": args.preset,
+            "simulation": simulation,
+            "n_subjects_3d": args.n_subjects_3d if name == "shortcut_3d.csv" else None,
+            "training": training,
+            "seeds": seeds,
+            "device": str(ft.choose_device()),
+        }
+    meta.update(script="scripts/shortcut_findings.py", versions=ft.runtime.versions())
+    path.write_text(json.dumps(meta, indent=2))
     print(f"wrote {', '.join(written)} to {args.out}")
     return 0
 
