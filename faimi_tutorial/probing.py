@@ -75,6 +75,7 @@ __all__ = [
     "AttributeHead",
     "fit_attribute_head",
     "encoding_strength",
+    "short_evaluate",
     "short_sweep",
     "ShortcutTest",
     "short_test",
@@ -247,10 +248,13 @@ class ProbeConfig:
         Share of variance the PCA keeps, in (0, 1]; 1 keeps every component.
     n_folds : int, default 5
         Cross-fitting folds (>= 2): each fold is scored by a probe fitted on the others.
-    C : float, default 1.0
+    C : float, default 0.1
         Inverse L2 regularisation strength of the logistic regression (> 0).
-    standardize : bool, default True
-        Scale the principal components to unit variance before the regression.
+    standardize : bool, default False
+        Scale every principal component to unit variance before the regression.
+        The default scales all components by one common factor instead, so that
+        weak directions are shrunk most by the L2 penalty and ``C`` means the same
+        for layers of any scale.
     max_iter : int, default 2000
         Iterations of the logistic-regression solver (>= 10).
     n_boot : int, default 500
@@ -265,8 +269,8 @@ class ProbeConfig:
 
     variance: float = 0.99
     n_folds: int = 5
-    C: float = 1.0
-    standardize: bool = True
+    C: float = 0.1
+    standardize: bool = False
     max_iter: int = 2000
     n_boot: int = 500
     confidence: float = 0.95
@@ -395,19 +399,77 @@ def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def _probe_pipeline(config: ProbeConfig, n_components: Any = None):
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+class _PCA:
+    """Principal components by an eigen-decomposition of the smaller Gram/covariance matrix.
 
-    steps = []
-    keep = n_components if n_components is not None else (config.variance if config.variance < 1 else None)
-    steps.append(PCA(n_components=keep, svd_solver="full", random_state=config.seed))
-    if config.standardize:
-        steps.append(StandardScaler())
-    steps.append(LogisticRegression(C=config.C, max_iter=config.max_iter))
-    return make_pipeline(*steps)
+    Keeps the leading components that explain ``variance`` of the total (or exactly
+    ``n_components``). With more features than samples the ``n x n`` Gram matrix is
+    decomposed (fast for wide layer activations); results equal a standard PCA up to
+    the sign of each component.
+    """
+
+    def __init__(self, variance: float | None = 0.99, n_components: int | None = None) -> None:
+        self.variance = variance
+        self.n_components = n_components
+
+    def fit(self, x: np.ndarray) -> _PCA:
+        self.mean_ = x.mean(0)
+        xc = x - self.mean_
+        n, f = xc.shape
+        if f <= n:
+            w, v = np.linalg.eigh(xc.T @ xc)
+            w, v = w[::-1], v[:, ::-1]
+            components = v
+        else:
+            w, u = np.linalg.eigh(xc @ xc.T)
+            w, u = w[::-1], u[:, ::-1]
+            positive = w > w[0] * 1e-12 if w[0] > 0 else np.zeros_like(w, dtype=bool)
+            w, u = w[positive], u[:, positive]
+            components = xc.T @ (u / np.sqrt(w))
+        w = np.clip(w, 0.0, None)
+        total = w.sum()
+        if self.n_components is not None:
+            k = int(min(self.n_components, len(w)))
+        elif total <= 0:
+            k = 1
+        elif self.variance is None or self.variance >= 1:
+            k = int(max(1, (w > total * 1e-12).sum()))
+        else:
+            k = int(np.searchsorted(np.cumsum(w) / total, self.variance) + 1)
+        k = max(1, min(k, len(w)))
+        self.components_ = components[:, :k]
+        self.explained_variance_ = w[:k] / max(n - 1, 1)
+        self.explained_variance_ratio_ = w[:k] / total if total > 0 else np.zeros(k)
+        self.n_components_ = k
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean_) @ self.components_
+
+
+class _Probe:
+    """PCA keeping a share of variance, optional scaling, then logistic regression."""
+
+    def __init__(self, config: ProbeConfig) -> None:
+        self.config = config
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Probe:
+        from sklearn.linear_model import LogisticRegression
+
+        self.pca = _PCA(self.config.variance).fit(x)
+        z = self.pca.transform(x)
+        if self.config.standardize:
+            self.scale_ = z.std(0) + 1e-12
+        else:
+            # one global factor: components keep their relative variances (so the
+            # L2 penalty shrinks weak directions most) and C means the same in every layer
+            self.scale_ = np.sqrt(np.mean(z.var(0))) + 1e-12
+        self.lr = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
+        self.lr.fit(z / self.scale_, y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.lr.predict_proba(self.pca.transform(x) / self.scale_)
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -505,10 +567,9 @@ def probe(
         warnings.simplefilter("ignore")  # convergence chatter on collinear components
         for k in range(config.n_folds):
             fit, held = fold != k, fold == k
-            pipe = _probe_pipeline(config)
-            pipe.fit(x[fit], y[fit])
+            pipe = _Probe(config).fit(x[fit], y[fit])
             scores[held] = pipe.predict_proba(x[held])[:, 1]
-            kept.append(pipe[0].n_components_)
+            kept.append(pipe.pca.n_components_)
     acc = float(((scores >= config.threshold).astype(np.int64) == y).mean())
     auc = float(_auroc(y, scores))
     lo_acc, hi_acc, lo_auc, hi_auc = _bootstrap(y, scores, config.threshold, config.n_boot,
@@ -645,7 +706,6 @@ def component_encoding(
         ``explained_variance`` (share, from a PCA on all samples, for orientation
         only), ``auroc``, ``auroc_low``, ``auroc_high``, ``accuracy``.
     """
-    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
 
     config = config or ProbeConfig()
@@ -656,7 +716,8 @@ def component_encoding(
     k_max = int(min(n_components, x_all.shape[1], x_all.shape[0] // config.n_folds * (config.n_folds - 1) - 1))
     if k_max < 1:
         raise ValueError(f"too few samples ({x_all.shape[0]}) for {config.n_folds} folds")
-    explained = PCA(n_components=k_max, svd_solver="full").fit(x_all).explained_variance_ratio_
+    explained = _PCA(n_components=k_max).fit(x_all)
+    explained = explained.explained_variance_ / (x_all.var(0, ddof=1).sum() + 1e-300)
     balance = dict(balance or {})
     rows = []
     for name, target in targets.items():
@@ -671,7 +732,7 @@ def component_encoding(
         scores = np.zeros((k_max, len(y)))
         for f in range(config.n_folds):
             fit, held = fold != f, fold == f
-            pca = PCA(n_components=k_max, svd_solver="full").fit(x[fit])
+            pca = _PCA(n_components=k_max).fit(x[fit])
             z_fit, z_held = pca.transform(x[fit]), pca.transform(x[held])
             sd = z_fit.std(0) + 1e-12
             for k in range(k_max):
@@ -756,8 +817,6 @@ def component_projection(
         (:data:`SUBGROUPS`), ``aligned`` (bool). ``attrs`` holds the chosen component
         numbers (1-based) and their fitting-part AUROCs.
     """
-    from sklearn.decomposition import PCA
-
     from .training import stratified_split
 
     x = np.asarray(features, dtype=np.float64)
@@ -773,7 +832,7 @@ def component_projection(
         raise ValueError(f"fit_fraction={fit_fraction!r} must be in (0, 1)")
     held, fit = stratified_split(y, a, fit_fraction, seed)
     k = int(min(n_components, x.shape[1], len(fit) - 1))
-    pca = PCA(n_components=k, svd_solver="full").fit(x[fit])
+    pca = _PCA(n_components=k).fit(x[fit])
     z_fit, z_held = pca.transform(x[fit]), pca.transform(x[held])
     auc_y = np.array([_auroc(y[fit], z_fit[:, j]) for j in range(k)])
     auc_a = np.array([_auroc(a[fit], z_fit[:, j]) for j in range(k)])
@@ -847,7 +906,10 @@ class AttributeHead(nn.Module):
     """A linear head that predicts the bias attribute, behind a :class:`GradientScale`.
 
     The head itself always learns to predict the attribute; what reaches the network
-    below is that gradient times ``lam``.
+    below is that gradient times ``lam``. The head reads the features after a
+    batch standardisation without learnable parameters: otherwise, with ``lam < 0``,
+    the network can defeat the head just by inflating the scale of its features,
+    which makes the attribute loss (and its reversed gradient) grow without bound.
 
     Parameters
     ----------
@@ -864,11 +926,12 @@ class AttributeHead(nn.Module):
         if in_features < 1 or n_classes < 2:
             raise ValueError(f"in_features={in_features!r} must be >= 1 and n_classes={n_classes!r} >= 2")
         self.scale = GradientScale(lam)
+        self.norm = nn.BatchNorm1d(int(in_features), affine=False)
         self.linear = nn.Linear(int(in_features), int(n_classes))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Attribute logits ``(N, n_classes)``."""
-        return self.linear(self.scale(features))
+        return self.linear(self.norm(self.scale(features)))
 
 
 def fit_attribute_head(
@@ -886,9 +949,12 @@ def fit_attribute_head(
     """Train a disease classifier with a gradient-scaled bias-attribute head (ShorT).
 
     The loss is ``BCE(disease) + attribute_weight * CE(attribute head)``; the head
-    reads the penultimate features through :class:`GradientScale` ``(lam)``, so the
-    network is pushed to encode the bias group less (``lam < 0``) or more
-    (``lam > 0``). Data handling, seeding, device choice, early stopping on the
+    (:class:`AttributeHead`) reads the penultimate features through
+    :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
+    group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
+    gradient: the model is then the plain :func:`~faimi_tutorial.training.fit` model
+    of the same seed. A strong reversal (``lam * attribute_weight`` around -0.5 or
+    below on the tutorial's 2D data) can stop the disease from being learnt at all. Data handling, seeding, device choice, early stopping on the
     validation loss and the returned :class:`~faimi_tutorial.training.FitResult`
     are those of :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
 
@@ -1061,6 +1127,59 @@ def encoding_strength(
     return probe(feats, d.bias_group, config, balance=d.label if balanced else None)
 
 
+def short_evaluate(
+    model: Any,
+    test: Any,
+    *,
+    lam: float = 0.0,
+    probe_config: ProbeConfig | None = None,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """One ShorT data point: a model's encoding of the bias group and its fairness gaps.
+
+    Parameters
+    ----------
+    model : FitResult or torch.nn.Module
+        A trained model (e.g. from :func:`fit_attribute_head`, or a plain
+        :func:`faimi_tutorial.training.fit` model, which is the ``lam = 0`` case).
+    test : cohort-like or ArrayData
+        Held-out data with ``label`` and ``bias_group`` (and ``twins`` for the flip rate).
+    lam : float, default 0.0
+        The model's gradient multiplier, recorded in the row.
+    probe_config : ProbeConfig, optional
+        Settings of the encoding probe (default: 5 folds, 200 bootstrap replicates).
+    threshold : float, default 0.5
+        Global decision threshold of the gaps.
+
+    Returns
+    -------
+    dict
+        ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
+        ``encoding_accuracy``, ``attribute_accuracy`` (NaN without an attribute head),
+        ``best_epoch`` and the entries of :func:`faimi_tutorial.sweeps.evaluate`.
+    """
+    from .sweeps import evaluate
+
+    enc = encoding_strength(model, test, config=probe_config or ProbeConfig(n_boot=200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = evaluate(model, test, threshold=threshold)
+    history = getattr(model, "history", None)
+    attr = (float(history["attribute_accuracy"].iloc[-1])
+            if isinstance(history, pd.DataFrame) and "attribute_accuracy" in history else math.nan)
+    return {
+        "lam": float(lam),
+        "seed": int(getattr(model, "seed", -1)),
+        "encoding_auroc": enc.auroc,
+        "encoding_auroc_low": enc.auroc_low,
+        "encoding_auroc_high": enc.auroc_high,
+        "encoding_accuracy": enc.accuracy,
+        "attribute_accuracy": attr,
+        "best_epoch": int(getattr(model, "best_epoch", -1)),
+        **ev,
+    }
+
+
 def short_sweep(
     cohort: Any,
     lambdas: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
@@ -1072,14 +1191,14 @@ def short_sweep(
     attribute_weight: float = 1.0,
     threshold: float = 0.5,
     progress: bool = True,
+    keep_models: bool = False,
     **overrides: Any,
-) -> pd.DataFrame:
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[tuple[float, int], Any]]:
     """The ShorT sweep: models trained with gradient-scaled attribute heads, evaluated.
 
-    For every ``lam`` and seed, :func:`fit_attribute_head` trains a model; on the
-    test data, :func:`encoding_strength` measures how well the bias group can be
-    read from its penultimate features and
-    :func:`faimi_tutorial.sweeps.evaluate` measures its subgroup gaps.
+    For every ``lam`` and seed, :func:`fit_attribute_head` trains a model and
+    :func:`short_evaluate` measures, on the test data, how well the bias group can be
+    read from its penultimate features and its subgroup gaps.
 
     Parameters
     ----------
@@ -1101,20 +1220,22 @@ def short_sweep(
         Global decision threshold of the gaps.
     progress : bool, default True
         Progress bar over runs.
+    keep_models : bool, default False
+        Also return the trained models (e.g. to probe every layer of the ``lam = 0``
+        models, which are plain empirical-risk models: their head's gradient is blocked).
     **overrides
         Fields of :class:`~faimi_tutorial.training.TrainConfig`.
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or (pandas.DataFrame, dict)
         One row per run: ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (last training epoch),
         ``best_epoch``, and the columns of :func:`faimi_tutorial.sweeps.evaluate`
-        (``AUROC``, ``TPR_gap``, ``FPR_gap``, ``flip_rate`` …).
+        (``AUROC``, ``TPR_gap``, ``FPR_gap``, ``flip_rate`` …). With
+        ``keep_models``, also ``{(lam, seed): FitResult}``.
     """
     from tqdm.auto import tqdm
-
-    from .sweeps import evaluate
 
     lambdas = [float(v) for v in lambdas]
     seeds = [int(s) for s in seeds]
@@ -1123,26 +1244,16 @@ def short_sweep(
     test = cohort.test if test is None else test
     probe_config = probe_config or ProbeConfig(n_boot=200)
     rows = []
+    kept: dict[tuple[float, int], Any] = {}
     runs = [(lam, s) for s in seeds for lam in lambdas]
     for lam, s in tqdm(runs, desc="ShorT sweep", disable=not progress, leave=False):
         result = fit_attribute_head(cohort, config, lam=lam, attribute_weight=attribute_weight,
                                     seed=s, progress=False, **overrides)
-        enc = encoding_strength(result, test, config=probe_config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ev = evaluate(result, test, threshold=threshold)
-        rows.append({
-            "lam": lam,
-            "seed": s,
-            "encoding_auroc": enc.auroc,
-            "encoding_auroc_low": enc.auroc_low,
-            "encoding_auroc_high": enc.auroc_high,
-            "encoding_accuracy": enc.accuracy,
-            "attribute_accuracy": float(result.history["attribute_accuracy"].iloc[-1]),
-            "best_epoch": int(result.best_epoch),
-            **ev,
-        })
-    return pd.DataFrame(rows)
+        rows.append(short_evaluate(result, test, lam=lam, probe_config=probe_config, threshold=threshold))
+        if keep_models:
+            kept[(lam, s)] = result
+    table = pd.DataFrame(rows)
+    return (table, kept) if keep_models else table
 
 
 @dataclass

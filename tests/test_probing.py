@@ -112,7 +112,7 @@ def test_probe_scores_are_held_out_not_refitted():
     x = rng.standard_normal((80, 200))
     y = rng.integers(0, 2, 80)
     result = probing.probe(x, y, ProbeConfig(variance=1.0, n_folds=4, n_boot=0, C=100.0))
-    pipe = probing._probe_pipeline(ProbeConfig(variance=1.0, C=100.0)).fit(x, y)
+    pipe = probing._Probe(ProbeConfig(variance=1.0, C=100.0)).fit(x, y)
     in_sample = probing._auroc(y, pipe.predict_proba(x)[:, 1])
     assert in_sample > 0.99
     assert result.auroc < 0.75
@@ -134,6 +134,19 @@ def test_probe_balance_removes_decoding_through_a_correlated_attribute():
     # balanced subsample: equal cells
     cells = pd.crosstab(balanced.target, label[balanced.index])
     assert cells.to_numpy().min() == cells.to_numpy().max()
+
+
+@pytest.mark.parametrize("shape", [(50, 8), (30, 120)])
+def test_internal_pca_matches_sklearn(shape):
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape) @ np.diag(np.linspace(3, 0.1, shape[1]))
+    ours = probing._PCA(variance=0.9).fit(x)
+    ref = PCA(n_components=0.9, svd_solver="full").fit(x)
+    assert ours.n_components_ == ref.n_components_
+    assert np.allclose(ours.explained_variance_ratio_, ref.explained_variance_ratio_)
+    assert np.allclose(np.abs(ours.transform(x)), np.abs(ref.transform(x)), atol=1e-8)
 
 
 def test_probe_errors():
@@ -278,8 +291,22 @@ def test_short_sweep_and_short_test(toy):
     assert list(runs["lam"]) == [-1.0, 1.0]
     assert {"encoding_auroc", "TPR_gap", "FPR_gap", "AUROC", "attribute_accuracy"} <= set(runs.columns)
     assert runs["encoding_auroc"].between(0, 1).all()
+    table, kept = probing.short_sweep(toy, lambdas=(0.0,), seeds=(1,), config="tiny", test=toy,
+                                      probe_config=FAST, progress=False, keep_models=True,
+                                      epochs=1, patience=None)
+    assert list(kept) == [(0.0, 1)] and len(table) == 1
+    # lam = 0 blocks the head's gradient: the model is the plain ERM model of that seed
+    plain = training.fit(toy, "tiny", seed=1, progress=False, epochs=1, patience=None)
+    assert np.allclose(training.predict(kept[(0.0, 1)], toy), training.predict(plain, toy), atol=1e-5)
     with pytest.raises(ValueError, match="non-empty"):
         probing.short_sweep(toy, lambdas=())
+
+
+def test_short_evaluate_accepts_a_plain_model(toy):
+    plain = training.fit(toy, "tiny", seed=0, progress=False, epochs=1, patience=None)
+    row = probing.short_evaluate(plain, toy, lam=0.0, probe_config=FAST)
+    assert row["lam"] == 0.0 and row["seed"] == 0 and np.isnan(row["attribute_accuracy"])
+    assert 0 <= row["encoding_auroc"] <= 1 and "TPR_gap" in row and "FPR_gap" in row
 
 
 def test_short_test_detects_a_relation_and_its_absence():
