@@ -1251,7 +1251,7 @@ def default_batch_size(cfg: SimulationConfig) -> int:
         Batch size.
     """
     voxels = int(np.prod(cfg.shape))
-    return int(max(1, min(512, 2_000_000 // voxels)))
+    return int(max(4, min(512, 16_000_000 // voxels)))
 
 
 def generate(cfg: SimulationConfig | None = None, progress: bool = True, device: Any = None,
