@@ -189,6 +189,8 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path, toy):
     assert np.allclose(back.predict(toy), r.predict(toy))
     assert back.best_epoch == r.best_epoch and back.config == r.config
     pd.testing.assert_frame_equal(back.history, r.history, check_dtype=False)
+    again = r.save(tmp_path / "sub" / "again.pt")
+    assert again.exists() and training.load_checkpoint(again).best_epoch == r.best_epoch
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="checkpoint"):
         training.load_checkpoint(tmp_path / "other.pt")
