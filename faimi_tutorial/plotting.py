@@ -945,3 +945,114 @@ def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=N
     a.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# --- representativeness figures ---------------------------------------------
+
+
+def plot_share_sweep(summary, metrics=("AUROC", "TPR"), groups=("A", "B"), conditions=None,
+                     ax=None):
+    """Per-subgroup metrics (mean and interval over seeds) against the training share of B.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`faimi_tutorial.representation.summarise_sweep`: columns
+        ``share``, ``subgroup``, ``<metric>_mean``, ``_low``, ``_high`` and optionally
+        ``condition``.
+    metrics : sequence of str, default ("AUROC", "TPR")
+        One column of panels per metric.
+    groups : sequence of str, default ("A", "B")
+        Subgroups to draw, one series each (tested on that group's fixed test set).
+    conditions : sequence of str, optional
+        One row of panels per condition (default: the table's ``condition`` values, or
+        a single row).
+    ax : array of matplotlib axes, optional
+        ``len(conditions) x len(metrics)`` axes to draw into.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    for m in metrics:
+        if f"{m}_mean" not in summary.columns:
+            raise ValueError(f"summary has no column {m}_mean")
+    if conditions is None:
+        conditions = list(dict.fromkeys(summary["condition"])) if "condition" in summary else [None]
+    n_rows, n_cols = len(conditions), len(metrics)
+    if ax is None:
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.8 * n_cols, 3.0 * n_rows), squeeze=False,
+                                 sharex=True)
+    else:
+        axes = np.asarray(ax, dtype=object).reshape(n_rows, n_cols)
+        fig = axes[0, 0].figure
+    for r, cond in enumerate(conditions):
+        part = summary if cond is None else summary[summary["condition"] == cond]
+        for c, m in enumerate(metrics):
+            a = axes[r, c]
+            for j, g in enumerate(groups):
+                rows = part[part["subgroup"].astype(str) == str(g)].sort_values("share")
+                x = 100 * rows["share"].to_numpy(float)
+                mean = rows[f"{m}_mean"].to_numpy(float)
+                low = rows.get(f"{m}_low", rows[f"{m}_mean"]).to_numpy(float)
+                high = rows.get(f"{m}_high", rows[f"{m}_mean"]).to_numpy(float)
+                colour = GROUP_COLOURS[j % len(GROUP_COLOURS)]
+                a.plot(x + (j - 0.5) * 1.5, mean, "o-", color=colour, label=f"tested on {g}")
+                a.errorbar(x + (j - 0.5) * 1.5, mean,
+                           yerr=np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)]),
+                           fmt="none", ecolor=colour, capsize=3, lw=1)
+            a.set_ylim(0.3 if m == "AUROC" else -0.02, 1.02)
+            if m == "AUROC":
+                a.axhline(0.5, color="grey", ls=":", lw=1)
+            a.set_title(m if cond is None else f"{cond}: {m}", fontsize=10)
+            a.set_xticks([0, 25, 50, 75, 100])
+            a.grid(alpha=0.3)
+            if r == n_rows - 1:
+                a.set_xlabel(f"share of {groups[-1]} in training (%)")
+    axes[0, -1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_composition(table, attribute="subgroup", ax=None):
+    """Stacked bars: the share of each value of ``attribute`` in every split.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`faimi_tutorial.representation.composition_table`.
+    attribute : str, default "subgroup"
+        Which attribute to draw.
+    ax : matplotlib axes, optional
+        Where to draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    part = table[table["attribute"] == attribute]
+    if part.empty:
+        raise ValueError(f"table has no attribute {attribute!r}")
+    wide = part.pivot_table(index="split", columns="value", values="proportion", aggfunc="sum",
+                            fill_value=0.0, sort=False)
+    counts = part.pivot_table(index="split", columns="value", values="n", aggfunc="sum",
+                              fill_value=0, sort=False)
+    fig, (a,) = _new_axes(1, ax, width=4.6, height=2.6)
+    left = [0.0] * len(wide)
+    for j, value in enumerate(wide.columns):
+        widths = wide[value].to_numpy(float)
+        bars = a.barh(list(wide.index), widths, left=left, color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+                      label=str(value))
+        for bar, n in zip(bars, counts[value].to_numpy()):
+            if bar.get_width() > 0.08:
+                a.text(bar.get_x() + bar.get_width() / 2, bar.get_y() + bar.get_height() / 2, f"{int(n)}",
+                       ha="center", va="center", color="white", fontsize=8)
+        left = [lo + w for lo, w in zip(left, widths)]
+    a.set_xlim(0, 1)
+    a.set_xlabel(f"share of subjects by {attribute} (numbers: counts)")
+    a.invert_yaxis()
+    a.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig

@@ -214,3 +214,26 @@ def test_checklist_as_data_and_answered(cohort):
     assert found["every group in every split"].startswith("no: B absent from test")
     missing = rep.checklist(pd.DataFrame({"label": [0, 1]})).set_index("topic")["finding"]
     assert "not recorded" in missing["attributes recorded"]
+
+
+def test_plot_share_sweep_and_composition(cohort):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from faimi_tutorial import plotting
+
+    runs = pd.DataFrame({
+        "condition": ["x"] * 12, "share": [0.0, 0.5, 1.0] * 4,
+        "seed": [0] * 6 + [1] * 6, "subgroup": (["A"] * 3 + ["B"] * 3) * 2,
+        "AUROC": np.linspace(0.5, 0.9, 12), "TPR": np.linspace(0.2, 0.8, 12),
+    })
+    fig = plotting.plot_share_sweep(rep.summarise_sweep(runs))
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines) >= 2  # one series per subgroup
+    with pytest.raises(ValueError, match="FPR"):
+        plotting.plot_share_sweep(rep.summarise_sweep(runs), metrics=("FPR",))
+    fig2 = plotting.plot_composition(rep.composition_table(cohort))
+    assert len(fig2.axes[0].patches) == 2 * 4  # two subgroups x (train, val, test, all)
+    with pytest.raises(ValueError, match="age"):
+        plotting.plot_composition(rep.composition_table(cohort), attribute="age")
+    matplotlib.pyplot.close("all")
