@@ -49,6 +49,7 @@ os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 import functools  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from dataclasses import asdict, dataclass, fields  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -449,6 +450,14 @@ def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int =
         "init_args": {"num_cpus": max(num_cpus, min(2, os.cpu_count() or 1)), "log_to_driver": not quiet,
                       "include_dashboard": False, "logging_level": logging.ERROR if quiet else logging.WARNING},
     }
+    # Ray's C++ core writes a few diagnostics straight to file descriptor 2; when quiet,
+    # they go to a temporary file (shown only if the run fails).
+    captured = tempfile.TemporaryFile() if quiet else None
+    saved_fd = None
+    if captured is not None:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+        os.dup2(captured.fileno(), 2)
     try:
         flwr_run_simulation(
             server_app=make_server_app(settings, history, status),
@@ -458,11 +467,20 @@ def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int =
         )
     finally:
         logger.setLevel(level)
+        if saved_fd is not None:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+    log_tail = ""
+    if captured is not None:
+        captured.seek(0)
+        log_tail = captured.read()[-4000:].decode(errors="replace")
+        captured.close()
     done = status.get("rounds_aggregated", 0)
     if len(history) != settings.rounds + 1 or done != settings.rounds:
         raise RuntimeError(
             f"the Flower run aggregated client updates in {done} of {settings.rounds} rounds "
-            "(a ClientApp failed; run with quiet=False to see why)"
+            f"(a ClientApp failed; run with quiet=False to see why)\n{log_tail}"
         )
     return history
 

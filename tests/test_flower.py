@@ -193,3 +193,75 @@ def test_deployment_clients_run_the_package_client_code(deployment_run):
 
 def test_deployment_run_was_bounded(deployment_run):
     assert deployment_run["seconds"] < TIMEOUT_S
+
+
+# ----------------------------------------------------------------------------- app pieces
+
+
+def test_settings_validate_and_round_trip_run_config():
+    settings = fa.FlowerSettings(rounds=3, strategy="fedprox", save_dir="x")
+    again = fa.FlowerSettings.from_run_config(settings.to_run_config())
+    assert again == settings
+    assert fa.FlowerSettings.from_run_config({"local-epochs": 2, "unknown-key": 1}).local_epochs == 2
+    assert settings.fed_config().rounds == 3
+    assert settings.in_shape() == (1, 32, 32)
+    for kwargs, field in (({"rounds": 0}, "rounds"), ({"strategy": "travelling"}, "strategy"),
+                          ({"num_sites": 0}, "num_sites"), ({"lr": -1.0}, "lr"), ({"preset": "huge"}, "preset")):
+        with pytest.raises(ValueError, match=field):
+            fa.FlowerSettings(**kwargs)
+
+
+def test_write_app_names_the_components_and_every_setting(tmp_path):
+    import tomllib
+
+    app = fa.write_app(tmp_path / "app", fa.FlowerSettings(rounds=4))
+    config = tomllib.loads((app / "pyproject.toml").read_text())
+    components = config["tool"]["flwr"]["app"]["components"]
+    assert components == {"serverapp": "faimi_tutorial.flower_app:server_app",
+                          "clientapp": "faimi_tutorial.flower_app:client_app"}
+    assert config["tool"]["flwr"]["app"]["config"]["rounds"] == 4
+    assert set(config["tool"]["flwr"]["app"]["config"]) == set(fa.FlowerSettings().to_run_config())
+    assert fa.pyproject_text().startswith("[build-system]")
+    # the module-level apps that flwr loads by name
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    assert isinstance(fa.server_app, ServerApp) and isinstance(fa.client_app, ClientApp)
+    assert isinstance(fa.make_server_app(), ServerApp) and isinstance(fa.make_client_app(), ClientApp)
+
+
+def test_site_data_from_simulation_and_from_a_dataset_folder(tmp_path):
+    from faimi_tutorial import datasets
+
+    settings = fa.FlowerSettings()
+    train, test, index = fa.site_data(settings, {"partition-id": 1, "num-partitions": 2})
+    fed = settings.federation()
+    assert index == 1 and len(train) == settings.n_train and len(test) == settings.n_test
+    assert train.meta["subject_id"].tolist() == fed.train_site("site-B").meta["subject_id"].tolist()
+    with pytest.raises(ValueError, match="partition-id"):
+        fa.site_data(settings, {"partition-id": 5})
+    path = datasets.write_cohort(fed.cohort, tmp_path / "sites")
+    train2, test2, index2 = fa.site_data(settings, {"data-path": str(path), "site": "site-A", "partition-id": 0})
+    assert index2 == 0
+    assert sorted(train2.meta["subject_id"]) == sorted(fed.train_site("site-A").meta["subject_id"])
+    assert sorted(test2.meta["subject_id"]) == sorted(fed.test_site("site-A").meta["subject_id"])
+    torch.testing.assert_close(train2.images.mean(), fed.train_site("site-A").images.mean(), atol=1e-4, rtol=0)
+
+
+def test_run_simulation_matches_package_fedavg():
+    settings = fa.FlowerSettings(rounds=1)
+    history = fa.run_simulation(settings)
+    assert [r for r, _ in history] == [0, 1]
+    seen = []
+    federated.train_fedavg(settings.federation(), settings.fed_config(), seed=settings.seed,
+                           callback=lambda r, u, p: seen.append(p))
+    config, in_shape = settings.fed_config(), settings.in_shape()
+    flower = federated.FedResult("fedavg", history[1][1], {}, config, in_shape, None, 0)
+    package = federated.FedResult("fedavg", seen[0], {}, config, in_shape, None, 0)
+    test = settings.federation().test
+    # same function (weights that only carry rounding noise, such as a convolution bias
+    # in front of an instance norm, may differ with the number of threads)
+    assert float(abs(flower.predict(test) - package.predict(test)).max()) < 1e-3
+    initial = federated.init_params(config, in_shape, settings.seed)
+    moved = max(float((seen[0][k] - initial[k]).abs().max()) for k in initial)
+    assert moved > 1e-3  # the round did train
