@@ -43,9 +43,9 @@ GROUP_METRICS: tuple[str, ...] = ("TPR", "FPR", "accuracy", "AUROC", "selection_
 
 
 #: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``
-#: (which runs the same experiments with more subjects and seeds). The bias is a
-#: local contrast change in the bias region (SimBA's intensity bias): at the default
-#: strength of the morphological bias a one-minute 2D model barely picks it up.
+#: (which runs the same experiments with more subjects and seeds, and also with the
+#: morphological bias). The bias is a local contrast change in the bias region
+#: (SimBA's intensity bias) on 2D slices, so that one training takes seconds.
 SHORTCUT_SETTINGS: dict[str, dict[str, Any]] = {
     "simulation": {"dims": 2, "n_subjects": 1000, "bias_kind": "intensity", "intensity_factor": 1.2},
     "training": {"epochs": 6, "groupdro_eta": 0.1, "unlearning_alpha": 1.0},

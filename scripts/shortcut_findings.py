@@ -8,8 +8,8 @@ subjects and more seeds, and writes every run's record to ``results/``:
 ``results/shortcut_mitigation.csv``
     ERM, reweighing, group-balanced sampling, GroupDRO and unlearning side by side;
 ``results/shortcut_morphological.csv``
-    the same prevalence levels with a morphological bias at the simulator's
-    default strength (the bias a one-minute model hardly picks up);
+    the same prevalence levels with a morphological bias (a deformation of the
+    bias region) at the simulator's default strength instead of the intensity bias;
 ``results/shortcut_3d.csv``
     baseline (50/50) against biased (70/30) on 3D volumes (the tutorial preset's
     48 x 56 x 48 grid at 4 mm), with the share of SmoothGrad attribution in the
