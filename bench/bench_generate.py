@@ -18,7 +18,7 @@ tutorial cohort (3D, with twins) and of the 2D tutorial cohort.
 
 Results go to ``bench/results/generate.json`` (written atomically). Run::
 
-    OMP_NUM_THREADS=2 python bench/bench_generate.py [--quick]
+    OMP_NUM_THREADS=2 python bench/bench_generate.py [--quick] [--cohorts-only]
 """
 
 from __future__ import annotations
@@ -150,16 +150,24 @@ def bench_grid(name: str, cfg: simulate.SimulationConfig, n_ours: int, n_base: i
     }
 
 
-def cohort_seconds(cfg: simulate.SimulationConfig) -> float:
-    start = time.perf_counter()
+def cohort_seconds(cfg: simulate.SimulationConfig) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads) to generate a cohort with twins.
+
+    On a shared machine the wall clock depends on the other processes; CPU seconds
+    divided by the thread count estimate the wall clock of an otherwise idle machine.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
     simulate.generate(cfg, progress=False, device="cpu")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer subjects and rounds")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cohorts-only", action="store_true",
+                        help="only re-time the tutorial cohorts; keep the grid results "
+                        "already in --out")
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     rounds = 2 if args.quick else 3
@@ -174,24 +182,34 @@ def main(argv: list[str] | None = None) -> int:
         "versions": ft.runtime.versions(),
         "grids": {},
     }
-    print("tutorial 3D grid", tutorial.shape, flush=True)
-    results["grids"]["tutorial_3d"] = bench_grid("tutorial", tutorial, 48 if args.quick else 96,
-                                                 4 if args.quick else 8, rounds)
-    print("full 2 mm grid", full.shape, flush=True)
-    results["grids"]["full_2mm"] = bench_grid("2mm", full, 16 if args.quick else 32,
-                                              2 if args.quick else 4, rounds)
+    if args.cohorts_only:
+        previous = json.loads(args.out.read_text())
+        results["grids"] = previous["grids"]
+        results["machine"]["grids_measured_with"] = previous["machine"]
+    else:
+        print("tutorial 3D grid", tutorial.shape, flush=True)
+        results["grids"]["tutorial_3d"] = bench_grid(
+            "tutorial", tutorial, 48 if args.quick else 96, 4 if args.quick else 8, rounds)
+        print("full 2 mm grid", full.shape, flush=True)
+        results["grids"]["full_2mm"] = bench_grid(
+            "2mm", full, 16 if args.quick else 32, 2 if args.quick else 4, rounds)
     print("tutorial cohorts", flush=True)
-    seconds_3d = [cohort_seconds(tutorial) for _ in range(1 if args.quick else 2)]
+    runs_3d = [cohort_seconds(tutorial) for _ in range(1 if args.quick else 2)]
     tutorial_2d = simulate.SimulationConfig.preset("tutorial", dims=2, seed=0)
-    seconds_2d = [cohort_seconds(tutorial_2d) for _ in range(2)]
+    runs_2d = [cohort_seconds(tutorial_2d) for _ in range(2)]
+    best_3d, best_2d = min(runs_3d), min(runs_2d)
     results["tutorial_cohort"] = {
         "n_subjects": tutorial.n_subjects, "shape": list(tutorial.shape), "with_twins": True,
-        "seconds": round(min(seconds_3d), 2), "all_seconds": [round(s, 2) for s in seconds_3d],
+        "seconds": round(best_3d[0], 2), "all_seconds": [round(r[0], 2) for r in runs_3d],
+        "cpu_seconds": round(best_3d[1], 2),
+        "idle_estimate_seconds": round(best_3d[1] / THREADS, 2),
     }
     results["tutorial_cohort_2d"] = {
         "n_subjects": tutorial_2d.n_subjects, "shape": list(tutorial_2d.shape),
-        "with_twins": True, "seconds": round(min(seconds_2d), 2),
-        "images_per_s": round(tutorial_2d.n_subjects / min(seconds_2d), 1),
+        "with_twins": True, "seconds": round(best_2d[0], 2),
+        "images_per_s": round(tutorial_2d.n_subjects / best_2d[0], 1),
+        "cpu_seconds": round(best_2d[1], 2),
+        "idle_estimate_seconds": round(best_2d[1] / THREADS, 2),
     }
     ratios = [g["ratio_vs_monai"] for g in results["grids"].values()]
     results["targets"] = {
@@ -200,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_met": bool(min(ratios) >= TARGET_RATIO_VS_MONAI),
         "cohort_time_met": bool(results["tutorial_cohort"]["seconds"]
                                 <= TARGET_TUTORIAL_COHORT_SECONDS),
+        "cohort_time_met_idle_estimate": bool(
+            results["tutorial_cohort"]["idle_estimate_seconds"]
+            <= TARGET_TUTORIAL_COHORT_SECONDS),
     }
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)

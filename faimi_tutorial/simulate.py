@@ -65,6 +65,14 @@ INTENSITY_SCOPES: tuple[str, ...] = ("region", "global")
 _BUMP_PEAK = (1 / math.sqrt(7)) * (6 / 7) ** 3
 
 
+#: Fields taken from the preset's grid entry for ``dims`` when left unset (``None``);
+#: :meth:`SimulationConfig.replace` re-derives them when ``dims`` or ``preset`` changes.
+_GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
+                                 "integration_spacing_mm", "disease_scale_mm", "bias_scale_mm")
+#: Effect sizes used when a preset's grid entry does not set them (mm per unit coefficient).
+_EFFECT_DEFAULTS: dict[str, float] = {"disease_scale_mm": 1.5, "bias_scale_mm": 4.0}
+
+
 class ConfigError(ValueError):
     """An invalid configuration value: names the field, the value and the allowed range.
 
@@ -101,11 +109,13 @@ _HELP: dict[str, str] = {
     "disease_region": "region of the disease effect: a name or 'x,y,z,radius' in mm",
     "disease_mean": "mean of the disease coefficient c for (disease, control)",
     "disease_sd": "standard deviation of c for (disease, control)",
-    "disease_scale_mm": "peak displacement (mm) of the disease field per unit of c",
+    "disease_scale_mm": "peak displacement (mm) of the disease field per unit of c; "
+    "default: the preset's for dims",
     "bias_region": "region of the bias effect: a name or 'x,y,z,radius' in mm",
     "bias_mean": "mean of the bias coefficient b (bias group only)",
     "bias_sd": "standard deviation of b",
-    "bias_scale_mm": "peak displacement (mm) of the bias field per unit of b",
+    "bias_scale_mm": "peak displacement (mm) of the bias field per unit of b; "
+    "default: the preset's for dims",
     "bias_kind": "morphological (a deformation), intensity (a contrast change) or both",
     "intensity_factor": "contrast stretch about mid-grey for an intensity bias",
     "intensity_scope": "region (the bias region only, smoothly tapered) or global",
@@ -159,8 +169,9 @@ class SimulationConfig:
         ``"x,y,z,radius"``).
     disease_mean, disease_sd : tuple of float
         Distribution of the disease coefficient for (disease, control).
-    disease_scale_mm, bias_scale_mm : float
-        Peak displacement per unit coefficient (mm).
+    disease_scale_mm, bias_scale_mm : float, optional
+        Peak displacement per unit coefficient (mm); default: the preset's value for
+        ``dims`` (calibrated so that a small CNN learns the disease in about a minute).
     bias_mean, bias_sd : float
         Distribution of the bias coefficient.
     bias_kind : str
@@ -200,11 +211,11 @@ class SimulationConfig:
     disease_region: Any = "right_insula"
     disease_mean: tuple[float, float] = (1.0, -1.0)
     disease_sd: tuple[float, float] = (1.0, 1.0)
-    disease_scale_mm: float = 1.5
+    disease_scale_mm: float | None = None
     bias_region: Any = "right_putamen"
     bias_mean: float = 2.0
     bias_sd: float = 1.0
-    bias_scale_mm: float = 4.0
+    bias_scale_mm: float | None = None
     bias_kind: str = "morphological"
     intensity_factor: float = 1.2
     intensity_scope: str = "region"
@@ -237,6 +248,10 @@ class SimulationConfig:
             self.n_subjects = int(grid_defaults["n_subjects"])
         if self.integration_spacing_mm is None:
             self.integration_spacing_mm = float(grid_defaults["integration_spacing_mm"])
+        # effect sizes are calibrated per grid (a voxel of 4 mm hides what one of 3 mm shows)
+        for key, fallback in _EFFECT_DEFAULTS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, float(grid_defaults.get(key, fallback)))
         try:
             shape = tuple(int(s) for s in self.shape)
         except (TypeError, ValueError):
@@ -399,9 +414,9 @@ class SimulationConfig:
     def replace(self, **changes: Any) -> SimulationConfig:
         """A copy with some fields changed (re-validated).
 
-        Grid fields (shape, spacing, n_subjects, slice_z, integration spacing) are
-        re-derived from the preset when ``dims`` or ``preset`` changes and they are
-        not given.
+        Grid fields (shape, spacing, n_subjects, slice_z, integration spacing and the
+        two effect scales, calibrated per grid) are re-derived from the preset when
+        ``dims`` or ``preset`` changes and they are not given.
 
         Parameters
         ----------
@@ -419,7 +434,7 @@ class SimulationConfig:
         if ("dims" in changes and changes["dims"] != self.dims) or (
             "preset" in changes and changes["preset"] != self.preset
         ):
-            for key in ("shape", "spacing", "n_subjects", "slice_z", "integration_spacing_mm"):
+            for key in _GRID_FIELDS:
                 values[key] = None
         values.update(changes)
         return SimulationConfig(**values)
@@ -1482,7 +1497,7 @@ def config_from_args(args: Any) -> SimulationConfig:
     if base:
         values = {**base, **given}
         if ("dims" in given or "preset" in given):
-            for key in ("shape", "spacing", "n_subjects", "slice_z", "integration_spacing_mm"):
+            for key in _GRID_FIELDS:
                 if key not in given:
                     values[key] = None
         return SimulationConfig.from_dict(values)
