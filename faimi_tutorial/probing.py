@@ -35,6 +35,7 @@ fairness gap across those models (:func:`fit_attribute_head`, :func:`short_sweep
 :func:`short_test`). If the gap grows with the encoding, the model's decisions use
 the attribute.
 
+>>> import torch
 >>> import faimi_tutorial as ft
 >>> model = ft.models.build_model("tiny", in_shape=(1, 32, 32))
 >>> acts = ft.probing.collect_activations(model, torch.zeros(4, 1, 32, 32))
