@@ -142,3 +142,18 @@ def test_region_weight_tapers(grid3):
     assert np.all(w[dist >= 2 * region.radius_mm] == 0.0)
     between = (dist > region.radius_mm) & (dist < 2 * region.radius_mm)
     assert np.all((w[between] >= 0) & (w[between] <= 1))
+
+
+def test_loading_needs_no_network(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the template must not be downloaded")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    anatomy._load_1mm.cache_clear()
+    anatomy._resampled.cache_clear()
+    grid = anatomy.grid_for((16, 18, 16), 12.0)
+    assert anatomy.load_template(grid).max() > 0.5
+    assert anatomy.load_tissue("gm", grid).max() > 0.5
