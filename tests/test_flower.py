@@ -142,13 +142,16 @@ def deployment_run(tmp_path_factory):
             time.sleep(0.5)
         if not status.exists():
             raise TimeoutError(f"the Flower run did not finish within {TIMEOUT_S} s\n{tails()}")
-        yield {"settings": settings, "out": out, "seconds": time.time() - started,
-               "status": torch.load(status, weights_only=True)}
+        result = {"settings": settings, "out": out, "seconds": time.time() - started,
+                  "status": torch.load(status, weights_only=True)}
     finally:
+        # stop everything as soon as the run is over (also when it failed)
         for p in reversed(procs):
             _stop(p)
         for f in files:
             f.close()
+    result["all_stopped"] = all(p.poll() is not None for p in procs)
+    return result
 
 
 def test_deployment_engine_two_rounds_match_package_fedavg(deployment_run):
@@ -191,8 +194,9 @@ def test_deployment_clients_run_the_package_client_code(deployment_run):
             torch.testing.assert_close(theirs["params"][key], mine.params[key], rtol=1e-4, atol=1e-5)
 
 
-def test_deployment_run_was_bounded(deployment_run):
+def test_deployment_run_was_bounded_and_cleaned_up(deployment_run):
     assert deployment_run["seconds"] < TIMEOUT_S
+    assert deployment_run["all_stopped"]
 
 
 # ----------------------------------------------------------------------------- app pieces
