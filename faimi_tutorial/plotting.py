@@ -577,7 +577,7 @@ def plot_seed_summary(summary, x="value", metrics=("TPR_gap", "FPR_gap"), ax=Non
             a.axhline(0, color="grey", ls="--", lw=1)
         a.set_xticks(pos)
         a.set_xticklabels([str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0)
-        a.set_xlabel(xlabel or x)
+        a.set_xlabel(x if xlabel is None else xlabel)
         a.set_title((labels or {}).get(m, m.replace("_", " ")))
     fig.tight_layout()
     return fig
@@ -625,12 +625,15 @@ def plot_group_metrics(summary, x="value", metrics=("TPR", "FPR"), groups=(0, 1)
                        label=f"bias group {g}")
         a.set_xticks(pos)
         a.set_xticklabels([str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0)
-        a.set_xlabel(xlabel or x)
+        a.set_xlabel(x if xlabel is None else xlabel)
         a.set_title(m)
         a.set_ylim(-0.02, 1.02)
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+_REGION_COLOURS: tuple[str, ...] = ("#00E5A0", "#56B4E9", "#F0E442", "#FFFFFF")
+
 
 def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
     """Images with their saliency maps overlaid and region outlines.
@@ -682,14 +685,14 @@ def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
         top = np.percentile(maps[i], 99.5) or 1.0
         a.imshow(np.ma.masked_less_equal(maps[i].T, 0), cmap="inferno", origin="lower", alpha=alpha, vmin=0, vmax=top)
         for j, (name, m) in enumerate(masks.items()):
-            a.contour(np.asarray(m, float).T, levels=[0.5], colors=[GROUP_COLOURS[(j + 2) % len(GROUP_COLOURS)]],
-                      linewidths=1.2, origin="lower")
+            a.contour(np.asarray(m, float).T, levels=[0.5], colors=[_REGION_COLOURS[j % len(_REGION_COLOURS)]],
+                      linewidths=1.5, origin="lower")
         if titles is not None:
             a.set_title(titles[i], fontsize=9)
     if masks:
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=GROUP_COLOURS[(j + 2) % len(GROUP_COLOURS)], label=name)
+        handles = [Line2D([], [], color=_REGION_COLOURS[j % len(_REGION_COLOURS)], label=name)
                    for j, name in enumerate(masks)]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05 if masks else 0, 1, 1))
