@@ -65,6 +65,7 @@ class TestChapter:
         first = nbformat.read(path, as_version=4).cells[0]
         assert first.cell_type == "markdown"
         assert first.source.lstrip().startswith("# ")
+        assert not re.match(r"#\s*\d", first.source.lstrip()), "no number in the title: _toc.yml numbers chapters"
         for heading in ("Learning goals", "Prerequisites", "Estimated run time"):
             assert heading in first.source, f"{heading!r} missing at the top of {path.name}"
 

@@ -130,11 +130,6 @@ def test_chapter_opens_with_goals_prerequisites_and_run_time(browser: Browser, c
     assert header["h1Top"] is not None and header["h1Top"] < 400, "the title is not on the first screen"
 
 
-@pytest.mark.xfail(
-    reason="chapter titles written as '# 1. Title' show as '1. 1. Title' because _toc.yml "
-    "numbers the chapters; the fix is to drop the number from the notebook title",
-    strict=False,
-)
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_chapter_title_is_numbered_once(browser: Browser, chapter: TocPage) -> None:
     header = _evaluate(browser, chapter, HEADER_JS)
