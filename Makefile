@@ -41,7 +41,7 @@ test-unit: $(STAMP)
 
 test-book: $(STAMP)
 	rm -rf _build
-	FAIMI_FORCE_EXECUTE=1 $(VENV)/bin/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
+	FAIMI_CACHE_DIR=$(CURDIR)/_build/.faimi-cache $(VENV)/bin/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 	$(PY) -m pytest -q tests/book
 
 # The built book read in headless Chromium (tests/browser): Debian's chromium and
