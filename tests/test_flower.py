@@ -187,11 +187,23 @@ def test_deployment_clients_run_the_package_client_code(deployment_run):
         ]
     finally:
         torch.set_num_threads(threads)
+    # Adam divides by the root of tiny second moments, so rounding differences between
+    # processes (memory alignment picks other SIMD paths on some CPUs) grow to ~lr-sized
+    # differences in single weights: a 1e-7 perturbation of the start moves the update by
+    # ~7 % of its length, while a wrong seed or the other site's data moves it by 140-170 %.
+    # So compare whole updates relative to their length, not weight by weight.
+    def flat(state):
+        return torch.cat([state[k].double().flatten() for k in sorted(state)])
+
     for i, mine in enumerate(mine_all):
         theirs = torch.load(out / f"client-round-1-site-{i}.pt", weights_only=True)
         assert theirs["n_samples"] == mine.n_samples == settings.n_train
-        for key in mine.params:
-            torch.testing.assert_close(theirs["params"][key], mine.params[key], rtol=1e-4, atol=1e-5)
+        assert set(theirs["params"]) == set(mine.params)
+        step = (flat(mine.params) - flat(initial)).norm()
+        gap = (flat(theirs["params"]) - flat(mine.params)).norm()
+        other = (flat(theirs["params"]) - flat(mine_all[1 - i].params)).norm()
+        assert gap < 0.3 * step, f"site {i}: update differs by {float(gap / step):.2f} of its length"
+        assert other > 0.5 * step  # the sites' updates are distinguishable at this tolerance
 
 
 def test_deployment_run_was_bounded_and_cleaned_up(deployment_run):
