@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import faimi_tutorial as ft
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -138,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     todo = [p for p in chapters() if not args.only or p.stem in args.only]
     results = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "machine": ft.runtime.machine(),
         "budgets": {"chapter_seconds": BUDGET_CHAPTER_S, "book_seconds": BUDGET_BOOK_S,
                     "peak_memory_mb": BUDGET_MEMORY_MB},
         "chapters": [],

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -176,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "benchmark": "simulator generation speed",
         "torch_threads": torch.get_num_threads(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "load_average_at_start": list(os.getloadavg())},
-        "versions": ft.runtime.versions(),
+        "machine": ft.runtime.machine(),
         "grids": {},
     }
     if args.cohorts_only:

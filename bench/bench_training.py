@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-3d-on-cpu", action="store_true", help="also time the paper preset's 3D model on a CPU")
     args = parser.parse_args(argv)
     device = ft.choose_device()
-    load_before = os.getloadavg()
+    machine_before = ft.runtime.machine()
     rows = []
     skipped = []
     for name in args.presets:
@@ -144,12 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "benchmark": "training throughput of each preset's model",
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_before": list(load_before),
+        "machine": machine_before,
         "load_average_after": list(os.getloadavg()),
-        "versions": ft.runtime.versions(),
         "results": rows,
         "skipped": skipped,
     }

@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import random
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,33 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def machine() -> dict[str, Any]:
+    """Facts about this machine that a benchmark or a results file records beside its numbers.
+
+    Returns
+    -------
+    dict
+        ``platform``, ``cpus``, ``torch_threads``, ``omp_num_threads`` (the
+        environment variable, or ``None``), ``load_average`` (1, 5 and 15 minutes;
+        other work on the machine slows every timing), ``device`` (what
+        :func:`choose_device` picks), ``gpu`` (the CUDA card's name, or ``None``)
+        and ``versions`` (:func:`versions`).
+    """
+    import torch
+
+    device = choose_device()
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "versions": versions(),
+    }
 
 
 def about(print_it: bool = True) -> str | None:

@@ -448,7 +448,8 @@ def run_experiment(
     -------
     dict or (dict, FitResult, cohort)
         A flat record: the experiment's settings, :func:`evaluate`'s metrics,
-        ``best_epoch``, ``epochs_run``, ``train_seconds`` and ``cached``.
+        ``best_epoch``, ``epochs_run``, ``train_seconds``, ``generate_seconds`` (near 0 when
+        the cohort came from the in-memory cache) and ``cached``.
     """
     from . import __version__
 
@@ -469,7 +470,9 @@ def run_experiment(
     cache_obj = cache if cache is not None else ResultCache()
 
     def compute() -> dict[str, Any]:
+        start = time.perf_counter()
         cohort = _cohort(factory, experiment.preset, experiment.simulation, experiment.cohort_seed)
+        generate_seconds = time.perf_counter() - start
         start = time.perf_counter()
         result = fit(cohort, experiment.train_config(), seed=experiment.seed, device=device, progress=False)
         seconds = time.perf_counter() - start
@@ -492,6 +495,7 @@ def run_experiment(
             best_epoch=result.best_epoch,
             epochs_run=len(result.history),
             train_seconds=seconds,
+            generate_seconds=generate_seconds,
         )
         trained["result"], trained["cohort"] = result, cohort
         return record

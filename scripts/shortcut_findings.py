@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": [0] if name == "shortcut_saliency.csv" else seeds,
             "device": str(ft.choose_device()),
         }
-    meta.update(script="scripts/shortcut_findings.py", versions=ft.runtime.versions())
+    meta.update(script="scripts/shortcut_findings.py", machine=ft.runtime.machine())
+    meta.pop("versions", None)  # now inside "machine"
     path.write_text(json.dumps(meta, indent=2))
     print(f"wrote {', '.join(written)} to {args.out}")
     return 0

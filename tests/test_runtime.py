@@ -86,3 +86,13 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "faimi_tutorial.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "faimi" in out and "--version" in out
+
+
+def test_machine_facts():
+    import faimi_tutorial as ft
+
+    facts = ft.runtime.machine()
+    assert facts["cpus"] >= 1 and facts["torch_threads"] >= 1
+    assert facts["device"] == str(ft.choose_device())
+    assert (facts["gpu"] is None) == (not facts["device"].startswith("cuda"))
+    assert facts["versions"]["faimi-tutorial"] == ft.__version__
