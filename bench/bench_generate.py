@@ -1,13 +1,14 @@
 """Benchmark: how fast the simulator generates subjects, next to per-volume baselines.
 
-Measured side by side in one run, on 2 CPU threads, for two grids (the tutorial 3D
-grid and the full 2 mm MNI grid):
+Measured side by side in one run, on 2 CPU threads, for three grids (the tutorial 3D
+grid, the full 2 mm MNI grid and the tutorial 2D slice):
 
 * ``ours``: :func:`faimi_tutorial.simulate.generate` (batched torch; every subject
   comes with its counterfactual twin; twins of subjects outside the bias group are
   copies, so ``volumes`` counts only distinct warps);
-* ``monai_rand3delastic``: MONAI's ``Rand3DElastic`` applied to the template, one
-  volume at a time (random smooth displacement of a comparable smoothness, ~8 mm);
+* ``monai``: MONAI's ``Rand3DElastic`` (``Rand2DElastic`` on the 2D
+  grid) applied to the template, one volume at a time (random smooth displacement of
+  a comparable smoothness, ~8 mm);
 * ``scipy``: the same algorithm as ours written per volume with scipy.ndimage
   (scaling and squaring on the coarse grid with ``map_coordinates``, linear
   upsampling of the displacement, one ``map_coordinates`` warp of the template).
@@ -57,13 +58,18 @@ def ours_rate(cfg: simulate.SimulationConfig) -> dict[str, float]:
 
 
 def monai_rate(cfg: simulate.SimulationConfig, n: int) -> float:
-    """Volumes per second of MONAI Rand3DElastic on the template."""
-    from monai.transforms import Rand3DElastic
+    """Volumes per second of MONAI Rand3DElastic (Rand2DElastic in 2D) on the template."""
+    from monai.transforms import Rand2DElastic, Rand3DElastic
 
     template = torch.as_tensor(np.array(anatomy.load_template(cfg.grid)))[None]
-    sigma = (6.0 / cfg.spacing, 10.0 / cfg.spacing)  # ~8 mm smoothness, in voxels
-    transform = Rand3DElastic(sigma_range=sigma, magnitude_range=(2.0, 4.0), prob=1.0,
-                              mode="bilinear", padding_mode="zeros")
+    if len(cfg.shape) == 3:
+        sigma = (6.0 / cfg.spacing, 10.0 / cfg.spacing)  # ~8 mm smoothness, in voxels
+        transform = Rand3DElastic(sigma_range=sigma, magnitude_range=(2.0, 4.0), prob=1.0,
+                                  mode="bilinear", padding_mode="zeros")
+    else:
+        knots = max(2, round(8.0 / cfg.spacing))  # control points ~8 mm apart, in voxels
+        transform = Rand2DElastic(spacing=(knots, knots), magnitude_range=(1.0, 2.0), prob=1.0,
+                                  mode="bilinear", padding_mode="zeros")
     transform.set_random_state(0)
     transform(template)  # warm-up
     start = time.perf_counter()
@@ -81,9 +87,11 @@ def scipy_rate(cfg: simulate.SimulationConfig, n: int) -> float:
     fine = grid.shape
     coarse = simulate._coarse_shape(fine, grid.spacing, cfg.integration_spacing_mm)
     basis = simulate.ShapeBasis.synthetic(grid, cfg.n_basis, cfg.basis_scale_mm, cfg.basis_decay)
-    fields = basis.resample(grid, coarse) * np.sqrt(basis.variances)[:, None, None, None, None]
+    fields = basis.resample(grid, coarse)
+    fields = fields * np.sqrt(basis.variances).reshape((-1,) + (1,) * (fields.ndim - 1))
     pts = simulate._points_mm(grid, coarse)
-    disease = simulate.regional_field(cfg.disease, pts, 3, cfg.support) * cfg.disease_scale_mm
+    dims = len(fine)
+    disease = simulate.regional_field(cfg.disease, pts, dims, cfg.support) * cfg.disease_scale_mm
     # voxel units of the coarse grid
     coarse_spacing = np.array([grid.spacing * (f - 1) / (c - 1) for f, c in zip(fine, coarse)])
     ident_c = np.stack(np.meshgrid(*[np.arange(c) for c in coarse], indexing="ij")).astype(
@@ -96,16 +104,16 @@ def scipy_rate(cfg: simulate.SimulationConfig, n: int) -> float:
     def one() -> np.ndarray:
         z = rng.standard_normal(len(basis))
         v = np.tensordot(z, fields, axes=1) + rng.standard_normal() * disease
-        u = (v / coarse_spacing[:, None, None, None] / 2**cfg.squaring_steps).astype(np.float32)
+        u = (v / coarse_spacing.reshape((-1,) + (1,) * dims) / 2**cfg.squaring_steps).astype(np.float32)
         for _ in range(cfg.squaring_steps):
             where = ident_c + u
             u = u + np.stack([ndimage.map_coordinates(u[d], where, order=1, mode="nearest")
-                              for d in range(3)])
+                              for d in range(dims)])
         # displacement at fine voxels: sample the coarse field at fine positions
-        pos = ident_f * np.asarray(zoom, dtype=np.float32)[:, None, None, None]
+        pos = ident_f * np.asarray(zoom, dtype=np.float32).reshape((-1,) + (1,) * dims)
         disp = np.stack([ndimage.map_coordinates(u[d], pos, order=1, mode="nearest")
-                         for d in range(3)])
-        disp *= (coarse_spacing / grid.spacing)[:, None, None, None].astype(np.float32)
+                         for d in range(dims)])
+        disp *= (coarse_spacing / grid.spacing).reshape((-1,) + (1,) * dims).astype(np.float32)
         return ndimage.map_coordinates(template, ident_f + disp, order=1, mode="constant")
 
     one()
@@ -140,7 +148,8 @@ def bench_grid(name: str, cfg: simulate.SimulationConfig, n_ours: int, n_base: i
         "rounds": rounds,
         "ours_subjects_with_twins_per_s": round(med["ours_subjects"], 3),
         "ours_volumes_per_s": round(med["ours_volumes"], 3),
-        "monai_rand3delastic_volumes_per_s": round(med["monai"], 3),
+        "monai_transform": "Rand3DElastic" if len(cfg.shape) == 3 else "Rand2DElastic",
+        "monai_volumes_per_s": round(med["monai"], 3),
         "scipy_per_volume_volumes_per_s": round(med["scipy"], 3),
         "ratio_vs_monai": round(med["ours_subjects"] / med["monai"], 2),
         "ratio_vs_monai_volumes": round(med["ours_volumes"] / med["monai"], 2),
@@ -189,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         print("full 2 mm grid", full.shape, flush=True)
         results["grids"]["full_2mm"] = bench_grid(
             "2mm", full, 16 if args.quick else 32, 2 if args.quick else 4, rounds)
+        slice_2d = simulate.SimulationConfig.preset("tutorial", dims=2, seed=0)
+        print("tutorial 2D grid", slice_2d.shape, flush=True)
+        results["grids"]["tutorial_2d"] = bench_grid(
+            "2D", slice_2d, 500 if args.quick else 1000, 50 if args.quick else 100, rounds)
     print("tutorial cohorts", flush=True)
     runs_3d = [cohort_seconds(tutorial) for _ in range(1 if args.quick else 2)]
     tutorial_2d = simulate.SimulationConfig.preset("tutorial", dims=2, seed=0)
@@ -226,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: results[k] for k in ("targets", "tutorial_cohort",
                                                "tutorial_cohort_2d")}, indent=2))
     for name, g in results["grids"].items():
-        print(f"{name}: ours {g['ours_subjects_with_twins_per_s']}/s vs Rand3DElastic "
-              f"{g['monai_rand3delastic_volumes_per_s']}/s (x{g['ratio_vs_monai']}), "
+        print(f"{name}: ours {g['ours_subjects_with_twins_per_s']}/s vs {g['monai_transform']} "
+              f"{g['monai_volumes_per_s']}/s (x{g['ratio_vs_monai']}), "
               f"vs scipy {g['scipy_per_volume_volumes_per_s']}/s (x{g['ratio_vs_scipy']})")
     return 0
 
