@@ -48,3 +48,17 @@ def test_execution_table_lists_every_chapter():
 def test_bibliography_and_api_pages():
     assert "Stanley" in page("book/bibliography.html")
     assert "subgroup_report" in page("book/api.html")
+
+
+def test_benchmarks_page_shows_the_recorded_results():
+    html = page("book/benchmarks.html")
+    assert "cell_output" in html, "the benchmarks page was not executed"
+    results = ROOT / "bench" / "results"
+    if (results / "generate.json").exists():
+        assert "ratio_vs_monai" in html
+    if (results / "chapters.json").exists():
+        recorded = json.loads((results / "chapters.json").read_text())
+        for chapter in recorded["chapters"]:
+            assert chapter["chapter"] in html
+    if not (results / "paper.json").exists():
+        assert "has not been benchmarked on a GPU here yet" in html
