@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION = 1
 help:
 	@echo "make book   build the executed HTML book into _build/html"
 	@echo "make test   run the package tests and the strict executed book build"
-	@echo "make bench  run the benchmarks in bench/ (writes bench/results/)"
+	@echo "make bench  run the benchmarks in bench/ (bench/results/summary.json and a table)"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,7 +59,7 @@ test-browser: $(STAMP) chromium
 	$(PY) -m pytest -q tests/browser
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py --book
 
 clean:
 	rm -rf _build .pytest_cache

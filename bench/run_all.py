@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         if path.name != "summary.json":
             summary["results"][path.stem] = json.loads(path.read_text())
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
-    rows = flatten("", summary["results"], {})
+    # the table shows the measurements; machine facts and per-round runs stay in the file
+    rows = {k: v for k, v in flatten("", summary["results"], {}).items()
+            if not any(part in k for part in ("machine", "versions", "all_runs", "all_seconds"))}
     width = max((len(k) for k in rows), default=10)
     print(f"\n{'result':<{width}}  value")
     for key, value in rows.items():
