@@ -1,7 +1,7 @@
 """Benchmark: wall time and peak memory of executing each chapter, and of the whole book.
 
-Each chapter is executed from scratch in a fresh kernel, one at a time, the way the book
-build does it; the peak resident memory of the kernel process is read from the operating
+Each chapter is executed from scratch in a fresh kernel with an empty results cache, one
+at a time, the way ``make test`` builds the book; the peak resident memory of the kernel process is read from the operating
 system after the kernel exits. Results go to ``bench/results/chapters.json``.
 
 Usage::
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -84,9 +85,11 @@ def run_chapter(path: Path) -> dict:
     dict
         ``chapter``, ``seconds``, ``peak_memory_mb``, ``within_budget``.
     """
-    out = subprocess.run(
-        [sys.executable, "-c", _RUNNER, str(path)], capture_output=True, text=True, check=False
-    )
+    with tempfile.TemporaryDirectory() as cache:  # a fresh results cache: every run trains
+        out = subprocess.run(
+            [sys.executable, "-c", _RUNNER, str(path)], capture_output=True, text=True, check=False,
+            env={**os.environ, "FAIMI_CACHE_DIR": cache},
+        )
     if out.returncode != 0:
         return {"chapter": path.stem, "error": out.stderr.strip().splitlines()[-1:]}
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -111,6 +114,7 @@ def time_book() -> dict:
         proc = subprocess.run(
             [str(jb), "build", str(ROOT), "--path-output", tmp, "--builder", "html"],
             capture_output=True, text=True, check=False,
+            env={**os.environ, "FAIMI_CACHE_DIR": str(Path(tmp) / "cache")},
         )
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "returncode": proc.returncode,
