@@ -59,10 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_paper: skipped, no CUDA GPU here (the paper preset is meant for one)")
         return 0
     script = load_script()
+    out = script.parse_args(argv).out  # where the script writes its record (--out)
+    previous = os.environ.get("FAIMI_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FAIMI_CACHE_DIR"] = cache  # fresh: generate and train everything in this run
-        code = script.main(argv)
-    meta = json.loads((ROOT / "results" / "paper_findings.json").read_text())
+        try:
+            code = script.main(argv)
+        finally:
+            if previous is None:
+                os.environ.pop("FAIMI_CACHE_DIR")
+            else:
+                os.environ["FAIMI_CACHE_DIR"] = previous
+    meta = json.loads((out / "paper_findings.json").read_text())
     RESULTS.mkdir(parents=True, exist_ok=True)
     keep = ("command", "finished", "preset", "grid", "simulation", "prevalences", "seeds", "seconds",
             "budget_seconds", "within_budget", "all_runs_fresh", "machine")

@@ -271,6 +271,16 @@ class Experiment:
 CohortFactory = Callable[[str, Mapping[str, Any], int], Any]
 
 
+def _simulation_config(preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
+    """The simulator configuration of an experiment: the preset, its overrides, the cohort seed.
+
+    One function for the cohort and its cache key, so the key always describes the cohort.
+    """
+    from . import simulate
+
+    return simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
+
+
 def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
     """Default cohort factory: :func:`faimi_tutorial.simulate.generate`.
 
@@ -290,8 +300,7 @@ def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any
     """
     from . import simulate
 
-    cfg = simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
-    return simulate.generate(cfg, progress=False)
+    return simulate.generate(_simulation_config(preset, overrides, seed), progress=False)
 
 
 def simulation_settings(preset: str, overrides: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -311,10 +320,7 @@ def simulation_settings(preset: str, overrides: Mapping[str, Any], seed: int) ->
     dict
         Every field of the resolved configuration, in plain types.
     """
-    from . import simulate
-
-    cfg = simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
-    return _plain(cfg)
+    return _plain(_simulation_config(preset, overrides, seed))
 
 
 _COHORTS: OrderedDict[str, Any] = OrderedDict()
