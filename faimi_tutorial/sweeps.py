@@ -241,7 +241,7 @@ class Experiment:
             raise ValueError(f"threshold={self.threshold!r} must be in (0, 1)")
         self.simulation = dict(self.simulation)
         self.training = dict(self.training)
-        TrainConfig.preset(self.preset, **self.training)  # validates the training overrides
+        self.train_config()  # validates the training overrides
 
     @property
     def cohort_seed(self) -> int:
@@ -250,7 +250,8 @@ class Experiment:
 
     def train_config(self) -> TrainConfig:
         """The full training configuration."""
-        return TrainConfig.preset(self.preset, **self.training)
+        dims = self.simulation.get("dims", presets.SIMULATION[self.preset].get("dims"))
+        return TrainConfig.preset(self.preset, dims=dims, **self.training)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type description (the cache key is built from it)."""
