@@ -44,9 +44,9 @@ SIMULATION: dict[str, dict[str, Any]] = {
     },
     "tutorial": {
         "dims": 3,
-        # 3D trains on a 24^3 box (96 mm) around the disease and the near bias region
-        "grid_3d": {"shape": (48, 56, 48), "spacing": 4.0, "n_subjects": 1500,
-                    "integration_spacing_mm": 8.0, "crop": (24, 24, 24), "effect_sd": 3.0},
+        # 3D trains on a 20^3 box (80 mm) around the disease and the near bias region
+        "grid_3d": {"shape": (48, 56, 48), "spacing": 4.0, "n_subjects": 2000,
+                    "integration_spacing_mm": 8.0, "crop": (20, 20, 20), "effect_sd": 3.0},
         "grid_2d": {"shape": (64, 64), "spacing": 3.0, "n_subjects": 2000,
                     "integration_spacing_mm": 6.0, "effect_sd": 2.0},
     },
@@ -109,7 +109,7 @@ TRAINING: dict[str, dict[str, Any]] = {
 #: of epochs without early stopping and keeps the epoch of best validation AUROC.
 TRAINING_3D: dict[str, dict[str, Any]] = {
     "tiny": {},
-    "tutorial": {"epochs": 15, "patience": None},
+    "tutorial": {"epochs": 12, "patience": None},
     "paper": {"patience": None},
 }
 

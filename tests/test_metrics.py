@@ -308,7 +308,7 @@ def test_trend_test_detects_a_slope_and_a_null():
     from faimi_tutorial.metrics import trend_test
 
     rng = np.random.default_rng(0)
-    rows = [{"seed": s, "x": x, "up": 0.1 * x + rng.normal(0, 0.02), "flat": rng.normal(0, 0.05)}
+    rows = [{"seed": s, "x": x, "up": 0.1 * x + rng.normal(0, 0.02), "flat": (0.05 if s % 2 else -0.04) * x + 0.01 * s}
             for s in range(5) for x in (0.0, 1.0, 2.0, 3.0)]
     df = pd.DataFrame(rows)
     up = trend_test(df, "x", "up")
