@@ -164,7 +164,7 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         grid = cfg.grid
         lines += [
             f"- {n} subjects, one {'2D axial slice' if cfg.dims == 2 else '3D T1-weighted volume'}"
-            f" each, grid {' x '.join(map(str, cfg.shape))} at {cfg.spacing:g} mm in MNI152 space"
+            f" each, grid {' x '.join(map(str, cfg.grid.shape))} at {cfg.spacing:g} mm in MNI152 space"
             + (f" (slice at z = {grid.slice_z:g} mm)" if cfg.dims == 2 else "") + "."
             + (f" These are a subset of the {cfg.n_subjects} subjects generated with this "
                "configuration." if n != cfg.n_subjects else ""),
@@ -565,7 +565,7 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
         rescale = cfg is None
     expected = None
     if cfg is not None:
-        expected = tuple(cfg.shape) + ((1,) if cfg.dims == 2 else ())
+        expected = tuple(cfg.grid.shape) + ((1,) if cfg.dims == 2 else ())
     dataset = NiftiDataset(paths, twin_paths or None, meta, cfg, rescale, expected)
     if lazy:
         return dataset

@@ -269,9 +269,11 @@ class SubgroupReport:
     ci_low, ci_high : pandas.DataFrame
         Bootstrap interval bounds, same shape as ``table`` (NaN where undefined).
     gaps : pandas.DataFrame
-        One row per model metric: ``difference`` (max - min over groups), its interval,
-        ``contrast`` (with two groups: second group minus first, signed, with its
-        interval ``contrast_low``/``contrast_high``, which may include zero),
+        One row per model metric: ``difference`` (max - min over groups; it has no
+        interval, because max - min is never below zero and its bootstrap interval
+        cannot test whether a gap exists), ``contrast`` (with two groups: second
+        group minus first, signed, with its interval ``contrast_low``/
+        ``contrast_high``, which may include zero: the evidence for a gap),
         ``ratio`` (min / max), ``worst`` (value of the worst group) and ``worst_group``.
     fairness : pandas.Series
         Equalized-odds difference (max of the TPR and FPR differences) and
@@ -467,10 +469,8 @@ def subgroup_report(
     ci_low = pd.DataFrame(np.nan, index=table.index, columns=table.columns)
     ci_high = ci_low.copy()
     model_metrics = [m for m in METRICS if m not in DESCRIPTIVE]
-    diff_low = pd.Series(np.nan, index=model_metrics)
-    diff_high = diff_low.copy()
-    contrast_low = diff_low.copy()
-    contrast_high = diff_low.copy()
+    contrast_low = pd.Series(np.nan, index=model_metrics)
+    contrast_high = contrast_low.copy()
     alpha = (1.0 - confidence) / 2.0
     if n_boot:
         rng = np.random.default_rng(seed)
@@ -499,11 +499,8 @@ def subgroup_report(
             warnings.simplefilter("ignore", RuntimeWarning)
             for m in model_metrics:
                 stacked = np.stack([boot[grp][m] for grp in labels])
-                diffs = np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
                 ok = np.isfinite(stacked).all(axis=0)
                 if ok.sum() >= max(10, n_boot // 2):
-                    diff_low[m] = np.quantile(diffs[ok], alpha)
-                    diff_high[m] = np.quantile(diffs[ok], 1 - alpha)
                     if len(labels) == 2:
                         signed = (stacked[1] - stacked[0])[ok]
                         contrast_low[m] = np.quantile(signed, alpha)
@@ -527,8 +524,6 @@ def subgroup_report(
     gaps = pd.DataFrame(
         {
             "difference": gmax - gmin,
-            "difference_low": diff_low,
-            "difference_high": diff_high,
             "contrast": (
                 groups_only.loc[labels[1]] - groups_only.loc[labels[0]]
                 if len(labels) == 2
@@ -819,3 +814,28 @@ def trend_test(df: pd.DataFrame, x: str, y: str, *, pair: str = "seed",
     return {"slope": mean, "slope_low": low, "slope_high": high, "n_pairs": len(slopes),
             "spearman_rho": float(rho), "spearman_p": float(p),
             "increasing": bool(low > 0), "decreasing": bool(high < 0)}
+
+
+def interval_verdict(low: float, high: float, *, null: float = 0.0) -> str:
+    """What an interval establishes about a quantity against a null value.
+
+    Parameters
+    ----------
+    low, high : float
+        The interval's bounds.
+    null : float, default 0.0
+        The value of "no effect".
+
+    Returns
+    -------
+    str
+        ``"above {null}"``, ``"below {null}"``, ``"includes {null}: not established"``
+        or ``"undefined"`` (a bound is NaN).
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "undefined"
+    if low > null:
+        return f"above {null:g}"
+    if high < null:
+        return f"below {null:g}"
+    return f"includes {null:g}: not established"

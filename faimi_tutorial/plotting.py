@@ -191,7 +191,7 @@ def _slice_index(config, z_mm: float | None) -> int | None:
         return None
     z = config.disease.centre_mm[2] if z_mm is None else float(z_mm)
     k = int(round((z - config.grid.origin[2]) / config.grid.spacing))
-    return min(max(k, 0), config.shape[2] - 1)
+    return min(max(k, 0), config.grid.shape[2] - 1)
 
 
 def _axial(volume, k: int | None):

@@ -152,7 +152,7 @@ _HELP: dict[str, str] = {
     "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated; "
     "default: the preset's",
     "crop": "3D only: keep a box of this many voxels centred between the disease and bias "
-    "regions (a region of interest for training); default: the preset's",
+    "regions (a region of interest for training); default: the preset's; () for none",
     "squaring_steps": "scaling-and-squaring steps",
     "seed": "random seed: the same configuration and seed give identical images",
 }
@@ -228,8 +228,8 @@ class SimulationConfig:
         Spacing of the integration grid (default: the preset's).
     crop : tuple of int, optional
         3D only: the images are cut to a box of this many voxels centred half-way
-        between the disease and the bias regions (default: the preset's; ``None``
-        or ``()`` keeps the whole brain).
+        between the disease and the bias regions (``None``: the preset's; ``()``:
+        no crop, the whole brain).
     squaring_steps : int
         Scaling-and-squaring steps, in [1, 12].
     seed : int
@@ -289,11 +289,11 @@ class SimulationConfig:
             self.integration_spacing_mm = float(grid_defaults["integration_spacing_mm"])
         if self.crop is None:
             self.crop = grid_defaults.get("crop")
+        elif isinstance(self.crop, (tuple, list)) and len(self.crop) == 0:
+            self.crop = ()  # explicitly the whole brain
         for key in ("disease_effect_sd", "bias_effect_sd"):
             if getattr(self, key) is None:
                 setattr(self, key, float(grid_defaults.get("effect_sd", 2.0)))
-        if self.crop is not None and len(tuple(self.crop)) == 0:
-            self.crop = None
         try:
             shape = tuple(int(s) for s in self.shape)
         except (TypeError, ValueError):
@@ -368,8 +368,8 @@ class SimulationConfig:
                     )
         elif self.slice_z is not None:
             raise ConfigError("slice_z", self.slice_z, "None for dims=3 (only 2D has a slice)")
-        if self.crop is not None:
-            allowed = "None, or 3 integers in [8, shape] (dims=3 only)"
+        if self.crop is not None and self.crop != ():
+            allowed = "None (the preset's), () (no crop) or 3 integers in [8, shape] (dims=3)"
             try:
                 crop = tuple(int(c) for c in self.crop)
             except (TypeError, ValueError):
@@ -556,7 +556,7 @@ class SimulationConfig:
     @property
     def crop_start(self) -> tuple[int, ...] | None:
         """First voxel (per axis) of the crop in :attr:`full_grid`, or ``None``."""
-        if self.crop is None:
+        if not self.crop:
             return None
         full = self.full_grid
         mid = (np.asarray(self.disease.centre_mm) + np.asarray(self.bias.centre_mm)) / 2.0
@@ -1459,7 +1459,7 @@ _CALIBRATION_CACHE: dict[tuple, tuple[float, ...]] = {}
 _NOT_CALIBRATION = ("n_subjects", "seed", "bias_prevalence", "disease_fraction", "split",
                     "disease_mean", "disease_sd", "bias_mean", "bias_sd", "noise_sd",
                     "disease_effect_sd", "bias_effect_sd", "disease_scale_mm",
-                    "bias_scale_mm", "bias_kind", "crop", "preset")
+                    "bias_scale_mm", "bias_kind", "preset")
 
 
 def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
@@ -1875,7 +1875,8 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
 # command line: faimi simulate
 # --------------------------------------------------------------------------------------
 
-_TUPLE_NARGS = {"shape": "+", "bias_prevalence": 2, "disease_mean": 2, "disease_sd": 2, "split": 3}
+_TUPLE_NARGS = {"shape": "+", "bias_prevalence": 2, "disease_mean": 2, "disease_sd": 2, "split": 3,
+                "crop": "*"}
 _CHOICES = {"preset": presets.PRESET_NAMES, "bias_kind": BIAS_KINDS,
             "intensity_scope": INTENSITY_SCOPES}
 

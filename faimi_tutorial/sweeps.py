@@ -816,6 +816,43 @@ def format_summary(
     return out.set_index(by)
 
 
+def verdicts(
+    summary: pd.DataFrame,
+    metrics: Sequence[str],
+    by: str | Sequence[str] = "value",
+    null: float = 0.0,
+) -> pd.DataFrame:
+    """What each interval of a summary establishes (:func:`metrics.interval_verdict`).
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`summarise` (``<m>_mean``, ``<m>_low``, ``<m>_high``).
+    metrics : sequence of str
+        Metrics to judge.
+    by : str or sequence of str, default "value"
+        Setting columns.
+    null : float, default 0.0
+        The value of "no effect".
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per setting and metric: ``mean``, ``low``, ``high``, ``verdict``.
+    """
+    from .metrics import interval_verdict
+
+    by = [by] if isinstance(by, str) else list(by)
+    rows = []
+    for _, row in summary.iterrows():
+        for m in metrics:
+            low, high = float(row[f"{m}_low"]), float(row[f"{m}_high"])
+            rows.append({**{b: row[b] for b in by}, "metric": m, "mean": float(row[f"{m}_mean"]),
+                         "low": low, "high": high,
+                         "verdict": interval_verdict(low, high, null=null)})
+    return pd.DataFrame(rows).set_index(by + ["metric"])
+
+
 def threshold_optimizer_runs(
     table: pd.DataFrame,
     *,

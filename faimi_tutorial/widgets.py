@@ -44,8 +44,8 @@ class CohortExplorer:
                                    continuous_update=False)
         if cfg.dims == 3:
             k0 = int(round((cfg.disease.centre_mm[2] - cfg.grid.origin[2]) / cfg.spacing))
-            self.slice = w.IntSlider(value=min(max(k0, 0), cfg.shape[2] - 1), min=0,
-                                     max=cfg.shape[2] - 1, description="axial slice",
+            self.slice = w.IntSlider(value=min(max(k0, 0), cfg.grid.shape[2] - 1), min=0,
+                                     max=cfg.grid.shape[2] - 1, description="axial slice",
                                      continuous_update=False)
         else:
             self.slice = w.IntSlider(value=0, min=0, max=0, description="axial slice",
@@ -114,8 +114,8 @@ class CohortExplorer:
         if not 0 <= int(subject) < len(cohort):
             raise ValueError(f"subject={subject!r} must be in [0, {len(cohort) - 1}]")
         k = _slice_index(cfg, None) if slice_index is None or cfg.dims == 2 else int(slice_index)
-        if k is not None and not 0 <= k < cfg.shape[2]:
-            raise ValueError(f"slice_index={slice_index!r} must be in [0, {cfg.shape[2] - 1}]")
+        if k is not None and not 0 <= k < cfg.grid.shape[2]:
+            raise ValueError(f"slice_index={slice_index!r} must be in [0, {cfg.grid.shape[2] - 1}]")
         image = _volume(cohort.images[subject])
         twin = _volume(cohort.twins[subject]) if cohort.twins is not None else image
         if view == "image":

@@ -139,7 +139,9 @@ def test_bootstrap_intervals_contain_estimate_and_are_seeded():
     # the smaller group has the wider interval
     width = r1.ci_high - r1.ci_low
     assert width.loc["B", "TPR"] > width.loc["A", "TPR"]
-    assert r1.gaps.loc["TPR", "difference_low"] <= r1.gaps.loc["TPR", "difference_high"]
+    # max - min has no interval (it cannot be below 0); the signed contrast has one
+    assert "difference_low" not in r1.gaps.columns
+    assert r1.gaps.loc["TPR", "contrast_low"] <= r1.gaps.loc["TPR", "contrast_high"]
     # signed contrast B - A, with an interval around it
     for m in ("TPR", "FPR"):
         c = r1.gaps.loc[m]
@@ -316,3 +318,13 @@ def test_trend_test_detects_a_slope_and_a_null():
     assert up["spearman_p"] < 0.01 and up["n_pairs"] == 5
     flat = trend_test(df, "x", "flat")
     assert not flat["increasing"] and not flat["decreasing"]
+
+
+def test_interval_verdict():
+    from faimi_tutorial.metrics import interval_verdict
+
+    assert interval_verdict(0.01, 0.2) == "above 0"
+    assert interval_verdict(-0.3, -0.1) == "below 0"
+    assert interval_verdict(-0.1, 0.2).startswith("includes 0")
+    assert interval_verdict(0.4, 0.6, null=0.5).startswith("includes 0.5")
+    assert interval_verdict(float("nan"), 0.2) == "undefined"

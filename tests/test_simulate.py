@@ -434,7 +434,7 @@ def test_bias_stays_out_of_the_disease_region(dims, kind):
     # intensity by 2 % of the disease effect (the tutorial grids, where leaks showed)
     n = 120 if dims == 2 else 60
     cfg = SimulationConfig.preset("tutorial", dims=dims, n_subjects=n, bias_kind=kind,
-                                  bias_prevalence=(0.5, 0.5), crop=None if dims == 3 else None)
+                                  bias_prevalence=(0.5, 0.5))
     table = simulate.effect_table(simulate.generate(cfg, progress=False))
     leaks = table.loc[["bias leak: disease volume", "bias leak: disease intensity"],
                       "percent_of_disease_effect"]
@@ -471,7 +471,7 @@ def test_crop_is_a_box_around_both_regions():
             np.asarray(region.centre_mm) < hi)
     # the crop shows the same anatomy as the whole-brain image at the same voxels (the
     # fields are integrated on a smaller box, so values agree up to interpolation)
-    whole = simulate.generate(cfg.replace(crop=None), progress=False)
+    whole = simulate.generate(cfg.replace(crop=()), progress=False)
     box = tuple(slice(a, a + 12) for a in cfg.crop_start)
     same = whole.images[(slice(None), 0) + box].flatten()
     assert np.corrcoef(same, cohort.images[:, 0].flatten())[0, 1] > 0.98

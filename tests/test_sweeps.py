@@ -258,3 +258,11 @@ def test_train_config_takes_the_3d_changes():
     assert exp.train_config().patience is None
     with pytest.raises(ValueError, match="dims"):
         training.TrainConfig.preset("tutorial", dims=4)
+
+
+def test_verdicts_read_each_interval():
+    summary = pd.DataFrame({"value": ["50/50", "90/10"], "TPR_gap_mean": [0.01, 0.3],
+                            "TPR_gap_low": [-0.05, 0.2], "TPR_gap_high": [0.06, 0.4]})
+    out = sweeps.verdicts(summary, ["TPR_gap"])
+    assert out.loc[("50/50", "TPR_gap"), "verdict"].startswith("includes 0")
+    assert out.loc[("90/10", "TPR_gap"), "verdict"] == "above 0"
