@@ -10,11 +10,20 @@ A written dataset looks like this::
       sub-0001/anat/sub-0001_T1w.nii.gz                       the image a model sees
       sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz   its twin, bias removed
       ...
+      SHA256SUMS                 every other file's SHA-256 (``sha256sum -c SHA256SUMS``)
 
-Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which is renamed
-to ``DIR`` only when complete, so an interrupted write never leaves something that
-looks like a finished dataset. Files are byte-identical for the same configuration
-and seed (gzip without a time stamp).
+Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which replaces
+``DIR`` only when complete (in one atomic exchange where the system allows it), so
+an interrupted write never leaves something that looks like a finished dataset, and
+a replaced dataset's name is never missing. A writer locks ``DIR`` from its checks
+to the final rename (:class:`DatasetLock`), so two writers of one folder cannot both
+succeed. Files are byte-identical for the same configuration and seed (gzip without
+a time stamp).
+
+Reading checks before it trusts: every file is compared with ``SHA256SUMS``, a NIfTI
+header's declared size and shape are checked before its data is decoded, gzip
+streams are read to their CRC trailer, and ``participants.tsv`` cannot point outside
+the dataset folder.
 
 :func:`read_dataset` reads such a folder back into a
 :class:`~faimi_tutorial.simulate.Cohort`, and also reads a user's own folder of NIfTI
