@@ -413,7 +413,7 @@ def _code_digest(code: Any) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def factory_key(factory: Any) -> Any:
+def factory_key(factory: Any, _seen: frozenset[int] = frozenset()) -> Any:
     """What identifies a cohort factory in cache keys: its name, code, defaults and the
     values it closes over.
 
@@ -433,12 +433,15 @@ def factory_key(factory: Any) -> Any:
     """
     import functools
 
+    if id(factory) in _seen:  # a function that refers to itself (recursion)
+        return {"recursive": getattr(factory, "__qualname__", type(factory).__qualname__)}
+    _seen = _seen | {id(factory)}
     explicit = getattr(factory, "cache_key", None)
     if explicit is not None and not callable(explicit):
         return {"cache_key": _plain(explicit)}
     if isinstance(factory, functools.partial):
-        return {"partial": factory_key(factory.func), "args": _describe(factory.args),
-                "keywords": _describe(factory.keywords)}
+        return {"partial": factory_key(factory.func, _seen), "args": _describe(factory.args, _seen),
+                "keywords": _describe(factory.keywords, _seen)}
     func = getattr(factory, "__func__", factory)  # bound methods: the function and its object
     desc: dict[str, Any] = {
         "module": getattr(func, "__module__", None),
@@ -447,31 +450,32 @@ def factory_key(factory: Any) -> Any:
     code = getattr(func, "__code__", None)
     if code is not None:
         desc["code"] = _code_digest(code)
-        desc["defaults"] = _describe(getattr(func, "__defaults__", None))
-        desc["kwdefaults"] = _describe(getattr(func, "__kwdefaults__", None))
+        desc["defaults"] = _describe(getattr(func, "__defaults__", None), _seen)
+        desc["kwdefaults"] = _describe(getattr(func, "__kwdefaults__", None), _seen)
         cells = getattr(func, "__closure__", None) or ()
         values = []
         for cell in cells:
             try:
-                values.append(_describe(cell.cell_contents))
+                values.append(_describe(cell.cell_contents, _seen))
             except ValueError:  # an empty cell
                 values.append(None)
         desc["closure"] = dict(zip(code.co_freevars, values))
     else:  # a callable object: its type and state
-        desc["state"] = _describe(getattr(factory, "__dict__", repr(factory)))
+        desc["state"] = _describe(getattr(factory, "__dict__", repr(factory)), _seen)
     if getattr(factory, "__self__", None) is not None:
-        desc["self"] = _describe(factory.__self__)
+        desc["self"] = _describe(factory.__self__, _seen)
     return desc
 
 
-def _describe(value: Any) -> Any:
+def _describe(value: Any, _seen: frozenset[int] = frozenset()) -> Any:
     """Like :func:`_plain`, but functions are described by :func:`factory_key`."""
     if callable(value) and (hasattr(value, "__code__") or hasattr(value, "func")):
-        return factory_key(value)
+        return factory_key(value, _seen)
     if isinstance(value, Mapping):
-        return {str(k): _describe(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): _describe(v, _seen)
+                for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
-        return [_describe(v) for v in value]
+        return [_describe(v, _seen) for v in value]
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):  # by content, without spelling it out

@@ -627,6 +627,13 @@ def test_factory_key_covers_defaults_partials_and_arrays():
 
     assert sweeps.factory_key(holding(np.zeros(5))) != sweeps.factory_key(holding(np.ones(5)))
 
+    def recursive_maker(n):
+        def r(preset, overrides, seed):
+            return n if seed == 0 else r(preset, overrides, seed - 1)
+        return r
+
+    assert sweeps.factory_key(recursive_maker(1)) != sweeps.factory_key(recursive_maker(2))
+
 
 BAD_ENTRIES = [b"[1, 2]", b'"text"', b"{}", b'{"record": {"a": 1}}', b'{"config": {}}',
                b'{"config": {"c": 2}, "record": {"value": 1}}', b'{"config": {"c": 1}, "record": [1]}',
