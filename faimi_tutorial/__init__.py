@@ -30,6 +30,7 @@ _SUBMODULES = (
     "simulate",
     "sweeps",
     "training",
+    "validation",
     "widgets",
 )
 

@@ -283,6 +283,16 @@ def brain_mask(grid: Grid, threshold: float = 0.05) -> np.ndarray:
     return load_template(grid) > threshold
 
 
+def _finite_mm(value) -> float:
+    """A finite coordinate (mm); booleans and strings are not coordinates."""
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{value!r} is not a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{value!r} is not finite")
+    return v
+
+
 @dataclass(frozen=True)
 class Region:
     """A spherical region of interest at an MNI coordinate.
@@ -312,13 +322,18 @@ class Region:
             raise ValueError(
                 f"name={self.name!r} must be a non-empty identifier (letters, digits, _)"
             )
-        centre = tuple(float(c) for c in self.centre_mm)
-        if len(centre) != 3 or any(abs(c) > 150 for c in centre):
+        try:  # finite numbers only: NaN would pass every comparison below
+            centre = tuple(_finite_mm(c) for c in self.centre_mm)
+            radius = _finite_mm(self.radius_mm)
+        except (TypeError, ValueError):
+            centre, radius = (math.nan,), math.nan
+        if len(centre) != 3 or not all(abs(c) <= 150 for c in centre):
             raise ValueError(
-                f"centre_mm={self.centre_mm!r} must be three MNI coordinates within +-150 mm"
+                f"centre_mm={self.centre_mm!r} must be three finite MNI coordinates within "
+                "+-150 mm"
             )
-        if not (2.0 <= float(self.radius_mm) <= 60.0):
-            raise ValueError(f"radius_mm={self.radius_mm!r} must be in [2, 60] mm")
+        if not (2.0 <= radius <= 60.0):
+            raise ValueError(f"radius_mm={self.radius_mm!r} must be a finite number in [2, 60] mm")
         object.__setattr__(self, "centre_mm", centre)
         object.__setattr__(self, "radius_mm", float(self.radius_mm))
 
@@ -437,12 +452,20 @@ def get_region(region: str | Region | dict) -> Region:
     if isinstance(region, Region):
         return region
     if isinstance(region, dict):
+        missing = [k for k in ("name", "centre_mm", "radius_mm") if k not in region]
+        if missing or not isinstance(region.get("gm_only", False), bool) \
+                or not isinstance(region["centre_mm"], (list, tuple)):
+            raise ValueError(
+                f"region={region!r} needs name, centre_mm (three numbers), radius_mm and "
+                "optionally gm_only (true/false) and description"
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+            )
         return Region(
-            region["name"],
+            str(region["name"]),
             tuple(region["centre_mm"]),
             region["radius_mm"],
-            bool(region.get("gm_only", False)),
-            region.get("description", ""),
+            region.get("gm_only", False),
+            str(region.get("description", "")),
         )
     if isinstance(region, str) and region in REGIONS:
         return REGIONS[region]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import types
 from collections.abc import Sequence
 
 from . import __version__
@@ -37,7 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     about.set_defaults(func=_about)
     for module in SUBCOMMANDS:
         importlib.import_module(f"faimi_tutorial.{module}").register(sub)
+    # argparse's own errors (unknown option, missing value) on one line, status 2
+    for prog, subparser in [("faimi", parser), *sub.choices.items()]:
+        name = prog if prog == "faimi" else f"faimi {prog}"
+        subparser.error = types.MethodType(_one_line_error(name), subparser)
     return parser
+
+
+def _one_line_error(name: str):
+    def error(self: argparse.ArgumentParser, message: str) -> None:
+        self.exit(2, f"{name}: error: {message.splitlines()[0] if message else message}\n")
+
+    return error
 
 
 def _about(_args: argparse.Namespace) -> int:
@@ -65,7 +77,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
-    return int(args.func(args))
+    command = next((n for n, p in _subparsers(parser).items()
+                    if p.get_default("func") is args.func), "")
+    try:
+        return int(args.func(args))
+    except ValueError as err:  # a bad setting found late (e.g. $FAIMI_PRESET): one line
+        text = " ".join(str(err).split())
+        print(f"faimi{' ' + command if command else ''}: error: {text}", file=sys.stderr)
+        return 2
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,11 +10,20 @@ A written dataset looks like this::
       sub-0001/anat/sub-0001_T1w.nii.gz                       the image a model sees
       sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz   its twin, bias removed
       ...
+      SHA256SUMS                 every other file's SHA-256 (``sha256sum -c SHA256SUMS``)
 
-Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which is renamed
-to ``DIR`` only when complete, so an interrupted write never leaves something that
-looks like a finished dataset. Files are byte-identical for the same configuration
-and seed (gzip without a time stamp).
+Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which replaces
+``DIR`` only when complete (in one atomic exchange where the system allows it), so
+an interrupted write never leaves something that looks like a finished dataset, and
+a replaced dataset's name is never missing. A writer locks ``DIR`` from its checks
+to the final rename (:class:`DatasetLock`), so two writers of one folder cannot both
+succeed. Files are byte-identical for the same configuration and seed (gzip without
+a time stamp).
+
+Reading checks before it trusts: every file is compared with ``SHA256SUMS``, a NIfTI
+header's declared size and shape are checked before its data is decoded, gzip
+streams are read to their CRC trailer, and ``participants.tsv`` cannot point outside
+the dataset folder.
 
 :func:`read_dataset` reads such a folder back into a
 :class:`~faimi_tutorial.simulate.Cohort`, and also reads a user's own folder of NIfTI
@@ -25,6 +34,7 @@ images with a ``participants.tsv``. :class:`CohortDataset` and
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -42,7 +52,9 @@ from .simulate import Cohort, SimulationConfig, effect_calibration, effect_table
 
 __all__ = [
     "DatasetError",
+    "DatasetLock",
     "write_cohort",
+    "recover_leftovers",
     "read_dataset",
     "datasheet",
     "image_path",
@@ -51,6 +63,8 @@ __all__ = [
     "TWIN_ENTITY",
 ]
 
+#: File of a written dataset that lists every other file's SHA-256 (``sha256sum`` format).
+CHECKSUMS = "SHA256SUMS"
 #: BIDS-like entity that marks a counterfactual twin image.
 TWIN_ENTITY = "desc-counterfactual"
 BIDS_VERSION = "1.9.0"
@@ -302,9 +316,158 @@ def _description(cohort: Cohort, name: str) -> dict[str, Any]:
     return out
 
 
+def _lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+class DatasetLock:
+    """An exclusive lock on a dataset folder name, held while a writer works on it.
+
+    The lock is a hidden file ``.NAME.lock`` beside the folder, locked with
+    ``fcntl.flock`` where available (released by the system if the process dies)
+    and created exclusively elsewhere. A second writer of the same folder gets a
+    :class:`FileExistsError` at once instead of racing the first.
+
+    Parameters
+    ----------
+    out : path
+        The dataset folder.
+    """
+
+    def __init__(self, out: str | os.PathLike[str]) -> None:
+        self.out = Path(out)
+        self.path = _lock_path(self.out)
+        self._fd: int | None = None
+
+    def acquire(self) -> DatasetLock:
+        """Take the lock (or raise :class:`FileExistsError` naming the holder)."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: exclusive creation
+            fcntl = None
+        while True:
+            if fcntl is None:  # pragma: no cover
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+                except FileExistsError:
+                    raise self._busy() from None
+            else:
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise self._busy() from None
+                # the holder before us may have removed the file after we opened it:
+                # then our lock is on a stale file; start again on the current one
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd = fd
+            return self
+
+    def _busy(self) -> FileExistsError:
+        try:
+            holder = self.path.read_text().strip()
+        except OSError:
+            holder = ""
+        who = f" (process {holder})" if holder.isdigit() else ""
+        return FileExistsError(
+            f"{self.out}: another process{who} is writing this dataset now (lock "
+            f"{self.path.name}); wait for it to finish, or choose another folder")
+
+    def release(self) -> None:
+        """Release the lock and remove its file."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> DatasetLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def recover_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
+    """Clean what an interrupted writer of ``out_dir`` left behind (call under its lock).
+
+    ``.NAME.partial-*`` folders (unfinished writes) are removed. ``.NAME.old-*``
+    folders (a replaced dataset) are moved back to ``NAME`` when ``NAME`` is
+    missing (a writer stopped between its two renames), else removed.
+
+    Parameters
+    ----------
+    out_dir : path
+        The dataset folder.
+
+    Returns
+    -------
+    list of str
+        One line per action taken.
+    """
+    out = Path(out_dir)
+    actions: list[str] = []
+    if not out.parent.is_dir():
+        return actions
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not out.exists():
+        olds[-1].rename(out)
+        actions.append(f"restored {out} from {olds[-1].name} (an earlier write was interrupted)")
+        olds = olds[:-1]
+    for p in olds + sorted(out.parent.glob(f".{out.name}.partial-*")):
+        shutil.rmtree(p, ignore_errors=True)
+        actions.append(f"removed {p.name} left by an interrupted write")
+    return actions
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
+
+
 def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: bool = False,
                  name: str | None = None, progress: bool = False) -> Path:
     """Write a cohort as a BIDS-like folder, atomically.
+
+    The folder is locked while it is written (:class:`DatasetLock`): a second writer
+    of the same folder fails at once. The new dataset replaces an old one in one
+    atomic exchange where the system allows it; leftovers of an interrupted earlier
+    write are cleaned first (:func:`recover_leftovers`). Every file's SHA-256 is
+    recorded in ``SHA256SUMS`` (``sha256sum -c SHA256SUMS`` checks it; so does
+    :func:`read_dataset`).
 
     Parameters
     ----------
@@ -327,15 +490,22 @@ def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: boo
     Raises
     ------
     FileExistsError
-        If ``out_dir`` exists, is not empty and ``overwrite`` is false (or is a file).
+        If ``out_dir`` exists, is not empty and ``overwrite`` is false (or is a file),
+        or another process is writing it.
     """
+    out = Path(out_dir)
+    _check_target(out, overwrite)
+    with DatasetLock(out):
+        return _write_locked(cohort, out, overwrite, name, progress)
+
+
+def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
+                  progress: bool) -> Path:
+    """:func:`write_cohort` for a caller that holds the folder's :class:`DatasetLock`."""
     from tqdm.auto import tqdm
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
+    recover_leftovers(out)
+    _check_target(out, overwrite)
     cfg = cohort.config
     if name is None:
         name = "faimi-tutorial simulated cohort" if cfg is None else (
@@ -344,9 +514,17 @@ def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: boo
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    sums: dict[str, str] = {}
+
+    def put(rel: str, data: bytes) -> None:
+        (tmp / rel).write_bytes(data)
+        sums[rel] = hashlib.sha256(data).hexdigest()
+
     try:
         meta = cohort.meta.copy()
         ids = meta["subject_id"].astype(str).tolist()
+        for sid in ids:
+            _check_subject_id(sid, "subject_id")
         images = cohort.images.detach().cpu().numpy() if hasattr(cohort.images, "detach") \
             else np.asarray(cohort.images)
         twins = None
@@ -357,31 +535,46 @@ def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: boo
                       leave=False):
             anat = tmp / ids[i] / "anat"
             anat.mkdir(parents=True)
-            (tmp / image_path(ids[i])).write_bytes(_nifti_bytes(_as_volume(images[i]), affine))
+            put(image_path(ids[i]), _nifti_bytes(_as_volume(images[i]), affine))
             if twins is not None:
-                (tmp / image_path(ids[i], twin=True)).write_bytes(
-                    _nifti_bytes(_as_volume(twins[i]), affine))
+                put(image_path(ids[i], twin=True), _nifti_bytes(_as_volume(twins[i]), affine))
         table = meta.rename(columns={"subject_id": "participant_id"})
         table["split"] = table["split"].astype(str)
         table["image"] = [image_path(s) for s in ids]
         if twins is not None:
             table["twin"] = [image_path(s, twin=True) for s in ids]
-        table.to_csv(tmp / "participants.tsv", sep="\t", index=False, lineterminator="\n")
+        put("participants.tsv",
+            table.to_csv(sep="\t", index=False, lineterminator="\n").encode())
         sidecar = {c: {"Description": _COLUMN_HELP.get(c, _column_help(c))} for c in table.columns}
         sidecar["label"]["Levels"] = {"0": "control", "1": "disease"}
         sidecar["bias_group"]["Levels"] = {"0": "no bias effect", "1": "bias effect applied"}
-        (tmp / "participants.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-        (tmp / "datasheet.md").write_text(datasheet(cohort, name))
-        # written last: a folder with a description is a complete dataset
-        (tmp / "dataset_description.json").write_text(
-            json.dumps(_description(cohort, name), indent=2) + "\n")
-        old = None
+        put("participants.json", (json.dumps(sidecar, indent=2) + "\n").encode())
+        put("datasheet.md", datasheet(cohort, name).encode())
+        description = _description(cohort, name)
+        description["faimi"]["checksums"] = CHECKSUMS
+        try:
+            text = json.dumps(description, indent=2, allow_nan=False) + "\n"
+        except ValueError:
+            raise ValueError("the cohort's configuration holds NaN or infinite values; "
+                             "nothing was written") from None
+        put("dataset_description.json", text.encode())
+        # written last: every other file's SHA-256, in `sha256sum` format
+        (tmp / CHECKSUMS).write_text("".join(f"{h}  {rel}\n" for rel, h in sorted(sums.items())))
         if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if not _exchange(tmp, out):
+                # no atomic exchange here: two renames; a stop between them is repaired by
+                # the next writer (recover_leftovers) from the .old folder
+                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+                out.rename(old)
+                try:
+                    tmp.rename(out)
+                except BaseException:
+                    old.rename(out)
+                    raise
+                tmp = old
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -399,13 +592,117 @@ def _column_help(column: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _check_subject_id(sid: str, column: str = "participant_id") -> str:
+    """A subject identifier that is one plain folder name (never a path out of the dataset)."""
+    bad = (not sid or sid in (".", "..") or "/" in sid or "\\" in sid or "\x00" in sid
+           or sid != sid.strip() or Path(sid).is_absolute() or ":" in sid)
+    if bad:
+        raise DatasetError(f"{column} {sid!r} is not a subject identifier; allowed: one folder "
+                           "name such as sub-0001 (no '/', '\\', ':' or '..')")
+    return sid
+
+
+def _inside(root: Path, rel: str, what: str, tsv: Path) -> Path:
+    """``root / rel`` when it stays inside ``root`` (no absolute paths, no ``..``)."""
+    if not rel or "\x00" in rel or Path(rel).is_absolute() or rel.startswith(("/", "\\")):
+        raise DatasetError(f"{tsv}: {what} {rel!r} is not a path inside the dataset folder")
+    target = root / rel
+    try:
+        target.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise DatasetError(f"{tsv}: {what} {rel!r} points outside the dataset folder") from None
+    return target
+
+
+#: Largest ratio of uncompressed to compressed size that deflate can reach (~1032:1).
+_MAX_GZIP_RATIO = 1100
+
+
+def _header_class(first: bytes, path: Path):
     import nibabel as nib
+
+    if len(first) < 348:
+        raise DatasetError(f"{path}: cannot read NIfTI image (file too short for a header)")
+    for order in ("little", "big"):
+        size = int.from_bytes(first[:4], order)
+        if size == 348:
+            return nib.Nifti1Header
+        if size == 540:
+            return nib.Nifti2Header
+    raise DatasetError(f"{path}: cannot read NIfTI image (not a NIfTI-1 or NIfTI-2 header)")
+
+
+def _load_nifti(path: Path, expected_shape: tuple[int, ...] | None = None,
+                sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read one NIfTI file safely.
+
+    The header is parsed first: its declared shape must match ``expected_shape`` and
+    its declared size must fit in memory and be reachable from the file's size,
+    before any image data is decoded. A gzip stream is decompressed completely, so
+    its CRC and length trailer are checked. ``sha256``, when given, must match.
+    """
+    import zlib
+
+    import nibabel as nib
+
+    from .validation import format_bytes, memory_bytes
 
     if not path.is_file():
         raise DatasetError(f"{path}: file not found (listed in participants.tsv)")
+    raw = path.read_bytes()
+    gz = raw[:2] == b"\x1f\x8b"
     try:
-        img = nib.load(str(path))
+        if gz:
+            head = zlib.decompressobj(wbits=31).decompress(raw, 544)
+        else:
+            head = raw[:544]
+        header = _header_class(head, path).from_fileobj(io.BytesIO(head))
+        shape = tuple(int(d) for d in header.get_data_shape())
+        itemsize = int(header.get_data_dtype().itemsize)
+        offset = int(header.get_data_offset())
+    except DatasetError:
+        raise
+    except Exception as err:  # nibabel and zlib raise many kinds for corrupt files
+        raise DatasetError(f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})") \
+            from None
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise DatasetError(f"{path}: image shape {shape} differs from the dataset's "
+                           f"{tuple(expected_shape)} (read from its header; nothing decoded)")
+    declared = offset + int(np.prod(shape, dtype=np.float64)) * itemsize
+    total = memory_bytes()
+    if total and declared > total // 2:
+        raise DatasetError(f"{path}: header declares {shape} ({format_bytes(declared)}), more "
+                           f"than half this machine's memory ({format_bytes(total)})")
+    reachable = len(raw) * _MAX_GZIP_RATIO + 65536 if gz else len(raw)
+    if declared > reachable:
+        raise DatasetError(f"{path}: header declares {shape} ({format_bytes(declared)}) but the "
+                           f"file ({format_bytes(len(raw))}) cannot hold that much; it is "
+                           "truncated or corrupt")
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise DatasetError(f"{path}: SHA-256 differs from the one in {CHECKSUMS} (the file is "
+                           "corrupt or was changed after the dataset was written)")
+    if gz:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            body = d.decompress(raw, declared)
+        except zlib.error as err:
+            raise DatasetError(f"{path}: corrupt gzip data ({err})") from None
+        if d.unconsumed_tail:
+            raise DatasetError(f"{path}: holds more data than its header declares "
+                               f"({format_bytes(declared)})")
+        if not d.eof:
+            raise DatasetError(f"{path}: gzip stream is truncated (no complete trailer; the "
+                               "file was cut short)")
+        if d.unused_data.strip(b"\x00"):
+            raise DatasetError(f"{path}: unexpected bytes after the gzip stream")
+    else:
+        body = raw
+    if len(body) < declared:
+        raise DatasetError(f"{path}: image data is truncated ({format_bytes(len(body))} of "
+                           f"{format_bytes(declared)} declared)")
+    try:
+        img = nib.Nifti2Image.from_bytes(body) if header.sizeof_hdr == 540 \
+            else nib.Nifti1Image.from_bytes(body)
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as err:  # nibabel raises many kinds for corrupt files
         raise DatasetError(f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})") \
@@ -415,15 +712,57 @@ def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, img.affine
 
 
+def _read_checksums(root: Path, required: bool) -> dict[str, str] | None:
+    """The ``SHA256SUMS`` of a dataset folder as ``{relative path: hex digest}``."""
+    sums = root / CHECKSUMS
+    if not sums.is_file():
+        if required:
+            raise DatasetError(f"{sums}: file not found; dataset_description.json says the "
+                               "dataset carries checksums")
+        return None
+    out: dict[str, str] = {}
+    try:
+        lines = sums.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{sums}: cannot read ({err})") from None
+    for n, line in enumerate(lines, 1):
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise DatasetError(f"{sums}: line {n} is not '<sha256>  <path>'")
+        out[rel.lstrip("*")] = digest
+    return out
+
+
+def _verify(root: Path, rel: str, sums: dict[str, str] | None) -> None:
+    if sums is None:
+        return
+    if rel not in sums:
+        raise DatasetError(f"{root / rel}: not listed in {CHECKSUMS}")
+    path = root / rel
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err})") from None
+    if digest != sums[rel]:
+        raise DatasetError(f"{path}: SHA-256 differs from the one in {CHECKSUMS} (the file is "
+                           "corrupt or was changed after the dataset was written)")
+
+
 def _find_image(root: Path, sid: str, twin: bool) -> Path | None:
     anat = root / sid / "anat"
     entity = f"_{TWIN_ENTITY}" if twin else ""
     for ext in (".nii.gz", ".nii"):
         p = anat / f"{sid}{entity}_T1w{ext}"
-        if p.is_file():
+        if p.is_file() and p.resolve().is_relative_to(root.resolve()):
             return p
     if not twin:
-        hits = sorted(p for p in (root / sid).rglob("*.nii*") if TWIN_ENTITY not in p.name)
+        # a subject's own folder, two levels at most (sub-X/*.nii*, sub-X/anat/*.nii*);
+        # nothing that resolves outside the dataset folder
+        base = root.resolve()
+        hits = sorted(p for pattern in ("*.nii", "*.nii.gz", "*/*.nii", "*/*.nii.gz")
+                      for p in (root / sid).glob(pattern)
+                      if TWIN_ENTITY not in p.name and p.is_file()
+                      and p.resolve().is_relative_to(base))
         return hits[0] if hits else None
     return None
 
@@ -438,31 +777,56 @@ def _read_table(root: Path) -> pd.DataFrame:
         raise DatasetError(f"{tsv}: cannot parse ({type(err).__name__}: {err})") from None
     if "participant_id" not in table.columns:
         raise DatasetError(f"{tsv}: no participant_id column (columns: {', '.join(table.columns)})")
+    if len(table) == 0:
+        raise DatasetError(f"{tsv}: no subjects (the table has a header but no rows)")
+    ids = table["participant_id"]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise DatasetError(f"{tsv}: participant_id is empty in row {row + 1}")
+    for sid in ids.astype(str):
+        try:
+            _check_subject_id(sid)
+        except DatasetError as err:
+            raise DatasetError(f"{tsv}: {err}") from None
     if table["participant_id"].duplicated().any():
         dup = table.loc[table["participant_id"].duplicated(), "participant_id"].iloc[0]
         raise DatasetError(f"{tsv}: participant_id {dup!r} appears more than once")
     return table
 
 
-def _read_config(root: Path) -> tuple[SimulationConfig | None, int | None]:
-    """The generating configuration and the number of subjects written (if recorded)."""
+def _read_config(root: Path) -> tuple[SimulationConfig | None, int | None, bool]:
+    """The generating configuration, the number of subjects written (if recorded) and
+    whether the dataset declares a checksum file."""
     desc = root / "dataset_description.json"
     if not desc.is_file():
-        return None, None
+        return None, None, False
     try:
-        data = json.loads(desc.read_text())
+        data = json.loads(desc.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetError(f"{desc}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{desc}: expected a JSON object")
-    faimi = data.get("faimi") or {}
+    faimi = data.get("faimi")
+    if faimi is None:
+        return None, None, False
+    if not isinstance(faimi, dict):
+        raise DatasetError(f"{desc}: 'faimi' holds {type(faimi).__name__}; allowed: an object")
     written = faimi.get("n_subjects")
+    if written is not None and (isinstance(written, bool) or not isinstance(written, int)
+                                or written < 0):
+        raise DatasetError(f"{desc}: faimi.n_subjects={written!r}; allowed: a non-negative "
+                           "integer")
+    checksums = faimi.get("checksums")
+    if checksums is not None and checksums != CHECKSUMS:
+        raise DatasetError(f"{desc}: faimi.checksums={checksums!r}; allowed: {CHECKSUMS!r}")
     cfg = faimi.get("config")
     if cfg is None:
-        return None, written
+        return None, written, checksums is not None
+    if not isinstance(cfg, dict):
+        raise DatasetError(f"{desc}: faimi.config holds {type(cfg).__name__}; allowed: an object")
     try:
-        return SimulationConfig.from_dict(cfg), written
-    except (ValueError, TypeError) as err:
+        return SimulationConfig.from_dict(cfg), written, checksums is not None
+    except (ValueError, TypeError, KeyError) as err:
         raise DatasetError(f"{desc}: invalid faimi configuration ({err})") from None
 
 
@@ -524,7 +888,8 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
         raise DatasetError(f"{root}: not a dataset folder (does not exist or is not a folder)")
     tsv = root / "participants.tsv"
     table = _read_table(root)
-    cfg, written = _read_config(root)
+    cfg, written, has_sums = _read_config(root)
+    sums = _read_checksums(root, required=has_sums)
     if written is not None and len(table) != written:
         raise DatasetError(
             f"{tsv}: {len(table)} rows but dataset_description.json says {written} subjects "
@@ -537,13 +902,14 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
     paths, twin_paths = [], []
     for i, sid in enumerate(ids):
         rel = table["image"].iloc[i] if "image" in table.columns else None
-        p = root / rel if isinstance(rel, str) else _find_image(root, sid, twin=False)
+        p = _inside(root, rel, "image", tsv) if isinstance(rel, str) \
+            else _find_image(root, sid, twin=False)
         if p is None:
             raise DatasetError(f"{root / sid}: no NIfTI image found for {sid} (participants.tsv)")
         paths.append(p)
         if twins:
             rel_t = table["twin"].iloc[i] if "twin" in table.columns else None
-            twin_paths.append(root / rel_t if isinstance(rel_t, str)
+            twin_paths.append(_inside(root, rel_t, "twin", tsv) if isinstance(rel_t, str)
                               else _find_image(root, sid, twin=True))
     if twins and any(p is None for p in twin_paths):
         twin_paths = []
@@ -566,9 +932,21 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
     expected = None
     if cfg is not None:
         expected = tuple(cfg.grid.shape) + ((1,) if cfg.dims == 2 else ())
-    dataset = NiftiDataset(paths, twin_paths or None, meta, cfg, rescale, expected)
+    if sums is not None:
+        # every table and image read must be the one written; images are checked as read
+        for rel in ("participants.tsv", "dataset_description.json"):
+            _verify(root, rel, sums)
+    dataset = NiftiDataset(paths, twin_paths or None, meta, cfg, rescale, expected,
+                           checksums=sums, root=root)
     if lazy:
         return dataset
+    if expected is not None:
+        from .validation import check_memory
+
+        n_arrays = len(paths) * (2 if twin_paths else 1)
+        check_memory(n_arrays * float(np.prod(expected)) * 4 * 1.5,
+                     f"reading {n_arrays} images of {expected} from {root}",
+                     "read it with lazy=True (images on demand)")
     arrays = [dataset.load(i) for i in range(len(dataset))]
     images = torch.from_numpy(np.stack(arrays))
     twin_images = None
@@ -603,11 +981,17 @@ class NiftiDataset:
         Min-max rescale each image to ``[0, 1]``.
     expected_shape : tuple of int, optional
         The shape every file must have.
+    checksums : dict of str to str, optional
+        SHA-256 of each file, by path relative to ``root`` (from ``SHA256SUMS``):
+        every file read is checked against it.
+    root : pathlib.Path, optional
+        The dataset folder (needed with ``checksums``).
     """
 
     def __init__(self, paths: Sequence[Path], twin_paths: Sequence[Path] | None,
                  meta: pd.DataFrame, config: SimulationConfig | None = None,
-                 rescale: bool = False, expected_shape: tuple[int, ...] | None = None) -> None:
+                 rescale: bool = False, expected_shape: tuple[int, ...] | None = None,
+                 checksums: dict[str, str] | None = None, root: Path | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.twin_paths = None if twin_paths is None else [Path(p) for p in twin_paths]
         self.meta = meta.reset_index(drop=True)
@@ -615,6 +999,10 @@ class NiftiDataset:
         self.rescale = rescale
         self.expected_shape = expected_shape
         self._first_shape: tuple[int, ...] | None = None
+        self.checksums = checksums
+        self.root = None if root is None else Path(root)
+        if checksums is not None and root is None:
+            raise ValueError("checksums need the dataset folder (root)")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -652,9 +1040,15 @@ class NiftiDataset:
         if twin and self.twin_paths is None:
             raise DatasetError("this dataset has no counterfactual twins")
         path = (self.twin_paths if twin else self.paths)[index]
-        data, _ = _load_nifti(path)
-        shape = tuple(data.shape)
         want = self.expected_shape or self._first_shape
+        digest = None
+        if self.checksums is not None:
+            rel = path.relative_to(self.root).as_posix()
+            if rel not in self.checksums:
+                raise DatasetError(f"{path}: not listed in {CHECKSUMS}")
+            digest = self.checksums[rel]
+        data, _ = _load_nifti(path, want, digest)
+        shape = tuple(data.shape)
         if want is not None and shape != tuple(want):
             raise DatasetError(f"{path}: image shape {shape} differs from the dataset's {want}")
         if self._first_shape is None:

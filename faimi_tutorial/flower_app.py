@@ -234,6 +234,48 @@ def _dataset(path: str) -> Any:
     return read_dataset(path, twins=False)
 
 
+#: The only address Flower's and Ray's servers bind to in this module's local runs.
+LOOPBACK = "127.0.0.1"
+
+
+def client_save_dir(save_dir: str, node_config: Mapping[str, Any]) -> Path | None:
+    """Where a client may write its updates: ``save_dir`` inside the SuperNode's save root.
+
+    ``save-dir`` comes from whoever submits the run; the folder it may write to is
+    the SuperNode operator's choice: ``--node-config "save-root=/some/folder"``, else
+    ``$FAIMI_FL_SAVE_ROOT``, else the SuperNode's working folder. A relative
+    ``save_dir`` is taken inside that root; an absolute one must lie inside it.
+
+    Parameters
+    ----------
+    save_dir : str
+        The run's ``save-dir`` (empty: no saving).
+    node_config : mapping
+        The SuperNode's ``--node-config``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The folder, or ``None`` when nothing is saved.
+
+    Raises
+    ------
+    ValueError
+        If ``save_dir`` leads outside the root.
+    """
+    if not save_dir:
+        return None
+    root_text = str(node_config.get("save-root", "") or os.environ.get("FAIMI_FL_SAVE_ROOT", "")
+                    or os.getcwd())
+    root = Path(root_text).resolve()
+    target = (root / save_dir).resolve()
+    if not target.is_relative_to(root):
+        raise ValueError(f"save-dir={save_dir!r} leads outside the folder this SuperNode allows "
+                         f"({root}); allowed: a folder inside it (set it with --node-config "
+                         "\"save-root=...\")")
+    return target
+
+
 def site_data(settings: FlowerSettings, node_config: Mapping[str, Any]) -> tuple[Any, Any, int]:
     """The training and test data of the node this ClientApp runs on.
 
@@ -306,8 +348,8 @@ def make_client_app(base: FlowerSettings | None = None):
             _to_state(msg.content["arrays"]), train_data, config, proximal_mu=mu,
             seed=federated.client_seed(settings.seed, server_round - 1, index), device="cpu",
         )
-        if settings.save_dir:
-            out = Path(settings.save_dir)
+        out = client_save_dir(settings.save_dir, context.node_config)
+        if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             torch.save({"params": update.params, "n_samples": update.n_samples, "site_index": index},
                        out / f"client-round-{server_round}-site-{index}.pt")
@@ -448,10 +490,15 @@ def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int =
     backend = {
         "client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0},
         "init_args": {"num_cpus": max(num_cpus, min(2, os.cpu_count() or 1)), "log_to_driver": not quiet,
-                      "include_dashboard": False, "logging_level": logging.ERROR if quiet else logging.WARNING},
+                      "include_dashboard": False, "logging_level": logging.ERROR if quiet else logging.WARNING,
+                      # every Ray server (GCS, raylet, object manager) on the loopback only
+                      "_node_ip_address": LOOPBACK},
     }
     # Ray's C++ core writes a few diagnostics straight to file descriptor 2; when quiet,
     # they go to a temporary file (shown only if the run fails).
+    saved_root = os.environ.get("FAIMI_FL_SAVE_ROOT")
+    if settings.save_dir:  # a local run: the caller runs the nodes, so its save_dir is allowed
+        os.environ["FAIMI_FL_SAVE_ROOT"] = str(Path(settings.save_dir).resolve())
     captured = tempfile.TemporaryFile() if quiet else None
     saved_fd = None
     if captured is not None:
@@ -466,6 +513,10 @@ def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int =
             backend_config=backend,
         )
     finally:
+        if saved_root is None:
+            os.environ.pop("FAIMI_FL_SAVE_ROOT", None)
+        else:
+            os.environ["FAIMI_FL_SAVE_ROOT"] = saved_root
         logger.setLevel(level)
         if saved_fd is not None:
             sys.stderr.flush()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ def _check_inputs(
     y = y.astype(int)
     g = None
     if groups is not None:
-        g = np.asarray(groups)
+        g = _as_groups(groups)
         if g.ndim != 1:
             raise ValueError(f"groups must be one-dimensional (got shape {g.shape})")
         if len(g) != len(y):
@@ -107,13 +108,77 @@ def _check_inputs(
             )
         if pd.isna(g).any():
             raise ValueError("groups contains missing values")
+        labels = _check_group_labels(g)
+        g = _typed(g, labels)
     return y, s, g
 
 
+def _as_groups(groups) -> np.ndarray:
+    """Group labels as an array without numpy's silent coercion of mixed lists to text."""
+    if isinstance(groups, (np.ndarray, pd.Series, pd.Index, pd.Categorical)):
+        return np.asarray(groups)
+    items = list(groups)
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _typed(g: np.ndarray, labels: list) -> np.ndarray:
+    """An object array of one kind of plain labels as a typed array (bool, number, str)."""
+    if g.dtype == object and labels and _label_kind(labels[0]) in ("bool", "number", "str"):
+        return np.asarray(g.tolist())
+    return g
+
+
+#: Label of the row that pools every group; no group may carry it.
+OVERALL = "overall"
+
+
+def _label_kind(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(value, (str, np.str_)):
+        return "str"
+    return type(value).__name__
+
+
+def _check_group_labels(g: np.ndarray) -> list:
+    """The distinct group labels as Python values: one kind (bool, number or str, ...),
+    hashable, and never the overall row's label."""
+    try:
+        labels = [x.item() if isinstance(x, np.generic) else x for x in pd.unique(g)]
+    except TypeError as err:
+        raise ValueError(f"groups must hold hashable labels ({err})") from None
+    # every element, not the distinct ones: True and 1 are equal, so unique() merges them
+    kinds = sorted({_label_kind(x) for x in (g if g.dtype == object else labels)})
+    if len(kinds) > 1:
+        raise ValueError(f"groups mixes label types ({', '.join(kinds)}); allowed: labels of "
+                         "one type, e.g. all integers, all booleans or all strings")
+    if any(_label_kind(x) == "str" and x == OVERALL for x in labels):
+        raise ValueError(f"groups contains the label {OVERALL!r}, which names the row of all "
+                         "subjects together; rename that group")
+    return labels
+
+
 def _check_threshold(threshold: float) -> float:
-    if not 0.0 <= float(threshold) <= 1.0:
+    if isinstance(threshold, (bool, np.bool_, str, bytes)) or threshold is None:
+        raise ValueError(f"threshold={threshold!r} must be a number in [0, 1]")
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold={threshold!r} must be a number in [0, 1]") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
         raise ValueError(f"threshold={threshold!r} must lie in [0, 1]")
-    return float(threshold)
+    return value
+
+
+def _check_n_bins(n_bins) -> int:
+    if isinstance(n_bins, (bool, np.bool_)) or not isinstance(n_bins, (int, np.integer)) \
+            or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
+    return int(n_bins)
 
 
 # ---------------------------------------------------------------------------
@@ -204,8 +269,7 @@ def expected_calibration_error(y_true, scores, n_bins: int = 10) -> float:
         The ECE, in [0, 1].
     """
     y, s, _ = _check_inputs(y_true, scores)
-    if n_bins < 1:
-        raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
+    n_bins = _check_n_bins(n_bins)
     return float(_metric_rows(y, s, np.ones((1, len(y))), 0.5, n_bins)["ECE"][0])
 
 
@@ -300,8 +364,8 @@ class SubgroupReport:
 
     @property
     def groups(self) -> list:
-        """Group labels, in the order of the table (without ``"overall"``)."""
-        return [g for g in self.table.index if g != "overall"]
+        """Group labels, in the order of the table (without the last row, ``"overall"``)."""
+        return list(self.table.index[:-1])
 
     def summary(self, metrics: Sequence[str] = ("n", "TPR", "FPR", "PPV", "AUROC", "ECE")):
         """Table of ``value [low, high]`` strings, one row per group, for display.
@@ -320,14 +384,15 @@ class SubgroupReport:
         out = pd.DataFrame(index=self.table.index)
         for m in metrics:
             col = []
-            for g in self.table.index:
-                v = self.table.loc[g, m]
+            for i in range(len(self.table)):  # by position: labels may be booleans
+                v = self.table[m].iloc[i]
+                lo, hi = self.ci_low[m].iloc[i], self.ci_high[m].iloc[i]
                 if m == "n":
                     col.append(f"{int(v)}")
                 elif np.isnan(v):
                     col.append("undefined")
-                elif self.n_boot and np.isfinite(self.ci_low.loc[g, m]):
-                    col.append(f"{v:.3f} [{self.ci_low.loc[g, m]:.3f}, {self.ci_high.loc[g, m]:.3f}]")
+                elif self.n_boot and np.isfinite(lo):
+                    col.append(f"{v:.3f} [{lo:.3f}, {hi:.3f}]")
                 else:
                     col.append(f"{v:.3f}")
             out[m] = col
@@ -429,11 +494,12 @@ def subgroup_report(
     threshold = _check_threshold(threshold)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")
-    if not 0.0 < confidence < 1.0:
+    n_bins = _check_n_bins(n_bins)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    if isinstance(confidence, (bool, np.bool_, str)) or not 0.0 < float(confidence) < 1.0:
         raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
-    labels = [x.item() if isinstance(x, np.generic) else x for x in pd.unique(g)]
+    labels = _check_group_labels(g)
     if len(labels) < 2:
         raise ValueError(
             f"groups has a single value ({labels[0]!r}); a subgroup report compares at "
@@ -450,15 +516,23 @@ def subgroup_report(
         y_pred=s,
         sensitive_features=pd.Series(g, name="group"),
     )
-    by_group = frame.by_group.astype(float).reindex(labels)
+    by_group = frame.by_group.astype(float)
+    # rows by position (labels may be booleans, which pandas reads as masks)
+    position = {(_label_kind(x), x): i for i, x in enumerate(
+        x.item() if isinstance(x, np.generic) else x for x in by_group.index)}
+    by_group = by_group.iloc[[position[(_label_kind(x), x)] for x in labels]]
     overall = frame.overall.astype(float)
-    table = pd.concat([by_group, overall.to_frame("overall").T])[list(METRICS)]
-    table.index.name = "group"
+    table = pd.DataFrame(
+        np.vstack([by_group.to_numpy(), overall.to_numpy()[None]]),
+        index=pd.Index(labels + [OVERALL], dtype=object, name="group"),
+        columns=by_group.columns,
+    )[list(METRICS)]
+    k = len(labels)
 
     undefined = []
-    for grp in labels:
+    for i, grp in enumerate(labels):
         for m, why in _DEFINED_WHEN.items():
-            if np.isnan(table.loc[grp, m]):
+            if np.isnan(table[m].iloc[i]):
                 undefined.append((grp, m))
                 warnings.warn(
                     f"{m} is undefined for group {grp!r}: {why}; reported as undefined",
@@ -478,27 +552,29 @@ def subgroup_report(
         counts = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            for grp in labels + ["overall"]:
-                if grp == "overall":
+            for gi in range(k + 1):
+                grp = OVERALL if gi == k else labels[gi]
+                if gi == k:
                     # resampled group by group too, so that group sizes stay fixed
                     mask = np.ones(len(y), dtype=bool)
                     w = np.zeros((n_boot, len(y)))
-                    for k in labels:
-                        w[:, g == k] = counts[k]
+                    for j in range(k):
+                        w[:, g == labels[j]] = counts[j]
                 else:
                     mask = g == grp
                     size = int(mask.sum())
-                    w = counts[grp] = rng.multinomial(size, np.full(size, 1.0 / size), size=n_boot)
-                boot[grp] = _metric_rows(y[mask], s[mask], w, threshold, n_bins)
+                    w = counts[gi] = rng.multinomial(size, np.full(size, 1.0 / size), size=n_boot)
+                boot[gi] = _metric_rows(y[mask], s[mask], w, threshold, n_bins)
                 for m in METRICS:
-                    vals = boot[grp][m]
+                    vals = boot[gi][m]
                     if np.isfinite(vals).sum() >= max(10, n_boot // 2):
-                        ci_low.loc[grp, m] = np.nanquantile(vals, alpha)
-                        ci_high.loc[grp, m] = np.nanquantile(vals, 1 - alpha)
+                        col = table.columns.get_loc(m)
+                        ci_low.iat[gi, col] = np.nanquantile(vals, alpha)
+                        ci_high.iat[gi, col] = np.nanquantile(vals, 1 - alpha)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             for m in model_metrics:
-                stacked = np.stack([boot[grp][m] for grp in labels])
+                stacked = np.stack([boot[j][m] for j in range(k)])
                 ok = np.isfinite(stacked).all(axis=0)
                 if ok.sum() >= max(10, n_boot // 2):
                     if len(labels) == 2:
@@ -506,7 +582,7 @@ def subgroup_report(
                         contrast_low[m] = np.quantile(signed, alpha)
                         contrast_high[m] = np.quantile(signed, 1 - alpha)
 
-    groups_only = table.loc[labels, model_metrics]
+    groups_only = table.iloc[:k][model_metrics]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         gmax = groups_only.max(axis=0, skipna=False)
@@ -525,7 +601,7 @@ def subgroup_report(
         {
             "difference": gmax - gmin,
             "contrast": (
-                groups_only.loc[labels[1]] - groups_only.loc[labels[0]]
+                groups_only.iloc[1] - groups_only.iloc[0]
                 if len(labels) == 2
                 else pd.Series(np.nan, index=model_metrics)
             ),
@@ -602,28 +678,35 @@ def counterfactual_flip_rate(
         if len(arr) == 0 or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
             raise ValueError(f"{name} must be a non-empty array of values in [0, 1]")
     threshold = _check_threshold(threshold)
-    rows = {"overall": np.ones(len(s), dtype=bool)}
+    rows: list[tuple[Any, np.ndarray]] = [(OVERALL, np.ones(len(s), dtype=bool))]
     if groups is not None:
-        g = np.asarray(groups)
+        g = _as_groups(groups)
         if g.shape != s.shape:
             raise ValueError(
                 f"groups and scores have different lengths ({len(g)} and {len(s)})"
             )
-        for grp in sorted(pd.unique(g).tolist()):
-            rows[grp] = g == grp
-    records = {}
-    for name, mask in rows.items():
+        if pd.isna(g).any():
+            raise ValueError("groups contains missing values")
+        labels = _check_group_labels(g)
+        g = _typed(g, labels)
+        try:
+            labels = sorted(labels)
+        except TypeError:
+            pass
+        rows += [(grp, g == grp) for grp in labels]
+    records = []
+    for name, mask in rows:
         p, q = s[mask] >= threshold, t[mask] >= threshold
-        records[name] = {
+        records.append({
             "n": int(mask.sum()),
             "flip_rate": float(np.mean(p != q)),
             "flip_to_negative": float(np.mean(q & ~p)),
             "flip_to_positive": float(np.mean(p & ~q)),
             "mean_abs_change": float(np.mean(np.abs(s[mask] - t[mask]))),
             "mean_change": float(np.mean(s[mask] - t[mask])),
-        }
-    out = pd.DataFrame.from_dict(records, orient="index")
-    out.index.name = "group"
+        })
+    out = pd.DataFrame(records, index=pd.Index([name for name, _ in rows], dtype=object,
+                                               name="group"))
     return out
 
 

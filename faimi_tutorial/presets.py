@@ -150,4 +150,7 @@ def active_preset() -> str:
     ValueError
         If ``FAIMI_PRESET`` is set to something that is not a preset.
     """
-    return check_preset(os.environ.get("FAIMI_PRESET", "tutorial").strip() or "tutorial")
+    name = os.environ.get("FAIMI_PRESET", "tutorial").strip() or "tutorial"
+    if name not in PRESET_NAMES:
+        raise ValueError(f"FAIMI_PRESET={name!r} is not a preset; allowed: {', '.join(PRESET_NAMES)}")
+    return name

@@ -38,12 +38,22 @@ def choose_device(prefer: str | None = None):
     -------
     torch.device
         The chosen device.
+
+    Raises
+    ------
+    ValueError
+        If ``prefer`` (or ``$FAIMI_DEVICE``) is not a device or not available here
+        (the message names which).
     """
     import torch
 
-    prefer = prefer or os.environ.get("FAIMI_DEVICE") or None
-    if prefer is not None:
-        return torch.device(prefer)
+    from .validation import check_device
+
+    if prefer:
+        return check_device(prefer, "device")
+    env = os.environ.get("FAIMI_DEVICE", "").strip()
+    if env:
+        return check_device(env, "FAIMI_DEVICE")
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
@@ -67,8 +77,9 @@ def seed_everything(seed: int) -> np.random.Generator:
     ValueError
         If ``seed`` is negative or not an integer.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    from .validation import check_seed
+
+    seed = check_seed(seed)
     import torch
 
     random.seed(int(seed))

@@ -66,6 +66,8 @@ __all__ = [
     "warp",
     "contrast_stretch",
     "sample_design",
+    "memory_estimate",
+    "check_memory",
     "stratified_split",
     "stratified_normal",
     "effect_calibration",
@@ -295,9 +297,9 @@ class SimulationConfig:
             if getattr(self, key) is None:
                 setattr(self, key, float(grid_defaults.get("effect_sd", 2.0)))
         try:
-            shape = tuple(int(s) for s in self.shape)
+            shape = tuple(self._int("shape", s, 8, 512) for s in self.shape)
         except (TypeError, ValueError):
-            raise ConfigError("shape", self.shape, f"{self.dims} integers >= 8") from None
+            raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]") from None
         if len(shape) != self.dims or any(s < 8 or s > 512 for s in shape):
             raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]")
         self.shape = shape
@@ -412,6 +414,8 @@ class SimulationConfig:
 
     @classmethod
     def _tuple(cls, name: str, value: Any, n: int, lo: float, hi: float) -> tuple:
+        if isinstance(value, (str, bytes)):  # "01" is not the pair (0, 1)
+            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]")
         try:
             items = tuple(value)
         except TypeError:
@@ -530,17 +534,25 @@ class SimulationConfig:
         SimulationConfig
             The validated configuration.
         """
+        if not isinstance(data, dict):
+            raise ConfigError("config", type(data).__name__,
+                              "a JSON object of SimulationConfig fields")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown SimulationConfig field(s): {', '.join(unknown)}")
+            raise ValueError(f"unknown SimulationConfig field(s): {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
         values = dict(data)
         for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split", "crop"):
-            if values.get(key) is not None:
+            if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
         for key in ("disease_region", "bias_region"):
             if isinstance(values.get(key), dict):
-                values[key] = anatomy.get_region(values[key])
+                try:
+                    values[key] = anatomy.get_region(values[key])
+                except (ValueError, TypeError) as err:
+                    raise ConfigError(key, values[key], f"a region name or an object with "
+                                      f"name, centre_mm, radius_mm ({err})") from None
         return cls(**values)
 
     def to_json(self) -> str:
@@ -1758,6 +1770,51 @@ def default_batch_size(cfg: SimulationConfig) -> int:
     return int(max(4, min(512, 16_000_000 // voxels)))
 
 
+def memory_estimate(cfg: SimulationConfig, twins: bool = True) -> int:
+    """Bytes of memory :func:`generate` needs at least for ``cfg`` (images, twins, one batch).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    twins : bool, default True
+        Whether the counterfactual twins are generated too.
+
+    Returns
+    -------
+    int
+        The estimate in bytes.
+    """
+    voxels = float(np.prod(cfg.shape))
+    stored = cfg.n_subjects * float(np.prod(cfg.grid.shape)) * 4 * (2 if twins else 1)
+    # a batch of originals and twins: velocity and displacement fields (dims channels),
+    # the warped images and their copies
+    working = 2 * default_batch_size(cfg) * voxels * 4 * (2 * cfg.dims + 4)
+    return int(stored + working)
+
+
+def check_memory(cfg: SimulationConfig, twins: bool = True) -> None:
+    """Refuse a configuration whose :func:`memory_estimate` exceeds this machine's memory.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    twins : bool, default True
+        Whether the counterfactual twins are generated too.
+
+    Raises
+    ------
+    ValueError
+        With the estimate and the machine's memory.
+    """
+    from .validation import check_memory as _check
+
+    _check(memory_estimate(cfg, twins),
+           f"simulating n_subjects={cfg.n_subjects} on a {'x'.join(map(str, cfg.shape))} grid",
+           "lower n_subjects or the grid size (shape, spacing)")
+
+
 def generate(cfg: SimulationConfig | None = None, progress: bool = True, device: Any = None,
              basis: ShapeBasis | None = None, twins: bool = True) -> Cohort:
     """Generate a cohort with counterfactual twins.
@@ -1789,6 +1846,7 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
 
     cfg = SimulationConfig.preset() if cfg is None else cfg
     device = choose_device(device if device is None else str(device))
+    check_memory(cfg, twins)
     calibration = effect_calibration(cfg, basis=basis, device=device)
     meta = sample_design(cfg)
     n = len(meta)
@@ -1948,6 +2006,37 @@ def _number(text: str) -> Any:
     return text
 
 
+#: Fields whose command-line values stay text.
+_TEXT_FIELDS = ("preset", "bias_kind", "intensity_scope", "disease_region", "bias_region")
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """The configuration object of a ``--config`` file (one-line errors as ConfigError)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except UnicodeDecodeError as err:
+        raise ConfigError("config", path, f"a UTF-8 JSON file (byte {err.start} is not "
+                          "UTF-8)") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError("config", path, f"a JSON file (line {err.lineno}, column "
+                          f"{err.colno}: {err.msg})") from None
+    except IsADirectoryError:
+        raise ConfigError("config", path, "a JSON file, not a folder") from None
+    except OSError as err:
+        raise ConfigError("config", path, f"a readable JSON file ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", path, "a JSON object of SimulationConfig fields (found "
+                          f"a {type(data).__name__})")
+    if "faimi" in data:  # a dataset_description.json written by this command
+        faimi = data["faimi"]
+        if not isinstance(faimi, dict) or not isinstance(faimi.get("config"), dict):
+            raise ConfigError("config", path, "a dataset_description.json whose 'faimi' "
+                              "object holds a 'config' object")
+        data = faimi["config"]
+    return dict(data)
+
+
 def config_from_args(args: Any) -> SimulationConfig:
     """Build the configuration from parsed ``faimi simulate`` options.
 
@@ -1964,18 +2053,13 @@ def config_from_args(args: Any) -> SimulationConfig:
     Raises
     ------
     ConfigError
-        For an invalid value (names the field).
+        For an invalid value (names the field, or ``config`` for a bad file).
+    ValueError
+        For an invalid ``$FAIMI_PRESET``.
     """
     base: dict[str, Any] = {}
     if getattr(args, "config", None):
-        path = args.config
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError("config", path, f"a readable JSON file ({err})") from None
-        data = data.get("faimi", {}).get("config", data)
-        base = dict(data)
+        base = _read_config_file(args.config)
     given: dict[str, Any] = {}
     for f in dataclasses.fields(SimulationConfig):
         value = getattr(args, f.name, None)
@@ -1983,8 +2067,7 @@ def config_from_args(args: Any) -> SimulationConfig:
             continue
         if isinstance(value, list):
             value = tuple(_number(v) for v in value)
-        elif f.name not in ("preset", "bias_kind", "intensity_scope", "disease_region",
-                            "bias_region"):
+        elif f.name not in _TEXT_FIELDS:
             value = _number(value)
         given[f.name] = value
     if base:
@@ -1993,7 +2076,14 @@ def config_from_args(args: Any) -> SimulationConfig:
             for key in _GRID_FIELDS:
                 if key not in given:
                     values[key] = None
-        return SimulationConfig.from_dict(values)
+        try:
+            return SimulationConfig.from_dict(values)
+        except ConfigError as err:
+            if err.field in given or err.field == "config":
+                raise
+            raise ConfigError("config", args.config, f"valid fields ({err})") from None
+        except (ValueError, TypeError, KeyError) as err:
+            raise ConfigError("config", args.config, f"valid fields ({err})") from None
     preset = given.pop("preset", None)
     if preset is not None and preset not in presets.PRESET_NAMES:
         raise ConfigError("preset", preset, ", ".join(presets.PRESET_NAMES))
@@ -2002,9 +2092,14 @@ def config_from_args(args: Any) -> SimulationConfig:
 
 def _run_simulate(args: Any) -> int:
     import sys
-    from pathlib import Path
 
-    from .datasets import write_cohort
+    from .datasets import DatasetLock, _check_target, _write_locked, recover_leftovers
+    from .runtime import choose_device
+    from .validation import check_output_folder
+
+    def fail(message: str) -> int:
+        print(f"faimi simulate: error: {message}", file=sys.stderr)
+        return 2
 
     try:
         cfg = config_from_args(args)
@@ -2012,16 +2107,34 @@ def _run_simulate(args: Any) -> int:
         option = "--config" if err.field == "config" else _option(err.field)
         value = " ".join(map(str, err.value)) if isinstance(err.value, (tuple, list)) \
             else err.value
-        print(f"faimi simulate: error: {option} {value}: allowed: {err.allowed}",
-              file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        print(f"faimi simulate: error: --out {out}: exists and is not empty; "
-              "allowed: a new or empty folder, or add --overwrite", file=sys.stderr)
-        return 2
-    cohort = generate(cfg, progress=not args.quiet, device=args.device)
-    write_cohort(cohort, out, overwrite=args.overwrite, progress=not args.quiet)
+        return fail(f"{option} {value}: allowed: {err.allowed}")
+    except ValueError as err:  # $FAIMI_PRESET
+        return fail(str(err))
+    # everything that can be checked is checked before any work
+    try:
+        device = choose_device(args.device)
+    except ValueError as err:
+        return fail(str(err).replace("device=", "--device ", 1))
+    try:
+        out = check_output_folder(args.out, "out")
+        check_memory(cfg)
+    except ValueError as err:
+        return fail(str(err).replace("out=", "--out ", 1))
+    try:
+        with DatasetLock(out):
+            for note in recover_leftovers(out):
+                print(f"faimi simulate: note: {note}", file=sys.stderr)
+            try:
+                _check_target(out, args.overwrite)
+            except FileExistsError:
+                return fail(f"--out {out}: exists and is not empty; allowed: a new or empty "
+                            "folder, or add --overwrite")
+            cohort = generate(cfg, progress=not args.quiet, device=device)
+            _write_locked(cohort, out, args.overwrite, None, not args.quiet)
+    except FileExistsError as err:  # another writer holds the folder
+        return fail(f"--out {err}")
+    except OSError as err:
+        return fail(f"--out {out}: cannot write ({err.strerror or err}); nothing was written")
     if not args.quiet:
         seconds = cohort.meta.attrs.get("generation_seconds", float("nan"))
         print(f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "

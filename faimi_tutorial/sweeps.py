@@ -105,8 +105,27 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "faimi-tutorial" / "sweeps"
 
 
+#: Tag of every file :class:`ResultCache` writes (``clear`` deletes only files with it).
+CACHE_FORMAT = "faimi-tutorial-result-1"
+
+
+def _canonical(config: Any) -> str:
+    return json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def _is_plain_record(record: Any) -> bool:
+    return isinstance(record, dict) and all(isinstance(k, str) for k in record)
+
+
 class ResultCache:
     """Experiment results on disk, one JSON file per configuration hash.
+
+    Each file holds the record, the configuration that produced it and a format
+    tag. A lookup that names its configuration only hits a file made from that
+    same configuration (so a hash collision or a hand-edited file is never
+    trusted); files of the wrong shape read as missing and are recomputed.
+    Writes go to a uniquely named temporary file that replaces the entry in one
+    step, so concurrent writers of one key never fail or mix their bytes.
 
     Parameters
     ----------
@@ -122,42 +141,96 @@ class ResultCache:
 
     def path(self, key: str) -> Path:
         """File of ``key``."""
+        key = str(key)
+        if not key or "/" in key or "\\" in key or key.startswith(".") or "\x00" in key:
+            raise ValueError(f"key={key!r} is invalid; allowed: a file-name-safe text such "
+                             "as a config_hash")
         return self.directory / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record of ``key``, or ``None``."""
+    def _load(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or "record" not in data or "config" not in data:
+            return None
+        return data
+
+    def get(self, key: str, config: Any = None) -> dict[str, Any] | None:
+        """The stored record of ``key``, or ``None``.
+
+        Parameters
+        ----------
+        key : str
+            The entry.
+        config : any, optional
+            The configuration the record must have been made from; a stored record
+            of another configuration reads as missing.
+
+        Returns
+        -------
+        dict or None
+            The record; ``None`` when missing, unreadable, of the wrong shape, or
+            made from another configuration.
+        """
         if not self.enabled:
             return None
-        p = self.path(key)
-        if not p.exists():
+        data = self._load(self.path(key))
+        if data is None or not _is_plain_record(data["record"]):
             return None
-        try:
-            return json.loads(p.read_text())["record"]
-        except (OSError, ValueError, KeyError):
+        if config is not None and _canonical(data["config"]) != _canonical(config):
             return None
+        return data["record"]
 
     def put(self, key: str, record: Mapping[str, Any], config: Any = None) -> None:
         """Store ``record`` (and the configuration it came from) under ``key``."""
         if not self.enabled:
             return
+        import uuid
+
+        target = self.path(key)
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path(key).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"config": _plain(config), "record": _plain(dict(record))}, indent=1))
-        tmp.replace(self.path(key))
+        text = json.dumps({"format": CACHE_FORMAT, "config": _plain(config),
+                           "record": _plain(dict(record))}, indent=1)
+        tmp = self.directory / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def __contains__(self, key: str) -> bool:
         return self.enabled and self.path(key).exists()
 
+    def _own_files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        out = []
+        for p in sorted(self.directory.glob("*.json")):
+            data = self._load(p)
+            if data is not None and data.get("format", CACHE_FORMAT) == CACHE_FORMAT:
+                out.append(p)
+        return out
+
     def __len__(self) -> int:
-        return len(list(self.directory.glob("*.json"))) if self.directory.exists() else 0
+        return len(self._own_files())
 
     def clear(self) -> int:
-        """Delete every stored record; returns how many were deleted."""
+        """Delete every record this cache wrote (other files in the folder are kept).
+
+        Returns
+        -------
+        int
+            How many records were deleted.
+        """
         n = 0
-        if self.directory.exists():
-            for p in self.directory.glob("*.json"):
-                p.unlink()
-                n += 1
+        for p in self._own_files():
+            p.unlink(missing_ok=True)
+            n += 1
+        if self.directory.is_dir():  # temporary files of interrupted writes
+            for p in self.directory.glob(".*.json.*.tmp"):
+                p.unlink(missing_ok=True)
         return n
 
 
@@ -167,6 +240,7 @@ def cached(
     cache: ResultCache | None = None,
     refresh: bool = False,
     require: Sequence[str] = (),
+    valid: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Return the cached record of ``config``, computing and storing it when missing.
 
@@ -182,6 +256,8 @@ def cached(
         Recompute even when a record exists.
     require : sequence of str, default ()
         Other cache keys that must also exist for a hit (companion files).
+    valid : callable, optional
+        ``valid(record) -> bool``: a stored record it refuses is recomputed.
 
     Returns
     -------
@@ -191,12 +267,19 @@ def cached(
     cache = cache if cache is not None else ResultCache()
     key = config_hash(config)
     if not refresh:
-        hit = cache.get(key) if all(p in cache for p in require) else None
-        if hit is not None:
+        hit = cache.get(key, config) if all(p in cache for p in require) else None
+        if hit is not None and (valid is None or _accepts(valid, hit)):
             return {**hit, "cached": True}
     record = dict(compute())
     cache.put(key, record, config)
     return {**_plain(record), "cached": False}
+
+
+def _accepts(valid: Callable[[dict[str, Any]], bool], record: dict[str, Any]) -> bool:
+    try:
+        return bool(valid(record))
+    except Exception:  # a check that trips on a malformed record refuses it
+        return False
 
 
 # --------------------------------------------------------------------- experiments
@@ -324,13 +407,92 @@ def simulation_settings(preset: str, overrides: Mapping[str, Any], seed: int) ->
     return _plain(_simulation_config(preset, overrides, seed))
 
 
+def _code_digest(code: Any) -> str:
+    """A digest of a code object's bytecode, names and constants (stable across runs)."""
+    parts = [code.co_code.hex(), list(code.co_names), list(code.co_varnames),
+             [(_code_digest(c) if hasattr(c, "co_code") else repr(c)) for c in code.co_consts]]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def factory_key(factory: Any, _seen: frozenset[int] = frozenset()) -> Any:
+    """What identifies a cohort factory in cache keys: its name, code, defaults and the
+    values it closes over.
+
+    Two closures made by one function from different values get different keys;
+    a factory may also set a ``cache_key`` attribute describing everything its
+    result depends on.
+
+    Parameters
+    ----------
+    factory : callable
+        A cohort factory ``(preset, overrides, seed) -> cohort``.
+
+    Returns
+    -------
+    any
+        A JSON-ready description.
+    """
+    import functools
+
+    if id(factory) in _seen:  # a function that refers to itself (recursion)
+        return {"recursive": getattr(factory, "__qualname__", type(factory).__qualname__)}
+    _seen = _seen | {id(factory)}
+    explicit = getattr(factory, "cache_key", None)
+    if explicit is not None and not callable(explicit):
+        return {"cache_key": _plain(explicit)}
+    if isinstance(factory, functools.partial):
+        return {"partial": factory_key(factory.func, _seen), "args": _describe(factory.args, _seen),
+                "keywords": _describe(factory.keywords, _seen)}
+    func = getattr(factory, "__func__", factory)  # bound methods: the function and its object
+    desc: dict[str, Any] = {
+        "module": getattr(func, "__module__", None),
+        "qualname": getattr(func, "__qualname__", type(func).__qualname__),
+    }
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        desc["code"] = _code_digest(code)
+        desc["defaults"] = _describe(getattr(func, "__defaults__", None), _seen)
+        desc["kwdefaults"] = _describe(getattr(func, "__kwdefaults__", None), _seen)
+        cells = getattr(func, "__closure__", None) or ()
+        values = []
+        for cell in cells:
+            try:
+                values.append(_describe(cell.cell_contents, _seen))
+            except ValueError:  # an empty cell
+                values.append(None)
+        desc["closure"] = dict(zip(code.co_freevars, values))
+    else:  # a callable object: its type and state
+        desc["state"] = _describe(getattr(factory, "__dict__", repr(factory)), _seen)
+    if getattr(factory, "__self__", None) is not None:
+        desc["self"] = _describe(factory.__self__, _seen)
+    return desc
+
+
+def _describe(value: Any, _seen: frozenset[int] = frozenset()) -> Any:
+    """Like :func:`_plain`, but functions are described by :func:`factory_key`."""
+    if callable(value) and (hasattr(value, "__code__") or hasattr(value, "func")):
+        return factory_key(value, _seen)
+    if isinstance(value, Mapping):
+        return {str(k): _describe(v, _seen)
+                for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, _seen) for v in value]
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):  # by content, without spelling it out
+        data = np.ascontiguousarray(value)
+        return {"array": hashlib.sha256(data.tobytes()).hexdigest()[:16],
+                "shape": list(data.shape), "dtype": str(data.dtype)}
+    return _plain(value)
+
+
 _COHORTS: OrderedDict[str, Any] = OrderedDict()
 _COHORT_SLOTS = 2
 
 
 def _cohort(factory: CohortFactory, preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
     """Generate a cohort, keeping the last few in memory (sweeps reuse them)."""
-    key = config_hash([getattr(factory, "__qualname__", repr(factory)), preset, overrides, seed])
+    key = config_hash([factory_key(factory), preset, overrides, seed])
     if key in _COHORTS:
         _COHORTS.move_to_end(key)
         return _COHORTS[key]
@@ -467,7 +629,7 @@ def run_experiment(
         )
     key_config = {
         "version": __version__,
-        "factory": getattr(factory, "__qualname__", repr(factory)),
+        "factory": factory_key(factory),
         "data": factory_settings(experiment.preset, experiment.simulation, experiment.cohort_seed),
         "training": experiment.train_config().to_dict(),
         "seed": experiment.seed,
@@ -497,7 +659,7 @@ def run_experiment(
             twins = getattr(part, "twins", None)
             if twins is not None:
                 scores[split]["twin_score"] = predict(result, twins).tolist()
-        cache_obj.put(config_hash(key_config) + ".scores", scores)
+        cache_obj.put(config_hash(key_config) + ".scores", scores, key_config)
         record.update(
             best_epoch=result.best_epoch,
             epochs_run=len(result.history),
@@ -508,7 +670,15 @@ def run_experiment(
         return record
 
     key = config_hash(key_config)
-    record = cached(key_config, compute, cache_obj, refresh=refresh or return_model, require=[f"{key}.scores"])
+
+    def valid(record: dict[str, Any]) -> bool:
+        # a usable record has the overall metrics as numbers and well-formed scores
+        numbers = all(isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)
+                      for k in ("accuracy", "AUROC", "n_test"))
+        return numbers and _valid_scores(cache_obj.get(f"{key}.scores", key_config))
+
+    record = cached(key_config, compute, cache_obj, refresh=refresh or return_model,
+                    require=[f"{key}.scores"], valid=valid)
     settings = {
         "preset": experiment.preset,
         "seed": experiment.seed,
@@ -646,7 +816,31 @@ def load_scores(record: Mapping[str, Any] | str, cache: ResultCache | None = Non
     stored = cache.get(f"{key}.scores")
     if stored is None:
         raise ValueError(f"no scores stored for experiment {key!r} in {cache.directory}")
+    if not _valid_scores(stored):
+        raise ValueError(f"the scores stored for experiment {key!r} in {cache.directory} are "
+                         "malformed; run the experiment again with refresh=True")
     return {split: pd.DataFrame(values) for split, values in stored.items()}
+
+
+def _valid_scores(stored: Any) -> bool:
+    """Stored scores: ``{"val"|"test": {"label", "bias_group", "score"[, "twin_score"]}}``,
+    equal-length lists of numbers, scores in [0, 1]."""
+    if not isinstance(stored, dict) or not {"val", "test"} <= set(stored):
+        return False
+    for part in stored.values():
+        if not isinstance(part, dict) or not {"label", "bias_group", "score"} <= set(part):
+            return False
+        lengths = set()
+        for name, values in part.items():
+            if not isinstance(values, list) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                return False
+            if name in ("score", "twin_score") and not all(0.0 <= v <= 1.0 for v in values):
+                return False
+            lengths.add(len(values))
+        if len(lengths) != 1:
+            return False
+    return True
 
 
 def _label(value: Any) -> Any:

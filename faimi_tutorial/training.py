@@ -767,6 +767,10 @@ def fit(
         settings = config.to_dict()
         settings.update(overrides)
         config = TrainConfig(**settings)
+    if checkpoint is not None:  # a bad path fails now, not after training
+        from .validation import check_output_file
+
+        check_output_file(checkpoint, "checkpoint")
     seed_everything(seed)
     device = choose_device(str(device) if device is not None else None)
     train, valid = _train_val(data, val, config.val_fraction, seed)
@@ -960,7 +964,15 @@ def save_checkpoint(result: FitResult, path: str | os.PathLike[str]) -> Path:
         "seed": int(result.seed),
         "stopped_early": bool(result.stopped_early),
     }
-    torch.save(payload, path)
+    import uuid
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -1112,13 +1124,21 @@ def _run_cli(args: Any) -> int:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
+    from .validation import check_output_file, check_seed
+
+    # every argument is checked before reading data or training, so no work is lost
     try:
+        seed = check_seed(args.seed, "--seed")
+        device = choose_device(args.device)
+        if args.checkpoint is not None:
+            check_output_file(args.checkpoint, "--checkpoint")
         config = TrainConfig.preset(args.preset or presets.active_preset(), **overrides)
         data = _load_folder(args.dataset)
     except ValueError as err:
-        print(f"faimi train: error: {err}", file=sys.stderr)
+        message = str(err).replace("device=", "--device ", 1)
+        print(f"faimi train: error: {message}", file=sys.stderr)
         return 2
-    result = fit(data, config, seed=args.seed, device=args.device, progress=not args.quiet,
+    result = fit(data, config, seed=seed, device=device, progress=not args.quiet,
                  checkpoint=args.checkpoint)
     print(result.history.round(4).to_string(index=False))
     print(f"selected epoch: {result.best_epoch}" + (" (stopped early)" if result.stopped_early else ""))

@@ -264,9 +264,53 @@ def test_site_data_from_simulation_and_from_a_dataset_folder(tmp_path):
     torch.testing.assert_close(train2.images.mean(), fed.train_site("site-A").images.mean(), atol=1e-4, rtol=0)
 
 
+def _listening(pids: set[int]) -> set[tuple[str, int, int]]:
+    psutil = pytest.importorskip("psutil")
+    out = set()
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            out.add((conn.laddr.ip, conn.laddr.port, conn.pid))
+    return out
+
+
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def test_run_simulation_matches_package_fedavg():
+    import threading
+
+    psutil = pytest.importorskip("psutil")
     settings = fa.FlowerSettings(rounds=1)
-    history = fa.run_simulation(settings)
+    # list the sockets of this process and of every process it starts (Ray's gcs_server,
+    # raylet, workers) while the run goes on: each must listen on the loopback only
+    seen: set[tuple[str, int, int]] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not done.is_set():
+            try:
+                pids = {me.pid} | {c.pid for c in me.children(recursive=True)}
+                seen.update(_listening(pids))
+            except psutil.Error:
+                pass
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        history = fa.run_simulation(settings)
+    finally:
+        done.set()
+        watcher.join()
+    assert len({port for _, port, _ in seen}) >= 2, seen  # Ray's servers were seen
+    exposed = sorted((ip, port) for ip, port, _ in seen if not _is_loopback(ip))
+    assert not exposed, f"listening beyond 127.0.0.1: {exposed}"
     assert [r for r, _ in history] == [0, 1]
     seen = []
     federated.train_fedavg(settings.federation(), settings.fed_config(), seed=settings.seed,
@@ -281,3 +325,22 @@ def test_run_simulation_matches_package_fedavg():
     initial = federated.init_params(config, in_shape, settings.seed)
     moved = max(float((seen[0][k] - initial[k]).abs().max()) for k in initial)
     assert moved > 1e-3  # the round did train
+
+
+def test_client_save_dir_stays_inside_the_nodes_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("FAIMI_FL_SAVE_ROOT", raising=False)
+    root = tmp_path / "allowed"
+    node = {"save-root": str(root)}
+    assert fa.client_save_dir("", node) is None
+    assert fa.client_save_dir("run-1", node) == root.resolve() / "run-1"
+    assert fa.client_save_dir(str(root / "a" / "b"), node) == root.resolve() / "a" / "b"
+    for bad in ("/", "/etc", "..", "../elsewhere", "a/../../x", str(tmp_path)):
+        with pytest.raises(ValueError, match="save-dir.*outside"):
+            fa.client_save_dir(bad, node)
+    monkeypatch.chdir(tmp_path)  # default root: the SuperNode's working folder
+    assert fa.client_save_dir("out", {}) == tmp_path.resolve() / "out"
+    with pytest.raises(ValueError, match="outside"):
+        fa.client_save_dir("/tmp", {})
+    monkeypatch.setenv("FAIMI_FL_SAVE_ROOT", str(root))
+    with pytest.raises(ValueError, match="outside"):
+        fa.client_save_dir(str(tmp_path / "x"), {})
