@@ -91,7 +91,8 @@ def scipy_rate(cfg: simulate.SimulationConfig, n: int) -> float:
     fields = fields * np.sqrt(basis.variances).reshape((-1,) + (1,) * (fields.ndim - 1))
     pts = simulate._points_mm(grid, coarse)
     dims = len(fine)
-    disease = simulate.regional_field(cfg.disease, pts, dims, cfg.support) * cfg.disease_scale_mm
+    disease_mm = simulate.effect_calibration(cfg).disease_mm
+    disease = simulate.regional_field(cfg.disease, pts, dims, cfg.support) * disease_mm
     # voxel units of the coarse grid
     coarse_spacing = np.array([grid.spacing * (f - 1) / (c - 1) for f, c in zip(fine, coarse)])
     ident_c = np.stack(np.meshgrid(*[np.arange(c) for c in coarse], indexing="ij")).astype(
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     rounds = 2 if args.quick else 3
-    tutorial = simulate.SimulationConfig.preset("tutorial", seed=0)
+    # the whole brain on both grids, as MONAI warps it (training crops it afterwards)
+    tutorial = simulate.SimulationConfig.preset("tutorial", seed=0, crop=())
     full = simulate.SimulationConfig.preset("paper", seed=0)
     results: dict = {
         "benchmark": "simulator generation speed",

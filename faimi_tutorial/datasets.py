@@ -245,7 +245,9 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         "",
         "## Preprocessing/cleaning/labeling", "",
         "None needed: images are in MNI space and the labels are true by construction. "
-        "Splits are stratified on label x bias group.",
+        "Splits are stratified on label x bias group, and every coefficient (disease, bias, "
+        "shape) is drawn by stratified sampling within each label x bias group x split cell, "
+        "so the cells share one distribution of effect sizes.",
         "",
         "## Uses", "",
         "Teaching and methods research on shortcut learning, subgroup performance gaps, "

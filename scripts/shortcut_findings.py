@@ -57,9 +57,10 @@ STUDIES = ("prevalence", "morphological", "salience", "proximity", "mitigation",
            "saliency")
 PREVALENCES = [(0.5, 0.5), (0.6, 0.4), (0.7, 0.3), (0.8, 0.2), (0.9, 0.1)]
 PREVALENCES_3D = [(0.5, 0.5), (0.7, 0.3), (0.9, 0.1)]
-#: Strengths of the salience study: contrast factors and shape effects (natural SDs).
-INTENSITY_FACTORS = [1.0, 1.1, 1.2, 1.3]
-SHAPE_EFFECTS_SD = [0.0, 1.0, 2.0, 3.0]
+#: Strengths of the salience study: contrast factors and shape effects (natural SDs);
+#: strength 0 (no bias effect: the same images for both kinds) is run once.
+INTENSITY_FACTORS = [1.1, 1.2]
+SHAPE_EFFECTS_SD = [0.0, 1.0, 2.0]
 FAR_REGION = "right_occipital"
 
 
@@ -96,6 +97,9 @@ def study_salience(base: sweeps.Experiment, seeds: list[int]) -> pd.DataFrame:
         table["strength"] = [float(v) - (1.0 if kind == "intensity" else 0.0)
                              for v in table["value"].astype(float)]
         frames.append(table)
+    # no bias effect at all is the same data whatever the kind: share those runs
+    none = frames[1][frames[1]["strength"] == 0.0].assign(bias_kind="intensity")
+    frames.insert(0, none)
     return pd.concat(frames, ignore_index=True)
 
 
