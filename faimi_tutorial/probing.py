@@ -76,6 +76,7 @@ __all__ = [
     "model_disease_shift",
     "twin_sensitivity",
     "untrained_model",
+    "layer_report",
     "bootstrap_mean",
     "seed_summary",
     "paired_difference",
@@ -1163,6 +1164,82 @@ def untrained_model(
         config = TrainConfig(**{**config.to_dict(), **overrides})
     seed_everything(seed)
     return build_model(config.model_config(shape)).eval()
+
+
+def layer_report(
+    models: Mapping[str, Any],
+    data: Any,
+    layers: Sequence[str] | None = None,
+    config: ProbeConfig | None = None,
+    *,
+    n_components: int = 10,
+    max_features: int | None = 2048,
+    targets: Sequence[str] = ("bias_group", "label"),
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """Probes, twin sensitivity and disease-direction shift of several models, layer by layer.
+
+    Every model is read on the same data (subjects none of them was trained on,
+    with counterfactual twins), so the curves can be compared with each other and
+    with the ``"input"`` layer, which is the same for every model: the raw-image
+    reference.
+
+    Parameters
+    ----------
+    models : mapping of str to model
+        ``{name: FitResult or torch.nn.Module}``, e.g. an untrained network, a
+        model trained without the bias effect and one trained with it.
+    data : Cohort
+        Probe subjects with ``images``, ``twins``, ``label`` and ``bias_group``.
+    layers : sequence of str, optional
+        Layers to read (default: ``"input"`` and the first model's feature blocks).
+    config : ProbeConfig, optional
+        Probe settings (its ``n_boot``, ``confidence`` and ``seed`` are also used
+        for the intervals of the other two measures).
+    n_components : int, default 10
+        Components the disease direction is chosen from (:func:`disease_shift`).
+    max_features : int or None, default 2048
+        Pooling of wide layers for the probes and the shift (see
+        :func:`collect_activations`); the twin sensitivity keeps every value.
+    targets : sequence of str, default ("bias_group", "label")
+        What the probes decode (each balanced against the other).
+    seed : int, default 0
+        Seed of the split that chooses the disease direction.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``"probes"`` (rows of :func:`probe_model`), ``"sensitivity"`` (rows of
+        :func:`twin_sensitivity`) and ``"shift"`` (one row of
+        :func:`model_disease_shift` per layer), each with a ``model`` column.
+    """
+    from .models import layer_names
+
+    if not models:
+        raise ValueError("models is empty; give at least one {name: model}")
+    config = config or ProbeConfig()
+    if layers is None:
+        layers = ["input", *layer_names(_network(next(iter(models.values()))))]
+    layers = list(layers)
+    probes, sensitivity, shift = [], [], []
+    for name, model in models.items():
+        probes.append(probe_model(model, data, layers, config, targets=targets,
+                                  max_features=max_features).assign(model=name))
+        sensitivity.append(twin_sensitivity(model, data, layers, n_boot=max(config.n_boot, 1),
+                                            confidence=config.confidence,
+                                            seed=config.seed).assign(model=name))
+        rows = []
+        for depth, layer in enumerate(layers):
+            row = model_disease_shift(model, data, layer, n_components, n_boot=max(config.n_boot, 1),
+                                      confidence=config.confidence, seed=seed,
+                                      max_features=max_features)
+            rows.append({"depth": depth, **row})
+        shift.append(pd.DataFrame(rows).assign(model=name))
+    return {
+        "probes": pd.concat(probes, ignore_index=True),
+        "sensitivity": pd.concat(sensitivity, ignore_index=True),
+        "shift": pd.concat(shift, ignore_index=True),
+    }
 
 
 # --------------------------------------------------------------------- statistics over seeds

@@ -474,3 +474,18 @@ def test_probing_figures_draw_from_results():
     fig = plotting.plot_short(runs, probing.short_test(runs, n_boot=50))
     assert fig.axes[0].get_xlabel() == "encoding auroc"
     matplotlib.pyplot.close("all")
+
+
+def test_layer_report_reads_every_model_on_the_same_subjects(tiny_cohort):
+    nets = {"untrained": probing.untrained_model(tiny_cohort, "tiny", seed=0),
+            "other": probing.untrained_model(tiny_cohort, "tiny", seed=1)}
+    report = probing.layer_report(nets, tiny_cohort, ["input", "net.layer_0"], FAST, n_components=3)
+    assert set(report) == {"probes", "sensitivity", "shift"}
+    for table in report.values():
+        assert list(dict.fromkeys(table["model"])) == ["untrained", "other"]
+        assert set(table["layer"]) == {"input", "net.layer_0"}
+    sens = report["sensitivity"].set_index(["model", "layer"])["sensitivity"]
+    assert sens["untrained", "input"] == pytest.approx(sens["other", "input"])  # the raw reference
+    assert {"shift", "shift_low", "shift_high", "depth"} <= set(report["shift"].columns)
+    with pytest.raises(ValueError, match="empty"):
+        probing.layer_report({}, tiny_cohort)
