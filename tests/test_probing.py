@@ -471,6 +471,12 @@ def test_probing_figures_draw_from_results():
     assert len(plotting.plot_subgroup_projection(proj).axes) == 2
     runs = pd.DataFrame({"encoding_auroc": [0.6, 0.7, 0.8, 0.9], "TPR_gap": [0.0, 0.05, 0.1, 0.2],
                          "lam": [-1.0, 0.0, 0.5, 1.0]})
+    curves = probing.seed_summary(table.assign(seed=0), "auroc", ["model", "layer"], n_boot=20)
+    fig = plotting.plot_layer_curves(curves, "auroc", reference={"raw input": 0.9}, chance=0.5)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "raw input" in labels and "m" in labels
+    with pytest.raises(ValueError, match="columns"):
+        plotting.plot_layer_curves(curves, "nope")
     fig = plotting.plot_short(runs, probing.short_test(runs, n_boot=50))
     assert fig.axes[0].get_xlabel() == "encoding auroc"
     matplotlib.pyplot.close("all")
