@@ -1186,9 +1186,10 @@ def layer_report(
 
     Parameters
     ----------
-    models : mapping of str to model
+    models : mapping of str to model or sequence of models
         ``{name: FitResult or torch.nn.Module}``, e.g. an untrained network, a
-        model trained without the bias effect and one trained with it.
+        model trained without the bias effect and one trained with it; a
+        sequence of models (e.g. one per seed) gives one run each.
     data : Cohort
         Probe subjects with ``images``, ``twins``, ``label`` and ``bias_group``.
     layers : sequence of str, optional
@@ -1211,30 +1212,36 @@ def layer_report(
     dict of str to pandas.DataFrame
         ``"probes"`` (rows of :func:`probe_model`), ``"sensitivity"`` (rows of
         :func:`twin_sensitivity`) and ``"shift"`` (one row of
-        :func:`model_disease_shift` per layer), each with a ``model`` column.
+        :func:`model_disease_shift` per layer), each with ``model`` and ``seed``
+        columns (``seed``: the model's training seed, or its position in the
+        sequence when it has none).
     """
     from .models import layer_names
 
     if not models:
         raise ValueError("models is empty; give at least one {name: model}")
     config = config or ProbeConfig()
+    runs = []
+    for name, value in models.items():
+        group = list(value) if isinstance(value, (list, tuple)) else [value]
+        runs += [(name, int(getattr(m, "seed", i)), m) for i, m in enumerate(group)]
     if layers is None:
-        layers = ["input", *layer_names(_network(next(iter(models.values()))))]
+        layers = ["input", *layer_names(_network(runs[0][2]))]
     layers = list(layers)
     probes, sensitivity, shift = [], [], []
-    for name, model in models.items():
+    for name, run_seed, model in runs:
         probes.append(probe_model(model, data, layers, config, targets=targets,
-                                  max_features=max_features).assign(model=name))
+                                  max_features=max_features).assign(model=name, seed=run_seed))
         sensitivity.append(twin_sensitivity(model, data, layers, n_boot=max(config.n_boot, 1),
                                             confidence=config.confidence,
-                                            seed=config.seed).assign(model=name))
+                                            seed=config.seed).assign(model=name, seed=run_seed))
         rows = []
         for depth, layer in enumerate(layers):
             row = model_disease_shift(model, data, layer, n_components, n_boot=max(config.n_boot, 1),
                                       confidence=config.confidence, seed=seed,
                                       max_features=max_features)
             rows.append({"depth": depth, **row})
-        shift.append(pd.DataFrame(rows).assign(model=name))
+        shift.append(pd.DataFrame(rows).assign(model=name, seed=run_seed))
     return {
         "probes": pd.concat(probes, ignore_index=True),
         "sensitivity": pd.concat(sensitivity, ignore_index=True),

@@ -484,7 +484,7 @@ def test_probing_figures_draw_from_results():
 
 def test_layer_report_reads_every_model_on_the_same_subjects(tiny_cohort):
     nets = {"untrained": probing.untrained_model(tiny_cohort, "tiny", seed=0),
-            "other": probing.untrained_model(tiny_cohort, "tiny", seed=1)}
+            "other": [probing.untrained_model(tiny_cohort, "tiny", seed=s) for s in (1, 2)]}
     report = probing.layer_report(nets, tiny_cohort, ["input", "net.layer_0"], FAST, n_components=3)
     assert set(report) == {"probes", "sensitivity", "shift"}
     for table in report.values():
@@ -493,5 +493,7 @@ def test_layer_report_reads_every_model_on_the_same_subjects(tiny_cohort):
     sens = report["sensitivity"].set_index(["model", "layer"])["sensitivity"]
     assert sens["untrained", "input"] == pytest.approx(sens["other", "input"])  # the raw reference
     assert {"shift", "shift_low", "shift_high", "depth"} <= set(report["shift"].columns)
+    assert sorted(set(zip(report["probes"]["model"], report["probes"]["seed"]))) == [
+        ("other", 0), ("other", 1), ("untrained", 0)]  # positions: plain networks have no seed
     with pytest.raises(ValueError, match="empty"):
         probing.layer_report({}, tiny_cohort)
