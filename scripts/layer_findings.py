@@ -94,6 +94,17 @@ def simulate(preset: str, n_subjects: int, seed: int, **settings: Any) -> Any:
     return ft.simulate.generate(cfg, progress=False)
 
 
+def code_version() -> str:
+    """Hash of the package's source: a cached seed is reused only by the same code.
+
+    Returns
+    -------
+    str
+    """
+    package = Path(ft.__file__).parent
+    return sweeps.config_hash([p.read_text() for p in sorted(package.glob("*.py"))])
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records"))
 
@@ -135,11 +146,11 @@ def run_seed(study: str, seed: int, preset: str, n_subjects: int, n_probe: int) 
     if study in ("core", "intensity"):
         models: dict[str, Any] = {"untrained": probing.untrained_model(biased, preset, seed=seed, **TRAIN)}
         if study == "core":
-            models["trained without the bias effect"] = fit(biased.with_twins())
-            models["trained 50/50"] = fit(simulate(preset, n_subjects, 1 + seed, bias_prevalence=(0.5, 0.5)))
-            models["trained biased (70/30)"] = fit(biased)
+            models["without the bias effect"] = fit(biased.with_twins())
+            models["50/50"] = fit(simulate(preset, n_subjects, 1 + seed, bias_prevalence=(0.5, 0.5)))
+            models["biased (70/30)"] = fit(biased)
         else:
-            models["trained biased (70/30)"] = fit(biased)
+            models["intensity (70/30)"] = fit(biased)
         report = probing.layer_report(models, probe_set, config=PROBE, seed=seed)
         for name in ("probes", "sensitivity", "shift"):
             out[name] = _records(report[name].assign(study=study, seed=seed))
@@ -182,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     cache = sweeps.ResultCache()
     start = time.perf_counter()
     tables: dict[str, list] = {name: [] for name in TABLES}
+    code = code_version()
     for study in args.only:
         for seed in range(args.seeds):
-            key = {"script": "layer_findings", "version": ft.__version__, "study": study, "seed": seed,
+            key = {"script": "layer_findings", "code": code, "study": study, "seed": seed,
                    "preset": args.preset, "n_subjects": args.n_subjects, "n_probe": args.n_probe,
                    "lambdas": LAMBDAS, "train": TRAIN, "probe": PROBE.to_dict(),
                    "simulation": sweeps.simulation_settings(args.preset, {"dims": 2}, 0)}
@@ -200,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if rows:
             path = args.out / FILES[name]
             frame = pd.DataFrame(rows)
+            first = [c for c in ("study", "model", "seed", "lam", "layer", "depth", "target") if c in frame]
+            frame = frame[first + [c for c in frame.columns if c not in first]]
             if path.exists():  # keep the other studies' rows of an earlier call
                 old = pd.read_csv(path)
                 frame = pd.concat([old[~old["study"].isin(args.only)], frame], ignore_index=True)

@@ -443,8 +443,12 @@ def test_seed_summary_and_paired_difference():
     assert verdicts == {"a": "no difference shown", "b": "higher"}
     b = diff.set_index("layer").loc["b"]
     assert b["difference"] == pytest.approx(0.1) and b["n_pairs"] == 5 and b["n_positive"] == 5
+    boot = probing.paired_difference(table, "auroc", "model", "untrained", by="layer", method="bootstrap")
+    assert list(boot["verdict"]) == ["no difference shown", "higher"]
     with pytest.raises(ValueError, match="reference"):
         probing.paired_difference(table, "auroc", "model", "nope")
+    with pytest.raises(ValueError, match="method"):
+        probing.paired_difference(table, "auroc", "model", "untrained", method="z")
 
 
 # --------------------------------------------------------------------- figures
