@@ -25,6 +25,17 @@ predicts the disease (on the fitting part) and returns the held-out subjects'
 coordinates on it, with their subgroup: label x bias group, aligned with the
 shortcut (disease with the bias feature, controls without) or misaligned.
 
+**Compared with what?** A visible attribute is decodable from an untrained network
+too, so every measure needs references: the raw image (the ``"input"`` layer), an
+untrained network of the same architecture and seed (:func:`untrained_model`) and a
+model trained on the same subjects without the bias effect (their counterfactual
+twins). :func:`twin_sensitivity` measures per layer how much the activations change
+when only the bias effect is removed, ``||f(x) - f(twin)|| / ||f(x)||``, and
+:func:`disease_shift` how far the bias effect alone moves each subject along the
+disease direction. :func:`layer_report` runs probes, twin sensitivity and shift for
+several models on the same subjects; :func:`seed_summary` and
+:func:`paired_difference` turn runs over seeds into intervals and verdicts.
+
 **Does the model use what it encodes?** Encoding alone does not prove that a model
 takes a shortcut. The shortcut test ShorT (Brown et al., Nat Commun 2023) trains a
 family of models whose encoding of the attribute is pushed up or down by an
@@ -32,8 +43,8 @@ attribute head whose gradient into the network is scaled by ``lam``
 (:class:`GradientScale`; ``lam < 0`` is gradient reversal, i.e. unlearning,
 ``lam > 0`` asks for more encoding), then relates the measured encoding to the
 fairness gap across those models (:func:`fit_attribute_head`, :func:`short_sweep`,
-:func:`short_test`). If the gap grows with the encoding, the model's decisions use
-the attribute.
+:func:`short_test`). If the gap follows the encoding (a rank-correlation trend test,
+significant at a stated level), the model's decisions use the attribute.
 
 >>> import torch
 >>> import faimi_tutorial as ft
