@@ -368,10 +368,12 @@ REGIONS: dict[str, Region] = {
     for r in [
         Region("right_insula", (41.0, 2.0, 2.0), 9.0, description="right insula (disease region)"),
         Region("left_insula", (-41.0, 2.0, 2.0), 9.0, description="left insula"),
-        Region("right_putamen", (24.0, 4.0, 0.0), 8.0, description="right putamen (near bias)"),
-        Region("left_putamen", (-24.0, 4.0, 0.0), 8.0, description="left putamen"),
-        Region("right_occipital", (20.0, -90.0, 4.0), 10.0, description="right occipital lobe (far bias)"),
-        Region("left_occipital", (-20.0, -90.0, 4.0), 10.0, description="left occipital lobe"),
+        Region("right_putamen", (18.0, 4.0, 1.0), 7.0,
+               description="right putamen, medial part (near bias)"),
+        Region("left_putamen", (-18.0, 4.0, 1.0), 7.0, description="left putamen, medial part"),
+        Region("right_occipital", (20.0, -90.0, 4.0), 7.0,
+               description="right occipital lobe (far bias)"),
+        Region("left_occipital", (-20.0, -90.0, 4.0), 7.0, description="left occipital lobe"),
         Region("right_thalamus", (12.0, -18.0, 6.0), 7.0, description="right thalamus"),
         Region("right_hippocampus", (28.0, -22.0, -14.0), 7.0, description="right hippocampus"),
         Region("left_hippocampus", (-28.0, -22.0, -14.0), 7.0, description="left hippocampus"),
@@ -506,7 +508,8 @@ def region_weight(region: str | Region, grid: Grid, taper_mm: float | None = Non
     grid : Grid
         Target grid.
     taper_mm : float, optional
-        Width of the cosine taper (default: the region's radius).
+        Width of the cosine taper (default: half the region's radius, so that the
+        weight reaches as far as a regional field of support 1.5).
 
     Returns
     -------
@@ -514,7 +517,7 @@ def region_weight(region: str | Region, grid: Grid, taper_mm: float | None = Non
         float32 weights in ``[0, 1]`` of ``grid.shape``.
     """
     region = get_region(region)
-    taper = region.radius_mm if taper_mm is None else float(taper_mm)
+    taper = 0.5 * region.radius_mm if taper_mm is None else float(taper_mm)
     d = _distance_mm(region, grid)
     t = np.clip((d - region.radius_mm) / max(taper, 1e-6), 0.0, 1.0)
     return (0.5 * (1.0 + np.cos(math.pi * t))).astype(np.float32)

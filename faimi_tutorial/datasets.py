@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .simulate import Cohort, SimulationConfig
+from .simulate import Cohort, SimulationConfig, effect_calibration, effect_table
 
 __all__ = [
     "DatasetError",
@@ -143,6 +143,7 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
     cfg = cohort.config
     meta = cohort.meta
     n = len(cohort)
+    calibration = effect_calibration(cfg) if cfg is not None else None
     split = pd.Series(pd.Categorical(meta["split"].astype(str),
                                      categories=["train", "val", "test"]), name="split")
     table = pd.crosstab([split, meta["label"].map({0: "control", 1: "disease"}).rename("label")],
@@ -188,13 +189,16 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
             f"({cfg.disease.description or 'sphere'}, radius {cfg.disease.radius_mm:g} mm at MNI "
             f"{tuple(cfg.disease.centre_mm)}), coefficient c ~ N({cfg.disease_mean[0]:g}, "
             f"{cfg.disease_sd[0]:g}) for disease and N({cfg.disease_mean[1]:g}, "
-            f"{cfg.disease_sd[1]:g}) for controls; {cfg.disease_scale_mm:g} mm peak "
-            "displacement per unit of c (positive = atrophy).",
+            f"{cfg.disease_sd[1]:g}) for controls; one unit of c changes the region's "
+            f"volume by {cfg.disease_effect_sd:g} natural SDs ({calibration.disease_mm:.2f} mm "
+            "peak displacement; positive = atrophy).",
             f"- **Bias effect** ({cfg.bias_kind}): in the *{cfg.bias.name}* region "
             f"({cfg.bias.description or 'sphere'}, radius {cfg.bias.radius_mm:g} mm at MNI "
             f"{tuple(cfg.bias.centre_mm)})"
-            + (f", b ~ N({cfg.bias_mean:g}, {cfg.bias_sd:g}) with {cfg.bias_scale_mm:g} mm per "
-               "unit of b" if cfg.morphological_bias else "")
+            + (f", b ~ N({cfg.bias_mean:g}, {cfg.bias_sd:g}); one unit of b changes the "
+               f"region's volume by {cfg.bias_effect_sd:g} natural SDs "
+               f"({calibration.bias_mm:.2f} mm peak displacement)"
+               if cfg.morphological_bias else "")
             + (f"; contrast stretched by {cfg.intensity_factor:g} about mid-grey "
                f"({cfg.intensity_scope})" if cfg.intensity_bias else "")
             + ". Only the bias group carries it.",
@@ -203,7 +207,16 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
             + (" (no association with the label)." if abs(prev_d - prev_c) < 1e-9 else
                ": the bias feature is correlated with the label, a shortcut a model can learn."),
             f"- **Subject variation**: {cfg.n_basis} smooth shape fields, RMS "
-            f"{cfg.basis_scale_mm:g} mm; additive noise sd {cfg.noise_sd:g}.",
+            f"{cfg.basis_scale_mm:g} mm; additive noise sd {cfg.noise_sd:g}. Natural spread "
+            f"of the regions' volumes across subjects (SD): {cfg.disease.name} "
+            f"{calibration.disease_sd_ml:.3f} mL, {cfg.bias.name} {calibration.bias_sd_ml:.3f} mL"
+            f"; of the bias region's mean intensity: {calibration.bias_intensity_sd:.4f}.",
+            "",
+            "Relative strength of the effects, measured on these subjects (effect in natural "
+            "SDs of the same quantity across subjects; leaks as a percentage of the disease "
+            "effect on the same quantity):",
+            "",
+            _markdown_table(_effect_rows(cohort)),
         ]
     else:
         lines += ["- Unknown: no generating configuration was recorded."]
@@ -236,6 +249,23 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         "",
     ]
     return "\n".join(lines)
+
+
+def _effect_rows(cohort: Cohort) -> pd.DataFrame:
+    """The effect table of a cohort, rounded for the datasheet (empty without twins)."""
+    if cohort.twins is None:
+        return pd.DataFrame({"note": ["no twins: effects not measured"]})
+    table = effect_table(cohort)
+    out = pd.DataFrame({
+        "region": table["region"], "quantity": table["quantity"],
+        "effect": table["effect_size"].map(lambda v: f"{v:.4g}"),
+        "natural SD": table["natural_sd"].map(lambda v: f"{v:.4g}"),
+        "effect (SDs)": table["effect_sd"].map(lambda v: f"{v:.2f}"),
+        "% of disease effect": table["percent_of_disease_effect"].map(
+            lambda v: "" if not np.isfinite(v) else f"{v:.2f}"),
+    })
+    out.index.name = "effect"
+    return out
 
 
 def _markdown_table(table: pd.DataFrame) -> str:

@@ -632,10 +632,60 @@ def counterfactual_flip_rate(
     return out
 
 
+def mean_interval(x: Sequence[float], *, confidence: float = 0.95, method: str = "bootstrap",
+                  n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of repeated results (seeds) and its interval.
+
+    The default is a percentile bootstrap of the mean over the runs: it never leaves
+    the range of the values, so a rate's interval stays inside ``[0, 1]``. With few
+    runs it is narrower than a t-interval; ``method="t"`` gives the Student
+    t-interval instead.
+
+    Parameters
+    ----------
+    x : sequence of float
+        One value per run (NaNs are dropped).
+    confidence : float, default 0.95
+        Level of the interval, in (0, 1).
+    method : {"bootstrap", "t"}
+        Percentile bootstrap over runs, or Student t.
+    n_boot : int, default 4000
+        Bootstrap resamples.
+    seed : int, default 0
+        Seed of the resampling (the interval is reproducible).
+
+    Returns
+    -------
+    tuple of float
+        ``(mean, low, high)``; the interval is NaN with fewer than two runs.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
+    if method not in ("bootstrap", "t"):
+        raise ValueError(f"method={method!r} is invalid; allowed: bootstrap, t")
+    values = np.asarray(x, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, np.nan, np.nan
+    alpha = 1.0 - confidence
+    if method == "t":
+        half = float(stats.t.ppf(1 - alpha / 2, len(values) - 1) * values.std(ddof=1)
+                     / np.sqrt(len(values)))
+        return mean, mean - half, mean + half
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (int(n_boot), len(values)))].mean(1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return mean, float(low), float(high)
+
+
 def aggregate_seeds(
-    df: pd.DataFrame, by: str | Sequence[str], values: str | Sequence[str], *, confidence: float = 0.95
+    df: pd.DataFrame, by: str | Sequence[str], values: str | Sequence[str], *,
+    confidence: float = 0.95, method: str = "bootstrap",
 ) -> pd.DataFrame:
-    """Mean and t-interval of results across seeds (or any repeated runs).
+    """Mean and interval of results across seeds (or any repeated runs).
 
     Parameters
     ----------
@@ -646,7 +696,10 @@ def aggregate_seeds(
     values : str or sequence of str
         Numeric columns to aggregate.
     confidence : float, default 0.95
-        Level of the interval (Student t over runs; NaN with a single run).
+        Level of the interval (NaN with a single run).
+    method : {"bootstrap", "t"}
+        Interval of :func:`mean_interval`: percentile bootstrap over runs (stays
+        inside the values' range) or Student t.
 
     Returns
     -------
@@ -668,13 +721,101 @@ def aggregate_seeds(
         row["n_runs"] = len(part)
         for v in values:
             x = part[v].astype(float).dropna().to_numpy()
-            mean = float(np.mean(x)) if len(x) else np.nan
             sd = float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
-            half = (
-                float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * sd / np.sqrt(len(x)))
-                if len(x) > 1
-                else np.nan
-            )
-            row.update({f"{v}_mean": mean, f"{v}_sd": sd, f"{v}_low": mean - half, f"{v}_high": mean + half})
+            mean, low, high = mean_interval(x, confidence=confidence, method=method)
+            row.update({f"{v}_mean": mean, f"{v}_sd": sd, f"{v}_low": low, f"{v}_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_difference(df: pd.DataFrame, setting: str, reference: object, other: object,
+                      values: str | Sequence[str], *, pair: str = "seed",
+                      confidence: float = 0.95) -> pd.DataFrame:
+    """``other - reference`` paired by run (seed), with a t-interval over pairs.
+
+    A difference is not bounded like a rate, so the t-interval (wider than a
+    bootstrap with few seeds) is used.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per run, with columns ``setting``, ``pair`` and ``values``.
+    setting : str
+        Column naming the compared settings.
+    reference, other : object
+        The two values of ``setting`` to compare.
+    values : str or sequence of str
+        Metrics to compare.
+    pair : str, default "seed"
+        Column pairing the runs (one run per setting and pair).
+    confidence : float, default 0.95
+        Level of the interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per metric: ``mean``, ``low``, ``high``, ``n_pairs`` and
+        ``excludes_zero``.
+    """
+    values = [values] if isinstance(values, str) else list(values)
+    missing = [c for c in [setting, pair, *values] if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing!r} are not in df (has {list(df.columns)!r})")
+    a = df[df[setting] == reference].set_index(pair)
+    b = df[df[setting] == other].set_index(pair)
+    if a.index.has_duplicates or b.index.has_duplicates:
+        raise ValueError(f"pair={pair!r} must identify one run per setting")
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        raise ValueError(f"no {pair} has runs of both {reference!r} and {other!r}")
+    rows = []
+    for v in values:
+        d = (b.loc[common, v].astype(float) - a.loc[common, v].astype(float)).to_numpy()
+        mean, low, high = mean_interval(d, confidence=confidence, method="t")
+        rows.append({"metric": v, "mean": mean, "low": low, "high": high,
+                     "n_pairs": int(np.isfinite(d).sum()),
+                     "excludes_zero": bool(low > 0 or high < 0)})
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def trend_test(df: pd.DataFrame, x: str, y: str, *, pair: str = "seed",
+               confidence: float = 0.95) -> dict[str, float]:
+    """Does ``y`` grow with ``x``? Slope per run (seed), Spearman over all runs.
+
+    Fits a least-squares line of ``y`` on ``x`` within each ``pair`` (the runs of
+    one seed over the settings), reports the mean slope with a t-interval over
+    seeds, and Spearman's rank correlation with its p-value over all rows.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per run.
+    x, y : str
+        The varied setting (numeric) and the outcome.
+    pair : str, default "seed"
+        Column grouping the runs that share everything but ``x``.
+    confidence : float, default 0.95
+        Level of the slope's interval.
+
+    Returns
+    -------
+    dict
+        ``slope``, ``slope_low``, ``slope_high``, ``n_pairs``, ``spearman_rho``,
+        ``spearman_p`` and ``increasing`` / ``decreasing`` (the slope's interval
+        excludes 0 on that side).
+    """
+    missing = [c for c in (x, y, pair) if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing!r} are not in df (has {list(df.columns)!r})")
+    slopes = []
+    for _, part in df.groupby(pair):
+        xs, ys = part[x].astype(float).to_numpy(), part[y].astype(float).to_numpy()
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        if ok.sum() >= 2 and np.ptp(xs[ok]) > 0:
+            slopes.append(float(np.polyfit(xs[ok], ys[ok], 1)[0]))
+    mean, low, high = mean_interval(slopes, confidence=confidence, method="t")
+    clean = df[[x, y]].astype(float).dropna()
+    rho, p = stats.spearmanr(clean[x], clean[y]) if len(clean) > 2 else (np.nan, np.nan)
+    return {"slope": mean, "slope_low": low, "slope_high": high, "n_pairs": len(slopes),
+            "spearman_rho": float(rho), "spearman_p": float(p),
+            "increasing": bool(low > 0), "decreasing": bool(high < 0)}

@@ -87,7 +87,8 @@ def subgroup_configs(
     ``"other_region"``
         B's disease effect lies in ``other_region`` instead of A's disease region;
     ``"weaker"``
-        B's disease effect is ``weaker_factor`` times A's (``disease_scale_mm``).
+        B's disease effect is ``weaker_factor`` times A's (``disease_effect_sd``, or
+        ``disease_scale_mm`` when A's is given in mm).
 
     Parameters
     ----------
@@ -129,7 +130,10 @@ def subgroup_configs(
     if presentation == "other_region":
         changes["disease_region"] = other_region
     elif presentation == "weaker":
-        changes["disease_scale_mm"] = float(base.disease_scale_mm) * float(weaker_factor)
+        if base.disease_scale_mm is not None:  # an explicit displacement: scale it
+            changes["disease_scale_mm"] = float(base.disease_scale_mm) * float(weaker_factor)
+        else:  # else the effect in natural SDs
+            changes["disease_effect_sd"] = float(base.disease_effect_sd) * float(weaker_factor)
     return {groups[0]: base, groups[1]: base.replace(**changes)}
 
 

@@ -17,6 +17,18 @@ re-implemented from the papers' description:
 * **Bias effect.** The same kind of field in the bias region with ``b ~ N(2, 1)``,
   applied only to the bias group (``bias_kind="morphological"``); or a contrast
   stretch by ``intensity_factor`` about mid-grey (``"intensity"``); or both.
+* **Effect sizes in one unit.** As in SimBA, one unit of ``c`` or ``b`` changes the
+  affected region's volume by ``disease_effect_sd`` (``bias_effect_sd``) natural
+  standard deviations of that volume across subjects (:func:`effect_calibration`
+  measures both on the template and the shape basis), so the two effects are
+  comparable whatever the regions' sizes.
+* **Confined effects.** Every field vanishes beyond ``support`` region radii; the
+  named near bias region is placed so that its effect never reaches the disease
+  region (tested: < 2 % of the disease effect on the disease region's volume and
+  mean intensity).
+* **Stratified draws.** Every coefficient is drawn by stratified sampling within each
+  class x bias group x split cell (SimBA's stratified distributions), so the cells
+  have the same effect-size distributions by construction.
 * **Integration.** The summed velocity field is integrated by scaling and squaring
   on a coarse grid and the displacement is upsampled once; the template is then
   warped with :func:`torch.nn.functional.grid_sample`, in batches, on CPU or GPU.
@@ -55,6 +67,12 @@ __all__ = [
     "contrast_stretch",
     "sample_design",
     "stratified_split",
+    "stratified_normal",
+    "effect_calibration",
+    "EffectCalibration",
+    "effect_table",
+    "bias_energy",
+    "match_bias_energy",
     "register",
 ]
 
@@ -65,12 +83,14 @@ INTENSITY_SCOPES: tuple[str, ...] = ("region", "global")
 _BUMP_PEAK = (1 / math.sqrt(7)) * (6 / 7) ** 3
 
 
+#: Margin (mm) around a crop within which displacements are integrated.
+_CROP_MARGIN_MM = 24.0
+
 #: Fields taken from the preset's grid entry for ``dims`` when left unset (``None``);
 #: :meth:`SimulationConfig.replace` re-derives them when ``dims`` or ``preset`` changes.
 _GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
-                                 "integration_spacing_mm", "disease_scale_mm", "bias_scale_mm")
-#: Effect sizes used when a preset's grid entry does not set them (mm per unit coefficient).
-_EFFECT_DEFAULTS: dict[str, float] = {"disease_scale_mm": 1.5, "bias_scale_mm": 4.0}
+                                 "integration_spacing_mm", "crop", "disease_effect_sd",
+                                 "bias_effect_sd")
 
 
 class ConfigError(ValueError):
@@ -109,13 +129,17 @@ _HELP: dict[str, str] = {
     "disease_region": "region of the disease effect: a name or 'x,y,z,radius' in mm",
     "disease_mean": "mean of the disease coefficient c for (disease, control)",
     "disease_sd": "standard deviation of c for (disease, control)",
+    "disease_effect_sd": "change of the disease region's volume per unit of c, in natural "
+    "standard deviations of that volume across subjects; default: the preset's for dims",
     "disease_scale_mm": "peak displacement (mm) of the disease field per unit of c; "
-    "default: the preset's for dims",
+    "default: calibrated from disease_effect_sd",
     "bias_region": "region of the bias effect: a name or 'x,y,z,radius' in mm",
     "bias_mean": "mean of the bias coefficient b (bias group only)",
     "bias_sd": "standard deviation of b",
+    "bias_effect_sd": "change of the bias region's volume per unit of b, in natural "
+    "standard deviations of that volume across subjects; default: the preset's for dims",
     "bias_scale_mm": "peak displacement (mm) of the bias field per unit of b; "
-    "default: the preset's for dims",
+    "default: calibrated from bias_effect_sd",
     "bias_kind": "morphological (a deformation), intensity (a contrast change) or both",
     "intensity_factor": "contrast stretch about mid-grey for an intensity bias",
     "intensity_scope": "region (the bias region only, smoothly tapered) or global",
@@ -127,6 +151,8 @@ _HELP: dict[str, str] = {
     "split": "fractions of subjects in train, val and test",
     "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated; "
     "default: the preset's",
+    "crop": "3D only: keep a box of this many voxels centred between the disease and bias "
+    "regions (a region of interest for training); default: the preset's",
     "squaring_steps": "scaling-and-squaring steps",
     "seed": "random seed: the same configuration and seed give identical images",
 }
@@ -169,9 +195,15 @@ class SimulationConfig:
         ``"x,y,z,radius"``).
     disease_mean, disease_sd : tuple of float
         Distribution of the disease coefficient for (disease, control).
+    disease_effect_sd, bias_effect_sd : float, optional
+        Size of one unit of the disease (bias) coefficient: the change of the
+        affected region's volume, in natural standard deviations of that volume
+        across subjects, in [0, 20] (SimBA's common unit for both effects; default:
+        the preset's ``effect_sd`` for ``dims``, the same for both).
     disease_scale_mm, bias_scale_mm : float, optional
-        Peak displacement per unit coefficient (mm); default: the preset's value for
-        ``dims`` (calibrated so that a small CNN learns the disease in about a minute).
+        Peak displacement per unit coefficient (mm). Default (``None``): derived from
+        ``*_effect_sd`` by :func:`effect_calibration` when the cohort is generated;
+        a number given here overrides the calibration.
     bias_mean, bias_sd : float
         Distribution of the bias coefficient.
     bias_kind : str
@@ -194,6 +226,10 @@ class SimulationConfig:
         Train, val and test fractions (positive, summing to 1).
     integration_spacing_mm : float, optional
         Spacing of the integration grid (default: the preset's).
+    crop : tuple of int, optional
+        3D only: the images are cut to a box of this many voxels centred half-way
+        between the disease and the bias regions (default: the preset's; ``None``
+        or ``()`` keeps the whole brain).
     squaring_steps : int
         Scaling-and-squaring steps, in [1, 12].
     seed : int
@@ -211,21 +247,24 @@ class SimulationConfig:
     disease_region: Any = "right_insula"
     disease_mean: tuple[float, float] = (1.0, -1.0)
     disease_sd: tuple[float, float] = (1.0, 1.0)
+    disease_effect_sd: float | None = None
     disease_scale_mm: float | None = None
     bias_region: Any = "right_putamen"
     bias_mean: float = 2.0
     bias_sd: float = 1.0
+    bias_effect_sd: float | None = None
     bias_scale_mm: float | None = None
     bias_kind: str = "morphological"
     intensity_factor: float = 1.2
     intensity_scope: str = "region"
-    n_basis: int = 20
-    basis_scale_mm: float = 2.0
-    basis_decay: float = 1.0
-    support: float = 2.0
+    n_basis: int = 40
+    basis_scale_mm: float = 4.0
+    basis_decay: float = 0.5
+    support: float = 1.5
     noise_sd: float = 0.02
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     integration_spacing_mm: float | None = None
+    crop: tuple[int, ...] | None = None
     squaring_steps: int = 5
     seed: int = 0
 
@@ -248,10 +287,13 @@ class SimulationConfig:
             self.n_subjects = int(grid_defaults["n_subjects"])
         if self.integration_spacing_mm is None:
             self.integration_spacing_mm = float(grid_defaults["integration_spacing_mm"])
-        # effect sizes are calibrated per grid (a voxel of 4 mm hides what one of 3 mm shows)
-        for key, fallback in _EFFECT_DEFAULTS.items():
+        if self.crop is None:
+            self.crop = grid_defaults.get("crop")
+        for key in ("disease_effect_sd", "bias_effect_sd"):
             if getattr(self, key) is None:
-                setattr(self, key, float(grid_defaults.get(key, fallback)))
+                setattr(self, key, float(grid_defaults.get("effect_sd", 2.0)))
+        if self.crop is not None and len(tuple(self.crop)) == 0:
+            self.crop = None
         try:
             shape = tuple(int(s) for s in self.shape)
         except (TypeError, ValueError):
@@ -281,10 +323,16 @@ class SimulationConfig:
                 setattr(self, name, region.name)
         self.disease_mean = self._pair("disease_mean", self.disease_mean, -20.0, 20.0)
         self.disease_sd = self._pair("disease_sd", self.disease_sd, 0.0, 20.0)
-        self.disease_scale_mm = self._float("disease_scale_mm", self.disease_scale_mm, 0.0, 30.0)
+        self.disease_effect_sd = self._float("disease_effect_sd", self.disease_effect_sd,
+                                             0.0, 20.0)
+        if self.disease_scale_mm is not None:
+            self.disease_scale_mm = self._float("disease_scale_mm", self.disease_scale_mm,
+                                                0.0, 30.0)
         self.bias_mean = self._float("bias_mean", self.bias_mean, -20.0, 20.0)
         self.bias_sd = self._float("bias_sd", self.bias_sd, 0.0, 20.0)
-        self.bias_scale_mm = self._float("bias_scale_mm", self.bias_scale_mm, 0.0, 30.0)
+        self.bias_effect_sd = self._float("bias_effect_sd", self.bias_effect_sd, 0.0, 20.0)
+        if self.bias_scale_mm is not None:
+            self.bias_scale_mm = self._float("bias_scale_mm", self.bias_scale_mm, 0.0, 30.0)
         if self.bias_kind not in BIAS_KINDS:
             raise ConfigError("bias_kind", self.bias_kind, ", ".join(BIAS_KINDS))
         self.intensity_factor = self._float("intensity_factor", self.intensity_factor, 0.0, 5.0,
@@ -320,6 +368,17 @@ class SimulationConfig:
                     )
         elif self.slice_z is not None:
             raise ConfigError("slice_z", self.slice_z, "None for dims=3 (only 2D has a slice)")
+        if self.crop is not None:
+            allowed = "None, or 3 integers in [8, shape] (dims=3 only)"
+            try:
+                crop = tuple(int(c) for c in self.crop)
+            except (TypeError, ValueError):
+                raise ConfigError("crop", self.crop, allowed) from None
+            if (self.dims != 3 or len(crop) != 3
+                    or any(not 8 <= c <= s for c, s in zip(crop, self.shape))
+                    or any(float(c) != float(o) for c, o in zip(crop, self.crop))):
+                raise ConfigError("crop", self.crop, allowed)
+            self.crop = crop
 
     @staticmethod
     def _int(name: str, value: Any, lo: int, hi: int) -> int:
@@ -476,7 +535,7 @@ class SimulationConfig:
         if unknown:
             raise ValueError(f"unknown SimulationConfig field(s): {', '.join(unknown)}")
         values = dict(data)
-        for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split"):
+        for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split", "crop"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         for key in ("disease_region", "bias_region"):
@@ -490,9 +549,52 @@ class SimulationConfig:
 
     # ---------------------------------------------------------------- derived
     @property
-    def grid(self) -> anatomy.Grid:
-        """The simulation grid (:class:`anatomy.Grid`)."""
+    def full_grid(self) -> anatomy.Grid:
+        """The grid the anatomy is simulated on (the whole brain)."""
         return anatomy.grid_for(self.shape, self.spacing, slice_z=self.slice_z)
+
+    @property
+    def crop_start(self) -> tuple[int, ...] | None:
+        """First voxel (per axis) of the crop in :attr:`full_grid`, or ``None``."""
+        if self.crop is None:
+            return None
+        full = self.full_grid
+        mid = (np.asarray(self.disease.centre_mm) + np.asarray(self.bias.centre_mm)) / 2.0
+        start = []
+        for d, (n, c) in enumerate(zip(full.shape, self.crop)):
+            centre_vox = (mid[d] - full.origin[d]) / full.spacing
+            start.append(int(min(max(round(centre_vox - (c - 1) / 2.0), 0), n - c)))
+        return tuple(start)
+
+    @property
+    def grid(self) -> anatomy.Grid:
+        """The grid of the images (:class:`anatomy.Grid`): the crop when there is one."""
+        full = self.full_grid
+        start = self.crop_start
+        if start is None:
+            return full
+        origin = tuple(full.origin[d] + full.spacing * start[d] for d in range(3))
+        return anatomy.Grid(self.crop, full.spacing, origin)
+
+    @property
+    def _work_box(self) -> tuple[anatomy.Grid, tuple[slice, ...] | None]:
+        """The grid the generator works on and where the images lie in it.
+
+        Without a crop, the whole brain grid. With one, the crop plus a margin of
+        ``_CROP_MARGIN_MM`` on every side (within the brain grid, on its voxels), so
+        that displacements are integrated only where they can reach the crop.
+        """
+        full = self.full_grid
+        start = self.crop_start
+        if start is None:
+            return full, None
+        margin = int(math.ceil(_CROP_MARGIN_MM / full.spacing))
+        lo = [max(a - margin, 0) for a in start]
+        hi = [min(a + c + margin, n) for a, c, n in zip(start, self.crop, full.shape)]
+        origin = tuple(full.origin[d] + full.spacing * lo[d] for d in range(3))
+        work = anatomy.Grid(tuple(h - a for a, h in zip(lo, hi)), full.spacing, origin)
+        box = tuple(slice(a - w, a - w + c) for a, w, c in zip(start, lo, self.crop))
+        return work, box
 
     @property
     def disease(self) -> anatomy.Region:
@@ -892,15 +994,51 @@ def stratified_split(label: np.ndarray, group: np.ndarray, fractions: tuple[floa
     return split
 
 
+def stratified_normal(cells: np.ndarray, rng: np.random.Generator,
+                      columns: int = 1) -> np.ndarray:
+    """Standard-normal draws, stratified within each cell.
+
+    In a cell of ``m`` subjects, column ``j`` takes one value from each of the ``m``
+    equal-probability strata of ``N(0, 1)`` (``ndtri((rank + U) / m)``, in random
+    order), so every cell's empirical distribution follows the normal closely and
+    all cells look alike (SimBA's stratified distributions).
+
+    Parameters
+    ----------
+    cells : numpy.ndarray
+        One cell code per subject.
+    rng : numpy.random.Generator
+        Random generator.
+    columns : int, default 1
+        Number of independent columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(cells), columns)``.
+    """
+    from scipy.special import ndtri
+
+    cells = np.asarray(cells)
+    out = np.zeros((len(cells), int(columns)))
+    for cell in np.unique(cells):
+        idx = np.flatnonzero(cells == cell)
+        m = len(idx)
+        ranks = np.argsort(rng.random((m, columns)), axis=0)
+        out[idx] = ndtri((ranks + rng.random((m, columns))) / m)
+    return out
+
+
 def sample_design(cfg: SimulationConfig) -> pd.DataFrame:
     """Draw who is who: labels, bias groups, splits and every coefficient.
 
     Class counts are exact (``round(n * disease_fraction)`` with the disease); within
     each class the bias-group size is ``round(n_class * prevalence)``; splits are
     assigned within each class x bias-group cell. The coefficients ``c`` (disease),
-    ``b`` (bias) and ``z_k`` (shape) are drawn for everyone, so a change of bias
-    prevalence does not change anyone's anatomy; ``bias_coef`` is 0 where the bias
-    is not applied.
+    ``b`` (bias) and ``z_k`` (shape) are drawn for everyone by stratified sampling
+    within each class x bias group x split cell (:func:`stratified_normal`), so every
+    cell has the same distribution of effect sizes and anatomy; ``bias_coef`` is 0
+    where the bias is not applied.
 
     Parameters
     ----------
@@ -926,9 +1064,11 @@ def sample_design(cfg: SimulationConfig) -> pd.DataFrame:
         bias[rng.permutation(idx)[:k]] = 1
     split = stratified_split(label, bias, cfg.split, rng=rng)
     coef_rng = np.random.default_rng([int(cfg.seed), 23])
-    u_c = coef_rng.standard_normal(n)
-    u_b = coef_rng.standard_normal(n)
-    z = coef_rng.standard_normal((n, cfg.n_basis))
+    codes = pd.Categorical(split, categories=["train", "val", "test"]).codes
+    cells = label * 100 + bias * 10 + codes
+    u_c = stratified_normal(cells, coef_rng)[:, 0]
+    u_b = stratified_normal(cells, coef_rng)[:, 0]
+    z = stratified_normal(cells, coef_rng, cfg.n_basis)
     mean = np.where(label == 1, cfg.disease_mean[0], cfg.disease_mean[1])
     sd = np.where(label == 1, cfg.disease_sd[0], cfg.disease_sd[1])
     c = mean + sd * u_c
@@ -1090,11 +1230,12 @@ class Cohort:
 class _Engine:
     """Precomputed tensors for one configuration on one device."""
 
-    def __init__(self, cfg: SimulationConfig, device, basis: ShapeBasis | None) -> None:
+    def __init__(self, cfg: SimulationConfig, device, basis: ShapeBasis | None,
+                 disease_mm: float, bias_mm: float) -> None:
         torch = _torch()
         self.cfg = cfg
         self.device = device
-        grid = cfg.grid
+        grid, box = cfg._work_box
         self.grid = grid
         dims = cfg.dims
         self.fine = tuple(grid.shape)
@@ -1110,9 +1251,8 @@ class _Engine:
             return torch.as_tensor(f, dtype=torch.float32, device=device)
 
         self.disease_field = to_t(regional_field(cfg.disease, pts, dims, cfg.support)
-                                  * cfg.disease_scale_mm)
-        self.bias_field = to_t(regional_field(cfg.bias, pts, dims, cfg.support)
-                               * cfg.bias_scale_mm)
+                                  * disease_mm)
+        self.bias_field = to_t(regional_field(cfg.bias, pts, dims, cfg.support) * bias_mm)
         if basis is not None and len(basis) != cfg.n_basis:
             raise ValueError(f"basis has {len(basis)} fields but n_basis={cfg.n_basis}")
         if basis is not None:
@@ -1137,27 +1277,37 @@ class _Engine:
         self.margin_mm = margin_mm
         outside = ndimage.distance_transform_edt(~brain) * grid.spacing
         near = outside <= margin_mm
-        self.all_points = _identity(self.fine, device).reshape(-1, dims)  # (V, D)
-        flat = np.flatnonzero(near.ravel())
+        # the output voxels: the crop (only those are ever rendered) or the whole grid
+        self.crop = box
+        self.out_shape = self.fine if self.crop is None else tuple(cfg.crop)
+        index = np.arange(int(np.prod(self.fine))).reshape(self.fine)
+        out_index = (index if self.crop is None else index[self.crop]).ravel()
+        identity = _identity(self.fine, device).reshape(-1, dims)  # (V, D)
+        self.all_points = identity[torch.as_tensor(out_index, device=device)]  # (O, D)
+        flat = np.flatnonzero(near.ravel()[out_index])
         self.near_index = torch.as_tensor(flat, device=device)
         self.near_points = self.all_points[self.near_index]  # (P, D)
-        # region masks (for volumes): points that can reach each region
+        # region masks (for volumes): the points that can reach each region
         self.masks = {}
+        self.out_masks = {}
         self.region_points = {}
         for key, region in (("disease", cfg.disease), ("bias", cfg.bias)):
             m = anatomy.region_mask(region, grid, within_brain=True)
             self.masks[key] = torch.as_tensor(m.astype(np.float32), device=device)[None, None]
+            self.out_masks[key] = torch.as_tensor(m.ravel()[out_index], device=device)
             if not m.any():
                 self.region_points[key] = None
                 continue
             reach = ndimage.distance_transform_edt(~m) * grid.spacing <= margin_mm
-            self.region_points[key] = {
-                "near": torch.as_tensor(np.flatnonzero(reach.ravel()[flat]), device=device),
-                "all": torch.as_tensor(np.flatnonzero(reach.ravel()), device=device),
-            }
+            self.region_points[key] = identity[torch.as_tensor(np.flatnonzero(reach.ravel()),
+                                                               device=device)]
         if cfg.intensity_scope == "region":
-            w = anatomy.region_weight(cfg.bias, grid)
-            self.intensity_weight = torch.as_tensor(w, device=device)[None, None]
+            # the contrast change reaches exactly as far as a regional field
+            w = anatomy.region_weight(cfg.bias, grid,
+                                      taper_mm=(cfg.support - 1.0) * cfg.bias.radius_mm)
+            w = w if self.crop is None else w[self.crop]
+            self.intensity_weight = torch.as_tensor(np.ascontiguousarray(w),
+                                                    device=device)[None, None]
         else:
             self.intensity_weight = None
         self.voxel_ml = grid.voxel_volume_ml
@@ -1206,7 +1356,6 @@ class _Engine:
     def render(self, u_coarse):
         """Warp the template with coarse displacements; returns images and region volumes."""
         torch = _torch()
-        import torch.nn.functional as F
 
         b = u_coarse.shape[0]
         dims = self.cfg.dims
@@ -1215,36 +1364,376 @@ class _Engine:
         use_near = max_mm < self.margin_mm - self.grid.spacing
         # the same arithmetic either way, so a subject's image never depends on its batch
         points = self.near_points if use_near else self.all_points  # (P, D)
+        values = self._sample(self.template, u_coarse, points)
+        vols = {}
+        for key, mask in self.masks.items():
+            where = self.region_points[key]
+            if where is None:
+                vols[key] = np.zeros(b)
+                continue
+            warped = self._sample(mask, u_coarse, where)
+            vols[key] = warped.double().sum(1).cpu().numpy() * self.voxel_ml
+        if use_near:
+            out = torch.zeros((b, self.all_points.shape[0]), dtype=torch.float32,
+                              device=self.device)
+            out[:, self.near_index] = values
+        else:
+            out = values
+        return out.reshape(b, 1, *self.out_shape), vols
+
+    def _sample(self, volume, u_coarse, points):
+        """``volume(x + u(x))`` at ``points`` (P, D) for each displacement: (B, P)."""
+        import torch.nn.functional as F
+
+        b, dims = u_coarse.shape[0], self.cfg.dims
         n_pts = points.shape[0]
         shape = (b, n_pts) + (1,) * (dims - 1) + (dims,)
         where = points.view(1, n_pts, *([1] * (dims - 1)), dims).expand(*shape)
         disp = F.grid_sample(u_coarse, where, mode="bilinear", padding_mode="border",
                              align_corners=True)  # (B, D, P, 1[, 1])
         grid = where + disp.movedim(1, -1)  # (B, P, 1[, 1], D)
-        values = F.grid_sample(self.template, grid.reshape(1, b, n_pts, *([1] * (dims - 2)), dims)
-                               if dims == 3 else grid.reshape(1, b, n_pts, dims),
-                               mode="bilinear", padding_mode="zeros", align_corners=True)
-        values = values.reshape(b, n_pts)
-        vols = {}
-        for key, mask in self.masks.items():
-            sel = self.region_points[key]
-            if sel is None:
-                vols[key] = np.zeros(b)
-                continue
-            sub = grid[:, sel["near" if use_near else "all"]]
-            m = sub.shape[1]
-            sub = sub.reshape(1, b, m, *([1] * (dims - 2)), dims) if dims == 3 \
-                else sub.reshape(1, b, m, dims)
-            warped = F.grid_sample(mask, sub, mode="bilinear", padding_mode="zeros",
-                                   align_corners=True)
-            vols[key] = warped.reshape(b, m).double().sum(1).cpu().numpy() * self.voxel_ml
-        if use_near:
-            out = torch.zeros((b, int(np.prod(self.fine))), dtype=torch.float32,
-                              device=self.device)
-            out[:, self.near_index] = values
+        grid = grid.reshape(1, b, n_pts, *([1] * (dims - 2)), dims)
+        values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=True)
+        return values.reshape(b, n_pts)
+
+
+@dataclass(frozen=True)
+class EffectCalibration:
+    """Natural variation of the two regions and the effect sizes it implies.
+
+    Attributes
+    ----------
+    disease_sd_ml, bias_sd_ml : float
+        Standard deviation of the disease (bias) region's volume across subjects
+        from subject variation alone (mL; in 2D, a slice one voxel thick).
+    disease_ml_per_mm, bias_ml_per_mm : float
+        Volume lost by the region per mm of peak displacement of its field.
+    disease_mm, bias_mm : float
+        Peak displacement (mm) per unit of ``c`` and ``b`` used for generation.
+    bias_intensity_sd : float
+        Standard deviation of the bias region's mean intensity across subjects.
+    bias_intensity_change : float
+        Change of the bias region's mean intensity made by the intensity bias
+        (``intensity_factor``) on the same subjects.
+    n_subjects : int
+        Subjects drawn for the calibration.
+    """
+
+    disease_sd_ml: float
+    bias_sd_ml: float
+    disease_ml_per_mm: float
+    bias_ml_per_mm: float
+    disease_mm: float
+    bias_mm: float
+    bias_intensity_sd: float
+    bias_intensity_change: float
+    n_subjects: int
+
+    @property
+    def disease_effect_sd(self) -> float:
+        """Volume change per unit of ``c``, in natural SDs of the disease region."""
+        return self.disease_mm * self.disease_ml_per_mm / self.disease_sd_ml
+
+    @property
+    def bias_effect_sd(self) -> float:
+        """Volume change per unit of ``b``, in natural SDs of the bias region."""
+        return self.bias_mm * self.bias_ml_per_mm / self.bias_sd_ml
+
+    @property
+    def intensity_effect_sd(self) -> float:
+        """The intensity bias's change of the region's mean intensity, in its SDs."""
+        return self.bias_intensity_change / self.bias_intensity_sd
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain numbers (the fields and the three derived effect sizes)."""
+        out = dataclasses.asdict(self)
+        out.update(disease_effect_sd=self.disease_effect_sd,
+                   bias_effect_sd=self.bias_effect_sd,
+                   intensity_effect_sd=self.intensity_effect_sd)
+        return {k: float(v) for k, v in out.items()}
+
+
+_CALIBRATION_CACHE: dict[tuple, tuple[float, ...]] = {}
+#: Fields that do not change the calibration (everything else does).
+_NOT_CALIBRATION = ("n_subjects", "seed", "bias_prevalence", "disease_fraction", "split",
+                    "disease_mean", "disease_sd", "bias_mean", "bias_sd", "noise_sd",
+                    "disease_effect_sd", "bias_effect_sd", "disease_scale_mm",
+                    "bias_scale_mm", "bias_kind", "crop", "preset")
+
+
+def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
+                       device: Any = None, n_subjects: int = 200) -> EffectCalibration:
+    """Measure natural regional variation and set both effects in its units.
+
+    ``n_subjects`` subjects with subject variation only (no disease, no bias;
+    fixed draws) give the standard deviation of each region's volume and of the
+    bias region's mean intensity (cached per grid, regions and basis). The
+    displacement per unit is then found on the template so that one unit of ``c``
+    changes the disease region's volume by ``disease_effect_sd`` natural SDs
+    (half the volume difference between ``c = -1`` and ``c = +1``) and one unit of
+    ``b`` the bias region's by ``bias_effect_sd`` SDs (the change at ``b =
+    bias_mean``, per unit), correcting for the non-linearity of large deformations
+    in a few fixed-point steps. Explicit ``*_scale_mm`` values override.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    basis : ShapeBasis, optional
+        A user's subject-variation basis (default: the synthetic one).
+    device : str or torch.device, optional
+        Where to compute (default: automatic).
+    n_subjects : int, default 200
+        Subjects drawn for the natural variation (>= 20).
+
+    Returns
+    -------
+    EffectCalibration
+        The measured variation and the effect sizes in mm.
+    """
+    torch = _torch()
+    from .runtime import choose_device
+
+    if int(n_subjects) < 20:
+        raise ValueError(f"n_subjects={n_subjects!r} is invalid; allowed: an integer >= 20")
+    device = choose_device(device if device is None else str(device))
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_CALIBRATION}
+    key = (json.dumps(settings, sort_keys=True, default=str), str(device), int(n_subjects))
+    measured = _CALIBRATION_CACHE.get(key) if basis is None else None
+    if measured is None:
+        engine = _Engine(cfg, device, basis, 0.0, 0.0)
+        rng = np.random.default_rng(20230916)
+        z = rng.standard_normal((int(n_subjects), cfg.n_basis))
+        vols: dict[str, list] = {"disease": [], "bias": []}
+        means = []
+        changes = []
+        bias_mask = engine.out_masks["bias"]
+        with torch.no_grad():
+            for idx in _iter_batches(len(z), default_batch_size(cfg)):
+                v = engine.velocity(z[idx], np.zeros(len(idx)))
+                images, batch_vols = engine.render(integrate_velocity(v, cfg.squaring_steps))
+                for name in vols:
+                    vols[name].append(batch_vols[name])
+                flat = images.reshape(len(idx), -1)
+                stretched = contrast_stretch(images, cfg.intensity_factor,
+                                             engine.intensity_weight).reshape(len(idx), -1)
+                means.append(flat[:, bias_mask].double().mean(1).cpu().numpy())
+                changes.append((stretched - flat)[:, bias_mask].double().mean(1).cpu().numpy())
+        d_sd = float(np.std(np.concatenate(vols["disease"]), ddof=1))
+        b_sd = float(np.std(np.concatenate(vols["bias"]), ddof=1))
+        i_sd = float(np.std(np.concatenate(means), ddof=1))
+        i_change = float(np.mean(np.concatenate(changes)))
+        measured = (d_sd, b_sd, i_sd, i_change)
+        if basis is None:
+            _CALIBRATION_CACHE[key] = measured
+    d_sd, b_sd, i_sd, i_change = measured
+    if min(d_sd, b_sd) <= 0:
+        raise ValueError(
+            "cannot calibrate the effects: a region has no volume on this grid or no "
+            f"natural variation (SD {d_sd:.3g} / {b_sd:.3g} mL); give disease_scale_mm "
+            "and bias_scale_mm")
+    slopes = _unit_slopes(cfg, device, basis)
+    disease_mm, d_slope = _solve_scale(lambda mm: slopes("disease", mm),
+                                       cfg.disease_effect_sd * d_sd, cfg.disease_scale_mm)
+    bias_mm, b_slope = _solve_scale(lambda mm: slopes("bias", mm),
+                                    cfg.bias_effect_sd * b_sd, cfg.bias_scale_mm)
+    return EffectCalibration(d_sd, b_sd, d_slope, b_slope, float(disease_mm), float(bias_mm),
+                             max(i_sd, 1e-12), i_change, int(n_subjects))
+
+
+def _unit_slopes(cfg: SimulationConfig, device: Any, basis: ShapeBasis | None):
+    """A function (region, mm per unit) -> volume lost per unit of coefficient (mL)."""
+    torch = _torch()
+    engine = _Engine(cfg, device, basis, 1.0, 1.0)
+    zero = np.zeros((2, cfg.n_basis))
+    view = (-1,) + (1,) * (cfg.dims + 1)
+
+    def slope(region: str, mm: float) -> float:
+        if region == "disease":
+            coef = np.array([1.0, -1.0])  # the two class means
+            v = engine.velocity(zero, coef * mm)
+            units = 2.0
         else:
-            out = values
-        return out.reshape(b, 1, *self.fine), vols
+            b = cfg.bias_mean if abs(cfg.bias_mean) > 1e-6 else 1.0
+            coef = np.array([b, 0.0])  # the bias group's mean against no bias
+            v = engine.velocity(zero, np.zeros(2)) + torch.as_tensor(
+                coef * mm, dtype=torch.float32, device=device).view(view) * engine.bias_field
+            units = abs(b)
+        with torch.no_grad():
+            _, vols = engine.render(integrate_velocity(v, cfg.squaring_steps))
+        return float(vols[region][1] - vols[region][0]) * np.sign(coef[0]) / units / max(mm, 1e-9)
+
+    return slope
+
+
+def _solve_scale(slope, target_ml: float, given_mm: float | None,
+                 steps: int = 4) -> tuple[float, float]:
+    """Peak displacement per unit giving ``target_ml`` per unit (fixed-point steps)."""
+    mm = 1.0 if given_mm is None else float(given_mm)
+    rate = slope(max(mm, 1e-3))
+    if given_mm is not None:
+        return float(given_mm), rate
+    if target_ml <= 0:
+        return 0.0, rate
+    for _ in range(steps):
+        if rate <= 0:
+            raise ValueError("cannot calibrate the effects: a regional field does not change "
+                             "its region's volume on this grid; give *_scale_mm")
+        mm = min(30.0, target_ml / rate)
+        rate = slope(mm)
+    return float(mm), rate
+
+
+def effect_table(cohort: Cohort) -> pd.DataFrame:
+    """The effects a cohort carries, measured on it, in natural standard deviations.
+
+    Rows: the disease effect (mean disease-region volume of controls minus that of
+    disease cases, on the twins), the morphological bias (mean loss of bias-region
+    volume in the bias group, image against twin), the intensity bias (mean change
+    of the bias region's mean intensity in the bias group) and the two leaks of the
+    bias into the disease region (its volume and its mean intensity, mean absolute
+    change in the bias group), the leaks also as a percentage of the disease effect
+    on the same quantity. Natural SDs come from :func:`effect_calibration`.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A simulated cohort with twins and a configuration.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by effect, columns ``region``, ``quantity``, ``effect`` (mL or
+        intensity), ``natural_sd``, ``effect_sd`` and ``percent_of_disease_effect``.
+    """
+    cfg = cohort.config
+    if cfg is None or cohort.twins is None:
+        raise ValueError("effect_table needs a simulated cohort with twins and a configuration")
+    cal = effect_calibration(cfg)
+    meta = cohort.meta
+    label = cohort.label == 1
+    group = cohort.bias_group == 1
+    grid = cfg.grid
+    dmask = anatomy.region_mask(cfg.disease, grid).reshape(-1)
+    bmask = anatomy.region_mask(cfg.bias, grid).reshape(-1)
+    images = cohort.images.reshape(len(cohort), -1).double().numpy()
+    twins = cohort.twins.reshape(len(cohort), -1).double().numpy()
+
+    def mean_over(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return x[:, mask].mean(1) if mask.any() else np.full(len(x), np.nan)
+
+    def diff(values: np.ndarray, rows: np.ndarray) -> float:
+        return float(np.mean(values[rows])) if rows.any() else float("nan")
+
+    d_twin = meta["disease_region_ml_twin"].to_numpy()
+    disease_ml = diff(d_twin, ~label) - diff(d_twin, label)
+    d_int_twin = mean_over(twins, dmask)
+    disease_int = diff(d_int_twin, ~label) - diff(d_int_twin, label)
+    bias_ml = diff(meta["bias_region_ml_twin"].to_numpy() - meta["bias_region_ml"].to_numpy(),
+                   group)
+    b_int = mean_over(images, bmask) - mean_over(twins, bmask)
+    leak_ml = diff(np.abs(meta["disease_region_ml"].to_numpy() - d_twin), group)
+    leak_int = diff(np.abs(mean_over(images, dmask) - d_int_twin), group)
+    d_int_sd = float(np.std(d_int_twin[~label], ddof=1)) if (~label).sum() > 1 else np.nan
+    rows = [
+        ("disease", cfg.disease.name, "volume (mL)", disease_ml, cal.disease_sd_ml, np.nan),
+        ("bias (morphological)", cfg.bias.name, "volume (mL)", bias_ml, cal.bias_sd_ml,
+         np.nan),
+        ("bias (intensity)", cfg.bias.name, "mean intensity", diff(b_int, group),
+         cal.bias_intensity_sd, np.nan),
+        ("bias leak: disease volume", cfg.disease.name, "volume (mL)", leak_ml,
+         cal.disease_sd_ml, 100.0 * leak_ml / abs(disease_ml) if disease_ml else np.nan),
+        ("bias leak: disease intensity", cfg.disease.name, "mean intensity", leak_int,
+         d_int_sd, 100.0 * leak_int / abs(disease_int) if disease_int else np.nan),
+    ]
+    table = pd.DataFrame(rows, columns=["effect", "region", "quantity", "effect_size",
+                                        "natural_sd", "percent_of_disease_effect"])
+    table["effect_sd"] = table["effect_size"] / table["natural_sd"]
+    return table.set_index("effect")[["region", "quantity", "effect_size", "natural_sd",
+                                      "effect_sd", "percent_of_disease_effect"]]
+
+
+def bias_energy(cfg: SimulationConfig, n_subjects: int = 48) -> float:
+    """Mean squared image change the bias makes: ``mean ||image - twin||^2`` per subject.
+
+    Measured on ``n_subjects`` subjects who all carry the bias (same draws as
+    ``cfg`` otherwise, no noise), so that biases in different regions or of
+    different kinds can be compared at equal signal.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    n_subjects : int, default 48
+        Subjects to average over (>= 8).
+
+    Returns
+    -------
+    float
+        Sum of squared voxel differences, averaged over subjects.
+    """
+    probe = cfg.replace(n_subjects=max(8, int(n_subjects)), bias_prevalence=(1.0, 1.0),
+                        noise_sd=0.0)
+    cohort = generate(probe, progress=False)
+    diff = (cohort.images - cohort.twins).double()
+    return float(diff.pow(2).flatten(1).sum(1).mean())
+
+
+def match_bias_energy(cfg: SimulationConfig, reference: SimulationConfig,
+                      n_subjects: int = 48, steps: int = 5,
+                      rtol: float = 0.03) -> SimulationConfig:
+    """``cfg`` with its bias strength set so its :func:`bias_energy` matches ``reference``'s.
+
+    The strength is ``bias_effect_sd`` for a morphological bias and the contrast
+    change ``intensity_factor - 1`` for an intensity bias; it is found by secant
+    steps on the square root of the energy (nearly linear in the strength).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration to adjust (e.g. a far bias region).
+    reference : SimulationConfig
+        The configuration whose bias energy to match (e.g. the near region).
+    n_subjects : int, default 48
+        Subjects per energy estimate.
+    steps : int, default 5
+        Largest number of secant steps.
+    rtol : float, default 0.03
+        Relative tolerance on the energy.
+
+    Returns
+    -------
+    SimulationConfig
+        The adjusted configuration (its ``bias_energy`` within ``rtol`` of the
+        reference's when reachable).
+    """
+    if cfg.bias_kind == "both":
+        raise ValueError("bias_kind='both' has two strengths; match each kind separately")
+    target = math.sqrt(bias_energy(reference, n_subjects))
+    field_name = "bias_effect_sd" if cfg.morphological_bias else "intensity_factor"
+
+    def strength(config: SimulationConfig) -> float:
+        value = getattr(config, field_name)
+        return value if field_name == "bias_effect_sd" else value - 1.0
+
+    def with_strength(x: float) -> SimulationConfig:
+        x = float(min(max(x, 1e-3), 19.0 if field_name == "bias_effect_sd" else 3.9))
+        return cfg.replace(**{field_name: x if field_name == "bias_effect_sd" else 1.0 + x})
+
+    x0, y0 = 0.0, 0.0  # no bias, no energy
+    x1 = strength(cfg)
+    current = with_strength(x1)
+    y1 = math.sqrt(bias_energy(current, n_subjects))
+    for _ in range(steps):
+        if abs(y1 * y1 - target * target) <= rtol * target * target or y1 == y0:
+            break
+        x2 = x1 + (target - y1) * (x1 - x0) / (y1 - y0)
+        x0, y0 = x1, y1
+        current = with_strength(x2)
+        x1 = strength(current)
+        y1 = math.sqrt(bias_energy(current, n_subjects))
+    return current
 
 
 def _iter_batches(n: int, size: int):
@@ -1300,11 +1789,13 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
 
     cfg = SimulationConfig.preset() if cfg is None else cfg
     device = choose_device(device if device is None else str(device))
+    calibration = effect_calibration(cfg, basis=basis, device=device)
     meta = sample_design(cfg)
     n = len(meta)
-    engine = _Engine(cfg, device, basis)
-    images = torch.empty((n, 1, *cfg.shape), dtype=torch.float32)
-    twin_images = torch.empty((n, 1, *cfg.shape), dtype=torch.float32) if twins else None
+    engine = _Engine(cfg, device, basis, calibration.disease_mm, calibration.bias_mm)
+    out_shape = tuple(cfg.grid.shape)
+    images = torch.empty((n, 1, *out_shape), dtype=torch.float32)
+    twin_images = torch.empty((n, 1, *out_shape), dtype=torch.float32) if twins else None
     z = meta[[f"z_{k:02d}" for k in range(cfg.n_basis)]].to_numpy()
     c = meta["disease_coef"].to_numpy()
     b = meta["bias_coef"].to_numpy()
@@ -1321,7 +1812,7 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
         for idx in batches:
             v_twin = engine.velocity(z[idx], c[idx])
             biased = np.flatnonzero(group[idx] == 1)
-            need_orig = cfg.morphological_bias and len(biased) > 0 and cfg.bias_scale_mm > 0
+            need_orig = cfg.morphological_bias and len(biased) > 0 and calibration.bias_mm > 0
             if need_orig:
                 bt = torch.as_tensor(b[idx][biased], dtype=torch.float32, device=device)
                 v_orig = v_twin[torch.as_tensor(biased, device=device)] \
@@ -1357,7 +1848,7 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
             if cfg.noise_sd > 0:
                 noise = np.stack([
                     np.random.default_rng([int(cfg.seed), 37, int(i)]).standard_normal(
-                        cfg.shape, dtype=np.float32) for i in idx
+                        out_shape, dtype=np.float32) for i in idx
                 ])[:, None]
                 noise_t = torch.as_tensor(noise, device=device) * float(cfg.noise_sd)
                 orig_batch += noise_t
@@ -1376,6 +1867,7 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     for key, values in vol_cols.items():
         meta[key] = np.round(values, 6)
     meta.attrs["generation_seconds"] = time.perf_counter() - start
+    meta.attrs["effect_calibration"] = calibration.to_dict()
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
 
 

@@ -241,7 +241,7 @@ class Experiment:
             raise ValueError(f"threshold={self.threshold!r} must be in (0, 1)")
         self.simulation = dict(self.simulation)
         self.training = dict(self.training)
-        TrainConfig.preset(self.preset, **self.training)  # validates the training overrides
+        self.train_config()  # validates the training overrides
 
     @property
     def cohort_seed(self) -> int:
@@ -250,7 +250,8 @@ class Experiment:
 
     def train_config(self) -> TrainConfig:
         """The full training configuration."""
-        return TrainConfig.preset(self.preset, **self.training)
+        dims = self.simulation.get("dims", presets.SIMULATION[self.preset].get("dims"))
+        return TrainConfig.preset(self.preset, dims=dims, **self.training)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type description (the cache key is built from it)."""
@@ -521,6 +522,98 @@ def run_experiment(
     if return_model:
         return record, trained["result"], trained["cohort"]
     return record
+
+
+#: Test-time relations between bias group and label for :func:`run_with_shift`.
+SHIFTS: tuple[str, ...] = ("same", "none", "reversed")
+
+
+def shifted_prevalence(prevalence: Sequence[float], shift: str) -> tuple[float, float]:
+    """The bias prevalence of a test set under a shift of the training relation.
+
+    Parameters
+    ----------
+    prevalence : pair of float
+        ``(P(bias | disease), P(bias | control))`` at training.
+    shift : str
+        ``"same"`` (as trained), ``"none"`` (the mean of the two, no association)
+        or ``"reversed"`` (swapped).
+
+    Returns
+    -------
+    tuple of float
+        The test prevalence.
+    """
+    p_d, p_c = (float(v) for v in prevalence)
+    if shift == "same":
+        return p_d, p_c
+    if shift == "none":
+        return (p_d + p_c) / 2.0, (p_d + p_c) / 2.0
+    if shift == "reversed":
+        return p_c, p_d
+    raise ValueError(f"shift={shift!r} is invalid; allowed: {', '.join(SHIFTS)}")
+
+
+def run_with_shift(
+    experiment: Experiment,
+    *,
+    n_test: int = 600,
+    shifts: Sequence[str] = SHIFTS,
+    cache: ResultCache | None = None,
+) -> list[dict[str, Any]]:
+    """Train once, then test on fresh cohorts whose bias-label relation is shifted.
+
+    Each test cohort has ``n_test`` new subjects (its own seed, every split used
+    for testing) with the bias prevalence of :func:`shifted_prevalence`; the
+    model and everything else are the experiment's. Cached as one record.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The training experiment (simulated cohort).
+    n_test : int, default 600
+        Subjects per test cohort (>= 8).
+    shifts : sequence of str
+        Which shifts to test (see :data:`SHIFTS`).
+    cache : ResultCache, optional
+        Default: :class:`ResultCache` in :func:`default_cache_dir`.
+
+    Returns
+    -------
+    list of dict
+        One record per shift: the experiment's settings, ``shift``,
+        ``test_prevalence`` and :func:`evaluate`'s metrics.
+    """
+    from . import __version__
+
+    for shift in shifts:
+        shifted_prevalence((0.5, 0.5), shift)  # validates the names
+    if int(n_test) < 8:
+        raise ValueError(f"n_test={n_test!r} is invalid; allowed: an integer >= 8")
+    base = _simulation_config(experiment.preset, experiment.simulation, experiment.cohort_seed)
+    key_config = {"version": __version__, "shift_of": experiment.to_dict(),
+                  "data": _plain(base), "n_test": int(n_test), "shifts": list(shifts)}
+
+    def compute() -> dict[str, Any]:
+        record, result, _ = run_experiment(experiment, cache=cache, return_model=True)
+        out: dict[str, Any] = {"record": record}
+        for shift in shifts:
+            cfg = base.replace(n_subjects=int(n_test), seed=int(base.seed) + 100_003,
+                               bias_prevalence=shifted_prevalence(base.bias_prevalence, shift))
+            from . import simulate
+
+            test = simulate.generate(cfg, progress=False)
+            metrics = evaluate(result, test, threshold=experiment.threshold)
+            out[shift] = {**metrics, "test_prevalence": _label(cfg.bias_prevalence)}
+        return out
+
+    stored = cached(key_config, compute, cache if cache is not None else ResultCache())
+    rows = []
+    for shift in shifts:
+        rows.append({**{k: v for k, v in stored["record"].items() if k in (
+            "preset", "seed", "data_seed", "mitigation", "key") or "." in k},
+            "shift": shift, **stored[shift]})
+    return rows
 
 
 def load_scores(record: Mapping[str, Any] | str, cache: ResultCache | None = None) -> dict[str, pd.DataFrame]:

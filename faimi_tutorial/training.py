@@ -551,13 +551,15 @@ class TrainConfig:
         self.model_config((1,) + (2 ** (len(self.channels) + 1),) * 2)
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
+    def preset(cls, name: str, dims: int | None = None, **overrides: Any) -> TrainConfig:
         """The training settings of a preset, with ``overrides`` applied.
 
         Parameters
         ----------
         name : str
             ``tiny``, ``tutorial`` or ``paper``.
+        dims : int, optional
+            2 or 3: 3D volumes take the preset's :data:`presets.TRAINING_3D` changes.
         **overrides
             Any field of :class:`TrainConfig`.
 
@@ -568,6 +570,10 @@ class TrainConfig:
         """
         presets.check_preset(name)
         settings = dict(presets.TRAINING[name])
+        if dims not in (None, 2, 3):
+            raise ValueError(f"dims={dims!r} is invalid; allowed: None, 2 or 3")
+        if dims == 3:
+            settings.update(presets.TRAINING_3D.get(name, {}))
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(
@@ -705,6 +711,15 @@ def _scores_and_loss(
     return torch.sigmoid(z).numpy().astype(np.float64), loss
 
 
+def _data_dims(data: Any) -> int | None:
+    """Spatial dimensions of cohort-like or array data (``None`` when unknown)."""
+    images = getattr(data, "images", None)
+    if images is None and isinstance(data, tuple) and data:
+        images = data[0]
+    ndim = getattr(images, "ndim", None)
+    return ndim - 2 if ndim in (4, 5) else None
+
+
 def fit(
     data: Any,
     config: TrainConfig | str | None = None,
@@ -747,7 +762,7 @@ def fit(
     if config is None:
         config = presets.active_preset()
     if isinstance(config, str):
-        config = TrainConfig.preset(config, **overrides)
+        config = TrainConfig.preset(config, dims=_data_dims(data), **overrides)
     elif overrides:
         settings = config.to_dict()
         settings.update(overrides)

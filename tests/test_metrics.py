@@ -263,7 +263,7 @@ def test_aggregate_seeds():
     from scipy import stats
 
     df = pd.DataFrame({"setting": ["a"] * 4 + ["b"] * 2, "gap": [0.1, 0.2, 0.3, 0.2, 1.0, 1.0]})
-    out = aggregate_seeds(df, "setting", "gap").set_index("setting")
+    out = aggregate_seeds(df, "setting", "gap", method="t").set_index("setting")
     x = np.array([0.1, 0.2, 0.3, 0.2])
     half = stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2
     assert out.loc["a", "gap_mean"] == pytest.approx(0.2)
@@ -272,3 +272,47 @@ def test_aggregate_seeds():
     assert out.loc["b", "gap_sd"] == 0
     with pytest.raises(ValueError, match="not in df"):
         aggregate_seeds(df, "seed", "gap")
+
+
+def test_aggregate_seeds_bootstrap_stays_in_range():
+    from faimi_tutorial.metrics import mean_interval
+
+    # a rate near 1 over three seeds: a t-interval leaves [0, 1], the bootstrap does not
+    rates = [0.99, 0.6, 0.79]
+    _, t_low, t_high = mean_interval(rates, method="t")
+    mean, low, high = mean_interval(rates)
+    assert t_high > 1.0 and min(rates) <= low <= mean <= high <= max(rates)
+    out = aggregate_seeds(pd.DataFrame({"s": ["a"] * 3, "TPR": rates}), "s", "TPR")
+    assert out.loc[0, "TPR_high"] <= 1.0 and out.loc[0, "TPR_low"] >= 0.0
+    assert mean_interval([0.3]) [0] == 0.3 and np.isnan(mean_interval([0.3])[1])
+    assert np.isnan(mean_interval([])[0])
+    with pytest.raises(ValueError, match="method"):
+        mean_interval(rates, method="normal")
+
+
+def test_paired_difference_pairs_by_seed():
+    from faimi_tutorial.metrics import paired_difference
+
+    df = pd.DataFrame({"region": ["near"] * 5 + ["far"] * 5, "seed": list(range(5)) * 2,
+                       "gap": [0.10, 0.20, 0.30, 0.40, 0.50, 0.15, 0.24, 0.36, 0.43, 0.56]})
+    out = paired_difference(df, "region", "near", "far", "gap")
+    assert out.loc["gap", "mean"] == pytest.approx(0.048)
+    assert out.loc["gap", "excludes_zero"] and out.loc["gap", "n_pairs"] == 5
+    # unpaired, the spread between seeds would swamp the difference
+    assert out.loc["gap", "high"] - out.loc["gap", "low"] < 0.05
+    with pytest.raises(ValueError, match="no seed"):
+        paired_difference(df, "region", "near", "nowhere", "gap")
+
+
+def test_trend_test_detects_a_slope_and_a_null():
+    from faimi_tutorial.metrics import trend_test
+
+    rng = np.random.default_rng(0)
+    rows = [{"seed": s, "x": x, "up": 0.1 * x + rng.normal(0, 0.02), "flat": (0.05 if s % 2 else -0.04) * x + 0.01 * s}
+            for s in range(5) for x in (0.0, 1.0, 2.0, 3.0)]
+    df = pd.DataFrame(rows)
+    up = trend_test(df, "x", "up")
+    assert up["increasing"] and up["slope"] == pytest.approx(0.1, abs=0.03)
+    assert up["spearman_p"] < 0.01 and up["n_pairs"] == 5
+    flat = trend_test(df, "x", "flat")
+    assert not flat["increasing"] and not flat["decreasing"]

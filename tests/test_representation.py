@@ -31,7 +31,10 @@ def test_subgroup_configs_presentations(base):
     assert other["B"].disease_region == "left_insula" and base.disease_region == "right_insula"
     assert other["B"].slice_z == base.slice_z
     weak = rep.subgroup_configs(base, "weaker", weaker_factor=0.5)
-    assert weak["B"].disease_scale_mm == pytest.approx(0.5 * base.disease_scale_mm)
+    assert weak["B"].disease_effect_sd == pytest.approx(0.5 * base.disease_effect_sd)
+    in_mm = rep.subgroup_configs(base.replace(disease_scale_mm=2.0), "weaker",
+                                     weaker_factor=0.5)
+    assert in_mm["B"].disease_scale_mm == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("field, kwargs", [

@@ -198,9 +198,13 @@ def test_sample_design_and_split():
     assert np.all(meta.loc[meta.bias_group == 0, "bias_coef"] == 0)
     cells = meta.groupby(["label", "bias_group"])["split"].value_counts(normalize=True)
     assert np.allclose(cells.xs("train", level="split"), 0.6, atol=0.02)
-    # the same draws whatever the prevalence: anatomy does not change with the bias
-    other = simulate.sample_design(cfg.replace(bias_prevalence=(0.5, 0.5)))
-    assert np.array_equal(meta["z_00"], other["z_00"])
+    # stratified draws: every class x group x split cell has near-equal coefficient
+    # distributions (a cell of m draws one value per 1/m quantile stratum)
+    for (label, _, _), cell in meta.groupby(["label", "bias_group", "split"], observed=True):
+        target = cfg.disease_mean[1 - label]
+        assert abs(cell["disease_coef"].mean() - target) < 0.6 / np.sqrt(len(cell))
+        assert abs(cell["z_00"].std() - 1.0) < 0.5
+    assert np.corrcoef(meta["z_00"], meta["z_01"])[0, 1] < 0.2  # columns are independent
     split = simulate.stratified_split(np.array([0, 1] * 50), np.zeros(100, int), (0.5, 0.3, 0.2))
     assert (split == "train").sum() == 50 and (split == "test").sum() == 20
 
@@ -405,3 +409,74 @@ def test_cohort_explorer(cohort3, cohort2):
     nocfg = simulate.Cohort(cohort2.images, cohort2.twins, cohort2.meta, None)
     with pytest.raises(ValueError, match="config"):
         widgets.CohortExplorer(nocfg)
+
+
+# ----------------------------------------------------------------------------- effect design
+
+
+def test_stratified_normal_fills_every_stratum():
+    rng = np.random.default_rng(0)
+    cells = np.repeat([0, 1, 2], [10, 20, 40])
+    draws = simulate.stratified_normal(cells, rng, columns=3)
+    assert draws.shape == (70, 3)
+    from scipy.stats import norm
+
+    for cell, m in ((0, 10), (1, 20), (2, 40)):
+        for j in range(3):
+            strata = np.floor(norm.cdf(draws[cells == cell, j]) * m).astype(int)
+            assert sorted(strata) == list(range(m))  # exactly one draw per stratum
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("kind", ["morphological", "intensity"])
+def test_bias_stays_out_of_the_disease_region(dims, kind):
+    # the named near bias region never changes the disease region's volume or mean
+    # intensity by 2 % of the disease effect (the tutorial grids, where leaks showed)
+    n = 120 if dims == 2 else 60
+    cfg = SimulationConfig.preset("tutorial", dims=dims, n_subjects=n, bias_kind=kind,
+                                  bias_prevalence=(0.5, 0.5), crop=None if dims == 3 else None)
+    table = simulate.effect_table(simulate.generate(cfg, progress=False))
+    leaks = table.loc[["bias leak: disease volume", "bias leak: disease intensity"],
+                      "percent_of_disease_effect"]
+    assert np.all(leaks < 2.0), leaks
+    assert table.loc["disease", "effect_sd"] > 1.0
+    bias_row = "bias (morphological)" if kind == "morphological" else "bias (intensity)"
+    assert table.loc[bias_row, "effect_sd"] > 1.0
+
+
+def test_effect_calibration_puts_both_effects_in_natural_sd():
+    cfg = tiny(dims=2, n_subjects=64)
+    cal = simulate.effect_calibration(cfg)
+    assert cal.disease_sd_ml > 0 and cal.bias_sd_ml > 0
+    assert cal.disease_effect_sd == pytest.approx(cfg.disease_effect_sd, rel=0.15)
+    assert cal.bias_effect_sd == pytest.approx(cfg.bias_effect_sd, rel=0.15)
+    stronger = simulate.effect_calibration(cfg.replace(bias_effect_sd=2 * cfg.bias_effect_sd))
+    assert stronger.bias_mm > cal.bias_mm and stronger.disease_mm == cal.disease_mm
+    fixed = simulate.effect_calibration(cfg.replace(disease_scale_mm=1.25))
+    assert fixed.disease_mm == 1.25
+    assert set(cal.to_dict()) >= {"disease_effect_sd", "bias_effect_sd", "intensity_effect_sd"}
+    with pytest.raises(ValueError, match="n_subjects"):
+        simulate.effect_calibration(cfg, n_subjects=3)
+
+
+def test_crop_is_a_box_around_both_regions():
+    cfg = tiny(crop=(12, 12, 12), n_subjects=8)
+    assert cfg.grid.shape == (12, 12, 12) and cfg.full_grid.shape == cfg.shape
+    cohort = simulate.generate(cfg, progress=False)
+    assert cohort.images.shape[2:] == (12, 12, 12)
+    coords = cfg.grid.coordinates()
+    lo, hi = coords.reshape(-1, 3).min(0), coords.reshape(-1, 3).max(0)
+    for region in (cfg.disease, cfg.bias):
+        assert np.all(np.asarray(region.centre_mm) > lo) and np.all(
+            np.asarray(region.centre_mm) < hi)
+    # the crop shows the same anatomy as the whole-brain image at the same voxels (the
+    # fields are integrated on a smaller box, so values agree up to interpolation)
+    whole = simulate.generate(cfg.replace(crop=None), progress=False)
+    box = tuple(slice(a, a + 12) for a in cfg.crop_start)
+    same = whole.images[(slice(None), 0) + box].flatten()
+    assert np.corrcoef(same, cohort.images[:, 0].flatten())[0, 1] > 0.98
+    for bad in [(4, 12, 12), (12, 12), (12.5, 12, 12), (99, 12, 12)]:
+        with pytest.raises(ValueError, match="crop"):
+            tiny(crop=bad)
+    with pytest.raises(ValueError, match="crop"):
+        tiny(dims=2, crop=(12, 12, 12))

@@ -220,3 +220,41 @@ def test_simulate_cohort_is_the_default_factory():
     cohort = sweeps.simulate_cohort("tiny", {"dims": 2, "n_subjects": 16}, 0)
     assert len(cohort) == 16 and cohort.images.ndim == 4
     assert hasattr(cohort.test, "twins")
+
+
+def test_shifted_prevalence():
+    assert sweeps.shifted_prevalence((0.7, 0.3), "same") == (0.7, 0.3)
+    assert sweeps.shifted_prevalence((0.7, 0.3), "none") == pytest.approx((0.5, 0.5))
+    assert sweeps.shifted_prevalence((0.9, 0.1), "reversed") == (0.1, 0.9)
+    with pytest.raises(ValueError, match="shift"):
+        sweeps.shifted_prevalence((0.7, 0.3), "sideways")
+
+
+def test_run_with_shift_tests_one_model_on_shifted_cohorts(cache):
+    exp = sweeps.Experiment(preset="tiny", seed=0, simulation={
+        "dims": 2, "n_subjects": 96, "bias_prevalence": (0.9, 0.1), "bias_kind": "intensity",
+        "intensity_factor": 1.6}, training={"epochs": 2})
+    rows = sweeps.run_with_shift(exp, n_test=64, cache=cache)
+    assert [r["shift"] for r in rows] == list(sweeps.SHIFTS)
+    by = {r["shift"]: r for r in rows}
+    assert by["reversed"]["test_prevalence"] == "10/90"
+    assert by["same"]["n_test"] == 64
+    # one training: the second call is served from the cache, identically
+    again = sweeps.run_with_shift(exp, n_test=64, cache=cache)
+    assert [r["AUROC"] for r in again] == [r["AUROC"] for r in rows]
+    with pytest.raises(ValueError, match="n_test"):
+        sweeps.run_with_shift(exp, n_test=2, cache=cache)
+
+
+def test_train_config_takes_the_3d_changes():
+    from faimi_tutorial import presets
+
+    flat = training.TrainConfig.preset("tutorial", dims=2)
+    vol = training.TrainConfig.preset("tutorial", dims=3)
+    assert vol.patience is None and vol.epochs == presets.TRAINING_3D["tutorial"]["epochs"]
+    assert flat.patience == presets.TRAINING["tutorial"]["patience"]
+    assert flat.selection == "overall" and flat.selection_metric == "auroc"
+    exp = sweeps.Experiment(preset="tutorial", simulation={"dims": 3})
+    assert exp.train_config().patience is None
+    with pytest.raises(ValueError, match="dims"):
+        training.TrainConfig.preset("tutorial", dims=4)
