@@ -34,7 +34,7 @@ when only the bias effect is removed, ``||f(x) - f(twin)|| / ||f(x)||``, and
 :func:`disease_shift` how far the bias effect alone moves each subject along the
 disease direction. :func:`layer_report` runs probes, twin sensitivity and shift for
 several models on the same subjects; :func:`seed_summary` and
-:func:`paired_difference` turn runs over seeds into intervals and verdicts.
+:func:`compare_to_reference` turn runs over seeds into intervals and verdicts.
 
 **Does the model use what it encodes?** Encoding alone does not prove that a model
 takes a shortcut. The shortcut test ShorT (Brown et al., Nat Commun 2023) trains a
@@ -88,9 +88,8 @@ __all__ = [
     "twin_sensitivity",
     "untrained_model",
     "layer_report",
-    "bootstrap_mean",
     "seed_summary",
-    "paired_difference",
+    "compare_to_reference",
     "GradientScale",
     "AttributeHead",
     "fit_attribute_head",
@@ -1031,7 +1030,7 @@ def model_disease_shift(
     twin_acts = collect_activations(model, _images(twins), [layer], max_features=max_features)[layer]
     table = disease_shift(acts, twin_acts, d.label, d.bias_group, n_components,
                           fit_fraction=fit_fraction, seed=seed)
-    mean, low, high = bootstrap_mean(table["shift"], n_boot=n_boot, confidence=confidence, seed=seed)
+    mean, low, high = _interval(table["shift"], n_boot=n_boot, confidence=confidence, seed=seed)
     sep = table.attrs["disease_separation"]
     return {
         "layer": layer,
@@ -1123,7 +1122,7 @@ def twin_sensitivity(
     for depth, layer in enumerate(acts):
         a, t = acts[layer].astype(np.float64), twin_acts[layer].astype(np.float64)
         ratio = np.linalg.norm(a - t, axis=1) / np.maximum(np.linalg.norm(a, axis=1), 1e-12)
-        mean, low, high = bootstrap_mean(ratio, n_boot=n_boot, confidence=confidence, seed=seed)
+        mean, low, high = _interval(ratio, n_boot=n_boot, confidence=confidence, seed=seed)
         rows.append({"layer": layer, "depth": depth, "sensitivity": mean, "sensitivity_low": low,
                      "sensitivity_high": high, "median": float(np.median(ratio)), "n": int(len(ratio))})
     return pd.DataFrame(rows)
@@ -1170,7 +1169,8 @@ def untrained_model(
     if config is None:
         config = presets.active_preset()
     if isinstance(config, str):
-        config = TrainConfig.preset(config, **overrides)
+        dims = len(shape) - 1
+        config = TrainConfig.preset(config, dims=dims if dims in (2, 3) else None, **overrides)
     elif overrides:
         config = TrainConfig(**{**config.to_dict(), **overrides})
     seed_everything(seed)
@@ -1263,65 +1263,15 @@ def layer_report(
 # --------------------------------------------------------------------- statistics over seeds
 
 
-def bootstrap_mean(
-    values: Any,
-    *,
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval of the mean.
+def _interval(values: Any, *, method: str = "bootstrap", n_boot: int = 2000, confidence: float = 0.95,
+              seed: int = 0) -> tuple[float, float, float]:
+    """Mean and interval over runs: :func:`faimi_tutorial.metrics.mean_interval`."""
+    from .metrics import mean_interval
 
-    The interval lies within the range of the values, so a mean of rates stays in
-    [0, 1] (unlike a t-interval over a few seeds).
-
-    Parameters
-    ----------
-    values : array-like
-        Finite numbers (NaN are dropped).
-    n_boot : int, default 2000
-        Bootstrap replicates (>= 1).
-    confidence : float, default 0.95
-        Level of the interval, in (0, 1).
-    seed : int, default 0
-        Seed of the resampling.
-
-    Returns
-    -------
-    (mean, low, high) : tuple of float
-        NaN when there are no values; the interval is NaN for a single value.
-    """
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be an integer >= 1")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return (math.nan, math.nan, math.nan)
-    mean = float(v.mean())
-    if len(v) == 1:
-        return (mean, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (int(n_boot), len(v)))].mean(1)
-    a = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [a, 100 - a])
-    return (mean, float(low), float(high))
-
-
-def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
-    """Mean and Student t-interval (NaN interval with fewer than two values)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return (math.nan, math.nan, math.nan)
-    mean = float(v.mean())
-    if len(v) < 2:
-        return (mean, math.nan, math.nan)
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return (mean, mean - half, mean + half)
+    return mean_interval(v, confidence=confidence, method=method, n_boot=int(n_boot), seed=seed)
 
 
 def seed_summary(
@@ -1335,6 +1285,11 @@ def seed_summary(
 ) -> pd.DataFrame:
     """Mean of a value over runs (seeds) per setting, with a percentile-bootstrap interval.
 
+    The interval is :func:`faimi_tutorial.metrics.mean_interval`'s: it stays inside
+    the range of the values, so a mean of rates stays in [0, 1]. The table keeps
+    the layout of the layer tables (``<value>``, ``<value>_low``, ``<value>_high``
+    and ``depth``), ready for :func:`faimi_tutorial.plotting.plot_layer_curves`.
+
     Parameters
     ----------
     table : pandas.DataFrame
@@ -1343,8 +1298,12 @@ def seed_summary(
         Numeric column.
     by : str or sequence of str
         Columns identifying a setting (e.g. ``["model", "layer"]``).
-    n_boot, confidence, seed
-        See :func:`bootstrap_mean`.
+    n_boot : int, default 2000
+        Bootstrap replicates (>= 1).
+    confidence : float, default 0.95
+        Level of the interval, in (0, 1).
+    seed : int, default 0
+        Seed of the resampling.
 
     Returns
     -------
@@ -1360,7 +1319,7 @@ def seed_summary(
     rows = []
     for key, part in table.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        mean, low, high = bootstrap_mean(part[value], n_boot=n_boot, confidence=confidence, seed=seed)
+        mean, low, high = _interval(part[value], n_boot=n_boot, confidence=confidence, seed=seed)
         row = dict(zip(by, key))
         if "depth" in part.columns and "depth" not in by:
             row["depth"] = part["depth"].iloc[0]
@@ -1370,7 +1329,7 @@ def seed_summary(
     return pd.DataFrame(rows)
 
 
-def paired_difference(
+def compare_to_reference(
     table: pd.DataFrame,
     value: str,
     column: str,
@@ -1408,8 +1367,12 @@ def paired_difference(
         Column that pairs runs.
     method : {"t", "bootstrap"}, default "t"
         Interval over the pairs: Student t or percentile bootstrap.
-    n_boot, confidence, seed
-        See :func:`bootstrap_mean` (``n_boot`` and ``seed`` only for the bootstrap).
+    n_boot : int, default 2000
+        Bootstrap replicates (only for the bootstrap).
+    confidence : float, default 0.95
+        Level of the interval, in (0, 1).
+    seed : int, default 0
+        Seed of the resampling (only for the bootstrap).
 
     Returns
     -------
@@ -1443,10 +1406,7 @@ def paired_difference(
                 continue
             cur = part[part[column] == other].groupby(pair)[value].mean()
             diff = (cur - ref).dropna()
-            if method == "t":
-                mean, low, high = _t_interval(diff.to_numpy(), confidence)
-            else:
-                mean, low, high = bootstrap_mean(diff, n_boot=n_boot, confidence=confidence, seed=seed)
+            mean, low, high = _interval(diff, method=method, n_boot=n_boot, confidence=confidence, seed=seed)
             verdict = ("higher" if low > 0 else "lower" if high < 0 else "no difference shown")
             rows.append({**dict(zip(by, key)), column: other, "reference": reference,
                          "difference": mean, "difference_low": low, "difference_high": high,

@@ -62,6 +62,8 @@ LAMBDAS = (0.0, -0.1, -0.2, -0.3, -0.4)
 #: Training settings shared with the chapter.
 TRAIN = {"epochs": 10, "patience": 3}
 PROBE = probing.ProbeConfig(n_folds=3, n_boot=200)
+#: Modules whose code decides the numbers (the cache key hashes their source).
+COMPUTING = ("anatomy", "simulate", "presets", "models", "training", "probing", "metrics", "sweeps")
 TABLES = ("probes", "sensitivity", "shift", "models", "short")
 FILES = {
     "probes": "layer_probes.csv",
@@ -102,7 +104,7 @@ def code_version() -> str:
     str
     """
     package = Path(ft.__file__).parent
-    return sweeps.config_hash([p.read_text() for p in sorted(package.glob("*.py"))])
+    return sweeps.config_hash([(package / f"{name}.py").read_text() for name in COMPUTING])
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

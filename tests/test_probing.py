@@ -418,16 +418,7 @@ def test_model_disease_shift_summarises_with_intervals(tiny_cohort):
 # --------------------------------------------------------------------- statistics over seeds
 
 
-def test_bootstrap_mean_respects_the_range_of_rates():
-    rates = [0.97, 0.99, 1.0, 1.0, 0.98]
-    mean, low, high = probing.bootstrap_mean(rates)
-    assert 0.97 <= low <= mean <= high <= 1.0
-    assert np.isnan(probing.bootstrap_mean([0.5])[1]) and np.isnan(probing.bootstrap_mean([])[0])
-    with pytest.raises(ValueError, match="n_boot"):
-        probing.bootstrap_mean(rates, n_boot=0)
-
-
-def test_seed_summary_and_paired_difference():
+def test_seed_summary_and_compare_to_reference():
     rows = []
     for seed in range(5):
         for layer, depth in [("a", 0), ("b", 1)]:
@@ -438,17 +429,22 @@ def test_seed_summary_and_paired_difference():
     summary = probing.seed_summary(table, "auroc", ["model", "layer"], n_boot=500)
     assert len(summary) == 4 and (summary["n_runs"] == 5).all() and "depth" in summary
     assert (summary["auroc_low"] <= summary["auroc"]).all() and (summary["auroc_high"] <= 1).all()
-    diff = probing.paired_difference(table, "auroc", "model", "untrained", by="layer", n_boot=500)
+    rates = pd.DataFrame({"setting": "a", "seed": range(5), "TPR": [0.97, 0.99, 1.0, 1.0, 0.98]})
+    row = probing.seed_summary(rates, "TPR", "setting").iloc[0]
+    assert 0.97 <= row["TPR_low"] <= row["TPR"] <= row["TPR_high"] <= 1.0  # a t-interval passes 1
+    with pytest.raises(ValueError, match="n_boot"):
+        probing.seed_summary(rates, "TPR", "setting", n_boot=0)
+    diff = probing.compare_to_reference(table, "auroc", "model", "untrained", by="layer", n_boot=500)
     verdicts = dict(zip(diff["layer"], diff["verdict"]))
     assert verdicts == {"a": "no difference shown", "b": "higher"}
     b = diff.set_index("layer").loc["b"]
     assert b["difference"] == pytest.approx(0.1) and b["n_pairs"] == 5 and b["n_positive"] == 5
-    boot = probing.paired_difference(table, "auroc", "model", "untrained", by="layer", method="bootstrap")
+    boot = probing.compare_to_reference(table, "auroc", "model", "untrained", by="layer", method="bootstrap")
     assert list(boot["verdict"]) == ["no difference shown", "higher"]
     with pytest.raises(ValueError, match="reference"):
-        probing.paired_difference(table, "auroc", "model", "nope")
+        probing.compare_to_reference(table, "auroc", "model", "nope")
     with pytest.raises(ValueError, match="method"):
-        probing.paired_difference(table, "auroc", "model", "untrained", method="z")
+        probing.compare_to_reference(table, "auroc", "model", "untrained", method="z")
 
 
 # --------------------------------------------------------------------- figures
