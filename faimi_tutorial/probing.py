@@ -1508,10 +1508,13 @@ def fit_attribute_head(
     :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
     group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
     gradient: the model is then the plain :func:`~faimi_tutorial.training.fit` model
-    of the same seed. A strong reversal (``lam * attribute_weight`` around -0.5 or
-    below on the tutorial's 2D data) can stop the disease from being learnt at all. Data handling, seeding, device choice, early stopping on the
-    validation loss and the returned :class:`~faimi_tutorial.training.FitResult`
-    are those of :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
+    of the same seed when that selects on the validation loss (``selection="loss"``;
+    the tutorial preset selects plain training on validation AUROC instead, while
+    this function always keeps the epoch of lowest validation loss). A strong
+    reversal can stop the disease from being learnt at all. Data handling, seeding,
+    device choice, early stopping on the validation loss and the returned
+    :class:`~faimi_tutorial.training.FitResult` are those of
+    :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
 
     Parameters
     ----------
@@ -1831,6 +1834,8 @@ class ShortcutTest:
         Level of the slope interval.
     alpha : float
         Significance level of the trend test.
+    within : str or None
+        Column whose groups (e.g. seeds) were centred before the test, or ``None``.
     """
 
     x: str
@@ -1844,6 +1849,7 @@ class ShortcutTest:
     n_runs: int
     confidence: float
     alpha: float = 0.05
+    within: str | None = None
 
     @property
     def shortcut(self) -> bool:
@@ -1857,7 +1863,8 @@ class ShortcutTest:
     @property
     def verdict(self) -> str:
         """One sentence stating the verdict and the test behind it."""
-        stats_text = (f"Spearman rho {self.spearman:+.2f}, p = {self.spearman_p:.3g} "
+        where = f" within each {self.within}" if self.within else ""
+        stats_text = (f"Spearman rho {self.spearman:+.2f}{where}, p = {self.spearman_p:.3g} "
                       f"over {self.n_runs} models, alpha = {self.alpha:g}")
         if self.shortcut:
             direction = "rises" if self.spearman > 0 else "falls"
@@ -1878,6 +1885,7 @@ def short_test(
     n_boot: int = 2000,
     confidence: float = 0.95,
     alpha: float = 0.05,
+    within: str | None = None,
     seed: int = 0,
 ) -> ShortcutTest:
     """Relate measured encoding to the fairness gap across the models of a ShorT sweep.
@@ -1903,6 +1911,11 @@ def short_test(
         Level of the slope interval.
     alpha : float, default 0.05
         Significance level of the trend test, in (0, 1).
+    within : str, optional
+        A column grouping runs that share everything but the intervention (the
+        seed: same cohort, same initial weights). Encoding and gap are centred
+        within each group before the test, so that only the changes the
+        intervention makes count, not differences between cohorts.
     seed : int, default 0
         Seed of the bootstrap.
 
@@ -1918,7 +1931,7 @@ def short_test(
     """
     from scipy import stats
 
-    for col in (x, y):
+    for col in (x, y) + ((within,) if within is not None else ()):
         if col not in runs.columns:
             raise ValueError(f"column {col!r} is not in runs (has {list(runs.columns)})")
     if n_boot < 1:
@@ -1927,7 +1940,11 @@ def short_test(
         raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r} must be in (0, 1)")
-    data = runs[[x, y]].astype(float).dropna()
+    data = runs[[x, y]].astype(float)
+    if within is not None:
+        data = data.assign(group=runs[within].to_numpy()).dropna()
+        data[[x, y]] = data[[x, y]] - data.groupby("group")[[x, y]].transform("mean")
+    data = data[[x, y]].dropna()
     if len(data) < 3:
         raise ValueError(f"need at least 3 runs with finite {x} and {y}; got {len(data)}")
     u, v = data[x].to_numpy(), data[y].to_numpy()
@@ -1942,4 +1959,4 @@ def short_test(
     lo, hi = (np.percentile(slopes, [a, 100 - a]) if slopes else (math.nan, math.nan))
     rho, p = stats.spearmanr(u, v)
     return ShortcutTest(x, y, float(slope), float(lo), float(hi), float(intercept), float(rho),
-                        float(p), int(len(u)), float(confidence), float(alpha))
+                        float(p), int(len(u)), float(confidence), float(alpha), within)

@@ -340,6 +340,23 @@ def test_short_verdict_follows_the_trend_test_not_the_slope_interval():
         probing.short_test(runs, alpha=1.0)
 
 
+def test_short_test_within_seeds_ignores_differences_between_cohorts():
+    # across seeds, encoding and gap rise together; within each seed the gap
+    # does not follow the encoding
+    rows = []
+    for seed in range(5):
+        for k, enc in enumerate(np.linspace(-0.02, 0.02, 5)):
+            rows.append({"seed": seed, "encoding_auroc": 0.55 + 0.03 * seed + enc,
+                         "TPR_gap": 0.02 * seed + 0.01 * (-1) ** k})
+    runs = pd.DataFrame(rows)
+    assert probing.short_test(runs, n_boot=100).shortcut
+    within = probing.short_test(runs, n_boot=100, within="seed")
+    assert not within.shortcut and within.within == "seed"
+    assert "within each seed" in within.verdict
+    with pytest.raises(ValueError, match="column"):
+        probing.short_test(runs, within="nope")
+
+
 # --------------------------------------------------------------------- references and twins
 
 
