@@ -809,6 +809,72 @@ def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chanc
     return fig
 
 
+def plot_layer_curves(table, value="auroc", by="model", ax=None, reference=None, chance=None,
+                      ylabel=None, title=None, logy=False, layers=None):
+    """One line per model across layers, with intervals and horizontal references.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows per (``by`` value, layer) with ``layer``, ``<value>`` and optionally
+        ``<value>_low``/``<value>_high`` and ``depth`` (e.g. seed means from
+        :func:`faimi_tutorial.probing.seed_summary`).
+    value : str, default "auroc"
+        Column drawn.
+    by : str, default "model"
+        Column whose values get one line each, in order of first appearance.
+    ax : matplotlib axes, optional
+        Where to draw.
+    reference : dict of str to float, optional
+        Horizontal reference lines, e.g. ``{"raw input": 0.93}`` (dotted, labelled).
+    chance : float, optional
+        A dashed grey line (e.g. 0.5 for AUROC).
+    ylabel, title : str, optional
+        Axis label and panel title.
+    logy : bool, default False
+        Logarithmic y axis.
+    layers : sequence of str, optional
+        Layers on the x axis, in order (default: those of ``table`` by ``depth``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    if value not in table.columns or by not in table.columns:
+        raise ValueError(f"table needs columns {value!r} and {by!r}; has {list(table.columns)}")
+    fig, (a,) = _new_axes(1, ax, width=5.0, height=3.4)
+    if layers is None:
+        order = table.sort_values("depth") if "depth" in table.columns else table
+        layers = list(dict.fromkeys(order["layer"]))
+    keys = list(dict.fromkeys(table[by]))
+    offset = 0.06
+    for j, key in enumerate(keys):
+        sub = table[table[by] == key].drop_duplicates("layer").set_index("layer").reindex(layers)
+        x = np.arange(len(layers)) + (j - (len(keys) - 1) / 2) * offset
+        v = sub[value].to_numpy(dtype=float)
+        lo = sub[f"{value}_low"].to_numpy(dtype=float) if f"{value}_low" in sub else v
+        hi = sub[f"{value}_high"].to_numpy(dtype=float) if f"{value}_high" in sub else v
+        err = np.vstack([np.nan_to_num(v - lo), np.nan_to_num(hi - v)])
+        a.errorbar(x, v, yerr=err, fmt="o-", capsize=3, label=str(key),
+                   color=GROUP_COLOURS[j % len(GROUP_COLOURS)])
+    styles = [":", "-."]
+    for k, (name, level) in enumerate((reference or {}).items()):
+        a.axhline(level, color="black", ls=styles[k % 2], lw=1.2, label=str(name))
+    if chance is not None:
+        a.axhline(chance, color="grey", ls="--", lw=1)
+    if logy:
+        a.set_yscale("log")
+    a.set_xticks(range(len(layers)), [str(l).replace("net.", "") for l in layers], rotation=20)
+    a.set_ylabel(ylabel or value.replace("_", " "))
+    a.set_title(title or f"{value.replace('_', ' ')} by layer", fontsize=10)
+    a.grid(axis="y", alpha=0.3)
+    a.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def plot_component_encoding(table, ax=None, title=None):
     """Held-out AUROC of each leading principal component alone, per target.
 
@@ -939,7 +1005,8 @@ def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=N
     if test is not None:
         grid = np.linspace(np.nanmin(u), np.nanmax(u), 50)
         a.plot(grid, test.intercept + test.slope * grid, color="black", lw=1.5,
-               label=f"slope {test.slope:.2f} [{test.slope_low:.2f}, {test.slope_high:.2f}]")
+               label=(f"slope {test.slope:.2f} [{test.slope_low:.2f}, {test.slope_high:.2f}]; "
+                      f"Spearman p = {test.spearman_p:.3f}"))
         a.legend(fontsize=8, loc="best")
     a.axhline(0.0, color="grey", ls="--", lw=1)
     a.set_xlabel(x.replace("_", " "))

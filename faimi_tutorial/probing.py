@@ -25,6 +25,17 @@ predicts the disease (on the fitting part) and returns the held-out subjects'
 coordinates on it, with their subgroup: label x bias group, aligned with the
 shortcut (disease with the bias feature, controls without) or misaligned.
 
+**Compared with what?** A visible attribute is decodable from an untrained network
+too, so every measure needs references: the raw image (the ``"input"`` layer), an
+untrained network of the same architecture and seed (:func:`untrained_model`) and a
+model trained on the same subjects without the bias effect (their counterfactual
+twins). :func:`twin_sensitivity` measures per layer how much the activations change
+when only the bias effect is removed, ``||f(x) - f(twin)|| / ||f(x)||``, and
+:func:`disease_shift` how far the bias effect alone moves each subject along the
+disease direction. :func:`layer_report` runs probes, twin sensitivity and shift for
+several models on the same subjects; :func:`seed_summary` and
+:func:`compare_to_reference` turn runs over seeds into intervals and verdicts.
+
 **Does the model use what it encodes?** Encoding alone does not prove that a model
 takes a shortcut. The shortcut test ShorT (Brown et al., Nat Commun 2023) trains a
 family of models whose encoding of the attribute is pushed up or down by an
@@ -32,8 +43,8 @@ attribute head whose gradient into the network is scaled by ``lam``
 (:class:`GradientScale`; ``lam < 0`` is gradient reversal, i.e. unlearning,
 ``lam > 0`` asks for more encoding), then relates the measured encoding to the
 fairness gap across those models (:func:`fit_attribute_head`, :func:`short_sweep`,
-:func:`short_test`). If the gap grows with the encoding, the model's decisions use
-the attribute.
+:func:`short_test`). If the gap follows the encoding (a rank-correlation trend test,
+significant at a stated level), the model's decisions use the attribute.
 
 >>> import torch
 >>> import faimi_tutorial as ft
@@ -72,6 +83,13 @@ __all__ = [
     "component_encoding",
     "component_projection",
     "subgroup_names",
+    "disease_shift",
+    "model_disease_shift",
+    "twin_sensitivity",
+    "untrained_model",
+    "layer_report",
+    "seed_summary",
+    "compare_to_reference",
     "GradientScale",
     "AttributeHead",
     "fit_attribute_head",
@@ -779,6 +797,60 @@ def subgroup_names(label: Any, bias_group: Any) -> np.ndarray:
     return np.array([lookup[(i, j)] for i, j in zip(y, a)], dtype=object)
 
 
+class _DiseaseAxis:
+    """The most disease-predictive principal component, chosen on a fitting part.
+
+    A PCA with ``n_components`` is fitted on a stratified ``fit_fraction`` of the
+    subjects; there, the component that best separates the labels (largest
+    ``|AUROC - 0.5|``) is the disease component, oriented so that higher means more
+    disease, and the best other component for the bias group is the bias component.
+    """
+
+    def __init__(self, features: Any, label: Any, bias_group: Any, n_components: int,
+                 fit_fraction: float, seed: int) -> None:
+        from .training import stratified_split
+
+        x = np.asarray(features, dtype=np.float64)
+        self.x = x.reshape(x.shape[0], -1)
+        self.y = np.asarray(label).astype(int).reshape(-1)
+        self.a = np.asarray(bias_group).astype(int).reshape(-1)
+        self.names = subgroup_names(self.y, self.a)
+        if len(self.y) != len(self.x):
+            raise ValueError(f"features hold {len(self.x)} samples but label holds {len(self.y)}")
+        if not isinstance(n_components, (int, np.integer)) or n_components < 2:
+            raise ValueError(f"n_components={n_components!r} must be an integer >= 2")
+        if not 0 < fit_fraction < 1:
+            raise ValueError(f"fit_fraction={fit_fraction!r} must be in (0, 1)")
+        self.held, self.fit = stratified_split(self.y, self.a, fit_fraction, seed)
+        k = int(min(n_components, self.x.shape[1], len(self.fit) - 1))
+        self.pca = _PCA(n_components=k).fit(self.x[self.fit])
+        z_fit = self.pca.transform(self.x[self.fit])
+        self.auc_y = np.array([_auroc(self.y[self.fit], z_fit[:, j]) for j in range(k)])
+        self.auc_a = np.array([_auroc(self.a[self.fit], z_fit[:, j]) for j in range(k)])
+        self.d = int(np.argmax(np.abs(self.auc_y - 0.5)))
+        rest = [j for j in range(k) if j != self.d]
+        self.b = rest[int(np.argmax(np.abs(self.auc_a[rest] - 0.5)))]
+        self.sign_d = 1.0 if self.auc_y[self.d] >= 0.5 else -1.0
+        self.sign_b = 1.0 if self.auc_a[self.b] >= 0.5 else -1.0
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return self.pca.transform(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1))
+
+    def disease(self, x: np.ndarray) -> np.ndarray:
+        """Oriented coordinates on the disease component."""
+        return self.sign_d * self.transform(x)[:, self.d]
+
+    def attrs(self) -> dict[str, float]:
+        d, b = self.d, self.b
+        return {
+            "disease_component": d + 1,
+            "bias_component": b + 1,
+            "disease_component_fit_auroc": float(max(self.auc_y[d], 1 - self.auc_y[d])),
+            "bias_component_fit_auroc": float(max(self.auc_a[b], 1 - self.auc_a[b])),
+            "bias_auroc_of_disease_component": float(max(self.auc_a[d], 1 - self.auc_a[d])),
+        }
+
+
 def component_projection(
     features: Any,
     label: Any,
@@ -818,47 +890,529 @@ def component_projection(
         (:data:`SUBGROUPS`), ``aligned`` (bool). ``attrs`` holds the chosen component
         numbers (1-based) and their fitting-part AUROCs.
     """
-    from .training import stratified_split
-
-    x = np.asarray(features, dtype=np.float64)
-    x = x.reshape(x.shape[0], -1)
-    y = np.asarray(label).astype(int).reshape(-1)
-    a = np.asarray(bias_group).astype(int).reshape(-1)
-    names = subgroup_names(y, a)
-    if len(y) != len(x):
-        raise ValueError(f"features hold {len(x)} samples but label holds {len(y)}")
-    if not isinstance(n_components, (int, np.integer)) or n_components < 2:
-        raise ValueError(f"n_components={n_components!r} must be an integer >= 2")
-    if not 0 < fit_fraction < 1:
-        raise ValueError(f"fit_fraction={fit_fraction!r} must be in (0, 1)")
-    held, fit = stratified_split(y, a, fit_fraction, seed)
-    k = int(min(n_components, x.shape[1], len(fit) - 1))
-    pca = _PCA(n_components=k).fit(x[fit])
-    z_fit, z_held = pca.transform(x[fit]), pca.transform(x[held])
-    auc_y = np.array([_auroc(y[fit], z_fit[:, j]) for j in range(k)])
-    auc_a = np.array([_auroc(a[fit], z_fit[:, j]) for j in range(k)])
-    d = int(np.argmax(np.abs(auc_y - 0.5)))
-    rest = [j for j in range(k) if j != d]
-    b = rest[int(np.argmax(np.abs(auc_a[rest] - 0.5)))]
-    sign_d = 1.0 if auc_y[d] >= 0.5 else -1.0
-    sign_b = 1.0 if auc_a[b] >= 0.5 else -1.0
+    axis = _DiseaseAxis(features, label, bias_group, n_components, fit_fraction, seed)
+    held = axis.held
+    z_held = axis.transform(axis.x[held])
     out = pd.DataFrame({
         "index": held,
-        "disease_component": sign_d * z_held[:, d],
-        "bias_component": sign_b * z_held[:, b],
-        "label": y[held],
-        "bias_group": a[held],
-        "subgroup": names[held],
+        "disease_component": axis.sign_d * z_held[:, axis.d],
+        "bias_component": axis.sign_b * z_held[:, axis.b],
+        "label": axis.y[held],
+        "bias_group": axis.a[held],
+        "subgroup": axis.names[held],
     })
     out["aligned"] = out["label"] == out["bias_group"]
-    out.attrs.update({
-        "disease_component": d + 1,
-        "bias_component": b + 1,
-        "disease_component_fit_auroc": float(max(auc_y[d], 1 - auc_y[d])),
-        "bias_component_fit_auroc": float(max(auc_a[b], 1 - auc_a[b])),
-        "bias_auroc_of_disease_component": float(max(auc_a[d], 1 - auc_a[d])),
-    })
+    out.attrs.update(axis.attrs())
     return out
+
+
+def disease_shift(
+    features: Any,
+    twin_features: Any,
+    label: Any,
+    bias_group: Any,
+    n_components: int = 10,
+    *,
+    fit_fraction: float = 0.5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How far the bias effect moves each subject along the disease direction.
+
+    The disease direction is the most disease-predictive principal component,
+    chosen on a fitting part of the subjects exactly as in
+    :func:`component_projection`. For every held-out subject in the bias group,
+    the shift is the difference between its coordinate and its counterfactual
+    twin's (same subject, bias effect removed) on that component, in standard
+    deviations of the component over the held-out subjects. A positive shift
+    means the bias feature alone moves the subject towards "disease": the
+    representation-level signature of a shortcut. Because each subject is
+    compared with its own twin, anatomy and disease drop out of the difference.
+
+    Parameters
+    ----------
+    features : array-like
+        ``(N, F)`` activations of one layer for the subjects' images.
+    twin_features : array-like
+        ``(N, F)`` activations of the same layer for their twins, same order.
+    label, bias_group : array-like of {0, 1}
+        Per subject.
+    n_components : int, default 10
+        Components to choose the disease direction from (>= 2).
+    fit_fraction : float, default 0.5
+        Share of subjects used to fit the PCA and choose the direction, in (0, 1).
+    seed : int, default 0
+        Seed of the split.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per held-out subject of the bias group: ``index``, ``label``,
+        ``subgroup``, ``shift``. ``attrs`` holds the chosen components (see
+        :func:`component_projection`) and ``disease_separation``: the distance
+        between the mean diseased and mean control subject on the component, in
+        the same units (the size of a shift that would mimic the disease).
+
+    Raises
+    ------
+    ValueError
+        For mismatched shapes or invalid options.
+    """
+    twin = np.asarray(twin_features, dtype=np.float64)
+    twin = twin.reshape(twin.shape[0], -1)
+    axis = _DiseaseAxis(features, label, bias_group, n_components, fit_fraction, seed)
+    if twin.shape != axis.x.shape:
+        raise ValueError(f"twin_features have shape {twin.shape}; features have {axis.x.shape}")
+    held = axis.held
+    z = axis.disease(axis.x[held])
+    scale = float(z.std(ddof=1)) if len(z) > 1 else 1.0
+    scale = scale if scale > 0 else 1.0
+    y_held = axis.y[held]
+    members = held[axis.a[held] == 1]
+    shift = (axis.disease(axis.x[members]) - axis.disease(twin[members])) / scale
+    out = pd.DataFrame({
+        "index": members,
+        "label": axis.y[members],
+        "subgroup": axis.names[members],
+        "shift": shift,
+    })
+    separation = (z[y_held == 1].mean() - z[y_held == 0].mean()) / scale if len(set(y_held)) == 2 else math.nan
+    out.attrs.update({**axis.attrs(), "disease_separation": float(separation)})
+    return out
+
+
+def model_disease_shift(
+    model: Any,
+    data: Any,
+    layer: str,
+    n_components: int = 10,
+    *,
+    fit_fraction: float = 0.5,
+    n_boot: int = 500,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_features: int | None = 16384,
+) -> dict[str, float]:
+    """Summary of :func:`disease_shift` for one model and layer, with intervals.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or FitResult
+        The network (use data it was not trained on).
+    data : Cohort
+        Subjects with ``images``, ``twins``, ``label`` and ``bias_group``.
+    layer : str
+        Layer to read (see :func:`collect_activations`).
+    n_components, fit_fraction, seed
+        See :func:`disease_shift`.
+    n_boot : int, default 500
+        Bootstrap replicates over subjects for the intervals (>= 1).
+    confidence : float, default 0.95
+        Level of the intervals.
+    max_features : int or None, default 16384
+        Passed to :func:`collect_activations`.
+
+    Returns
+    -------
+    dict
+        ``layer``; ``shift`` (mean over the held-out bias-group subjects) with
+        ``shift_low``/``shift_high``; ``shift_controls`` and ``shift_diseased``
+        (misaligned and aligned subjects); ``disease_separation``;
+        ``shift_share`` (shift / disease separation); ``n``; and the attributes
+        of :func:`disease_shift`.
+    """
+    twins = getattr(data, "twins", None)
+    if twins is None:
+        raise ValueError("data has no twins: the shift is measured against each subject's twin")
+    from .training import as_data
+
+    d = as_data(data)
+    acts = collect_activations(model, d.images, [layer], max_features=max_features)[layer]
+    twin_acts = collect_activations(model, _images(twins), [layer], max_features=max_features)[layer]
+    table = disease_shift(acts, twin_acts, d.label, d.bias_group, n_components,
+                          fit_fraction=fit_fraction, seed=seed)
+    mean, low, high = _interval(table["shift"], n_boot=n_boot, confidence=confidence, seed=seed)
+    sep = table.attrs["disease_separation"]
+    return {
+        "layer": layer,
+        "shift": mean,
+        "shift_low": low,
+        "shift_high": high,
+        "shift_controls": float(table.loc[table["label"] == 0, "shift"].mean()),
+        "shift_diseased": float(table.loc[table["label"] == 1, "shift"].mean()),
+        "disease_separation": sep,
+        "shift_share": float(mean / sep) if sep and np.isfinite(sep) else math.nan,
+        "n": int(len(table)),
+        **table.attrs,
+    }
+
+
+def twin_sensitivity(
+    model: Any,
+    data: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    twins: Any | None = None,
+    n_boot: int = 500,
+    confidence: float = 0.95,
+    seed: int = 0,
+    batch_size: int = 128,
+    max_features: int | None = None,
+) -> pd.DataFrame:
+    """Per layer, how much removing the bias effect changes the activations.
+
+    For each subject ``x`` of the bias group and its counterfactual twin (the
+    same subject without the bias effect), the relative change
+    ``||f_l(x) - f_l(twin)|| / ||f_l(x)||`` of layer ``l``'s output. On the
+    ``"input"`` layer this is the share of the image the bias effect changes:
+    the raw reference for every network.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or FitResult
+        The network.
+    data : Cohort or images
+        Subjects (``images`` with ``twins`` and ``bias_group``), or an image tensor
+        with ``twins`` given (then every subject is used).
+    layers : sequence of str, optional
+        See :func:`collect_activations` (default: the model's feature blocks).
+    twins : images, optional
+        The twins, same order (default ``data.twins``).
+    n_boot : int, default 500
+        Bootstrap replicates over subjects for the interval (>= 1).
+    confidence : float, default 0.95
+        Level of the interval.
+    seed : int, default 0
+        Seed of the bootstrap.
+    batch_size : int, default 128
+        Images per forward pass.
+    max_features : int or None, default None
+        Passed to :func:`collect_activations` (pooling averages away some of a
+        local change, so the default keeps every value).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per layer: ``layer``, ``depth``, ``sensitivity`` (mean relative
+        change), ``sensitivity_low``, ``sensitivity_high`` (percentile bootstrap
+        over subjects), ``median``, ``n`` (subjects).
+
+    Raises
+    ------
+    ValueError
+        Without twins, or without subjects in the bias group.
+    """
+    twins = getattr(data, "twins", None) if twins is None else twins
+    if twins is None:
+        raise ValueError("no twins: pass data with .twins or the twins argument")
+    images = _images(data)
+    twin_images = _images(twins)
+    if twin_images.shape != images.shape:
+        raise ValueError(f"twins have shape {tuple(twin_images.shape)}; images have {tuple(images.shape)}")
+    if hasattr(data, "bias_group"):
+        members = np.flatnonzero(np.asarray(data.bias_group) == 1)
+    else:
+        members = np.arange(len(images))
+    if len(members) == 0:
+        raise ValueError("no subject in the bias group: their twins equal the images")
+    idx = torch.as_tensor(members)
+    kw = dict(layers=layers, batch_size=batch_size, max_features=max_features)
+    acts = collect_activations(model, images[idx], **kw)
+    twin_acts = collect_activations(model, twin_images[idx], **kw)
+    rows = []
+    for depth, layer in enumerate(acts):
+        a, t = acts[layer].astype(np.float64), twin_acts[layer].astype(np.float64)
+        ratio = np.linalg.norm(a - t, axis=1) / np.maximum(np.linalg.norm(a, axis=1), 1e-12)
+        mean, low, high = _interval(ratio, n_boot=n_boot, confidence=confidence, seed=seed)
+        rows.append({"layer": layer, "depth": depth, "sensitivity": mean, "sensitivity_low": low,
+                     "sensitivity_high": high, "median": float(np.median(ratio)), "n": int(len(ratio))})
+    return pd.DataFrame(rows)
+
+
+def untrained_model(
+    in_shape: Sequence[int] | Any,
+    config: Any = None,
+    *,
+    seed: int = 0,
+    **overrides: Any,
+) -> nn.Module:
+    """The network :func:`faimi_tutorial.training.fit` would start from: same architecture, same seed.
+
+    A reference for probing: whatever an untrained network's layers encode comes
+    from the image and the architecture, not from learning.
+
+    Parameters
+    ----------
+    in_shape : sequence of int or data
+        ``(channels, *grid)``, or data (a cohort, images) whose shape is read.
+    config : TrainConfig or str, optional
+        Training settings or preset name (default: the active preset), as given
+        to :func:`~faimi_tutorial.training.fit`.
+    seed : int, default 0
+        The training seed whose initial weights are wanted.
+    **overrides
+        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+
+    Returns
+    -------
+    torch.nn.Module
+        Freshly initialised, in eval mode.
+    """
+    from . import presets
+    from .models import build_model
+    from .runtime import seed_everything
+    from .training import TrainConfig
+
+    if isinstance(in_shape, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in in_shape):
+        shape = tuple(int(v) for v in in_shape)
+    else:
+        shape = tuple(_images(in_shape).shape[1:])
+    if config is None:
+        config = presets.active_preset()
+    if isinstance(config, str):
+        dims = len(shape) - 1
+        config = TrainConfig.preset(config, dims=dims if dims in (2, 3) else None, **overrides)
+    elif overrides:
+        config = TrainConfig(**{**config.to_dict(), **overrides})
+    seed_everything(seed)
+    return build_model(config.model_config(shape)).eval()
+
+
+def layer_report(
+    models: Mapping[str, Any],
+    data: Any,
+    layers: Sequence[str] | None = None,
+    config: ProbeConfig | None = None,
+    *,
+    n_components: int = 10,
+    max_features: int | None = 2048,
+    targets: Sequence[str] = ("bias_group", "label"),
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """Probes, twin sensitivity and disease-direction shift of several models, layer by layer.
+
+    Every model is read on the same data (subjects none of them was trained on,
+    with counterfactual twins), so the curves can be compared with each other and
+    with the ``"input"`` layer, which is the same for every model: the raw-image
+    reference.
+
+    Parameters
+    ----------
+    models : mapping of str to model or sequence of models
+        ``{name: FitResult or torch.nn.Module}``, e.g. an untrained network, a
+        model trained without the bias effect and one trained with it; a
+        sequence of models (e.g. one per seed) gives one run each.
+    data : Cohort
+        Probe subjects with ``images``, ``twins``, ``label`` and ``bias_group``.
+    layers : sequence of str, optional
+        Layers to read (default: ``"input"`` and the first model's feature blocks).
+    config : ProbeConfig, optional
+        Probe settings (its ``n_boot``, ``confidence`` and ``seed`` are also used
+        for the intervals of the other two measures).
+    n_components : int, default 10
+        Components the disease direction is chosen from (:func:`disease_shift`).
+    max_features : int or None, default 2048
+        Pooling of wide layers for the probes and the shift (see
+        :func:`collect_activations`); the twin sensitivity keeps every value.
+    targets : sequence of str, default ("bias_group", "label")
+        What the probes decode (each balanced against the other).
+    seed : int, default 0
+        Seed of the split that chooses the disease direction.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``"probes"`` (rows of :func:`probe_model`), ``"sensitivity"`` (rows of
+        :func:`twin_sensitivity`) and ``"shift"`` (one row of
+        :func:`model_disease_shift` per layer), each with ``model`` and ``seed``
+        columns (``seed``: the model's training seed, or its position in the
+        sequence when it has none).
+    """
+    from .models import layer_names
+
+    if not models:
+        raise ValueError("models is empty; give at least one {name: model}")
+    config = config or ProbeConfig()
+    runs = []
+    for name, value in models.items():
+        group = list(value) if isinstance(value, (list, tuple)) else [value]
+        runs += [(name, int(getattr(m, "seed", i)), m) for i, m in enumerate(group)]
+    if layers is None:
+        layers = ["input", *layer_names(_network(runs[0][2]))]
+    layers = list(layers)
+    probes, sensitivity, shift = [], [], []
+    for name, run_seed, model in runs:
+        probes.append(probe_model(model, data, layers, config, targets=targets,
+                                  max_features=max_features).assign(model=name, seed=run_seed))
+        sensitivity.append(twin_sensitivity(model, data, layers, n_boot=max(config.n_boot, 1),
+                                            confidence=config.confidence,
+                                            seed=config.seed).assign(model=name, seed=run_seed))
+        rows = []
+        for depth, layer in enumerate(layers):
+            row = model_disease_shift(model, data, layer, n_components, n_boot=max(config.n_boot, 1),
+                                      confidence=config.confidence, seed=seed,
+                                      max_features=max_features)
+            rows.append({"depth": depth, **row})
+        shift.append(pd.DataFrame(rows).assign(model=name, seed=run_seed))
+    return {
+        "probes": pd.concat(probes, ignore_index=True),
+        "sensitivity": pd.concat(sensitivity, ignore_index=True),
+        "shift": pd.concat(shift, ignore_index=True),
+    }
+
+
+# --------------------------------------------------------------------- statistics over seeds
+
+
+def _interval(values: Any, *, method: str = "bootstrap", n_boot: int = 2000, confidence: float = 0.95,
+              seed: int = 0) -> tuple[float, float, float]:
+    """Mean and interval over runs: :func:`faimi_tutorial.metrics.mean_interval`."""
+    from .metrics import mean_interval
+
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r} must be an integer >= 1")
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    return mean_interval(v, confidence=confidence, method=method, n_boot=int(n_boot), seed=seed)
+
+
+def seed_summary(
+    table: pd.DataFrame,
+    value: str,
+    by: str | Sequence[str],
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Mean of a value over runs (seeds) per setting, with a percentile-bootstrap interval.
+
+    The interval is :func:`faimi_tutorial.metrics.mean_interval`'s: it stays inside
+    the range of the values, so a mean of rates stays in [0, 1]. The table keeps
+    the layout of the layer tables (``<value>``, ``<value>_low``, ``<value>_high``
+    and ``depth``), ready for :func:`faimi_tutorial.plotting.plot_layer_curves`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per run and setting.
+    value : str
+        Numeric column.
+    by : str or sequence of str
+        Columns identifying a setting (e.g. ``["model", "layer"]``).
+    n_boot : int, default 2000
+        Bootstrap replicates (>= 1).
+    confidence : float, default 0.95
+        Level of the interval, in (0, 1).
+    seed : int, default 0
+        Seed of the resampling.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per setting: the ``by`` columns, ``<value>`` (mean),
+        ``<value>_low``, ``<value>_high``, ``n_runs``; settings keep their order of
+        first appearance (and a ``depth`` column is kept when present).
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [*by, value] if c not in table.columns]
+    if missing:
+        raise ValueError(f"columns {missing!r} are not in the table (has {list(table.columns)})")
+    rows = []
+    for key, part in table.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mean, low, high = _interval(part[value], n_boot=n_boot, confidence=confidence, seed=seed)
+        row = dict(zip(by, key))
+        if "depth" in part.columns and "depth" not in by:
+            row["depth"] = part["depth"].iloc[0]
+        row.update({value: mean, f"{value}_low": low, f"{value}_high": high,
+                    "n_runs": int(part[value].notna().sum())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_to_reference(
+    table: pd.DataFrame,
+    value: str,
+    column: str,
+    reference: Any,
+    *,
+    by: str | Sequence[str] = (),
+    pair: str = "seed",
+    method: str = "t",
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Differences to a reference setting, paired by seed, with an interval over the pairs.
+
+    For every other value of ``column`` (e.g. every model), and every ``by``
+    setting (e.g. every layer), the difference ``value(other) - value(reference)``
+    is taken within each ``pair`` (the seed: same data, same initial weights), and
+    the mean difference gets an interval over the pairs: by default a Student
+    t-interval (a difference is not bounded like a rate, and with few seeds the
+    t-interval is the wider, more careful one), or a percentile bootstrap.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per run.
+    value : str
+        Numeric column to compare.
+    column : str
+        Column whose values are compared (e.g. ``"model"``).
+    reference : any
+        The value of ``column`` everything is compared with.
+    by : str or sequence of str, default ()
+        Settings compared separately (e.g. ``"layer"``).
+    pair : str, default "seed"
+        Column that pairs runs.
+    method : {"t", "bootstrap"}, default "t"
+        Interval over the pairs: Student t or percentile bootstrap.
+    n_boot : int, default 2000
+        Bootstrap replicates (only for the bootstrap).
+    confidence : float, default 0.95
+        Level of the interval, in (0, 1).
+    seed : int, default 0
+        Seed of the resampling (only for the bootstrap).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (``by``, other): ``by`` columns, ``column``, ``reference``,
+        ``difference``, ``difference_low``, ``difference_high``, ``n_pairs``,
+        ``n_positive`` and ``verdict``: ``"higher"`` or ``"lower"`` when the
+        interval excludes zero, otherwise ``"no difference shown"``.
+
+    Raises
+    ------
+    ValueError
+        For missing columns or a reference that does not occur.
+    """
+    if method not in ("t", "bootstrap"):
+        raise ValueError(f"method={method!r} is invalid; allowed: t, bootstrap")
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [*by, value, column, pair] if c not in table.columns]
+    if missing:
+        raise ValueError(f"columns {missing!r} are not in the table (has {list(table.columns)})")
+    if not (table[column] == reference).any():
+        raise ValueError(f"reference={reference!r} does not occur in column {column!r}; "
+                         f"values: {list(dict.fromkeys(table[column]))}")
+    rows = []
+    groups = table.groupby(by, sort=False) if by else [((), table)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        ref = part[part[column] == reference].groupby(pair)[value].mean()
+        for other in dict.fromkeys(part[column]):
+            if other == reference:
+                continue
+            cur = part[part[column] == other].groupby(pair)[value].mean()
+            diff = (cur - ref).dropna()
+            mean, low, high = _interval(diff, method=method, n_boot=n_boot, confidence=confidence, seed=seed)
+            verdict = ("higher" if low > 0 else "lower" if high < 0 else "no difference shown")
+            rows.append({**dict(zip(by, key)), column: other, "reference": reference,
+                         "difference": mean, "difference_low": low, "difference_high": high,
+                         "n_pairs": int(len(diff)), "n_positive": int((diff > 0).sum()),
+                         "verdict": verdict})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------- ShorT
@@ -954,10 +1508,13 @@ def fit_attribute_head(
     :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
     group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
     gradient: the model is then the plain :func:`~faimi_tutorial.training.fit` model
-    of the same seed. A strong reversal (``lam * attribute_weight`` around -0.5 or
-    below on the tutorial's 2D data) can stop the disease from being learnt at all. Data handling, seeding, device choice, early stopping on the
-    validation loss and the returned :class:`~faimi_tutorial.training.FitResult`
-    are those of :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
+    of the same seed when that selects on the validation loss (``selection="loss"``;
+    the tutorial preset selects plain training on validation AUROC instead, while
+    this function always keeps the epoch of lowest validation loss). A strong
+    reversal can stop the disease from being learnt at all. Data handling, seeding,
+    device choice, early stopping on the validation loss and the returned
+    :class:`~faimi_tutorial.training.FitResult` are those of
+    :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
 
     Parameters
     ----------
@@ -1270,11 +1827,15 @@ class ShortcutTest:
     intercept : float
         Intercept of that line.
     spearman, spearman_p : float
-        Rank correlation across runs and its p-value.
+        Rank correlation across runs and its two-sided p-value: the trend test.
     n_runs : int
         Number of models.
     confidence : float
-        Level of the interval.
+        Level of the slope interval.
+    alpha : float
+        Significance level of the trend test.
+    within : str or None
+        Column whose groups (e.g. seeds) were centred before the test, or ``None``.
     """
 
     x: str
@@ -1287,15 +1848,33 @@ class ShortcutTest:
     spearman_p: float
     n_runs: int
     confidence: float
+    alpha: float = 0.05
+    within: str | None = None
 
     @property
     def shortcut(self) -> bool:
-        """True when the slope's interval excludes zero: the gap changes with encoding."""
-        return bool(self.slope_low > 0 or self.slope_high < 0)
+        """True only when the trend test rejects "no monotone relation" at ``alpha``.
+
+        The verdict follows the rank-correlation test alone; the slope and its
+        interval describe the size of the relation, not whether it exists.
+        """
+        return bool(np.isfinite(self.spearman_p) and self.spearman_p < self.alpha)
+
+    @property
+    def verdict(self) -> str:
+        """One sentence stating the verdict and the test behind it."""
+        where = f" within each {self.within}" if self.within else ""
+        stats_text = (f"Spearman rho {self.spearman:+.2f}{where}, p = {self.spearman_p:.3g} "
+                      f"over {self.n_runs} models, alpha = {self.alpha:g}")
+        if self.shortcut:
+            direction = "rises" if self.spearman > 0 else "falls"
+            return f"shortcut: the {self.y} {direction} with the {self.x} ({stats_text})"
+        return (f"no shortcut shown: no monotone trend of the {self.y} with the {self.x} "
+                f"({stats_text})")
 
     def as_dict(self) -> dict[str, Any]:
         """The fields and the verdict as a plain dictionary."""
-        return {**asdict(self), "shortcut": self.shortcut}
+        return {**asdict(self), "shortcut": self.shortcut, "verdict": self.verdict}
 
 
 def short_test(
@@ -1305,6 +1884,8 @@ def short_test(
     *,
     n_boot: int = 2000,
     confidence: float = 0.95,
+    alpha: float = 0.05,
+    within: str | None = None,
     seed: int = 0,
 ) -> ShortcutTest:
     """Relate measured encoding to the fairness gap across the models of a ShorT sweep.
@@ -1312,7 +1893,9 @@ def short_test(
     Brown et al. (2023): if models that encode the attribute more also show a larger
     fairness gap, the model's predictions depend on the attribute (shortcut
     learning); if the gap does not move while encoding does, encoding alone is
-    harmless for that metric.
+    harmless for that metric. The verdict is the trend test: a Spearman rank
+    correlation across the models, significant at ``alpha``. With few models the
+    test has little power, so "no shortcut shown" is not "no shortcut".
 
     Parameters
     ----------
@@ -1325,7 +1908,14 @@ def short_test(
     n_boot : int, default 2000
         Bootstrap replicates over runs for the slope interval (>= 1).
     confidence : float, default 0.95
-        Level of the interval.
+        Level of the slope interval.
+    alpha : float, default 0.05
+        Significance level of the trend test, in (0, 1).
+    within : str, optional
+        A column grouping runs that share everything but the intervention (the
+        seed: same cohort, same initial weights). Encoding and gap are centred
+        within each group before the test, so that only the changes the
+        intervention makes count, not differences between cohorts.
     seed : int, default 0
         Seed of the bootstrap.
 
@@ -1341,14 +1931,20 @@ def short_test(
     """
     from scipy import stats
 
-    for col in (x, y):
+    for col in (x, y) + ((within,) if within is not None else ()):
         if col not in runs.columns:
             raise ValueError(f"column {col!r} is not in runs (has {list(runs.columns)})")
     if n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be >= 1")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
-    data = runs[[x, y]].astype(float).dropna()
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must be in (0, 1)")
+    data = runs[[x, y]].astype(float)
+    if within is not None:
+        data = data.assign(group=runs[within].to_numpy()).dropna()
+        data[[x, y]] = data[[x, y]] - data.groupby("group")[[x, y]].transform("mean")
+    data = data[[x, y]].dropna()
     if len(data) < 3:
         raise ValueError(f"need at least 3 runs with finite {x} and {y}; got {len(data)}")
     u, v = data[x].to_numpy(), data[y].to_numpy()
@@ -1363,4 +1959,4 @@ def short_test(
     lo, hi = (np.percentile(slopes, [a, 100 - a]) if slopes else (math.nan, math.nan))
     rho, p = stats.spearmanr(u, v)
     return ShortcutTest(x, y, float(slope), float(lo), float(hi), float(intercept), float(rho),
-                        float(p), int(len(u)), float(confidence))
+                        float(p), int(len(u)), float(confidence), float(alpha), within)

@@ -324,6 +324,146 @@ def test_short_test_detects_a_relation_and_its_absence():
         probing.short_test(flat.head(2))
 
 
+def test_short_verdict_follows_the_trend_test_not_the_slope_interval():
+    # a noisy trend: the bootstrap slope interval excludes zero, the rank test does not
+    enc = np.linspace(0.6, 0.9, 8)
+    gap = [0.205, 0.104, 0.197, 0.262, 0.194, 0.246, 0.302, 0.235]
+    runs = pd.DataFrame({"encoding_auroc": enc, "TPR_gap": gap})
+    test = probing.short_test(runs, n_boot=2000)
+    assert test.slope_low > 0 and test.spearman_p > 0.05
+    assert not test.shortcut  # the old verdict (slope interval) said True
+    assert test.verdict.startswith("no shortcut shown") and "p = " in test.verdict
+    loose = probing.short_test(runs, n_boot=200, alpha=0.2)
+    assert loose.shortcut and loose.verdict.startswith("shortcut: the TPR_gap rises")
+    assert loose.as_dict()["verdict"] == loose.verdict and loose.as_dict()["alpha"] == 0.2
+    with pytest.raises(ValueError, match="alpha"):
+        probing.short_test(runs, alpha=1.0)
+
+
+def test_short_test_within_seeds_ignores_differences_between_cohorts():
+    # across seeds, encoding and gap rise together; within each seed the gap
+    # does not follow the encoding
+    rows = []
+    for seed in range(5):
+        for k, enc in enumerate(np.linspace(-0.02, 0.02, 5)):
+            rows.append({"seed": seed, "encoding_auroc": 0.55 + 0.03 * seed + enc,
+                         "TPR_gap": 0.02 * seed + 0.01 * (-1) ** k})
+    runs = pd.DataFrame(rows)
+    assert probing.short_test(runs, n_boot=100).shortcut
+    within = probing.short_test(runs, n_boot=100, within="seed")
+    assert not within.shortcut and within.within == "seed"
+    assert "within each seed" in within.verdict
+    with pytest.raises(ValueError, match="column"):
+        probing.short_test(runs, within="nope")
+
+
+# --------------------------------------------------------------------- references and twins
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort():
+    from faimi_tutorial import simulate
+
+    cfg = simulate.SimulationConfig.preset("tiny", dims=2, n_subjects=64, bias_prevalence=(0.5, 0.5), seed=3)
+    return simulate.generate(cfg, progress=False)
+
+
+def test_untrained_model_is_the_start_of_fit(toy):
+    net = probing.untrained_model(toy.in_shape, "tiny", seed=4)
+    again = probing.untrained_model(toy, "tiny", seed=4)
+    other = probing.untrained_model(toy.in_shape, "tiny", seed=5)
+    state, state2, state3 = net.state_dict(), again.state_dict(), other.state_dict()
+    assert not net.training
+    assert all(torch.equal(state[k], state2[k]) for k in state)
+    assert any(not torch.equal(state[k], state3[k]) for k in state if state[k].is_floating_point())
+    # a fit with a vanishing learning rate ends where the untrained network starts
+    fitted = training.fit(toy, "tiny", seed=4, progress=False, epochs=1, patience=None, lr=1e-12)
+    fitted_state = fitted.model.state_dict()
+    assert set(fitted_state) == set(state)
+    assert all(torch.allclose(fitted_state[k].float(), state[k].float(), atol=1e-6) for k in state)
+
+
+def test_twin_sensitivity_input_layer_is_the_image_change(tiny_cohort, tiny_model):
+    net = probing.untrained_model(tiny_cohort, "tiny", seed=0)
+    table = probing.twin_sensitivity(net, tiny_cohort, ["input", "net.layer_0", "penultimate"], n_boot=50)
+    assert list(table["layer"]) == ["input", "net.layer_0", "penultimate"]
+    members = np.flatnonzero(tiny_cohort.bias_group == 1)
+    x = tiny_cohort.images[members].reshape(len(members), -1).double()
+    t = tiny_cohort.twins[members].reshape(len(members), -1).double()
+    expected = ((x - t).norm(dim=1) / x.norm(dim=1)).mean().item()
+    row = table.iloc[0]
+    assert row["sensitivity"] == pytest.approx(expected, rel=1e-4) and row["n"] == len(members)
+    assert (table["sensitivity_low"] <= table["sensitivity"]).all()
+    assert (table["sensitivity"] <= table["sensitivity_high"]).all()
+    same = probing.twin_sensitivity(net, tiny_cohort.images, ["input"], twins=tiny_cohort.images, n_boot=10)
+    assert same["sensitivity"].iloc[0] == 0.0
+    with pytest.raises(ValueError, match="twins"):
+        probing.twin_sensitivity(net, tiny_cohort.images, ["input"])
+
+
+def test_disease_shift_measures_the_bias_along_the_disease_direction():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = np.arange(n) % 2
+    a = (np.arange(n) // 2) % 2
+    base = rng.standard_normal((n, 6)) * [1.0, 0.3, 0.3, 0.3, 0.3, 0.3]
+    base[:, 0] += 3.0 * y  # the disease direction
+    twins = base.copy()
+    shifted = base.copy()
+    shifted[:, 0] += 1.0 * a  # the bias feature pushes towards disease
+    table = probing.disease_shift(shifted, twins, y, a, n_components=4)
+    assert set(table["label"]) == {0, 1} and (table["subgroup"].str.contains(", bias")).all()
+    assert table["shift"].mean() > 0.2
+    assert table.attrs["disease_separation"] > 1.0
+    orthogonal = base.copy()
+    orthogonal[:, 3] += 1.0 * a  # the bias feature moves nothing along the disease
+    assert abs(probing.disease_shift(orthogonal, twins, y, a, n_components=4)["shift"].mean()) < 0.05
+    with pytest.raises(ValueError, match="twin_features"):
+        probing.disease_shift(shifted, twins[:, :3], y, a)
+
+
+def test_model_disease_shift_summarises_with_intervals(tiny_cohort):
+    net = probing.untrained_model(tiny_cohort, "tiny", seed=0)
+    row = probing.model_disease_shift(net, tiny_cohort, "penultimate", n_components=4, n_boot=50)
+    assert row["layer"] == "penultimate" and row["n"] > 0
+    assert row["shift_low"] <= row["shift"] <= row["shift_high"]
+    assert {"shift_controls", "shift_diseased", "disease_separation", "disease_component"} <= set(row)
+    with pytest.raises(ValueError, match="twins"):
+        probing.model_disease_shift(net, tiny_cohort.images, "penultimate")
+
+
+# --------------------------------------------------------------------- statistics over seeds
+
+
+def test_seed_summary_and_compare_to_reference():
+    rows = []
+    for seed in range(5):
+        for layer, depth in [("a", 0), ("b", 1)]:
+            rows.append({"model": "untrained", "layer": layer, "depth": depth, "seed": seed, "auroc": 0.7 + 0.01 * seed})
+            rows.append({"model": "trained", "layer": layer, "depth": depth, "seed": seed,
+                         "auroc": 0.7 + 0.01 * seed + (0.1 if layer == "b" else 0.01 * (-1) ** seed)})
+    table = pd.DataFrame(rows)
+    summary = probing.seed_summary(table, "auroc", ["model", "layer"], n_boot=500)
+    assert len(summary) == 4 and (summary["n_runs"] == 5).all() and "depth" in summary
+    assert (summary["auroc_low"] <= summary["auroc"]).all() and (summary["auroc_high"] <= 1).all()
+    rates = pd.DataFrame({"setting": "a", "seed": range(5), "TPR": [0.97, 0.99, 1.0, 1.0, 0.98]})
+    row = probing.seed_summary(rates, "TPR", "setting").iloc[0]
+    assert 0.97 <= row["TPR_low"] <= row["TPR"] <= row["TPR_high"] <= 1.0  # a t-interval passes 1
+    with pytest.raises(ValueError, match="n_boot"):
+        probing.seed_summary(rates, "TPR", "setting", n_boot=0)
+    diff = probing.compare_to_reference(table, "auroc", "model", "untrained", by="layer", n_boot=500)
+    verdicts = dict(zip(diff["layer"], diff["verdict"]))
+    assert verdicts == {"a": "no difference shown", "b": "higher"}
+    b = diff.set_index("layer").loc["b"]
+    assert b["difference"] == pytest.approx(0.1) and b["n_pairs"] == 5 and b["n_positive"] == 5
+    boot = probing.compare_to_reference(table, "auroc", "model", "untrained", by="layer", method="bootstrap")
+    assert list(boot["verdict"]) == ["no difference shown", "higher"]
+    with pytest.raises(ValueError, match="reference"):
+        probing.compare_to_reference(table, "auroc", "model", "nope")
+    with pytest.raises(ValueError, match="method"):
+        probing.compare_to_reference(table, "auroc", "model", "untrained", method="z")
+
+
 # --------------------------------------------------------------------- figures
 
 
@@ -348,6 +488,29 @@ def test_probing_figures_draw_from_results():
     assert len(plotting.plot_subgroup_projection(proj).axes) == 2
     runs = pd.DataFrame({"encoding_auroc": [0.6, 0.7, 0.8, 0.9], "TPR_gap": [0.0, 0.05, 0.1, 0.2],
                          "lam": [-1.0, 0.0, 0.5, 1.0]})
+    curves = probing.seed_summary(table.assign(seed=0), "auroc", ["model", "layer"], n_boot=20)
+    fig = plotting.plot_layer_curves(curves, "auroc", reference={"raw input": 0.9}, chance=0.5)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "raw input" in labels and "m" in labels
+    with pytest.raises(ValueError, match="columns"):
+        plotting.plot_layer_curves(curves, "nope")
     fig = plotting.plot_short(runs, probing.short_test(runs, n_boot=50))
     assert fig.axes[0].get_xlabel() == "encoding auroc"
     matplotlib.pyplot.close("all")
+
+
+def test_layer_report_reads_every_model_on_the_same_subjects(tiny_cohort):
+    nets = {"untrained": probing.untrained_model(tiny_cohort, "tiny", seed=0),
+            "other": [probing.untrained_model(tiny_cohort, "tiny", seed=s) for s in (1, 2)]}
+    report = probing.layer_report(nets, tiny_cohort, ["input", "net.layer_0"], FAST, n_components=3)
+    assert set(report) == {"probes", "sensitivity", "shift"}
+    for table in report.values():
+        assert list(dict.fromkeys(table["model"])) == ["untrained", "other"]
+        assert set(table["layer"]) == {"input", "net.layer_0"}
+    sens = report["sensitivity"].set_index(["model", "layer"])["sensitivity"]
+    assert sens["untrained", "input"] == pytest.approx(sens["other", "input"])  # the raw reference
+    assert {"shift", "shift_low", "shift_high", "depth"} <= set(report["shift"].columns)
+    assert sorted(set(zip(report["probes"]["model"], report["probes"]["seed"]))) == [
+        ("other", 0), ("other", 1), ("untrained", 0)]  # positions: plain networks have no seed
+    with pytest.raises(ValueError, match="empty"):
+        probing.layer_report({}, tiny_cohort)
