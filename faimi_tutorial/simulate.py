@@ -1467,6 +1467,8 @@ class EffectCalibration:
 
 
 _CALIBRATION_CACHE: dict[tuple, tuple[float, ...]] = {}
+#: Solved effect sizes per calibration key and effect settings (the slopes need renders).
+_SCALE_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 #: Fields that do not change the calibration (everything else does).
 _NOT_CALIBRATION = ("n_subjects", "seed", "bias_prevalence", "disease_fraction", "split",
                     "disease_mean", "disease_sd", "bias_mean", "bias_sd", "noise_sd",
@@ -1545,11 +1547,19 @@ def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
             "cannot calibrate the effects: a region has no volume on this grid or no "
             f"natural variation (SD {d_sd:.3g} / {b_sd:.3g} mL); give disease_scale_mm "
             "and bias_scale_mm")
-    slopes = _unit_slopes(cfg, device, basis)
-    disease_mm, d_slope = _solve_scale(lambda mm: slopes("disease", mm),
-                                       cfg.disease_effect_sd * d_sd, cfg.disease_scale_mm)
-    bias_mm, b_slope = _solve_scale(lambda mm: slopes("bias", mm),
-                                    cfg.bias_effect_sd * b_sd, cfg.bias_scale_mm)
+    scale_key = key + (cfg.disease_effect_sd, cfg.bias_effect_sd, cfg.bias_mean,
+                       cfg.disease_scale_mm, cfg.bias_scale_mm)
+    solved = _SCALE_CACHE.get(scale_key) if basis is None else None
+    if solved is None:
+        slopes = _unit_slopes(cfg, device, basis)
+        disease_mm, d_slope = _solve_scale(lambda mm: slopes("disease", mm),
+                                           cfg.disease_effect_sd * d_sd, cfg.disease_scale_mm)
+        bias_mm, b_slope = _solve_scale(lambda mm: slopes("bias", mm),
+                                        cfg.bias_effect_sd * b_sd, cfg.bias_scale_mm)
+        solved = (disease_mm, d_slope, bias_mm, b_slope)
+        if basis is None:
+            _SCALE_CACHE[scale_key] = solved
+    disease_mm, d_slope, bias_mm, b_slope = solved
     return EffectCalibration(d_sd, b_sd, d_slope, b_slope, float(disease_mm), float(bias_mm),
                              max(i_sd, 1e-12), i_change, int(n_subjects))
 

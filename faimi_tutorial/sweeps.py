@@ -765,13 +765,13 @@ def run_with_shift(
                   "data": _plain(base), "n_test": int(n_test), "shifts": list(shifts)}
 
     def compute() -> dict[str, Any]:
+        from . import simulate
+
         record, result, _ = run_experiment(experiment, cache=cache, return_model=True)
         out: dict[str, Any] = {"record": record}
         for shift in shifts:
             cfg = base.replace(n_subjects=int(n_test), seed=int(base.seed) + 100_003,
                                bias_prevalence=shifted_prevalence(base.bias_prevalence, shift))
-            from . import simulate
-
             test = simulate.generate(cfg, progress=False)
             metrics = evaluate(result, test, threshold=experiment.threshold)
             out[shift] = {**metrics, "test_prevalence": _label(cfg.bias_prevalence)}
