@@ -1508,9 +1508,8 @@ def fit_attribute_head(
     :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
     group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
     gradient: the model is then the plain :func:`~faimi_tutorial.training.fit` model
-    of the same seed when that selects on the validation loss (``selection="loss"``;
-    the tutorial preset selects plain training on validation AUROC instead, while
-    this function always keeps the epoch of lowest validation loss). A strong
+    of the same seed, since both keep the epoch chosen by the configuration's
+    ``selection`` rule (:func:`~faimi_tutorial.training.selection_score`). A strong
     reversal can stop the disease from being learnt at all. Data handling, seeding,
     device choice, early stopping on the validation loss and the returned
     :class:`~faimi_tutorial.training.FitResult` are those of
@@ -1549,7 +1548,10 @@ def fit_attribute_head(
     from . import presets
     from .models import build_model, forward_with_features, last_linear
     from .runtime import choose_device, seed_everything
-    from .training import FitResult, TrainConfig, _batches, _scores_and_loss, _train_val, validation_metrics
+    from .training import (
+        FitResult, TrainConfig, _batches, _scores_and_loss, _train_val, selection_score,
+        validation_metrics,
+    )
 
     if not isinstance(attribute_weight, (int, float, np.integer, np.floating)) or not attribute_weight >= 0:
         raise ValueError(f"attribute_weight={attribute_weight!r} is invalid; allowed: a number >= 0")
@@ -1583,7 +1585,8 @@ def fit_attribute_head(
     images = train.images.to(device)
     generator = torch.Generator().manual_seed(int(seed))
     rows: list[dict[str, float]] = []
-    best_loss, best_epoch, stale, stopped_early = math.inf, 1, 0, False
+    best_score, best_loss, best_epoch = -math.inf, math.inf, 1
+    stale, stopped_early = 0, False
     best_state = copy.deepcopy(model.state_dict())
     best_head = copy.deepcopy(head.state_dict())
     bar = tqdm(range(1, config.epochs + 1), desc=f"training (lambda={float(lam):g})",
@@ -1620,10 +1623,13 @@ def fit_attribute_head(
             **{f"val_{k}": v for k, v in metrics.items()},
             "seconds": time.perf_counter() - start,
         })
-        if val_loss < best_loss - 1e-4:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
+        score = selection_score(config, metrics, val_loss)
+        if not math.isnan(score) and score > best_score:
+            best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
             best_head = copy.deepcopy(head.state_dict())
+        if val_loss < best_loss - 1e-4:
+            best_loss, stale = val_loss, 0
         else:
             stale += 1
         bar.set_postfix(val_loss=f"{val_loss:.3f}", attr_acc=f"{rows[-1]['attribute_accuracy']:.2f}")

@@ -648,6 +648,30 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s))
 
 
+def selection_score(config: TrainConfig, metrics: dict[str, float], val_loss: float) -> float:
+    """The score an epoch is selected on (higher is better), by ``config.selection``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Its ``selection`` ("loss", "overall" or "worst_group") and ``selection_metric``.
+    metrics : dict
+        The epoch's :func:`validation_metrics`.
+    val_loss : float
+        The epoch's validation loss.
+
+    Returns
+    -------
+    float
+        ``-val_loss`` for "loss", else the (worst-group) validation metric; may be NaN.
+    """
+    if config.selection == "loss":
+        return -float(val_loss)
+    if config.selection == "overall":
+        return float(metrics[config.selection_metric])
+    return float(metrics[f"worst_group_{config.selection_metric}"])
+
+
 def validation_metrics(
     label: np.ndarray, scores: np.ndarray, bias_group: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:
@@ -847,12 +871,7 @@ def fit(
         if dro is not None:
             row["groupdro_max_weight"] = float(dro.q.max())
         rows.append(row)
-        if config.selection == "loss":
-            score = -val_loss
-        elif config.selection == "overall":
-            score = metrics[config.selection_metric]
-        else:
-            score = metrics[f"worst_group_{config.selection_metric}"]
+        score = selection_score(config, metrics, val_loss)
         if not math.isnan(score) and score > best_score:
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())

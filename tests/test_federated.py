@@ -319,3 +319,24 @@ def test_compare_runs_all_combinations(cohort):
     assert table2.loc[0, "auroc"] == pytest.approx(table.query("strategy == 'central' and seed == 0")["auroc"].item())
     with pytest.raises(ValueError, match="strategies"):
         F.compare(make, ["nope"], seeds=[0], config=cfg)
+
+
+def test_scanner_swap_rates_per_site_and_counterfactual(cohort):
+    cfg = F.FedConfig.preset("tiny", rounds=1, batch_size=8)
+    fed = F.make_sites(cohort, F.shortcut_sites(n_train=20, n_test=12), seed=0)
+    result = F.train(fed, "central", cfg, seed=0)
+    rates = F.scanner_swap_rates(result, fed, swap_site="site-B", scanner="bright", seed=0)
+    assert list(rates["site"]) == sorted(fed.site_names)
+    assert rates[["TPR", "FPR"]].stack().between(0, 1).all()
+    flip = rates.set_index("site")["scanner_flip"]
+    assert np.isnan(flip["site-A"]) and 0 <= flip["site-B"] <= 1
+    # the flip is the share of site-B's decisions that change under the other scanner
+    test = fed.test_site("site-B")
+    before = result.predict(test) >= 0.5
+    after = result.predict(fed.rescan(test, "bright", seed=0)) >= 0.5
+    assert flip["site-B"] == pytest.approx(np.mean(before != after))
+    # its own (reference, noise-free) scanner changes nothing
+    same = F.scanner_swap_rates(result, fed, swap_site="site-B", scanner="reference")
+    assert same.set_index("site").loc["site-B", "scanner_flip"] == 0.0
+    with pytest.raises(ValueError, match="swap_site"):
+        F.scanner_swap_rates(result, fed, swap_site="nowhere")

@@ -302,6 +302,26 @@ def test_short_sweep_and_short_test(toy):
         probing.short_sweep(toy, lambdas=())
 
 
+def test_fit_attribute_head_selects_as_fit_does(toy):
+    # lam = 0 with the configuration's own selection rule: the same epoch and model as fit
+    settings = dict(epochs=4, patience=None, selection="overall", selection_metric="auroc")
+    plain = training.fit(toy, "tiny", seed=2, progress=False, **settings)
+    short = probing.fit_attribute_head(toy, "tiny", lam=0.0, seed=2, progress=False, **settings)
+    assert short.best_epoch == plain.best_epoch
+    assert np.allclose(training.predict(short, toy), training.predict(plain, toy), atol=1e-5)
+    best = short.history["val_auroc"].idxmax()
+    assert short.best_epoch == int(short.history.loc[best, "epoch"])
+
+
+def test_selection_score_follows_the_rule():
+    metrics = {"auroc": 0.8, "worst_group_auroc": 0.6, "accuracy": 0.7}
+    cfg = training.TrainConfig.preset("tiny")
+    assert training.selection_score(cfg, metrics, 0.3) == -0.3 or cfg.selection != "loss"
+    for rule, expected in (("loss", -0.3), ("overall", 0.8), ("worst_group", 0.6)):
+        c = training.TrainConfig.preset("tiny", selection=rule, selection_metric="auroc")
+        assert training.selection_score(c, metrics, 0.3) == pytest.approx(expected)
+
+
 def test_short_evaluate_accepts_a_plain_model(toy):
     plain = training.fit(toy, "tiny", seed=0, progress=False, epochs=1, patience=None)
     row = probing.short_evaluate(plain, toy, lam=0.0, probe_config=FAST)
