@@ -503,6 +503,104 @@ def _cohort(factory: CohortFactory, preset: str, overrides: Mapping[str, Any], s
     return cohort
 
 
+def signed_gaps(
+    label: Any,
+    scores: Any,
+    groups: Any,
+    *,
+    threshold: float = 0.5,
+    bias_group: int = 1,
+    per_group: bool = False,
+) -> dict[str, float]:
+    """Overall accuracy and AUROC, and the signed gaps: bias group minus the others.
+
+    Parameters
+    ----------
+    label, scores, groups : array-like
+        True labels (0/1), scores in [0, 1] and group codes, one per subject.
+    threshold : float, default 0.5
+        One global decision threshold.
+    bias_group : int, default 1
+        Code of the group that carries the bias feature.
+    per_group : bool, default False
+        Also return ``<metric>_g<k>`` for every group and :data:`GROUP_METRICS`.
+
+    Returns
+    -------
+    dict
+        ``n_test``, ``accuracy``, ``AUROC`` and ``TPR_gap``, ``FPR_gap``,
+        ``accuracy_gap``, ``AUROC_gap``: the bias group's value minus the mean of
+        the other groups' (NaN when a side is missing).
+    """
+    import warnings
+
+    from .metrics import subgroup_report
+
+    groups = np.asarray(groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = subgroup_report(np.asarray(label), np.asarray(scores, dtype=float), groups,
+                                 threshold=threshold, n_boot=0)
+    table = report.table
+    out: dict[str, float] = {
+        "n_test": float(len(groups)),
+        "accuracy": float(table.loc["overall", "accuracy"]),
+        "AUROC": float(table.loc["overall", "AUROC"]),
+    }
+    present = [g for g in table.index if g != "overall"]
+    if per_group:
+        for g in present:
+            for m in GROUP_METRICS:
+                out[f"{m}_g{int(g)}"] = float(table.loc[g, m])
+    mine = [g for g in present if int(g) == bias_group]
+    others = [g for g in present if int(g) != bias_group]
+    for m in ("TPR", "FPR", "accuracy", "AUROC"):
+        finite = [float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])]
+        if mine and finite:
+            out[f"{m}_gap"] = float(table.loc[mine[0], m]) - float(np.mean(finite))
+        else:
+            out[f"{m}_gap"] = float("nan")
+    return out
+
+
+def twin_gaps(record: Mapping[str, Any] | str, cache: ResultCache | None = None, *,
+              threshold: float = 0.5, bias_group: int = 1) -> dict[str, float]:
+    """The same model's signed gaps on the counterfactual twins of its test subjects.
+
+    The twins are the test subjects with the bias effect removed, so
+    ``TPR_gap - TPR_gap_twin`` (paired, same subjects and model) is the part of the
+    gap that the bias effect causes; the rest is how the two groups' test subjects
+    differ otherwise.
+
+    Parameters
+    ----------
+    record : mapping or str
+        A record of :func:`run_experiment` (or its ``key``) whose scores are cached.
+    cache : ResultCache, optional
+        The cache the experiment used.
+    threshold : float, default 0.5
+        The decision threshold of the record.
+    bias_group : int, default 1
+        Code of the bias group.
+
+    Returns
+    -------
+    dict
+        ``TPR_gap_twin``, ``FPR_gap_twin``, ``accuracy_gap_twin``, ``AUROC_gap_twin``.
+
+    Raises
+    ------
+    ValueError
+        If no scores, or no twin scores, are stored for the record.
+    """
+    test = load_scores(record, cache)["test"]
+    if "twin_score" not in test:
+        raise ValueError("the experiment's cohort had no counterfactual twins")
+    gaps = signed_gaps(test["label"], test["twin_score"], test["bias_group"],
+                       threshold=threshold, bias_group=bias_group)
+    return {f"{m}_gap_twin": gaps[f"{m}_gap"] for m in ("TPR", "FPR", "accuracy", "AUROC")}
+
+
 def evaluate(
     model: Any,
     test: Any,
@@ -536,33 +634,12 @@ def evaluate(
         ``flip_rate``, ``mean_abs_change``, ``mean_change`` and
         ``flip_rate_bias_group`` when twins are available.
     """
-    from .metrics import counterfactual_flip_rate, subgroup_report
+    from .metrics import counterfactual_flip_rate
 
     data = as_data(test)
     scores = predict(model, data)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        report = subgroup_report(data.label, scores, data.bias_group, threshold=threshold, n_boot=0)
-    table = report.table
-    out: dict[str, float] = {
-        "n_test": float(len(data)),
-        "accuracy": float(table.loc["overall", "accuracy"]),
-        "AUROC": float(table.loc["overall", "AUROC"]),
-    }
-    groups = [g for g in table.index if g != "overall"]
-    for g in groups:
-        for m in GROUP_METRICS:
-            out[f"{m}_g{int(g)}"] = float(table.loc[g, m])
-    others = [g for g in groups if int(g) != bias_group]
-    for m in ("TPR", "FPR", "accuracy", "AUROC"):
-        if bias_group in [int(g) for g in groups] and others:
-            finite = [float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])]
-            rest = float(np.mean(finite)) if finite else float("nan")
-            out[f"{m}_gap"] = float(table.loc[[g for g in groups if int(g) == bias_group][0], m]) - rest
-        else:
-            out[f"{m}_gap"] = float("nan")
+    out = signed_gaps(data.label, scores, data.bias_group, threshold=threshold,
+                      bias_group=bias_group, per_group=True)
     if twins is None:
         twins = getattr(test, "twins", None)
     if twins is not None:

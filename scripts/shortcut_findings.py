@@ -23,7 +23,8 @@ default) and writes every run's record to ``results/``:
     ERM, reweighing, group-balanced sampling, GroupDRO and unlearning side by side;
 ``results/shortcut_3d.csv``
     3D volumes (the tutorial preset's region of interest) at 50/50, 70/30 and
-    90/10 with the morphological bias;
+    90/10 with the morphological bias, with the same models' gaps on the test
+    subjects' counterfactual twins (``TPR_gap_twin``, ``FPR_gap_twin``);
 ``results/shortcut_saliency.csv``
     occlusion attribution shares in the bias and disease regions of the chapter's
     seed-0 baseline (50/50) and biased (70/30) models;
@@ -141,6 +142,8 @@ def study_3d(preset: str, seeds: list[int], n_subjects: int | None) -> pd.DataFr
             record = sweeps.run_experiment(
                 base.replace(seed=seed, simulation={"bias_prevalence": prevalence}))
             record["value"] = sweeps._label(prevalence)
+            # the same model on the twins: the part of each gap the bias does not cause
+            record.update(sweeps.twin_gaps(record))
             rows.append(record)
             print(f"3d {record['value']} seed {seed}: AUROC {record['AUROC']:.3f} (epoch "
                   f"{record['best_epoch']}), TPR gap {record['TPR_gap']:.3f}, FPR gap "
@@ -253,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wall_seconds_of_the_call": time.perf_counter() - start,
             "preset": args.preset,
-            "simulation": simulation if name != "shortcut_3d.csv" else {
-                "dims": 3, "n_subjects": args.n_subjects_3d or "preset"},
+            "simulation": {"dims": 3, "n_subjects": args.n_subjects_3d or "preset"}
+            if name == "shortcut_3d.csv" else
+            {**simulation, "bias_kind": "morphological"}
+            if name == "shortcut_morphological.csv" else simulation,
             "training": training if name != "shortcut_3d.csv" else "preset (3D)",
             "seeds": [0] if name == "shortcut_saliency.csv" else seeds,
             "n_test_shifted": args.n_test,

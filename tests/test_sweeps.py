@@ -109,6 +109,36 @@ def test_evaluate_reports_gaps_and_counterfactual_flips():
     assert same["flip_rate"] == 0 and same["mean_abs_change"] == 0
 
 
+def test_signed_gaps_are_bias_group_minus_the_others():
+    label = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    group = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.9, 0.2, 0.1, 0.2, 0.9, 0.8, 0.7, 0.1])
+    gaps = sweeps.signed_gaps(label, scores, group, per_group=True)
+    assert gaps["TPR_g0"] == 0.5 and gaps["TPR_g1"] == 1.0
+    assert gaps["TPR_gap"] == pytest.approx(0.5) and gaps["FPR_gap"] == pytest.approx(0.5)
+    assert gaps["n_test"] == 8
+    flipped = sweeps.signed_gaps(label, scores, group, bias_group=0)
+    assert flipped["TPR_gap"] == pytest.approx(-0.5) and "TPR_g0" not in flipped
+    # no bias group in the data: the gap is undefined, not zero
+    assert np.isnan(sweeps.signed_gaps(label, scores, 2 * group)["TPR_gap"])
+
+
+def test_twin_gaps_read_the_stored_twin_scores(cache):
+    e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.9, 0.1)},
+                          training={"epochs": 2})
+    rec = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
+    twin = sweeps.twin_gaps(rec, cache)
+    test = sweeps.load_scores(rec, cache)["test"]
+    expected = sweeps.signed_gaps(test["label"], test["twin_score"], test["bias_group"])
+    assert twin["TPR_gap_twin"] == pytest.approx(expected["TPR_gap"], nan_ok=True)
+    assert twin["FPR_gap_twin"] == pytest.approx(expected["FPR_gap"], nan_ok=True)
+    # on the real scores the same function gives the record's own gaps
+    real = sweeps.signed_gaps(test["label"], test["score"], test["bias_group"])
+    assert real["TPR_gap"] == pytest.approx(rec["TPR_gap"], nan_ok=True)
+    with pytest.raises(ValueError, match="no scores"):
+        sweeps.twin_gaps("0123456789abcdef", cache)
+
+
 def test_run_experiment_uses_the_cache(cache):
     e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.8, 0.2)}, training={"epochs": 1})
     first = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
