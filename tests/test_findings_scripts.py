@@ -1,0 +1,69 @@
+"""The findings scripts run what their chapters describe, and their results files are whole."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _chapter_code(name: str) -> str:
+    nb = json.loads((ROOT / "notebooks" / name).read_text())
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def _assigned(code: str, name: str):
+    """The literal value assigned to ``name`` at the top level of a chapter's code."""
+    for line in code.splitlines():
+        if line.startswith(f"{name} = "):
+            node = ast.parse(line).body[0].value
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dict":
+                return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+            return ast.literal_eval(node)
+    raise AssertionError(f"{name} is not assigned in the chapter")
+
+
+def test_federated_script_uses_the_chapters_settings():
+    script = _script("federated_findings")
+    code = _chapter_code("05_federated_training.ipynb")
+    assert _assigned(code, "SIM") == script.SIM
+    assert 'FedConfig.preset("tutorial")' in code and script.PRESET == "tutorial"
+    large = script.LARGE
+    assert (f"few_large_sites({large['n_sites']}, n_train={large['n_train']}, "
+            f"n_test={large['n_test']})") in code
+    tiny = script.TINY
+    assert (f"many_small_sites({tiny['n_sites']}, sizes={tiny['sizes']}, "
+            f"n_test={tiny['n_test']}") in code
+    assert (f"shortcut_sites(n_train={script.SCANNER['n_train']}, "
+            f"n_test={script.SCANNER['n_test']}") in code
+    assert _assigned(code, "PREVALENCES") == script.SCANNER_PREVALENCES
+
+
+@pytest.mark.parametrize("name, columns", [
+    ("federated_large.csv", {"strategy", "seed", "auroc", "worst_site_auroc", "tpr_gap", "fpr_gap"}),
+    ("federated_tiny.csv", {"strategy", "seed", "auroc"}),
+    ("federated_scanner.csv", {"prevalence", "strategy", "seed", "site", "TPR", "FPR", "scanner_flip"}),
+])
+def test_federated_results_have_five_seeds_per_setting(name, columns):
+    table = pd.read_csv(ROOT / "results" / name)
+    assert columns <= set(table.columns)
+    keys = [c for c in ("prevalence", "strategy", "site") if c in table]
+    counts = table.groupby(keys)["seed"].nunique()
+    assert (counts >= 5).all(), counts
+    rates = [c for c in ("auroc", "TPR", "FPR", "scanner_flip") if c in table]
+    values = table[rates].to_numpy().ravel()
+    values = values[~pd.isna(values)]
+    assert len(values) and ((values >= 0) & (values <= 1)).all()
