@@ -22,7 +22,8 @@ help:
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	# torch first, pinned to the CPU build that installs quickly; users elsewhere keep theirs.
+	# torch first, pinned; the CPU build comes from pip's configured index (on GitHub the
+	# workflow adds PyTorch's CPU index); users elsewhere keep theirs.
 	$(PY) -m pip install "torch==2.13.0"
 	$(PY) -m pip install -e ".[book,test,fl]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (faimi)"
@@ -36,6 +37,7 @@ book: $(STAMP)
 
 test: test-unit test-book test-browser
 
+# Includes the slow install tests (marked `install`: clean venvs, a built wheel).
 test-unit: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -44,15 +46,20 @@ test-book: $(STAMP)
 	FAIMI_CACHE_DIR=$(CURDIR)/_build/.faimi-cache $(VENV)/bin/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 	$(PY) -m pytest -q tests/book
 
-# The built book read in headless Chromium (tests/browser): Debian's chromium and
-# chromium-driver, installed here when missing and when running as root (CI machines).
-# Elsewhere the browser tests skip and say why; with CI=true they fail instead.
+# The built book read in headless Chromium (tests/browser, driven by Playwright): a
+# browser already there is used ($FAIMI_CHROMIUM, chromium, google-chrome: GitHub's
+# runners have Chrome); otherwise Debian's chromium is installed with apt-get, as root
+# or through password-less sudo. Elsewhere the browser tests skip and say why; with
+# CI=true they fail instead.
 .PHONY: chromium
 chromium:
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	@if [ -n "$$FAIMI_CHROMIUM" ] || [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 \
+		|| command -v google-chrome >/dev/null 2>&1 || command -v google-chrome-stable >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
-	else echo "chromium is not installed and this is not root: the browser tests use FAIMI_CHROMIUM or google-chrome if there, else skip (CI=true: fail)"; fi
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "no Chromium or Chrome, and no root or sudo to install one: the browser tests skip (CI=true: fail); set FAIMI_CHROMIUM to a browser"; fi
 
 test-browser: $(STAMP) chromium
 	rm -rf test-artifacts/screenshots

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "anatomy",
@@ -25,7 +25,9 @@ _SUBMODULES = (
     "postprocess",
     "presets",
     "probing",
+    "report",
     "representation",
+    "results",
     "runtime",
     "simulate",
     "sweeps",

@@ -1,8 +1,8 @@
 """The brain template, the grids we simulate on, and named regions of interest.
 
 Everything here comes from the MNI152 (ICBM 2009a symmetric) T1 template and its
-grey/white-matter probability maps that ship *inside* the nilearn package, so
-nothing is downloaded. The 1 mm template is smoothed and resampled onto the grid
+grey/white-matter probability maps, which ship *inside* this package (copies of
+nilearn's), so nothing is downloaded. The 1 mm template is smoothed and resampled onto the grid
 of a preset (a :class:`Grid`: shape, voxel spacing and origin in MNI millimetres).
 
 Regions of interest are spheres at MNI coordinates (optionally intersected with
@@ -42,7 +42,7 @@ __all__ = [
 #: MNI coordinates (mm) of the centre of the brain's bounding box (rounded).
 BRAIN_CENTRE_MM: tuple[float, float, float] = (0.0, -17.0, 5.0)
 
-# The 1 mm files shipped in nilearn/datasets/data.
+# The 1 mm files in faimi_tutorial/data/mni152 (copies of nilearn/datasets/data).
 _TEMPLATE_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
@@ -51,10 +51,12 @@ _TEMPLATE_FILES = {
 
 
 def template_files() -> dict[str, Path]:
-    """Paths of the 1 mm MNI152 T1, grey-matter and white-matter images in nilearn.
+    """Paths of the 1 mm MNI152 T1, grey-matter and white-matter images.
 
-    These files are part of the installed nilearn package (its ``datasets/data``
-    folder); using them never triggers a download.
+    The files ship inside this package (``faimi_tutorial/data/mni152``: byte-identical
+    copies of the ones distributed with nilearn, with their copyright notice); using
+    them never triggers a download. Where the package copy is missing, an installed
+    nilearn's copy is used.
 
     Returns
     -------
@@ -64,19 +66,21 @@ def template_files() -> dict[str, Path]:
     Raises
     ------
     FileNotFoundError
-        If the installed nilearn does not ship one of the files.
+        If neither this package nor an installed nilearn holds the files.
     """
     import importlib.util
 
+    folders = [Path(__file__).resolve().parent / "data" / "mni152"]
     spec = importlib.util.find_spec("nilearn")
-    if spec is None or spec.origin is None:  # pragma: no cover - nilearn is a dependency
-        raise FileNotFoundError("nilearn is not installed; it ships the MNI152 template")
-    data = Path(spec.origin).parent / "datasets" / "data"
-    out = {key: data / name for key, name in _TEMPLATE_FILES.items()}
-    for key, path in out.items():
-        if not path.is_file():  # pragma: no cover - depends on the nilearn build
-            raise FileNotFoundError(f"the MNI152 {key} image is missing from nilearn: {path}")
-    return out
+    if spec is not None and spec.origin is not None:
+        folders.append(Path(spec.origin).parent / "datasets" / "data")
+    for folder in folders:
+        out = {key: folder / name for key, name in _TEMPLATE_FILES.items()}
+        if all(path.is_file() for path in out.values()):
+            return out
+    raise FileNotFoundError(
+        "the MNI152 template files are missing from faimi_tutorial/data/mni152 (and no "
+        "installed nilearn ships them); reinstall faimi-tutorial")
 
 
 @dataclass(frozen=True)

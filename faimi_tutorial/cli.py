@@ -2,6 +2,9 @@
 
 ``faimi --version`` and ``faimi --help``; each chapter's capability adds a
 subcommand through a ``register(subparsers)`` function in :data:`SUBCOMMANDS`.
+Subcommand modules are imported only when their command runs (or its ``--help`` is
+asked for), so ``faimi --version`` and ``faimi --help`` answer without importing
+torch.
 """
 
 from __future__ import annotations
@@ -16,16 +19,33 @@ from . import __version__
 
 #: Modules that provide a subcommand: each has ``register(subparsers)`` which adds
 #: its parser and sets ``func`` (called with the parsed namespace, returns an exit code).
-SUBCOMMANDS: tuple[str, ...] = ("simulate", "training")
+SUBCOMMANDS: tuple[str, ...] = ("simulate", "training", "report")
+
+#: Command name -> (module of :data:`SUBCOMMANDS`, one-line help shown by ``faimi --help``
+#: without importing the module).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("simulate", "generate a synthetic cohort with known biases and write it "
+                 "as a BIDS dataset"),
+    "train": ("training", "train a classifier on a dataset folder (with a bias mitigation "
+              "if asked)"),
+    "report": ("report", "subgroup fairness report of any predictions table "
+               "(CSV/TSV/Parquet)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Build the argument parser of the ``faimi`` command.
+
+    Parameters
+    ----------
+    command : str, optional
+        Import and register only this subcommand's module; the others get a parser
+        with their one-line help only. Default: every subcommand in full.
 
     Returns
     -------
     argparse.ArgumentParser
-        The parser, with one subparser per entry of :data:`SUBCOMMANDS`.
+        The parser, with one subparser per entry of :data:`COMMANDS` and ``about``.
     """
     parser = argparse.ArgumentParser(
         prog="faimi",
@@ -36,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     about = sub.add_parser("about", help="print versions, device and preset")
     about.set_defaults(func=_about)
-    for module in SUBCOMMANDS:
-        importlib.import_module(f"faimi_tutorial.{module}").register(sub)
+    for name, (module, text) in COMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(f"faimi_tutorial.{module}").register(sub)
+        else:
+            sub.add_parser(name, help=text)
     # argparse's own errors (unknown option, missing value) on one line, status 2
     for prog, subparser in [("faimi", parser), *sub.choices.items()]:
         name = prog if prog == "faimi" else f"faimi {prog}"
@@ -72,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         The exit code.
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first if first in COMMANDS else "")
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

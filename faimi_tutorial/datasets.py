@@ -1,16 +1,21 @@
-"""Simulated cohorts on disk: a BIDS-like folder of NIfTI images, and reading it back.
+"""Simulated cohorts on disk: a BIDS dataset of NIfTI images, and reading it back.
 
-A written dataset looks like this::
+A written dataset passes the official BIDS validator without errors::
 
     DIR/
-      dataset_description.json   name, BIDS version, generator, full configuration and seed
+      dataset_description.json   name, BIDS version, authors, generator, configuration, seed
+      README.md                  the datasheet (Gebru et al., 2021) with the injected biases
       participants.tsv           one row per subject: label, bias group, split, coefficients
       participants.json          what each column means
-      datasheet.md               a datasheet (Gebru et al., 2021) with the injected biases
       sub-0001/anat/sub-0001_T1w.nii.gz                       the image a model sees
-      sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz   its twin, bias removed
       ...
+      derivatives/counterfactual/                a BIDS derivative dataset: the twins
+        dataset_description.json
+        sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz   same draws, bias removed
+      .bidsignore                tells BIDS tools to skip SHA256SUMS
       SHA256SUMS                 every other file's SHA-256 (``sha256sum -c SHA256SUMS``)
+
+Folders written by version 0.1 (twins beside the images, ``datasheet.md``) are still read.
 
 Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which replaces
 ``DIR`` only when complete (in one atomic exchange where the system allows it), so
@@ -61,12 +66,18 @@ __all__ = [
     "CohortDataset",
     "NiftiDataset",
     "TWIN_ENTITY",
+    "TWIN_FOLDER",
+    "DATASHEET",
 ]
 
 #: File of a written dataset that lists every other file's SHA-256 (``sha256sum`` format).
 CHECKSUMS = "SHA256SUMS"
-#: BIDS-like entity that marks a counterfactual twin image.
+#: BIDS entity that marks a counterfactual twin image.
 TWIN_ENTITY = "desc-counterfactual"
+#: Folder (a BIDS derivative dataset) that holds the counterfactual twins.
+TWIN_FOLDER = "derivatives/counterfactual"
+#: The datasheet's file name: the dataset's BIDS README.
+DATASHEET = "README.md"
 BIDS_VERSION = "1.9.0"
 
 _COLUMN_HELP = {
@@ -108,10 +119,13 @@ def image_path(subject_id: str, twin: bool = False) -> str:
     Returns
     -------
     str
-        E.g. ``"sub-0001/anat/sub-0001_T1w.nii.gz"``.
+        E.g. ``"sub-0001/anat/sub-0001_T1w.nii.gz"``; a twin lies in the derivative
+        dataset :data:`TWIN_FOLDER`
+        (``"derivatives/counterfactual/sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz"``).
     """
-    entity = f"_{TWIN_ENTITY}" if twin else ""
-    return f"{subject_id}/anat/{subject_id}{entity}_T1w.nii.gz"
+    if twin:
+        return f"{TWIN_FOLDER}/{subject_id}/anat/{subject_id}_{TWIN_ENTITY}_T1w.nii.gz"
+    return f"{subject_id}/anat/{subject_id}_T1w.nii.gz"
 
 
 def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
@@ -185,7 +199,7 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         ]
     lines += [
         "- Every subject also has a counterfactual twin "
-        f"(`*_{TWIN_ENTITY}_T1w.nii.gz`, column `twin`): the same draws with the bias effect "
+        f"(`{TWIN_FOLDER}/sub-*/anat/*_{TWIN_ENTITY}_T1w.nii.gz`, column `twin`): the same draws with the bias effect "
         "removed. Outside the bias group the twin equals the image.",
         "- Intensities are in [0, 1]. `participants.tsv` holds labels, bias groups, splits, "
         "every drawn coefficient and region volumes; `participants.json` describes the columns.",
@@ -301,6 +315,7 @@ def _description(cohort: Cohort, name: str) -> dict[str, Any]:
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "raw",
         "License": "CC0 (synthetic data); MNI152 template: see nilearn",
+        "Authors": ["faimi-tutorial contributors"],
         "GeneratedBy": [{"Name": "faimi-tutorial", "Version": __version__,
                          "Description": "faimi_tutorial.simulate (SimBA-style generator)"}],
         "ReferencesAndLinks": ["doi:10.1007/978-3-031-43895-0_46", "doi:10.1093/jamia/ocae165"],
@@ -308,7 +323,8 @@ def _description(cohort: Cohort, name: str) -> dict[str, Any]:
             "package_version": __version__,
             "n_subjects": len(cohort),
             "subset": cfg is not None and len(cohort) != cfg.n_subjects,
-            "twins": f"*_{TWIN_ENTITY}_T1w.nii.gz: same draws, bias effect removed",
+            "twins": f"{TWIN_FOLDER}/sub-*/anat/*_{TWIN_ENTITY}_T1w.nii.gz: same draws, "
+                     "bias effect removed",
         },
     }
     if cfg is not None:
@@ -316,6 +332,19 @@ def _description(cohort: Cohort, name: str) -> dict[str, Any]:
         out["faimi"]["grid"] = cfg.grid.to_dict()
         out["faimi"]["config"] = cfg.to_dict()
     return out
+
+
+def _twin_description(name: str) -> dict[str, Any]:
+    """``dataset_description.json`` of the derivative dataset that holds the twins."""
+    return {
+        "Name": f"{name}: counterfactual twins",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "faimi-tutorial", "Version": __version__,
+                         "Description": "the same draws as the raw images, bias effect "
+                         "removed (faimi_tutorial.simulate)"}],
+        "SourceDatasets": [{"URL": "../../"}],
+    }
 
 
 def _lock_path(out: Path) -> Path:
@@ -539,7 +568,9 @@ def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
             anat.mkdir(parents=True)
             put(image_path(ids[i]), _nifti_bytes(_as_volume(images[i]), affine))
             if twins is not None:
-                put(image_path(ids[i], twin=True), _nifti_bytes(_as_volume(twins[i]), affine))
+                rel = image_path(ids[i], twin=True)
+                (tmp / rel).parent.mkdir(parents=True)
+                put(rel, _nifti_bytes(_as_volume(twins[i]), affine))
         table = meta.rename(columns={"subject_id": "participant_id"})
         table["split"] = table["split"].astype(str)
         table["image"] = [image_path(s) for s in ids]
@@ -551,7 +582,21 @@ def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
         sidecar["label"]["Levels"] = {"0": "control", "1": "disease"}
         sidecar["bias_group"]["Levels"] = {"0": "no bias effect", "1": "bias effect applied"}
         put("participants.json", (json.dumps(sidecar, indent=2) + "\n").encode())
-        put("datasheet.md", datasheet(cohort, name).encode())
+        put(DATASHEET, datasheet(cohort, name).encode())
+        put(".bidsignore", f"{CHECKSUMS}\n".encode())
+        if twins is not None:
+            put(f"{TWIN_FOLDER}/dataset_description.json",
+                (json.dumps(_twin_description(name), indent=2) + "\n").encode())
+            put(f"{TWIN_FOLDER}/README.md", (
+                f"# Counterfactual twins of {name}\n\nEach image is a subject of the parent "
+                "dataset (two folders up) generated from the same draws without the bias "
+                f"effect; see the parent's {DATASHEET} (the datasheet).\n").encode())
+            # one sidecar for every twin (BIDS inheritance): what a derivative must state
+            put(f"{TWIN_FOLDER}/{TWIN_ENTITY}_T1w.json", (json.dumps({
+                "Description": "counterfactual twin: the subject's image without the bias "
+                               "effect (same template, shape, disease draws)",
+                "SkullStripped": True,
+            }, indent=2) + "\n").encode())
         description = _description(cohort, name)
         description["faimi"]["checksums"] = CHECKSUMS
         try:
@@ -751,12 +796,15 @@ def _verify(root: Path, rel: str, sums: dict[str, str] | None) -> None:
 
 
 def _find_image(root: Path, sid: str, twin: bool) -> Path | None:
-    anat = root / sid / "anat"
     entity = f"_{TWIN_ENTITY}" if twin else ""
-    for ext in (".nii.gz", ".nii"):
-        p = anat / f"{sid}{entity}_T1w{ext}"
-        if p.is_file() and p.resolve().is_relative_to(root.resolve()):
-            return p
+    # twins: the derivative dataset first, then beside the image (version 0.1 layout)
+    folders = [root / TWIN_FOLDER / sid / "anat", root / sid / "anat"] if twin \
+        else [root / sid / "anat"]
+    for anat in folders:
+        for ext in (".nii.gz", ".nii"):
+            p = anat / f"{sid}{entity}_T1w{ext}"
+            if p.is_file() and p.resolve().is_relative_to(root.resolve()):
+                return p
     if not twin:
         # a subject's own folder, two levels at most (sub-X/*.nii*, sub-X/anat/*.nii*);
         # nothing that resolves outside the dataset folder

@@ -20,8 +20,8 @@ _REPORTED_PACKAGES = (
     "scikit-learn",
     "fairlearn",
     "nibabel",
-    "nilearn",
     "matplotlib",
+    "ipywidgets",
 )
 
 

@@ -1972,7 +1972,8 @@ def register(subparsers) -> None:
         "simulate",
         help="generate a synthetic cohort with known biases and write it as a dataset",
         description="Generate a SimBA-style cohort (images, counterfactual twins, "
-        "participants.tsv, datasheet.md) and write it to --out. Unset options take the "
+        "participants.tsv, a datasheet as README.md) and write it as a BIDS dataset to --out. "
+        "Unset options take the "
         "preset's values.",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
@@ -2148,5 +2149,5 @@ def _run_simulate(args: Any) -> int:
     if not args.quiet:
         seconds = cohort.meta.attrs.get("generation_seconds", float("nan"))
         print(f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "
-              f"in {seconds:.1f} s of generation; see {out / 'datasheet.md'}")
+              f"in {seconds:.1f} s of generation; see {out / 'README.md'} (the datasheet)")
     return 0

@@ -1113,22 +1113,28 @@ def register(subparsers: Any) -> None:
     subparsers : argparse._SubParsersAction
         From ``ArgumentParser.add_subparsers``.
     """
-    import argparse
-
     parser = subparsers.add_parser(
         "train",
         help="train a classifier on a dataset folder (with a bias mitigation if asked)",
         description="Train the preset's network on a dataset folder and save a checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder (participants.tsv + NIfTI)")
     parser.add_argument("--preset", default=None, help="training preset (default: $FAIMI_PRESET or tutorial)")
-    parser.add_argument("--mitigation", default="none", choices=MITIGATIONS)
-    parser.add_argument("--selection", default=None, choices=SELECTIONS)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mitigation", default="none", choices=MITIGATIONS,
+                        help="bias mitigation: none (plain training), reweighing, "
+                        "group-balanced sampling, GroupDRO or adversarial unlearning "
+                        "(default: none)")
+    parser.add_argument("--selection", default=None, choices=SELECTIONS,
+                        help="how the epoch kept is chosen on the validation split "
+                        "(default: the preset's)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="most epochs to train (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="subjects per batch (default: the preset's)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of initialisation, batches and augmentation (default: 0)")
     parser.add_argument("--device", default=None, help="torch device (default: automatic)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE", help="where to save the model")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1154,7 +1160,9 @@ def _run_cli(args: Any) -> int:
         config = TrainConfig.preset(args.preset or presets.active_preset(), **overrides)
         data = _load_folder(args.dataset)
     except ValueError as err:
-        message = str(err).replace("device=", "--device ", 1)
+        message = " ".join(str(err).replace("device=", "--device ", 1).split())
+        if args.preset is not None:
+            message = message.replace("preset=", "--preset ", 1)
         print(f"faimi train: error: {message}", file=sys.stderr)
         return 2
     result = fit(data, config, seed=seed, device=device, progress=not args.quiet,

@@ -20,15 +20,14 @@ def grid2():
     return anatomy.grid_for((32, 32), 6.0, slice_z=2.0)
 
 
-def test_template_files_ship_inside_nilearn():
-    import nilearn
-
+def test_template_files_ship_inside_the_package():
     files = anatomy.template_files()
     assert set(files) == {"t1", "gm", "wm"}
-    root = Path(nilearn.__file__).parent
+    root = Path(anatomy.__file__).resolve().parent / "data" / "mni152"
     for path in files.values():
         assert path.is_file()
-        assert root in path.parents  # package data: nothing is downloaded
+        assert path.parent == root  # package data: neither nilearn nor a download needed
+    assert "Copyright" in (root / "NOTICE.txt").read_text()
 
 
 def test_load_template_range_and_shape(grid3, grid2):

@@ -54,7 +54,7 @@ def test_writes_the_same_dataset_as_the_api(tmp_path, capsys):
     def digest(p: Path) -> str:
         return hashlib.sha256(p.read_bytes()).hexdigest()
 
-    for rel in ("participants.tsv", datasets.image_path("sub-0005"), "datasheet.md"):
+    for rel in ("participants.tsv", datasets.image_path("sub-0005"), "README.md"):
         assert digest(out_dir / rel) == digest(again / rel)
 
 

@@ -34,13 +34,15 @@ def _digests(root: Path) -> dict[str, str]:
 
 def test_layout(written, cohort):
     for name in ("dataset_description.json", "participants.tsv", "participants.json",
-                 "datasheet.md"):
+                 "README.md", ".bidsignore", "derivatives/counterfactual/dataset_description.json"):
         assert (written / name).is_file()
     sid = cohort.meta["subject_id"].iloc[0]
     assert (written / datasets.image_path(sid)).is_file()
     assert (written / datasets.image_path(sid, twin=True)).is_file()
     assert datasets.image_path("sub-0001", twin=True) == \
-        "sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz"
+        "derivatives/counterfactual/sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz"
+    assert (written / "README.md").read_text().startswith("# Datasheet")
+    assert not (written / "datasheet.md").exists()
     desc = json.loads((written / "dataset_description.json").read_text())
     assert desc["faimi"]["config"] == cohort.config.to_dict()
     assert desc["faimi"]["seed"] == 7 and desc["faimi"]["package_version"]
@@ -89,7 +91,7 @@ def test_existing_folder_not_overwritten(written, cohort, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     datasets.write_cohort(cohort.subset([0, 1]), empty)
-    assert (empty / "datasheet.md").is_file()
+    assert (empty / "README.md").is_file()
 
 
 def test_interrupted_write_leaves_nothing(cohort, tmp_path, monkeypatch):

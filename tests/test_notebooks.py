@@ -10,6 +10,8 @@ import nbformat
 import pytest
 import yaml
 
+import faimi_tutorial
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -72,20 +74,43 @@ class TestChapter:
     def test_first_code_cells_install_import_and_about(self, path):
         cells = code_cells(nbformat.read(path, as_version=4))
         install, imports, about = cells[0].source, cells[1].source, cells[2].source
-        assert '"google.colab" in sys.modules' in install
+        assert "google.colab" not in install, "the install cell works wherever Jupyter runs"
         assert "%pip install" in install
-        repo = CONFIG["repository"]["url"].removeprefix("https://")
-        assert repo in install, "the Colab install cell must install from the configured repository"
+        repo = CONFIG["repository"]["url"]
+        assert f'REPO = "{repo}"' in install, "install from the configured repository"
+        # pinned to this version's release tag (tag scheme v<version>, see CHANGELOG.md)
+        assert f'RELEASE = "v{faimi_tutorial.__version__}"' in install
+        extra = "[fl]" if path.name.startswith("05_") else ""
+        assert f'"faimi-tutorial{extra} @ git+{{REPO}}@{{RELEASE}}"' in install
         assert "import faimi_tutorial as ft" in imports
         assert re.search(r"\bft\.about\(\)", about)
 
-    def test_install_cell_does_nothing_outside_colab(self, path):
+    @pytest.mark.parametrize("importable", [True, False])
+    def test_install_cell_installs_only_when_the_import_fails(self, path, importable):
+        from IPython.core.inputtransformer2 import TransformerManager
+
         source = code_cells(nbformat.read(path, as_version=4))[0].source
-        lines = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
-        # every statement after the guard is indented under it
-        guard = next(i for i, line in enumerate(lines) if "google.colab" in line)
-        assert all(line.startswith(("import sys", "if ")) for line in lines[: guard + 1])
-        assert all(line.startswith("    ") for line in lines[guard + 1 :])
+        python = TransformerManager().transform_cell(source)
+        calls = []
+
+        class Shell:
+            def run_line_magic(self, name, line):
+                calls.append((name, line))
+
+        def fake_import(name, *args, **kwargs):
+            if name in ("faimi_tutorial", "flwr") and not importable:
+                raise ImportError(name)
+            return __import__(name, *args, **kwargs)
+
+        env = {"get_ipython": Shell, "__builtins__": {**__builtins__, "__import__": fake_import}
+               if isinstance(__builtins__, dict) else {**vars(__builtins__),
+                                                        "__import__": fake_import}}
+        exec(compile(python, path.name, "exec"), env)
+        if importable:
+            assert calls == []
+        else:
+            assert len(calls) == 1 and calls[0][0] == "pip"
+            assert "@{RELEASE}" in calls[0][1] and calls[0][1].startswith("install -q")
 
     def test_recap_and_exercises_with_hidden_executed_solutions(self, path):
         nb = nbformat.read(path, as_version=4)

@@ -434,11 +434,13 @@ def test_truncated_gzip_is_an_error(written, tmp_path, cut):
 def test_checksum_file_is_required_and_checked(written, tmp_path):
     root = copy(written, tmp_path / "c")
     lines = (root / datasets.CHECKSUMS).read_text().splitlines()
-    assert len(lines) == 2 * 8 + 4  # every image, twin and table
+    assert len(lines) == 2 * 8 + 8  # every image, twin, table, description and README
     (root / datasets.CHECKSUMS).unlink()
     with pytest.raises(DatasetError, match=datasets.CHECKSUMS):
         datasets.read_dataset(root)
-    (root / datasets.CHECKSUMS).write_text("\n".join(lines[1:]) + "\n")
+    kept = [line for line in lines if not line.endswith(datasets.image_path("sub-0001"))]
+    assert len(kept) == len(lines) - 1
+    (root / datasets.CHECKSUMS).write_text("\n".join(kept) + "\n")
     with pytest.raises(DatasetError, match="not listed"):
         datasets.read_dataset(root)
     (root / datasets.CHECKSUMS).write_text("garbage\n")
@@ -446,7 +448,7 @@ def test_checksum_file_is_required_and_checked(written, tmp_path):
         datasets.read_dataset(root)
     other = copy(written, tmp_path / "d")
     (other / "participants.json").write_text("{}")  # not read, so not checked
-    (other / "datasheet.md").write_text("edited")
+    (other / "README.md").write_text("edited")
     datasets.read_dataset(other, lazy=True)
     with (other / "participants.tsv").open("a") as fh:
         fh.write("\n")

@@ -1,0 +1,2153 @@
+"""A SimBA-style generator of synthetic brain MRI with known disease and bias effects.
+
+The generative model follows Stanley, Wilms and Forkert (MICCAI 2023; JAMIA 2024),
+re-implemented from the papers' description:
+
+* **Template.** The MNI152 T1 template (:mod:`faimi_tutorial.anatomy`).
+* **Subject variation.** A velocity field ``sum_k sqrt(lambda_k) z_k phi_k`` over a
+  smooth basis with decaying variances; every ``z_k ~ N(0, 1)`` is drawn
+  independently. SimBA fits its basis by PCA on real subjects; offline we have none,
+  so a synthetic basis of low-frequency cosine fields stands in
+  (:meth:`ShapeBasis.synthetic`), and a fitted basis can be passed instead
+  (:meth:`ShapeBasis.from_samples`).
+* **Disease effect.** A radial velocity field centred on the disease region, scaled by
+  a coefficient ``c`` drawn from ``N(mean, sd)`` per class (default ``N(+1, 1)`` for
+  disease and ``N(-1, 1)`` for controls). A positive coefficient shrinks the region
+  (atrophy), a negative one enlarges it.
+* **Bias effect.** The same kind of field in the bias region with ``b ~ N(2, 1)``,
+  applied only to the bias group (``bias_kind="morphological"``); or a contrast
+  stretch by ``intensity_factor`` about mid-grey (``"intensity"``); or both.
+* **Effect sizes in one unit.** As in SimBA, one unit of ``c`` or ``b`` changes the
+  affected region's volume by ``disease_effect_sd`` (``bias_effect_sd``) natural
+  standard deviations of that volume across subjects (:func:`effect_calibration`
+  measures both on the template and the shape basis), so the two effects are
+  comparable whatever the regions' sizes.
+* **Confined effects.** Every field vanishes beyond ``support`` region radii; the
+  named near bias region is placed so that its effect never reaches the disease
+  region (tested: < 2 % of the disease effect on the disease region's volume and
+  mean intensity).
+* **Stratified draws.** Every coefficient is drawn by stratified sampling within each
+  class x bias group x split cell (SimBA's stratified distributions), so the cells
+  have the same effect-size distributions by construction.
+* **Integration.** The summed velocity field is integrated by scaling and squaring
+  on a coarse grid and the displacement is upsampled once; the template is then
+  warped with :func:`torch.nn.functional.grid_sample`, in batches, on CPU or GPU.
+* **Cohort.** Exact class counts, bias-group counts per class from the bias
+  prevalence, train/val/test splits stratified on class x bias group.
+* **Counterfactual twins.** Every subject is generated twice from the same draws:
+  with its bias effect and without it. Subjects outside the bias group have no bias
+  effect, so their twin equals the original.
+
+The same configuration and seed give byte-identical images on the same device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import anatomy, presets
+
+__all__ = [
+    "ConfigError",
+    "SimulationConfig",
+    "ShapeBasis",
+    "Cohort",
+    "generate",
+    "regional_field",
+    "integrate_velocity",
+    "warp",
+    "contrast_stretch",
+    "sample_design",
+    "memory_estimate",
+    "check_memory",
+    "stratified_split",
+    "stratified_normal",
+    "effect_calibration",
+    "EffectCalibration",
+    "effect_table",
+    "bias_energy",
+    "match_bias_energy",
+    "register",
+]
+
+BIAS_KINDS: tuple[str, ...] = ("morphological", "intensity", "both")
+INTENSITY_SCOPES: tuple[str, ...] = ("region", "global")
+
+# Peak of s * (1 - s^2)^3 on [0, 1] (at s = 1/sqrt(7)): normalises the radial bump.
+_BUMP_PEAK = (1 / math.sqrt(7)) * (6 / 7) ** 3
+
+
+#: Margin (mm) around a crop within which displacements are integrated.
+_CROP_MARGIN_MM = 24.0
+
+#: Fields taken from the preset's grid entry for ``dims`` when left unset (``None``);
+#: :meth:`SimulationConfig.replace` re-derives them when ``dims`` or ``preset`` changes.
+_GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
+                                 "integration_spacing_mm", "crop", "disease_effect_sd",
+                                 "bias_effect_sd")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value: names the field, the value and the allowed range.
+
+    Parameters
+    ----------
+    field : str
+        The configuration field.
+    value : object
+        The rejected value.
+    allowed : str
+        The allowed range, in words.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}={value!r} is invalid; allowed: {allowed}")
+
+
+# --------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------
+
+_HELP: dict[str, str] = {
+    "preset": "preset whose grid and cohort size fill unset fields (tiny, tutorial, paper)",
+    "dims": "2 for an axial slice through the disease region, 3 for volumes",
+    "shape": "grid size in voxels (2 or 3 numbers); default: the preset's grid for dims",
+    "spacing": "voxel size in mm; default: the preset's",
+    "slice_z": "2D only: MNI z (mm) of the axial slice; default: the disease region's centre",
+    "n_subjects": "number of subjects; default: the preset's for dims",
+    "disease_fraction": "fraction of subjects with the disease (class balance)",
+    "bias_prevalence": "P(bias group | disease) and P(bias group | control)",
+    "disease_region": "region of the disease effect: a name or 'x,y,z,radius' in mm",
+    "disease_mean": "mean of the disease coefficient c for (disease, control)",
+    "disease_sd": "standard deviation of c for (disease, control)",
+    "disease_effect_sd": "change of the disease region's volume per unit of c, in natural "
+    "standard deviations of that volume across subjects; default: the preset's for dims",
+    "disease_scale_mm": "peak displacement (mm) of the disease field per unit of c; "
+    "default: calibrated from disease_effect_sd",
+    "bias_region": "region of the bias effect: a name or 'x,y,z,radius' in mm",
+    "bias_mean": "mean of the bias coefficient b (bias group only)",
+    "bias_sd": "standard deviation of b",
+    "bias_effect_sd": "change of the bias region's volume per unit of b, in natural "
+    "standard deviations of that volume across subjects; default: the preset's for dims",
+    "bias_scale_mm": "peak displacement (mm) of the bias field per unit of b; "
+    "default: calibrated from bias_effect_sd",
+    "bias_kind": "morphological (a deformation), intensity (a contrast change) or both",
+    "intensity_factor": "contrast stretch about mid-grey for an intensity bias",
+    "intensity_scope": "region (the bias region only, smoothly tapered) or global",
+    "n_basis": "number of subject-variation basis fields",
+    "basis_scale_mm": "root-mean-square displacement (mm) of the subject variation",
+    "basis_decay": "variance of basis field k decays as (frequency^2)^-decay",
+    "support": "support radius of the regional fields, in region radii",
+    "noise_sd": "standard deviation of additive Gaussian noise (image range [0, 1])",
+    "split": "fractions of subjects in train, val and test",
+    "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated; "
+    "default: the preset's",
+    "crop": "3D only: keep a box of this many voxels centred between the disease and bias "
+    "regions (a region of interest for training); default: the preset's; () for none",
+    "squaring_steps": "scaling-and-squaring steps",
+    "seed": "random seed: the same configuration and seed give identical images",
+}
+
+
+def _hfield(default: Any = None, **kw: Any) -> Any:
+    return field(default=default, **kw)
+
+
+@dataclass
+class SimulationConfig:
+    """Everything that defines a simulated cohort (validated at construction).
+
+    Fields left as ``None`` are filled from the preset (:data:`presets.SIMULATION`):
+    the grid and cohort size depend on the preset and on ``dims``. Build one with
+    :meth:`preset` and override any field::
+
+        cfg = SimulationConfig.preset("tutorial", bias_prevalence=(0.7, 0.3))
+
+    Parameters
+    ----------
+    preset : str
+        ``"tiny"``, ``"tutorial"`` or ``"paper"``.
+    dims : int
+        2 (an axial slice through the disease region) or 3.
+    shape : tuple of int, optional
+        Grid size (2 or 3 numbers matching ``dims``).
+    spacing : float, optional
+        Voxel size (mm).
+    slice_z : float, optional
+        2D only: MNI z of the slice (default: the disease region's centre).
+    n_subjects : int, optional
+        Cohort size, >= 8.
+    disease_fraction : float
+        Fraction with the disease, in (0, 1).
+    bias_prevalence : tuple of float
+        ``(P(bias | disease), P(bias | control))``, each in [0, 1].
+    disease_region, bias_region : str or anatomy.Region
+        Regions of the effects (names from :data:`anatomy.REGIONS` or
+        ``"x,y,z,radius"``).
+    disease_mean, disease_sd : tuple of float
+        Distribution of the disease coefficient for (disease, control).
+    disease_effect_sd, bias_effect_sd : float, optional
+        Size of one unit of the disease (bias) coefficient: the change of the
+        affected region's volume, in natural standard deviations of that volume
+        across subjects, in [0, 20] (SimBA's common unit for both effects; default:
+        the preset's ``effect_sd`` for ``dims``, the same for both).
+    disease_scale_mm, bias_scale_mm : float, optional
+        Peak displacement per unit coefficient (mm). Default (``None``): derived from
+        ``*_effect_sd`` by :func:`effect_calibration` when the cohort is generated;
+        a number given here overrides the calibration.
+    bias_mean, bias_sd : float
+        Distribution of the bias coefficient.
+    bias_kind : str
+        ``"morphological"``, ``"intensity"`` or ``"both"``.
+    intensity_factor : float
+        Contrast factor of an intensity bias, in (0, 5].
+    intensity_scope : str
+        ``"region"`` or ``"global"``.
+    n_basis : int
+        Number of subject-variation basis fields, in [0, 200].
+    basis_scale_mm : float
+        RMS displacement of subject variation (mm).
+    basis_decay : float
+        Decay exponent of the basis variances.
+    support : float
+        Support radius of the regional fields in region radii, in [1.2, 5].
+    noise_sd : float
+        Additive Gaussian noise, in [0, 0.5].
+    split : tuple of float
+        Train, val and test fractions (positive, summing to 1).
+    integration_spacing_mm : float, optional
+        Spacing of the integration grid (default: the preset's).
+    crop : tuple of int, optional
+        3D only: the images are cut to a box of this many voxels centred half-way
+        between the disease and the bias regions (``None``: the preset's; ``()``:
+        no crop, the whole brain).
+    squaring_steps : int
+        Scaling-and-squaring steps, in [1, 12].
+    seed : int
+        Non-negative seed.
+    """
+
+    preset: str = "tutorial"
+    dims: int = 3
+    shape: tuple[int, ...] | None = None
+    spacing: float | None = None
+    slice_z: float | None = None
+    n_subjects: int | None = None
+    disease_fraction: float = 0.5
+    bias_prevalence: tuple[float, float] = (0.7, 0.3)
+    disease_region: Any = "right_insula"
+    disease_mean: tuple[float, float] = (1.0, -1.0)
+    disease_sd: tuple[float, float] = (1.0, 1.0)
+    disease_effect_sd: float | None = None
+    disease_scale_mm: float | None = None
+    bias_region: Any = "right_putamen"
+    bias_mean: float = 2.0
+    bias_sd: float = 1.0
+    bias_effect_sd: float | None = None
+    bias_scale_mm: float | None = None
+    bias_kind: str = "morphological"
+    intensity_factor: float = 1.2
+    intensity_scope: str = "region"
+    n_basis: int = 40
+    basis_scale_mm: float = 4.0
+    basis_decay: float = 0.5
+    support: float = 1.5
+    noise_sd: float = 0.02
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    integration_spacing_mm: float | None = None
+    crop: tuple[int, ...] | None = None
+    squaring_steps: int = 5
+    seed: int = 0
+
+    # ---------------------------------------------------------------- validation
+    def __post_init__(self) -> None:  # noqa: C901 - one check per field, kept flat
+        if not isinstance(self.preset, str):
+            # the class attribute ``preset`` is the constructor below, not a default value
+            self.preset = presets.active_preset()
+        try:
+            presets.check_preset(self.preset)
+        except ValueError:
+            raise ConfigError("preset", self.preset, ", ".join(presets.PRESET_NAMES)) from None
+        self.dims = self._int("dims", self.dims, 2, 3)
+        grid_defaults = _preset_values(self.preset)[f"grid_{self.dims}d"]
+        if self.shape is None:
+            self.shape = tuple(grid_defaults["shape"])
+        if self.spacing is None:
+            self.spacing = float(grid_defaults["spacing"])
+        if self.n_subjects is None:
+            self.n_subjects = int(grid_defaults["n_subjects"])
+        if self.integration_spacing_mm is None:
+            self.integration_spacing_mm = float(grid_defaults["integration_spacing_mm"])
+        if self.crop is None:
+            self.crop = grid_defaults.get("crop")
+        elif isinstance(self.crop, (tuple, list)) and len(self.crop) == 0:
+            self.crop = ()  # explicitly the whole brain
+        for key in ("disease_effect_sd", "bias_effect_sd"):
+            if getattr(self, key) is None:
+                setattr(self, key, float(grid_defaults.get("effect_sd", 2.0)))
+        try:
+            shape = tuple(self._int("shape", s, 8, 512) for s in self.shape)
+        except (TypeError, ValueError):
+            raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]") from None
+        if len(shape) != self.dims or any(s < 8 or s > 512 for s in shape):
+            raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]")
+        self.shape = shape
+        self.spacing = self._float("spacing", self.spacing, 0.5, 20.0)
+        self.n_subjects = self._int("n_subjects", self.n_subjects, 8, 1_000_000)
+        self.disease_fraction = self._float(
+            "disease_fraction", self.disease_fraction, 0.0, 1.0, open_=True
+        )
+        self.bias_prevalence = self._pair("bias_prevalence", self.bias_prevalence, 0.0, 1.0)
+        for name in ("disease_region", "bias_region"):
+            value = getattr(self, name)
+            try:
+                region = anatomy.get_region(value)
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError(
+                    name, value, "a region name (" + ", ".join(sorted(anatomy.REGIONS)) + ") "
+                    "or 'x,y,z,radius' in mm"
+                ) from None
+            # keep names as names (readable in JSON); keep custom regions as Region objects
+            if anatomy.REGIONS.get(region.name) != region:
+                setattr(self, name, region)
+            else:
+                setattr(self, name, region.name)
+        self.disease_mean = self._pair("disease_mean", self.disease_mean, -20.0, 20.0)
+        self.disease_sd = self._pair("disease_sd", self.disease_sd, 0.0, 20.0)
+        self.disease_effect_sd = self._float("disease_effect_sd", self.disease_effect_sd,
+                                             0.0, 20.0)
+        if self.disease_scale_mm is not None:
+            self.disease_scale_mm = self._float("disease_scale_mm", self.disease_scale_mm,
+                                                0.0, 30.0)
+        self.bias_mean = self._float("bias_mean", self.bias_mean, -20.0, 20.0)
+        self.bias_sd = self._float("bias_sd", self.bias_sd, 0.0, 20.0)
+        self.bias_effect_sd = self._float("bias_effect_sd", self.bias_effect_sd, 0.0, 20.0)
+        if self.bias_scale_mm is not None:
+            self.bias_scale_mm = self._float("bias_scale_mm", self.bias_scale_mm, 0.0, 30.0)
+        if self.bias_kind not in BIAS_KINDS:
+            raise ConfigError("bias_kind", self.bias_kind, ", ".join(BIAS_KINDS))
+        self.intensity_factor = self._float("intensity_factor", self.intensity_factor, 0.0, 5.0,
+                                            open_low=True)
+        if self.intensity_scope not in INTENSITY_SCOPES:
+            raise ConfigError("intensity_scope", self.intensity_scope, ", ".join(INTENSITY_SCOPES))
+        self.n_basis = self._int("n_basis", self.n_basis, 0, 200)
+        self.basis_scale_mm = self._float("basis_scale_mm", self.basis_scale_mm, 0.0, 30.0)
+        self.basis_decay = self._float("basis_decay", self.basis_decay, 0.0, 4.0)
+        self.support = self._float("support", self.support, 1.2, 5.0)
+        self.noise_sd = self._float("noise_sd", self.noise_sd, 0.0, 0.5)
+        split = self._tuple("split", self.split, 3, 0.0, 1.0)
+        if any(s <= 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
+            raise ConfigError("split", self.split, "three positive fractions summing to 1")
+        self.split = split
+        self.integration_spacing_mm = self._float(
+            "integration_spacing_mm", self.integration_spacing_mm, self.spacing, 40.0
+        )
+        self.squaring_steps = self._int("squaring_steps", self.squaring_steps, 1, 12)
+        self.seed = self._int("seed", self.seed, 0, 2**63 - 1)
+        if self.dims == 2:
+            disease = anatomy.get_region(self.disease_region)
+            if self.slice_z is None:
+                self.slice_z = disease.centre_mm[2]
+            self.slice_z = self._float("slice_z", self.slice_z, -100.0, 120.0)
+            for name in ("disease_region", "bias_region"):
+                region = anatomy.get_region(getattr(self, name))
+                if abs(region.centre_mm[2] - self.slice_z) >= region.radius_mm:
+                    raise ConfigError(
+                        name, region.name,
+                        f"in 2D, a region that the slice z={self.slice_z:g} mm cuts "
+                        f"(|z - {region.centre_mm[2]:g}| < {region.radius_mm:g})",
+                    )
+        elif self.slice_z is not None:
+            raise ConfigError("slice_z", self.slice_z, "None for dims=3 (only 2D has a slice)")
+        if self.crop is not None and self.crop != ():
+            allowed = "None (the preset's), () (no crop) or 3 integers in [8, shape] (dims=3)"
+            try:
+                crop = tuple(int(c) for c in self.crop)
+            except (TypeError, ValueError):
+                raise ConfigError("crop", self.crop, allowed) from None
+            if (self.dims != 3 or len(crop) != 3
+                    or any(not 8 <= c <= s for c, s in zip(crop, self.shape))
+                    or any(float(c) != float(o) for c, o in zip(crop, self.crop))):
+                raise ConfigError("crop", self.crop, allowed)
+            self.crop = crop
+
+    @staticmethod
+    def _int(name: str, value: Any, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(name, value, f"an integer in [{lo}, {hi}]")
+        if not lo <= int(value) <= hi:
+            raise ConfigError(name, value, f"an integer in [{lo}, {hi}]")
+        return int(value)
+
+    @staticmethod
+    def _float(name: str, value: Any, lo: float, hi: float, open_: bool = False,
+               open_low: bool = False) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]") from None
+        if isinstance(value, bool) or not math.isfinite(v):
+            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]")
+        if open_:
+            if not lo < v < hi:
+                raise ConfigError(name, value, f"a number in ({lo:g}, {hi:g}) (exclusive)")
+        elif open_low:
+            if not lo < v <= hi:
+                raise ConfigError(name, value, f"a number in ({lo:g}, {hi:g}]")
+        elif not lo <= v <= hi:
+            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]")
+        return v
+
+    @classmethod
+    def _tuple(cls, name: str, value: Any, n: int, lo: float, hi: float) -> tuple:
+        if isinstance(value, (str, bytes)):  # "01" is not the pair (0, 1)
+            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]")
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]") from None
+        if len(items) != n:
+            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]")
+        out = []
+        for item in items:
+            try:
+                out.append(cls._float(name, item, lo, hi))
+            except ConfigError:
+                raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]") from None
+        return tuple(out)
+
+    @classmethod
+    def _pair(cls, name: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
+        return cls._tuple(name, value, 2, lo, hi)  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def preset(cls, name: str | None = None, **overrides: Any) -> SimulationConfig:
+        """The configuration of a preset, with fields overridden.
+
+        Parameters
+        ----------
+        name : str, optional
+            ``"tiny"``, ``"tutorial"`` or ``"paper"`` (default: the active preset,
+            ``$FAIMI_PRESET`` or ``"tutorial"``).
+        **overrides
+            Any field of :class:`SimulationConfig`.
+
+        Returns
+        -------
+        SimulationConfig
+            The validated configuration.
+
+        Raises
+        ------
+        ValueError
+            For an unknown field or an invalid value (a :class:`ConfigError`).
+        """
+        name = presets.active_preset() if name is None else name
+        try:
+            presets.check_preset(name)
+        except ValueError:
+            raise ConfigError("preset", name, ", ".join(presets.PRESET_NAMES)) from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown SimulationConfig field(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values = {k: v for k, v in _preset_values(name).items() if k in known}
+        values.update(overrides)
+        values["preset"] = name
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> SimulationConfig:
+        """A copy with some fields changed (re-validated).
+
+        Grid fields (shape, spacing, n_subjects, slice_z, integration spacing and the
+        two effect scales, calibrated per grid) are re-derived from the preset when
+        ``dims`` or ``preset`` changes and they are not given.
+
+        Parameters
+        ----------
+        **changes
+            Fields to change.
+
+        Returns
+        -------
+        SimulationConfig
+            The new configuration.
+        """
+        values = dataclasses.asdict(self)
+        values["disease_region"] = self.disease_region
+        values["bias_region"] = self.bias_region
+        if ("dims" in changes and changes["dims"] != self.dims) or (
+            "preset" in changes and changes["preset"] != self.preset
+        ):
+            for key in _GRID_FIELDS:
+                values[key] = None
+        values.update(changes)
+        return SimulationConfig(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of every field (regions as names or dicts).
+
+        Returns
+        -------
+        dict
+            Field name to value.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, anatomy.Region):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimulationConfig:
+        """Rebuild a configuration from :meth:`to_dict` output (or its JSON).
+
+        Parameters
+        ----------
+        data : dict
+            Field name to value; unknown keys raise.
+
+        Returns
+        -------
+        SimulationConfig
+            The validated configuration.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("config", type(data).__name__,
+                              "a JSON object of SimulationConfig fields")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SimulationConfig field(s): {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        values = dict(data)
+        for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split", "crop"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        for key in ("disease_region", "bias_region"):
+            if isinstance(values.get(key), dict):
+                try:
+                    values[key] = anatomy.get_region(values[key])
+                except (ValueError, TypeError) as err:
+                    raise ConfigError(key, values[key], f"a region name or an object with "
+                                      f"name, centre_mm, radius_mm ({err})") from None
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """The configuration as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def full_grid(self) -> anatomy.Grid:
+        """The grid the anatomy is simulated on (the whole brain)."""
+        return anatomy.grid_for(self.shape, self.spacing, slice_z=self.slice_z)
+
+    @property
+    def crop_start(self) -> tuple[int, ...] | None:
+        """First voxel (per axis) of the crop in :attr:`full_grid`, or ``None``."""
+        if not self.crop:
+            return None
+        full = self.full_grid
+        mid = (np.asarray(self.disease.centre_mm) + np.asarray(self.bias.centre_mm)) / 2.0
+        start = []
+        for d, (n, c) in enumerate(zip(full.shape, self.crop)):
+            centre_vox = (mid[d] - full.origin[d]) / full.spacing
+            start.append(int(min(max(round(centre_vox - (c - 1) / 2.0), 0), n - c)))
+        return tuple(start)
+
+    @property
+    def grid(self) -> anatomy.Grid:
+        """The grid of the images (:class:`anatomy.Grid`): the crop when there is one."""
+        full = self.full_grid
+        start = self.crop_start
+        if start is None:
+            return full
+        origin = tuple(full.origin[d] + full.spacing * start[d] for d in range(3))
+        return anatomy.Grid(self.crop, full.spacing, origin)
+
+    @property
+    def _work_box(self) -> tuple[anatomy.Grid, tuple[slice, ...] | None]:
+        """The grid the generator works on and where the images lie in it.
+
+        Without a crop, the whole brain grid. With one, the crop plus a margin of
+        ``_CROP_MARGIN_MM`` on every side (within the brain grid, on its voxels), so
+        that displacements are integrated only where they can reach the crop.
+        """
+        full = self.full_grid
+        start = self.crop_start
+        if start is None:
+            return full, None
+        margin = int(math.ceil(_CROP_MARGIN_MM / full.spacing))
+        lo = [max(a - margin, 0) for a in start]
+        hi = [min(a + c + margin, n) for a, c, n in zip(start, self.crop, full.shape)]
+        origin = tuple(full.origin[d] + full.spacing * lo[d] for d in range(3))
+        work = anatomy.Grid(tuple(h - a for a, h in zip(lo, hi)), full.spacing, origin)
+        box = tuple(slice(a - w, a - w + c) for a, w, c in zip(start, lo, self.crop))
+        return work, box
+
+    @property
+    def disease(self) -> anatomy.Region:
+        """The disease region as an :class:`anatomy.Region`."""
+        return anatomy.get_region(self.disease_region)
+
+    @property
+    def bias(self) -> anatomy.Region:
+        """The bias region as an :class:`anatomy.Region`."""
+        return anatomy.get_region(self.bias_region)
+
+    @property
+    def morphological_bias(self) -> bool:
+        """Whether the bias deforms the anatomy."""
+        return self.bias_kind in ("morphological", "both")
+
+    @property
+    def intensity_bias(self) -> bool:
+        """Whether the bias changes image contrast."""
+        return self.bias_kind in ("intensity", "both")
+
+    @staticmethod
+    def help(name: str) -> str:
+        """One-line description of a field (used by the command line).
+
+        Parameters
+        ----------
+        name : str
+            Field name.
+
+        Returns
+        -------
+        str
+            The description.
+        """
+        return _HELP[name]
+
+
+def _preset_values(name: str) -> dict[str, Any]:
+    values = presets.SIMULATION.get(name) or {}
+    if "grid_3d" not in values or "grid_2d" not in values:
+        raise ValueError(f"presets.SIMULATION[{name!r}] lacks 'grid_2d'/'grid_3d' entries")
+    return values
+
+
+# --------------------------------------------------------------------------------------
+# fields
+# --------------------------------------------------------------------------------------
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _coarse_shape(shape: tuple[int, ...], spacing: float, coarse_spacing: float) -> tuple:
+    factor = max(1.0, coarse_spacing / spacing)
+    return tuple(max(4, int(math.ceil((s - 1) / factor)) + 1) for s in shape)
+
+
+def _points_mm(grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
+    """MNI coordinates of a grid with the same extent as ``grid`` but ``shape`` points."""
+    axes = []
+    for d, n in enumerate(shape):
+        lo = grid.origin[d]
+        hi = grid.origin[d] + grid.spacing * (grid.shape[d] - 1)
+        axes.append(np.linspace(lo, hi, n))
+    mesh = list(np.meshgrid(*axes, indexing="ij"))
+    if grid.dims == 2:
+        mesh.append(np.full_like(mesh[0], grid.origin[2]))
+    return np.stack(mesh, axis=-1)
+
+
+def regional_field(region: anatomy.Region | str, points_mm: np.ndarray, dims: int,
+                   support: float = 2.0) -> np.ndarray:
+    """A unit radial velocity field centred on a region (mm per unit coefficient).
+
+    ``v(x) = (x - c) / R * (1 - |x - c|^2 / R^2)^3 / peak`` inside the support
+    radius ``R = support * radius`` and zero outside: smooth, compactly supported,
+    with a peak displacement of 1 mm. Under the pull-back warp used here a positive
+    coefficient shrinks the region (atrophy) and a negative one enlarges it.
+
+    Parameters
+    ----------
+    region : anatomy.Region or str
+        The region.
+    points_mm : numpy.ndarray
+        MNI coordinates, shape ``(*grid, 3)``.
+    dims : int
+        2 (in-plane components only) or 3.
+    support : float, default 2.0
+        Support radius in region radii.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 field of shape ``(dims, *grid)`` in mm (x, y[, z] components).
+    """
+    region = anatomy.get_region(region)
+    big_r = support * region.radius_mm
+    rel = points_mm - np.asarray(region.centre_mm)
+    s2 = (rel**2).sum(-1) / big_r**2
+    bump = np.where(s2 < 1.0, (1.0 - np.minimum(s2, 1.0)) ** 3, 0.0) / _BUMP_PEAK
+    comps = [rel[..., d] / big_r * bump for d in range(dims)]
+    return np.stack(comps, axis=0)
+
+
+def _cosine_modes(points_mm: np.ndarray, dims: int, n_basis: int, scale_mm: float,
+                  decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine fields at ``points_mm`` (see :meth:`ShapeBasis.synthetic`)."""
+    box_lo = np.array([-75.0, -110.0, -60.0])[:dims]
+    box_len = np.array([150.0, 190.0, 150.0])[:dims]
+    freqs = [n for n in np.ndindex(*([9] * dims)) if any(n)]
+    modes = sorted((sum(v * v for v in n), d, n) for n in freqs for d in range(dims))[:n_basis]
+    pts = points_mm[..., :dims]
+    shape = pts.shape[:-1]
+    fields = np.zeros((len(modes), dims, *shape))
+    variances = np.zeros(len(modes))
+    for k, (n2, d, n) in enumerate(modes):
+        val = np.ones(shape)
+        for i in range(dims):
+            if n[i]:
+                val = val * np.cos(math.pi * n[i] * (pts[..., i] - box_lo[i]) / box_len[i])
+        # unit RMS over the box (cos^2 averages 1/2 per non-zero frequency)
+        fields[k, d] = val * math.sqrt(2.0 ** sum(1 for v in n if v))
+        variances[k] = float(n2) ** (-decay)
+    if len(modes):
+        variances *= scale_mm**2 / variances.sum()
+    return fields, variances
+
+
+@dataclass
+class ShapeBasis:
+    """A basis of smooth velocity fields for subject-to-subject shape variation.
+
+    Parameters
+    ----------
+    fields : numpy.ndarray
+        Shape ``(K, dims, *grid)``: unit fields in mm on the grid ``grid`` (components
+        x, y[, z]).
+    variances : numpy.ndarray
+        Shape ``(K,)``: the variance ``lambda_k`` (mm^2) of each field's coefficient.
+    grid : anatomy.Grid
+        Grid on which ``fields`` are sampled.
+    name : str
+        A label ("synthetic-cosine", "pca", ...).
+    """
+
+    fields: np.ndarray
+    variances: np.ndarray
+    grid: anatomy.Grid
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        self.fields = np.asarray(self.fields, dtype=np.float64)
+        self.variances = np.asarray(self.variances, dtype=np.float64).reshape(-1)
+        if self.fields.ndim != self.grid.dims + 2 or self.fields.shape[1] != self.grid.dims:
+            raise ValueError(
+                f"fields shape {self.fields.shape} must be (K, {self.grid.dims}, *grid)"
+            )
+        if tuple(self.fields.shape[2:]) != tuple(self.grid.shape):
+            raise ValueError(
+                f"fields grid {self.fields.shape[2:]} does not match grid.shape {self.grid.shape}"
+            )
+        if self.variances.shape[0] != self.fields.shape[0] or np.any(self.variances < 0):
+            raise ValueError(
+                f"variances must be {self.fields.shape[0]} non-negative numbers, "
+                f"got shape {self.variances.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.fields.shape[0])
+
+    @classmethod
+    def synthetic(cls, grid: anatomy.Grid, n_basis: int, scale_mm: float = 2.0,
+                  decay: float = 1.0) -> ShapeBasis:
+        """Low-frequency cosine fields with decaying variances (stand-in for a PCA).
+
+        Mode ``k`` is ``e_d * prod_i cos(pi n_i (x_i - lo_i) / L_i)`` over a box
+        around the brain, for frequency vectors ``n`` ordered by ``|n|^2`` (the
+        constant field excluded) and each component ``d``; each field has unit RMS
+        over the box and variance ``lambda_k proportional to (|n|^2)^-decay``, scaled
+        so that the expected RMS displacement is ``scale_mm``.
+
+        Parameters
+        ----------
+        grid : anatomy.Grid
+            Grid to sample the fields on.
+        n_basis : int
+            Number of fields K.
+        scale_mm : float, default 2.0
+            Expected RMS displacement (mm).
+        decay : float, default 1.0
+            Decay exponent of the variances.
+
+        Returns
+        -------
+        ShapeBasis
+            The basis.
+        """
+        fields, variances = _cosine_modes(grid.coordinates(), grid.dims, n_basis, scale_mm, decay)
+        return cls(fields, variances, grid, name="synthetic-cosine")
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, grid: anatomy.Grid, n_basis: int) -> ShapeBasis:
+        """Fit a basis by PCA on sample velocity (or displacement) fields.
+
+        This is how SimBA builds its basis from real subjects' registrations.
+
+        Parameters
+        ----------
+        samples : numpy.ndarray
+            Shape ``(n_samples, dims, *grid)`` in mm.
+        grid : anatomy.Grid
+            Grid of the samples.
+        n_basis : int
+            Number of principal components to keep (<= n_samples - 1).
+
+        Returns
+        -------
+        ShapeBasis
+            Principal directions (unit RMS) and their variances.
+        """
+        samples = np.asarray(samples, dtype=np.float64)
+        n = samples.shape[0]
+        if not 1 <= n_basis <= n - 1:
+            raise ValueError(f"n_basis={n_basis} must be in [1, {n - 1}] for {n} samples")
+        flat = samples.reshape(n, -1)
+        flat = flat - flat.mean(0, keepdims=True)
+        _, svals, vt = np.linalg.svd(flat, full_matrices=False)
+        m = flat.shape[1]
+        comps = vt[:n_basis] * math.sqrt(m / grid.dims)  # unit RMS per component field
+        variances = svals[:n_basis] ** 2 / (n - 1) / (m / grid.dims)
+        return cls(comps.reshape(n_basis, *samples.shape[1:]), variances, grid, name="pca")
+
+    def resample(self, grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
+        """Fields sampled (linearly) on a grid of the same extent with ``shape`` points.
+
+        Parameters
+        ----------
+        grid : anatomy.Grid
+            Grid whose extent the output spans (must equal :attr:`grid`'s extent).
+        shape : tuple of int
+            Number of points per axis.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(K, dims, *shape)``.
+        """
+        if tuple(shape) == tuple(self.grid.shape):
+            return self.fields
+        torch = _torch()
+        import torch.nn.functional as F
+
+        mode = "bilinear" if self.grid.dims == 2 else "trilinear"
+        t = torch.from_numpy(self.fields.reshape(-1, *self.grid.shape)[None])
+        out = F.interpolate(t, size=tuple(shape), mode=mode, align_corners=True)[0]
+        return out.numpy().reshape(len(self), self.grid.dims, *shape)
+
+
+# --------------------------------------------------------------------------------------
+# integration and warping (torch)
+# --------------------------------------------------------------------------------------
+
+
+def _identity(shape: tuple[int, ...], device=None):
+    """Identity sampling grid of ``shape`` in grid_sample order, shape (1, *shape, D)."""
+    torch = _torch()
+    axes = [torch.linspace(-1.0, 1.0, n, device=device) for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(mesh[::-1], dim=-1)[None]
+
+
+def integrate_velocity(velocity, steps: int = 6):
+    """Integrate a stationary velocity field by scaling and squaring.
+
+    Parameters
+    ----------
+    velocity : torch.Tensor
+        Shape ``(B, D, *grid)`` in normalised grid units (``[-1, 1]`` spans the grid,
+        ``align_corners=True``), channels in :func:`torch.nn.functional.grid_sample`
+        order (channel 0 displaces along the last spatial axis).
+    steps : int, default 6
+        Number of squarings; the field is first divided by ``2**steps``.
+
+    Returns
+    -------
+    torch.Tensor
+        Displacement ``u`` of ``exp(v) = id + u``, same shape as ``velocity``.
+    """
+    import torch.nn.functional as F
+
+    base = _identity(tuple(velocity.shape[2:]), velocity.device)
+    u = velocity / float(2**steps)
+    for _ in range(steps):
+        grid = base + u.movedim(1, -1)
+        u = u + F.grid_sample(u, grid, mode="bilinear", padding_mode="border",
+                              align_corners=True)
+    return u
+
+
+def warp(image, displacement):
+    """Warp images with displacement fields (pull-back: ``out(x) = image(x + u(x))``).
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        Shape ``(B or 1, C, *grid)``; a batch of one is shared by all displacements.
+    displacement : torch.Tensor
+        Shape ``(B, D, *grid)`` in normalised units, grid_sample channel order.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B, C, *grid)``; outside the grid is 0.
+    """
+    import torch.nn.functional as F
+
+    b = displacement.shape[0]
+    shape = tuple(displacement.shape[2:])
+    grid = _identity(shape, displacement.device) + displacement.movedim(1, -1)
+    if image.shape[0] == 1 and b > 1:
+        # one shared image: stack the batch along the first spatial axis of the grid
+        big = grid.reshape(1, b * shape[0], *shape[1:], len(shape))
+        out = F.grid_sample(image, big, mode="bilinear", padding_mode="zeros",
+                            align_corners=True)
+        c = image.shape[1]
+        return out.reshape(c, b, *shape).transpose(0, 1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def contrast_stretch(image, factor: float, weight=None):
+    """Stretch contrast about mid-grey (0.5), clip to ``[0, 1]``, optionally blended.
+
+    Parameters
+    ----------
+    image : torch.Tensor or numpy.ndarray
+        Values in ``[0, 1]``.
+    factor : float
+        Contrast factor (1.2 = 20 % more contrast).
+    weight : array-like, optional
+        Blend weight in ``[0, 1]`` broadcastable to ``image`` (1 = fully stretched).
+
+    Returns
+    -------
+    same type as ``image``
+        The stretched image.
+    """
+    stretched = (image - 0.5) * factor + 0.5
+    stretched = stretched.clip(0.0, 1.0)
+    if weight is None:
+        return stretched
+    return image + weight * (stretched - image)
+
+
+# --------------------------------------------------------------------------------------
+# cohort design
+# --------------------------------------------------------------------------------------
+
+
+def stratified_split(label: np.ndarray, group: np.ndarray, fractions: tuple[float, ...],
+                     seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Assign train/val/test within every label x group cell.
+
+    Parameters
+    ----------
+    label, group : numpy.ndarray
+        Integer codes per subject.
+    fractions : tuple of float
+        Train, val and test fractions (summing to 1).
+    seed : int, default 0
+        Seed when ``rng`` is not given.
+    rng : numpy.random.Generator, optional
+        Generator to draw from.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of ``"train"``, ``"val"`` and ``"test"``.
+    """
+    rng = np.random.default_rng(seed) if rng is None else rng
+    label = np.asarray(label)
+    group = np.asarray(group)
+    split = np.empty(len(label), dtype=object)
+    fr = np.asarray(fractions, dtype=float)
+    for cls in np.unique(label):
+        for grp in np.unique(group):
+            idx = rng.permutation(np.flatnonzero((label == cls) & (group == grp)))
+            n_cell = len(idx)
+            n_train = int(round(n_cell * fr[0]))
+            n_val = int(round(n_cell * (fr[0] + fr[1]))) - n_train
+            split[idx[:n_train]] = "train"
+            split[idx[n_train:n_train + n_val]] = "val"
+            split[idx[n_train + n_val:]] = "test"
+    return split
+
+
+def stratified_normal(cells: np.ndarray, rng: np.random.Generator,
+                      columns: int = 1) -> np.ndarray:
+    """Standard-normal draws, stratified within each cell.
+
+    In a cell of ``m`` subjects, column ``j`` takes one value from each of the ``m``
+    equal-probability strata of ``N(0, 1)`` (``ndtri((rank + U) / m)``, in random
+    order), so every cell's empirical distribution follows the normal closely and
+    all cells look alike (SimBA's stratified distributions).
+
+    Parameters
+    ----------
+    cells : numpy.ndarray
+        One cell code per subject.
+    rng : numpy.random.Generator
+        Random generator.
+    columns : int, default 1
+        Number of independent columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(cells), columns)``.
+    """
+    from scipy.special import ndtri
+
+    cells = np.asarray(cells)
+    out = np.zeros((len(cells), int(columns)))
+    for cell in np.unique(cells):
+        idx = np.flatnonzero(cells == cell)
+        m = len(idx)
+        ranks = np.argsort(rng.random((m, columns)), axis=0)
+        out[idx] = ndtri((ranks + rng.random((m, columns))) / m)
+    return out
+
+
+def sample_design(cfg: SimulationConfig) -> pd.DataFrame:
+    """Draw who is who: labels, bias groups, splits and every coefficient.
+
+    Class counts are exact (``round(n * disease_fraction)`` with the disease); within
+    each class the bias-group size is ``round(n_class * prevalence)``; splits are
+    assigned within each class x bias-group cell. The coefficients ``c`` (disease),
+    ``b`` (bias) and ``z_k`` (shape) are drawn for everyone by stratified sampling
+    within each class x bias group x split cell (:func:`stratified_normal`), so every
+    cell has the same distribution of effect sizes and anatomy; ``bias_coef`` is 0
+    where the bias is not applied.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject: ``subject_id``, ``label``, ``bias_group``, ``split``,
+        ``disease_coef``, ``bias_coef``, ``bias_coef_drawn``, ``z_00`` ... ``z_{K-1}``.
+    """
+    rng = np.random.default_rng([int(cfg.seed), 11])
+    n = cfg.n_subjects
+    n_dis = int(round(n * cfg.disease_fraction))
+    n_dis = min(max(n_dis, 1), n - 1)
+    label = np.zeros(n, dtype=np.int64)
+    label[rng.permutation(n)[:n_dis]] = 1
+    bias = np.zeros(n, dtype=np.int64)
+    for cls, prev in ((1, cfg.bias_prevalence[0]), (0, cfg.bias_prevalence[1])):
+        idx = np.flatnonzero(label == cls)
+        k = int(round(len(idx) * prev))
+        bias[rng.permutation(idx)[:k]] = 1
+    split = stratified_split(label, bias, cfg.split, rng=rng)
+    coef_rng = np.random.default_rng([int(cfg.seed), 23])
+    codes = pd.Categorical(split, categories=["train", "val", "test"]).codes
+    cells = label * 100 + bias * 10 + codes
+    u_c = stratified_normal(cells, coef_rng)[:, 0]
+    u_b = stratified_normal(cells, coef_rng)[:, 0]
+    z = stratified_normal(cells, coef_rng, cfg.n_basis)
+    mean = np.where(label == 1, cfg.disease_mean[0], cfg.disease_mean[1])
+    sd = np.where(label == 1, cfg.disease_sd[0], cfg.disease_sd[1])
+    c = mean + sd * u_c
+    b_drawn = cfg.bias_mean + cfg.bias_sd * u_b
+    meta = pd.DataFrame(
+        {
+            "subject_id": [f"sub-{i + 1:04d}" for i in range(n)],
+            "label": label,
+            "bias_group": bias,
+            "split": pd.Categorical(split, categories=["train", "val", "test"]),
+            "disease_coef": c,
+            "bias_coef": np.where(bias == 1, b_drawn, 0.0),
+            "bias_coef_drawn": b_drawn,
+        }
+    )
+    for k in range(cfg.n_basis):
+        meta[f"z_{k:02d}"] = z[:, k]
+    return meta
+
+
+# --------------------------------------------------------------------------------------
+# the cohort
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cohort:
+    """A simulated cohort: images, counterfactual twins and per-subject metadata.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        float32, shape ``(N, 1, *grid)``, values in ``[0, 1]``.
+    twins : torch.Tensor
+        Same shape: the same subjects generated from the same draws with the bias
+        effect removed (equal to ``images`` outside the bias group).
+    meta : pandas.DataFrame
+        One row per subject (``subject_id``, ``label``, ``bias_group``, ``split``,
+        coefficients, region volumes).
+    config : SimulationConfig or None
+        The configuration that generated the cohort (``None`` for a user's own data).
+    """
+
+    images: Any
+    twins: Any
+    meta: pd.DataFrame
+    config: SimulationConfig | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.meta)
+        if self.images.shape[0] != n or (self.twins is not None and self.twins.shape[0] != n):
+            raise ValueError(
+                f"images ({self.images.shape[0]}), twins and meta ({n}) disagree in length"
+            )
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __repr__(self) -> str:
+        shape = tuple(self.images.shape[2:])
+        counts = self.meta.groupby(["label", "bias_group"]).size().to_dict()
+        return (f"Cohort(n={len(self)}, grid={shape}, "
+                f"label x bias_group counts={counts})")
+
+    @property
+    def label(self) -> np.ndarray:
+        """Disease labels (1 = disease), int64 numpy array."""
+        return np.array(self.meta["label"], dtype=np.int64)
+
+    @property
+    def bias_group(self) -> np.ndarray:
+        """Bias-group membership (1 = carries the bias effect), int64 numpy array."""
+        return np.array(self.meta["bias_group"], dtype=np.int64)
+
+    @property
+    def grid(self) -> anatomy.Grid | None:
+        """The simulation grid (``None`` without a configuration)."""
+        return None if self.config is None else self.config.grid
+
+    def subset(self, index: Any) -> Cohort:
+        """The sub-cohort selected by a boolean mask or integer indices.
+
+        Parameters
+        ----------
+        index : array-like of bool or int
+            A mask of length ``len(self)`` or positions.
+
+        Returns
+        -------
+        Cohort
+            A new cohort sharing the configuration (image tensors are indexed copies).
+        """
+        torch = _torch()
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise ValueError(f"boolean mask of length {idx.shape} does not match {len(self)}")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).reshape(-1)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"index out of range for a cohort of {len(self)}")
+        t_idx = torch.as_tensor(idx)
+        return Cohort(
+            images=self.images[t_idx],
+            twins=None if self.twins is None else self.twins[t_idx],
+            meta=self.meta.iloc[idx].reset_index(drop=True),
+            config=self.config,
+        )
+
+    def _split(self, name: str) -> Cohort:
+        return self.subset(self.meta["split"].astype(str).to_numpy() == name)
+
+    @property
+    def train(self) -> Cohort:
+        """The training sub-cohort."""
+        return self._split("train")
+
+    @property
+    def val(self) -> Cohort:
+        """The validation sub-cohort."""
+        return self._split("val")
+
+    @property
+    def test(self) -> Cohort:
+        """The test sub-cohort."""
+        return self._split("test")
+
+    def with_twins(self) -> Cohort:
+        """The cohort whose images are the counterfactual twins (bias removed).
+
+        Returns
+        -------
+        Cohort
+            Same metadata, ``images`` replaced by ``twins`` (and ``twins`` by the
+            originals), so any model or metric can be run on the twins directly.
+        """
+        if self.twins is None:
+            raise ValueError("this cohort has no twins")
+        return Cohort(self.twins, self.images, self.meta.copy(), self.config)
+
+    def counts(self) -> pd.DataFrame:
+        """Number of subjects per split, label and bias group.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``(split, label)``, columns bias group 0/1 and total.
+        """
+        table = pd.crosstab([self.meta["split"], self.meta["label"]], self.meta["bias_group"],
+                            margins=True, margins_name="total")
+        return table
+
+
+# --------------------------------------------------------------------------------------
+# generation
+# --------------------------------------------------------------------------------------
+
+
+class _Engine:
+    """Precomputed tensors for one configuration on one device."""
+
+    def __init__(self, cfg: SimulationConfig, device, basis: ShapeBasis | None,
+                 disease_mm: float, bias_mm: float) -> None:
+        torch = _torch()
+        self.cfg = cfg
+        self.device = device
+        grid, box = cfg._work_box
+        self.grid = grid
+        dims = cfg.dims
+        self.fine = tuple(grid.shape)
+        self.coarse = _coarse_shape(self.fine, grid.spacing, cfg.integration_spacing_mm)
+        # mm -> normalised units per axis (x, y[, z]); then reverse to grid_sample order
+        half = np.array([grid.spacing * (n - 1) / 2.0 for n in self.fine])
+        pts = _points_mm(grid, self.coarse)
+
+        def to_t(field_mm: np.ndarray):
+            # (..., dims, *coarse) mm, x-first  ->  normalised, grid_sample order
+            f = field_mm / half.reshape((dims,) + (1,) * dims)
+            f = np.flip(f, axis=-dims - 1).copy()
+            return torch.as_tensor(f, dtype=torch.float32, device=device)
+
+        self.disease_field = to_t(regional_field(cfg.disease, pts, dims, cfg.support)
+                                  * disease_mm)
+        self.bias_field = to_t(regional_field(cfg.bias, pts, dims, cfg.support) * bias_mm)
+        if basis is not None and len(basis) != cfg.n_basis:
+            raise ValueError(f"basis has {len(basis)} fields but n_basis={cfg.n_basis}")
+        if basis is not None:
+            fields, variances = basis.resample(grid, self.coarse), basis.variances
+        elif cfg.n_basis:
+            # the synthetic basis, evaluated straight on the integration grid
+            fields, variances = _cosine_modes(pts, dims, cfg.n_basis, cfg.basis_scale_mm,
+                                              cfg.basis_decay)
+        if cfg.n_basis:
+            fields = fields * np.sqrt(variances).reshape((-1,) + (1,) * (dims + 1))
+            self.basis = to_t(fields)  # (K, dims, *coarse)
+        else:
+            self.basis = None
+        template = anatomy.load_template(grid)
+        self.template = torch.as_tensor(np.array(template, dtype=np.float32), device=device)[None, None]
+        # voxels within margin_mm of the brain: the only ones that can be non-zero while
+        # every displacement is shorter than the margin
+        from scipy import ndimage
+
+        brain = template > 0.0
+        margin_mm = 12.0
+        self.margin_mm = margin_mm
+        outside = ndimage.distance_transform_edt(~brain) * grid.spacing
+        near = outside <= margin_mm
+        # the output voxels: the crop (only those are ever rendered) or the whole grid
+        self.crop = box
+        self.out_shape = self.fine if self.crop is None else tuple(cfg.crop)
+        index = np.arange(int(np.prod(self.fine))).reshape(self.fine)
+        out_index = (index if self.crop is None else index[self.crop]).ravel()
+        identity = _identity(self.fine, device).reshape(-1, dims)  # (V, D)
+        self.all_points = identity[torch.as_tensor(out_index, device=device)]  # (O, D)
+        flat = np.flatnonzero(near.ravel()[out_index])
+        self.near_index = torch.as_tensor(flat, device=device)
+        self.near_points = self.all_points[self.near_index]  # (P, D)
+        # region masks (for volumes): the points that can reach each region
+        self.masks = {}
+        self.out_masks = {}
+        self.region_points = {}
+        for key, region in (("disease", cfg.disease), ("bias", cfg.bias)):
+            m = anatomy.region_mask(region, grid, within_brain=True)
+            self.masks[key] = torch.as_tensor(m.astype(np.float32), device=device)[None, None]
+            self.out_masks[key] = torch.as_tensor(m.ravel()[out_index], device=device)
+            if not m.any():
+                self.region_points[key] = None
+                continue
+            reach = ndimage.distance_transform_edt(~m) * grid.spacing <= margin_mm
+            self.region_points[key] = identity[torch.as_tensor(np.flatnonzero(reach.ravel()),
+                                                               device=device)]
+        if cfg.intensity_scope == "region":
+            # the contrast change reaches exactly as far as a regional field
+            w = anatomy.region_weight(cfg.bias, grid,
+                                      taper_mm=(cfg.support - 1.0) * cfg.bias.radius_mm)
+            w = w if self.crop is None else w[self.crop]
+            self.intensity_weight = torch.as_tensor(np.ascontiguousarray(w),
+                                                    device=device)[None, None]
+        else:
+            self.intensity_weight = None
+        self.voxel_ml = grid.voxel_volume_ml
+
+        # distances (mm) of coarse points to the bias centre, for exact twin locality
+        dist = np.sqrt(((pts - np.asarray(cfg.bias.centre_mm)) ** 2).sum(-1))
+        self.bias_dist = torch.as_tensor(dist, dtype=torch.float32, device=device)
+        self.bias_support_mm = cfg.support * cfg.bias.radius_mm
+        extent = np.array([grid.spacing * (n - 1) for n in self.fine])
+        self.coarse_spacing_mm = float(np.max(extent / (np.array(self.coarse) - 1)))
+        self.half_t = torch.as_tensor(half[::-1].copy(), dtype=torch.float32, device=device)
+
+    # ------------------------------------------------------------------
+    def speed_mm(self, v) -> np.ndarray:
+        """Largest speed (mm per unit time) of each velocity field."""
+        if v.shape[0] == 0:
+            return np.zeros(0)
+        mm = v * self.half_t.view(1, -1, *([1] * self.cfg.dims))
+        return mm.pow(2).sum(1).sqrt().flatten(1).amax(1).double().cpu().numpy()
+
+    def localise(self, u, n_twin: int, biased: np.ndarray, speed: np.ndarray):
+        """Copy twin displacements into the biased ones outside the bias field's reach."""
+        torch = _torch()
+        reach = self.bias_support_mm + torch.as_tensor(speed, dtype=torch.float32,
+                                                       device=self.device) \
+            + 2.0 * self.coarse_spacing_mm
+        keep = self.bias_dist[None] <= reach.view(-1, *([1] * self.cfg.dims))
+        twin_u = u[torch.as_tensor(biased, device=self.device)]
+        u = u.clone()
+        u[n_twin:] = torch.where(keep[:, None], u[n_twin:], twin_u)
+        return u
+
+    def velocity(self, z: np.ndarray, c: np.ndarray):
+        torch = _torch()
+        b = len(c)
+        v = torch.zeros((b, self.cfg.dims, *self.coarse), dtype=torch.float32, device=self.device)
+        if self.basis is not None:
+            zt = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+            view = (-1,) + (1,) * (self.cfg.dims + 1)
+            for k in range(self.basis.shape[0]):  # elementwise: batch-independent results
+                v.addcmul_(zt[:, k].view(view), self.basis[k].unsqueeze(0))
+        ct = torch.as_tensor(c, dtype=torch.float32, device=self.device)
+        v.addcmul_(ct.view(-1, *([1] * (self.cfg.dims + 1))), self.disease_field.unsqueeze(0))
+        return v
+
+    def render(self, u_coarse):
+        """Warp the template with coarse displacements; returns images and region volumes."""
+        torch = _torch()
+
+        b = u_coarse.shape[0]
+        dims = self.cfg.dims
+        max_mm = float((u_coarse.abs().amax(dim=tuple(range(2, dims + 2))) *
+                        self.half_t.view(1, -1)).max()) if b else 0.0
+        use_near = max_mm < self.margin_mm - self.grid.spacing
+        # the same arithmetic either way, so a subject's image never depends on its batch
+        points = self.near_points if use_near else self.all_points  # (P, D)
+        values = self._sample(self.template, u_coarse, points)
+        vols = {}
+        for key, mask in self.masks.items():
+            where = self.region_points[key]
+            if where is None:
+                vols[key] = np.zeros(b)
+                continue
+            warped = self._sample(mask, u_coarse, where)
+            vols[key] = warped.double().sum(1).cpu().numpy() * self.voxel_ml
+        if use_near:
+            out = torch.zeros((b, self.all_points.shape[0]), dtype=torch.float32,
+                              device=self.device)
+            out[:, self.near_index] = values
+        else:
+            out = values
+        return out.reshape(b, 1, *self.out_shape), vols
+
+    def _sample(self, volume, u_coarse, points):
+        """``volume(x + u(x))`` at ``points`` (P, D) for each displacement: (B, P)."""
+        import torch.nn.functional as F
+
+        b, dims = u_coarse.shape[0], self.cfg.dims
+        n_pts = points.shape[0]
+        shape = (b, n_pts) + (1,) * (dims - 1) + (dims,)
+        where = points.view(1, n_pts, *([1] * (dims - 1)), dims).expand(*shape)
+        disp = F.grid_sample(u_coarse, where, mode="bilinear", padding_mode="border",
+                             align_corners=True)  # (B, D, P, 1[, 1])
+        grid = where + disp.movedim(1, -1)  # (B, P, 1[, 1], D)
+        grid = grid.reshape(1, b, n_pts, *([1] * (dims - 2)), dims)
+        values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=True)
+        return values.reshape(b, n_pts)
+
+
+@dataclass(frozen=True)
+class EffectCalibration:
+    """Natural variation of the two regions and the effect sizes it implies.
+
+    Attributes
+    ----------
+    disease_sd_ml, bias_sd_ml : float
+        Standard deviation of the disease (bias) region's volume across subjects
+        from subject variation alone (mL; in 2D, a slice one voxel thick).
+    disease_ml_per_mm, bias_ml_per_mm : float
+        Volume lost by the region per mm of peak displacement of its field.
+    disease_mm, bias_mm : float
+        Peak displacement (mm) per unit of ``c`` and ``b`` used for generation.
+    bias_intensity_sd : float
+        Standard deviation of the bias region's mean intensity across subjects.
+    bias_intensity_change : float
+        Change of the bias region's mean intensity made by the intensity bias
+        (``intensity_factor``) on the same subjects.
+    n_subjects : int
+        Subjects drawn for the calibration.
+    """
+
+    disease_sd_ml: float
+    bias_sd_ml: float
+    disease_ml_per_mm: float
+    bias_ml_per_mm: float
+    disease_mm: float
+    bias_mm: float
+    bias_intensity_sd: float
+    bias_intensity_change: float
+    n_subjects: int
+
+    @property
+    def disease_effect_sd(self) -> float:
+        """Volume change per unit of ``c``, in natural SDs of the disease region."""
+        return self.disease_mm * self.disease_ml_per_mm / self.disease_sd_ml
+
+    @property
+    def bias_effect_sd(self) -> float:
+        """Volume change per unit of ``b``, in natural SDs of the bias region."""
+        return self.bias_mm * self.bias_ml_per_mm / self.bias_sd_ml
+
+    @property
+    def intensity_effect_sd(self) -> float:
+        """The intensity bias's change of the region's mean intensity, in its SDs."""
+        return self.bias_intensity_change / self.bias_intensity_sd
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain numbers (the fields and the three derived effect sizes)."""
+        out = dataclasses.asdict(self)
+        out.update(disease_effect_sd=self.disease_effect_sd,
+                   bias_effect_sd=self.bias_effect_sd,
+                   intensity_effect_sd=self.intensity_effect_sd)
+        return {k: float(v) for k, v in out.items()}
+
+
+_CALIBRATION_CACHE: dict[tuple, tuple[float, ...]] = {}
+#: Solved effect sizes per calibration key and effect settings (the slopes need renders).
+_SCALE_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
+#: Fields that do not change the calibration (everything else does).
+_NOT_CALIBRATION = ("n_subjects", "seed", "bias_prevalence", "disease_fraction", "split",
+                    "disease_mean", "disease_sd", "bias_mean", "bias_sd", "noise_sd",
+                    "disease_effect_sd", "bias_effect_sd", "disease_scale_mm",
+                    "bias_scale_mm", "bias_kind", "preset")
+
+
+def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
+                       device: Any = None, n_subjects: int = 200) -> EffectCalibration:
+    """Measure natural regional variation and set both effects in its units.
+
+    ``n_subjects`` subjects with subject variation only (no disease, no bias;
+    fixed draws) give the standard deviation of each region's volume and of the
+    bias region's mean intensity (cached per grid, regions and basis). The
+    displacement per unit is then found on the template so that one unit of ``c``
+    changes the disease region's volume by ``disease_effect_sd`` natural SDs
+    (half the volume difference between ``c = -1`` and ``c = +1``) and one unit of
+    ``b`` the bias region's by ``bias_effect_sd`` SDs (the change at ``b =
+    bias_mean``, per unit), correcting for the non-linearity of large deformations
+    in a few fixed-point steps. Explicit ``*_scale_mm`` values override.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    basis : ShapeBasis, optional
+        A user's subject-variation basis (default: the synthetic one).
+    device : str or torch.device, optional
+        Where to compute (default: automatic).
+    n_subjects : int, default 200
+        Subjects drawn for the natural variation (>= 20).
+
+    Returns
+    -------
+    EffectCalibration
+        The measured variation and the effect sizes in mm.
+    """
+    torch = _torch()
+    from .runtime import choose_device
+
+    if int(n_subjects) < 20:
+        raise ValueError(f"n_subjects={n_subjects!r} is invalid; allowed: an integer >= 20")
+    device = choose_device(device if device is None else str(device))
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_CALIBRATION}
+    key = (json.dumps(settings, sort_keys=True, default=str), str(device), int(n_subjects))
+    measured = _CALIBRATION_CACHE.get(key) if basis is None else None
+    if measured is None:
+        engine = _Engine(cfg, device, basis, 0.0, 0.0)
+        rng = np.random.default_rng(20230916)
+        z = rng.standard_normal((int(n_subjects), cfg.n_basis))
+        vols: dict[str, list] = {"disease": [], "bias": []}
+        means = []
+        changes = []
+        bias_mask = engine.out_masks["bias"]
+        with torch.no_grad():
+            for idx in _iter_batches(len(z), default_batch_size(cfg)):
+                v = engine.velocity(z[idx], np.zeros(len(idx)))
+                images, batch_vols = engine.render(integrate_velocity(v, cfg.squaring_steps))
+                for name in vols:
+                    vols[name].append(batch_vols[name])
+                flat = images.reshape(len(idx), -1)
+                stretched = contrast_stretch(images, cfg.intensity_factor,
+                                             engine.intensity_weight).reshape(len(idx), -1)
+                means.append(flat[:, bias_mask].double().mean(1).cpu().numpy())
+                changes.append((stretched - flat)[:, bias_mask].double().mean(1).cpu().numpy())
+        d_sd = float(np.std(np.concatenate(vols["disease"]), ddof=1))
+        b_sd = float(np.std(np.concatenate(vols["bias"]), ddof=1))
+        i_sd = float(np.std(np.concatenate(means), ddof=1))
+        i_change = float(np.mean(np.concatenate(changes)))
+        measured = (d_sd, b_sd, i_sd, i_change)
+        if basis is None:
+            _CALIBRATION_CACHE[key] = measured
+    d_sd, b_sd, i_sd, i_change = measured
+    if min(d_sd, b_sd) <= 0:
+        raise ValueError(
+            "cannot calibrate the effects: a region has no volume on this grid or no "
+            f"natural variation (SD {d_sd:.3g} / {b_sd:.3g} mL); give disease_scale_mm "
+            "and bias_scale_mm")
+    scale_key = key + (cfg.disease_effect_sd, cfg.bias_effect_sd, cfg.bias_mean,
+                       cfg.disease_scale_mm, cfg.bias_scale_mm)
+    solved = _SCALE_CACHE.get(scale_key) if basis is None else None
+    if solved is None:
+        slopes = _unit_slopes(cfg, device, basis)
+        disease_mm, d_slope = _solve_scale(lambda mm: slopes("disease", mm),
+                                           cfg.disease_effect_sd * d_sd, cfg.disease_scale_mm)
+        bias_mm, b_slope = _solve_scale(lambda mm: slopes("bias", mm),
+                                        cfg.bias_effect_sd * b_sd, cfg.bias_scale_mm)
+        solved = (disease_mm, d_slope, bias_mm, b_slope)
+        if basis is None:
+            _SCALE_CACHE[scale_key] = solved
+    disease_mm, d_slope, bias_mm, b_slope = solved
+    return EffectCalibration(d_sd, b_sd, d_slope, b_slope, float(disease_mm), float(bias_mm),
+                             max(i_sd, 1e-12), i_change, int(n_subjects))
+
+
+def _unit_slopes(cfg: SimulationConfig, device: Any, basis: ShapeBasis | None):
+    """A function (region, mm per unit) -> volume lost per unit of coefficient (mL)."""
+    torch = _torch()
+    engine = _Engine(cfg, device, basis, 1.0, 1.0)
+    zero = np.zeros((2, cfg.n_basis))
+    view = (-1,) + (1,) * (cfg.dims + 1)
+
+    def slope(region: str, mm: float) -> float:
+        if region == "disease":
+            coef = np.array([1.0, -1.0])  # the two class means
+            v = engine.velocity(zero, coef * mm)
+            units = 2.0
+        else:
+            b = cfg.bias_mean if abs(cfg.bias_mean) > 1e-6 else 1.0
+            coef = np.array([b, 0.0])  # the bias group's mean against no bias
+            v = engine.velocity(zero, np.zeros(2)) + torch.as_tensor(
+                coef * mm, dtype=torch.float32, device=device).view(view) * engine.bias_field
+            units = abs(b)
+        with torch.no_grad():
+            _, vols = engine.render(integrate_velocity(v, cfg.squaring_steps))
+        return float(vols[region][1] - vols[region][0]) * np.sign(coef[0]) / units / max(mm, 1e-9)
+
+    return slope
+
+
+def _solve_scale(slope, target_ml: float, given_mm: float | None,
+                 steps: int = 4) -> tuple[float, float]:
+    """Peak displacement per unit giving ``target_ml`` per unit (fixed-point steps)."""
+    mm = 1.0 if given_mm is None else float(given_mm)
+    rate = slope(max(mm, 1e-3))
+    if given_mm is not None:
+        return float(given_mm), rate
+    if target_ml <= 0:
+        return 0.0, rate
+    for _ in range(steps):
+        if rate <= 0:
+            raise ValueError("cannot calibrate the effects: a regional field does not change "
+                             "its region's volume on this grid; give *_scale_mm")
+        mm = min(30.0, target_ml / rate)
+        rate = slope(mm)
+    return float(mm), rate
+
+
+def effect_table(cohort: Cohort) -> pd.DataFrame:
+    """The effects a cohort carries, measured on it, in natural standard deviations.
+
+    Rows: the disease effect (mean disease-region volume of controls minus that of
+    disease cases, on the twins), the morphological bias (mean loss of bias-region
+    volume in the bias group, image against twin), the intensity bias (mean change
+    of the bias region's mean intensity in the bias group) and the two leaks of the
+    bias into the disease region (its volume and its mean intensity, mean absolute
+    change in the bias group), the leaks also as a percentage of the disease effect
+    on the same quantity. Natural SDs come from :func:`effect_calibration`.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A simulated cohort with twins and a configuration.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by effect, columns ``region``, ``quantity``, ``effect`` (mL or
+        intensity), ``natural_sd``, ``effect_sd`` and ``percent_of_disease_effect``.
+    """
+    cfg = cohort.config
+    if cfg is None or cohort.twins is None:
+        raise ValueError("effect_table needs a simulated cohort with twins and a configuration")
+    cal = effect_calibration(cfg)
+    meta = cohort.meta
+    label = cohort.label == 1
+    group = cohort.bias_group == 1
+    grid = cfg.grid
+    dmask = anatomy.region_mask(cfg.disease, grid).reshape(-1)
+    bmask = anatomy.region_mask(cfg.bias, grid).reshape(-1)
+    images = cohort.images.reshape(len(cohort), -1).double().numpy()
+    twins = cohort.twins.reshape(len(cohort), -1).double().numpy()
+
+    def mean_over(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return x[:, mask].mean(1) if mask.any() else np.full(len(x), np.nan)
+
+    def diff(values: np.ndarray, rows: np.ndarray) -> float:
+        return float(np.mean(values[rows])) if rows.any() else float("nan")
+
+    d_twin = meta["disease_region_ml_twin"].to_numpy()
+    disease_ml = diff(d_twin, ~label) - diff(d_twin, label)
+    d_int_twin = mean_over(twins, dmask)
+    disease_int = diff(d_int_twin, ~label) - diff(d_int_twin, label)
+    bias_ml = diff(meta["bias_region_ml_twin"].to_numpy() - meta["bias_region_ml"].to_numpy(),
+                   group)
+    b_int = mean_over(images, bmask) - mean_over(twins, bmask)
+    leak_ml = diff(np.abs(meta["disease_region_ml"].to_numpy() - d_twin), group)
+    leak_int = diff(np.abs(mean_over(images, dmask) - d_int_twin), group)
+    d_int_sd = float(np.std(d_int_twin[~label], ddof=1)) if (~label).sum() > 1 else np.nan
+    rows = [
+        ("disease", cfg.disease.name, "volume (mL)", disease_ml, cal.disease_sd_ml, np.nan),
+        ("bias (morphological)", cfg.bias.name, "volume (mL)", bias_ml, cal.bias_sd_ml,
+         np.nan),
+        ("bias (intensity)", cfg.bias.name, "mean intensity", diff(b_int, group),
+         cal.bias_intensity_sd, np.nan),
+        ("bias leak: disease volume", cfg.disease.name, "volume (mL)", leak_ml,
+         cal.disease_sd_ml, 100.0 * leak_ml / abs(disease_ml) if disease_ml else np.nan),
+        ("bias leak: disease intensity", cfg.disease.name, "mean intensity", leak_int,
+         d_int_sd, 100.0 * leak_int / abs(disease_int) if disease_int else np.nan),
+    ]
+    table = pd.DataFrame(rows, columns=["effect", "region", "quantity", "effect_size",
+                                        "natural_sd", "percent_of_disease_effect"])
+    table["effect_sd"] = table["effect_size"] / table["natural_sd"]
+    return table.set_index("effect")[["region", "quantity", "effect_size", "natural_sd",
+                                      "effect_sd", "percent_of_disease_effect"]]
+
+
+def bias_energy(cfg: SimulationConfig, n_subjects: int = 48) -> float:
+    """Mean squared image change the bias makes: ``mean ||image - twin||^2`` per subject.
+
+    Measured on ``n_subjects`` subjects who all carry the bias (same draws as
+    ``cfg`` otherwise, no noise), so that biases in different regions or of
+    different kinds can be compared at equal signal.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    n_subjects : int, default 48
+        Subjects to average over (>= 8).
+
+    Returns
+    -------
+    float
+        Sum of squared voxel differences, averaged over subjects.
+    """
+    probe = cfg.replace(n_subjects=max(8, int(n_subjects)), bias_prevalence=(1.0, 1.0),
+                        noise_sd=0.0)
+    cohort = generate(probe, progress=False)
+    diff = (cohort.images - cohort.twins).double()
+    return float(diff.pow(2).flatten(1).sum(1).mean())
+
+
+def match_bias_energy(cfg: SimulationConfig, reference: SimulationConfig,
+                      n_subjects: int = 48, steps: int = 5,
+                      rtol: float = 0.03) -> SimulationConfig:
+    """``cfg`` with its bias strength set so its :func:`bias_energy` matches ``reference``'s.
+
+    The strength is ``bias_effect_sd`` for a morphological bias and the contrast
+    change ``intensity_factor - 1`` for an intensity bias; it is found by secant
+    steps on the square root of the energy (nearly linear in the strength).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration to adjust (e.g. a far bias region).
+    reference : SimulationConfig
+        The configuration whose bias energy to match (e.g. the near region).
+    n_subjects : int, default 48
+        Subjects per energy estimate.
+    steps : int, default 5
+        Largest number of secant steps.
+    rtol : float, default 0.03
+        Relative tolerance on the energy.
+
+    Returns
+    -------
+    SimulationConfig
+        The adjusted configuration (its ``bias_energy`` within ``rtol`` of the
+        reference's when reachable).
+    """
+    if cfg.bias_kind == "both":
+        raise ValueError("bias_kind='both' has two strengths; match each kind separately")
+    target = math.sqrt(bias_energy(reference, n_subjects))
+    field_name = "bias_effect_sd" if cfg.morphological_bias else "intensity_factor"
+
+    def strength(config: SimulationConfig) -> float:
+        value = getattr(config, field_name)
+        return value if field_name == "bias_effect_sd" else value - 1.0
+
+    def with_strength(x: float) -> SimulationConfig:
+        x = float(min(max(x, 1e-3), 19.0 if field_name == "bias_effect_sd" else 3.9))
+        return cfg.replace(**{field_name: x if field_name == "bias_effect_sd" else 1.0 + x})
+
+    x0, y0 = 0.0, 0.0  # no bias, no energy
+    x1 = strength(cfg)
+    current = with_strength(x1)
+    y1 = math.sqrt(bias_energy(current, n_subjects))
+    for _ in range(steps):
+        if abs(y1 * y1 - target * target) <= rtol * target * target or y1 == y0:
+            break
+        x2 = x1 + (target - y1) * (x1 - x0) / (y1 - y0)
+        x0, y0 = x1, y1
+        current = with_strength(x2)
+        x1 = strength(current)
+        y1 = math.sqrt(bias_energy(current, n_subjects))
+    return current
+
+
+def _iter_batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield np.arange(start, min(n, start + size))
+
+
+def default_batch_size(cfg: SimulationConfig) -> int:
+    """Subjects per generation batch (fixed per grid so that results never depend on it).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+
+    Returns
+    -------
+    int
+        Batch size.
+    """
+    voxels = int(np.prod(cfg.shape))
+    return int(max(4, min(512, 16_000_000 // voxels)))
+
+
+def memory_estimate(cfg: SimulationConfig, twins: bool = True) -> int:
+    """Bytes of memory :func:`generate` needs at least for ``cfg`` (images, twins, one batch).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    twins : bool, default True
+        Whether the counterfactual twins are generated too.
+
+    Returns
+    -------
+    int
+        The estimate in bytes.
+    """
+    voxels = float(np.prod(cfg.shape))
+    stored = cfg.n_subjects * float(np.prod(cfg.grid.shape)) * 4 * (2 if twins else 1)
+    # a batch of originals and twins: velocity and displacement fields (dims channels),
+    # the warped images and their copies
+    working = 2 * default_batch_size(cfg) * voxels * 4 * (2 * cfg.dims + 4)
+    return int(stored + working)
+
+
+def check_memory(cfg: SimulationConfig, twins: bool = True) -> None:
+    """Refuse a configuration whose :func:`memory_estimate` exceeds this machine's memory.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+        The configuration.
+    twins : bool, default True
+        Whether the counterfactual twins are generated too.
+
+    Raises
+    ------
+    ValueError
+        With the estimate and the machine's memory.
+    """
+    from .validation import check_memory as _check
+
+    _check(memory_estimate(cfg, twins),
+           f"simulating n_subjects={cfg.n_subjects} on a {'x'.join(map(str, cfg.shape))} grid",
+           "lower n_subjects or the grid size (shape, spacing)")
+
+
+def generate(cfg: SimulationConfig | None = None, progress: bool = True, device: Any = None,
+             basis: ShapeBasis | None = None, twins: bool = True) -> Cohort:
+    """Generate a cohort with counterfactual twins.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig, optional
+        The configuration (default: the active preset's).
+    progress : bool, default True
+        Show a progress bar (``tqdm.auto``).
+    device : str or torch.device, optional
+        Where to compute (default: :func:`faimi_tutorial.choose_device`). Results
+        are returned on the CPU. Identical bytes are guaranteed on the same device.
+    basis : ShapeBasis, optional
+        A subject-variation basis (default: :meth:`ShapeBasis.synthetic`); it must
+        have ``cfg.n_basis`` fields and be sampled on ``cfg.grid``.
+    twins : bool, default True
+        Also generate the counterfactual twins (else ``cohort.twins`` is ``None``).
+
+    Returns
+    -------
+    Cohort
+        Images, twins, metadata and the configuration.
+    """
+    torch = _torch()
+    from tqdm.auto import tqdm
+
+    from .runtime import choose_device
+
+    cfg = SimulationConfig.preset() if cfg is None else cfg
+    device = choose_device(device if device is None else str(device))
+    check_memory(cfg, twins)
+    calibration = effect_calibration(cfg, basis=basis, device=device)
+    meta = sample_design(cfg)
+    n = len(meta)
+    engine = _Engine(cfg, device, basis, calibration.disease_mm, calibration.bias_mm)
+    out_shape = tuple(cfg.grid.shape)
+    images = torch.empty((n, 1, *out_shape), dtype=torch.float32)
+    twin_images = torch.empty((n, 1, *out_shape), dtype=torch.float32) if twins else None
+    z = meta[[f"z_{k:02d}" for k in range(cfg.n_basis)]].to_numpy()
+    c = meta["disease_coef"].to_numpy()
+    b = meta["bias_coef"].to_numpy()
+    group = meta["bias_group"].to_numpy()
+    vol_cols = {"max_velocity_mm": np.zeros(n),
+                "disease_region_ml": np.zeros(n), "bias_region_ml": np.zeros(n),
+                "disease_region_ml_twin": np.zeros(n), "bias_region_ml_twin": np.zeros(n)}
+    bs = default_batch_size(cfg)
+    batches = list(_iter_batches(n, bs))
+    bar = tqdm(total=n, desc="simulating", unit="subject", disable=not progress, leave=False)
+    start = time.perf_counter()
+    dims_view = (-1,) + (1,) * (cfg.dims + 1)
+    with torch.no_grad():
+        for idx in batches:
+            v_twin = engine.velocity(z[idx], c[idx])
+            biased = np.flatnonzero(group[idx] == 1)
+            need_orig = cfg.morphological_bias and len(biased) > 0 and calibration.bias_mm > 0
+            if need_orig:
+                bt = torch.as_tensor(b[idx][biased], dtype=torch.float32, device=device)
+                v_orig = v_twin[torch.as_tensor(biased, device=device)] \
+                    + bt.view(dims_view) * engine.bias_field
+                v_all = torch.cat([v_twin, v_orig], 0)
+            else:
+                v_all = v_twin
+            u = integrate_velocity(v_all, cfg.squaring_steps)
+            speed = engine.speed_mm(v_all)
+            speed_orig = speed[: len(idx)].copy()
+            if need_orig:
+                # The bias field is zero beyond its support, so in the continuous model the
+                # two flows agree exactly wherever a trajectory (length <= max speed) cannot
+                # reach that support. Scaling and squaring smears tiny differences further
+                # through interpolation; restore exact equality there.
+                u = engine.localise(u, len(idx), biased, speed[len(idx):])
+                speed_orig[biased] = speed[len(idx):]
+            vol_cols["max_velocity_mm"][idx] = speed_orig
+            rendered, vols = engine.render(u)
+            twin_batch = rendered[: len(idx)]
+            orig_batch = twin_batch.clone()
+            vol_d_t, vol_b_t = vols["disease"][: len(idx)], vols["bias"][: len(idx)]
+            vol_d, vol_b = vol_d_t.copy(), vol_b_t.copy()
+            if need_orig:
+                bi = torch.as_tensor(biased, device=device)
+                orig_batch[bi] = rendered[len(idx):]
+                vol_d[biased] = vols["disease"][len(idx):]
+                vol_b[biased] = vols["bias"][len(idx):]
+            if cfg.intensity_bias and len(biased):
+                bi = torch.as_tensor(biased, device=device)
+                orig_batch[bi] = contrast_stretch(orig_batch[bi], cfg.intensity_factor,
+                                                  engine.intensity_weight)
+            if cfg.noise_sd > 0:
+                noise = np.stack([
+                    np.random.default_rng([int(cfg.seed), 37, int(i)]).standard_normal(
+                        out_shape, dtype=np.float32) for i in idx
+                ])[:, None]
+                noise_t = torch.as_tensor(noise, device=device) * float(cfg.noise_sd)
+                orig_batch += noise_t
+                twin_batch += noise_t
+            orig_batch.clamp_(0.0, 1.0)
+            twin_batch.clamp_(0.0, 1.0)
+            images[idx[0]: idx[-1] + 1] = orig_batch.cpu()
+            if twin_images is not None:
+                twin_images[idx[0]: idx[-1] + 1] = twin_batch.cpu()
+            vol_cols["disease_region_ml"][idx] = vol_d
+            vol_cols["bias_region_ml"][idx] = vol_b
+            vol_cols["disease_region_ml_twin"][idx] = vol_d_t
+            vol_cols["bias_region_ml_twin"][idx] = vol_b_t
+            bar.update(len(idx))
+    bar.close()
+    for key, values in vol_cols.items():
+        meta[key] = np.round(values, 6)
+    meta.attrs["generation_seconds"] = time.perf_counter() - start
+    meta.attrs["effect_calibration"] = calibration.to_dict()
+    return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
+
+
+# --------------------------------------------------------------------------------------
+# command line: faimi simulate
+# --------------------------------------------------------------------------------------
+
+_TUPLE_NARGS = {"shape": "+", "bias_prevalence": 2, "disease_mean": 2, "disease_sd": 2, "split": 3,
+                "crop": "*"}
+_CHOICES = {"preset": presets.PRESET_NAMES, "bias_kind": BIAS_KINDS,
+            "intensity_scope": INTENSITY_SCOPES}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def register(subparsers) -> None:
+    """Add the ``simulate`` subcommand to the ``faimi`` command.
+
+    Every :class:`SimulationConfig` field is an option (``--bias-prevalence 0.7 0.3``,
+    ``--n-subjects 100`` ...). A bad value exits with status 2 and one line naming
+    the option, the value and the allowed range, and writes nothing.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers``.
+    """
+    import argparse
+    import types
+
+    parser = subparsers.add_parser(
+        "simulate",
+        help="generate a synthetic cohort with known biases and write it as a dataset",
+        description="Generate a SimBA-style cohort (images, counterfactual twins, "
+        "participants.tsv, a datasheet as README.md) and write it as a BIDS dataset to --out. "
+        "Unset options take the "
+        "preset's values.",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it exists and is not empty")
+    parser.add_argument("--config", metavar="JSON", default=None,
+                        help="start from a configuration file (SimulationConfig JSON, or a "
+                        "dataset_description.json written by this command)")
+    parser.add_argument("--device", default=None, help="torch device (default: automatic)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    defaults = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
+    defaults["preset"] = "$FAIMI_PRESET or tutorial"
+    for f in dataclasses.fields(SimulationConfig):
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "type": str}
+        default = defaults[f.name]
+        if default is None:  # the help text says where the value comes from
+            kwargs["help"] = _HELP[f.name]
+        else:
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            kwargs["help"] = f"{_HELP[f.name]} (default: {shown})"
+        if f.name in _TUPLE_NARGS:
+            kwargs["nargs"] = _TUPLE_NARGS[f.name]
+            kwargs["metavar"] = "X"
+        if f.name in _CHOICES:
+            kwargs["help"] += f"; one of: {', '.join(_CHOICES[f.name])}"
+        parser.add_argument(_option(f.name), **kwargs)
+    parser.set_defaults(func=_run_simulate)
+
+    def one_line_error(self, message: str) -> None:  # argparse's own errors, on one line
+        self.exit(2, f"faimi simulate: error: {message}\n")
+
+    parser.error = types.MethodType(one_line_error, parser)
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+#: Fields whose command-line values stay text.
+_TEXT_FIELDS = ("preset", "bias_kind", "intensity_scope", "disease_region", "bias_region")
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """The configuration object of a ``--config`` file (one-line errors as ConfigError)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except UnicodeDecodeError as err:
+        raise ConfigError("config", path, f"a UTF-8 JSON file (byte {err.start} is not "
+                          "UTF-8)") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError("config", path, f"a JSON file (line {err.lineno}, column "
+                          f"{err.colno}: {err.msg})") from None
+    except IsADirectoryError:
+        raise ConfigError("config", path, "a JSON file, not a folder") from None
+    except OSError as err:
+        raise ConfigError("config", path, f"a readable JSON file ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", path, "a JSON object of SimulationConfig fields (found "
+                          f"a {type(data).__name__})")
+    if "faimi" in data:  # a dataset_description.json written by this command
+        faimi = data["faimi"]
+        if not isinstance(faimi, dict) or not isinstance(faimi.get("config"), dict):
+            raise ConfigError("config", path, "a dataset_description.json whose 'faimi' "
+                              "object holds a 'config' object")
+        data = faimi["config"]
+    return dict(data)
+
+
+def config_from_args(args: Any) -> SimulationConfig:
+    """Build the configuration from parsed ``faimi simulate`` options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (``None`` = not given).
+
+    Returns
+    -------
+    SimulationConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        For an invalid value (names the field, or ``config`` for a bad file).
+    ValueError
+        For an invalid ``$FAIMI_PRESET``.
+    """
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        base = _read_config_file(args.config)
+    given: dict[str, Any] = {}
+    for f in dataclasses.fields(SimulationConfig):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = tuple(_number(v) for v in value)
+        elif f.name not in _TEXT_FIELDS:
+            value = _number(value)
+        given[f.name] = value
+    if base:
+        values = {**base, **given}
+        if ("dims" in given or "preset" in given):
+            for key in _GRID_FIELDS:
+                if key not in given:
+                    values[key] = None
+        try:
+            return SimulationConfig.from_dict(values)
+        except ConfigError as err:
+            if err.field in given or err.field == "config":
+                raise
+            raise ConfigError("config", args.config, f"valid fields ({err})") from None
+        except (ValueError, TypeError, KeyError) as err:
+            raise ConfigError("config", args.config, f"valid fields ({err})") from None
+    preset = given.pop("preset", None)
+    if preset is not None and preset not in presets.PRESET_NAMES:
+        raise ConfigError("preset", preset, ", ".join(presets.PRESET_NAMES))
+    return SimulationConfig.preset(preset, **given)
+
+
+def _run_simulate(args: Any) -> int:
+    import sys
+
+    from .datasets import DatasetLock, _check_target, _write_locked, recover_leftovers
+    from .runtime import choose_device
+    from .validation import check_output_folder
+
+    def fail(message: str) -> int:
+        print(f"faimi simulate: error: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as err:
+        option = "--config" if err.field == "config" else _option(err.field)
+        value = " ".join(map(str, err.value)) if isinstance(err.value, (tuple, list)) \
+            else err.value
+        return fail(f"{option} {value}: allowed: {err.allowed}")
+    except ValueError as err:  # $FAIMI_PRESET
+        return fail(str(err))
+    # everything that can be checked is checked before any work
+    try:
+        device = choose_device(args.device)
+    except ValueError as err:
+        return fail(str(err).replace("device=", "--device ", 1))
+    try:
+        out = check_output_folder(args.out, "out")
+        check_memory(cfg)
+    except ValueError as err:
+        return fail(str(err).replace("out=", "--out ", 1))
+    try:
+        with DatasetLock(out):
+            for note in recover_leftovers(out):
+                print(f"faimi simulate: note: {note}", file=sys.stderr)
+            try:
+                _check_target(out, args.overwrite)
+            except FileExistsError:
+                return fail(f"--out {out}: exists and is not empty; allowed: a new or empty "
+                            "folder, or add --overwrite")
+            cohort = generate(cfg, progress=not args.quiet, device=device)
+            _write_locked(cohort, out, args.overwrite, None, not args.quiet)
+    except FileExistsError as err:  # another writer holds the folder
+        return fail(f"--out {err}")
+    except OSError as err:
+        return fail(f"--out {out}: cannot write ({err.strerror or err}); nothing was written")
+    if not args.quiet:
+        seconds = cohort.meta.attrs.get("generation_seconds", float("nan"))
+        print(f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "
+              f"in {seconds:.1f} s of generation; see {out / 'README.md'} (the datasheet)")
+    return 0
