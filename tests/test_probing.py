@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from faimi_tutorial import models, probing, training
+from faimi_tutorial import metrics, models, probing, training
 from faimi_tutorial.probing import ProbeConfig
 
 FAST = ProbeConfig(n_folds=3, n_boot=50)
@@ -113,7 +113,7 @@ def test_probe_scores_are_held_out_not_refitted():
     y = rng.integers(0, 2, 80)
     result = probing.probe(x, y, ProbeConfig(variance=1.0, n_folds=4, n_boot=0, C=100.0))
     pipe = probing._Probe(ProbeConfig(variance=1.0, C=100.0)).fit(x, y)
-    in_sample = probing._auroc(y, pipe.predict_proba(x)[:, 1])
+    in_sample = metrics.auroc(y, pipe.predict_proba(x)[:, 1])
     assert in_sample > 0.99
     assert result.auroc < 0.75
 
