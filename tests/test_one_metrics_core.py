@@ -112,3 +112,57 @@ def test_the_owners_still_draw_their_replicates():
     # if a helper is renamed, this allow-list must follow (else the test above is void)
     draws = {("metrics.py", fn) for fn, _ in bootstrap_draws((PACKAGE / "metrics.py").read_text())}
     assert draws == BOOTSTRAP_OWNERS
+
+
+HIGHER = {"sweeps", "training", "probing", "federated", "flower_app", "representation",
+          "plotting", "widgets", "explain", "cli"}
+
+
+def package_imports(source: str) -> list[tuple[str, str]]:
+    """(function or "<module>", module) of every import of a package module."""
+    found = []
+
+    def visit(node: ast.AST, owner: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                else owner
+            if isinstance(child, ast.ImportFrom):
+                if child.level:  # from .x import y / from . import x
+                    mods = [child.module] if child.module else [a.name for a in child.names]
+                elif child.module == "faimi_tutorial":
+                    mods = [a.name for a in child.names]
+                elif (child.module or "").startswith("faimi_tutorial."):
+                    mods = [child.module.split(".", 1)[1]]
+                else:
+                    mods = []
+                found.extend((name, m.split(".")[0]) for m in mods)
+            elif isinstance(child, ast.Import):
+                found.extend((name, a.name.split(".")[1]) for a in child.names
+                             if a.name.startswith("faimi_tutorial."))
+            visit(child, name)
+
+    visit(ast.parse(source), "<module>")
+    return found
+
+
+def test_metrics_is_the_lowest_layer():
+    planted = ("from .sweeps import x\ndef f():\n    from . import probing\n"
+               "from faimi_tutorial import training\nimport faimi_tutorial.plotting\n")
+    assert package_imports(planted) == [("<module>", "sweeps"), ("f", "probing"),
+                                        ("<module>", "training"), ("<module>", "plotting")]
+    imports = package_imports((PACKAGE / "metrics.py").read_text())
+    upward = [(fn, m) for fn, m in imports if m in HIGHER]
+    # the one exception: SubgroupReport.plot draws with plotting, on demand only
+    assert upward == [("plot", "plotting")], upward
+
+
+def test_importing_metrics_loads_no_higher_module():
+    import subprocess
+    import sys
+
+    code = ("import sys, faimi_tutorial.metrics; "
+            "print(' '.join(m for m in sys.modules if m.startswith('faimi_tutorial.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent).stdout.split()
+    assert "faimi_tutorial.metrics" in out
+    assert not {m.split(".")[1] for m in out} & HIGHER, out
