@@ -469,11 +469,13 @@ class SubgroupReport:
     ci_low, ci_high : pandas.DataFrame
         Bootstrap interval bounds, same shape as ``table`` (NaN where undefined).
     gaps : pandas.DataFrame
-        One row per model metric: ``difference`` (max - min over groups; it has no
-        interval, because max - min is never below zero and its bootstrap interval
-        cannot test whether a gap exists), ``contrast`` (with two groups: second
-        group minus first, signed, with its interval ``contrast_low``/
-        ``contrast_high``, which may include zero: the evidence for a gap),
+        One row per model metric: ``difference`` (the range, max - min over groups,
+        fairlearn's "difference"; it has no interval, because max - min is never
+        below zero and its bootstrap interval cannot test whether a gap exists),
+        ``contrast`` (with two groups: second group minus first, signed, with its
+        interval ``contrast_low``/``contrast_high``, which may include zero: the
+        evidence for a gap; for groups 0 and 1 it is the gap of
+        :func:`signed_gaps` with bias group 1),
         ``ratio`` (min / max), ``worst`` (value of the worst group) and ``worst_group``.
     fairness : pandas.Series
         Equalized-odds difference (max of the TPR and FPR differences) and

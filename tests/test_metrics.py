@@ -464,3 +464,13 @@ def test_signed_gap_with_three_groups_is_bias_group_minus_mean_of_others():
     # the range (max - min) is a different quantity, never called a gap here
     rep = subgroup_report(y, s, codes, n_boot=0)
     assert rep.gaps.loc["TPR", "difference"] >= abs(gaps["TPR_gap"]) - 1e-12
+
+
+def test_report_contrast_is_the_signed_gap_for_groups_zero_and_one():
+    rng = np.random.default_rng(4)
+    y, g = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+    s = np.clip(0.3 * y + 0.15 * g + rng.uniform(0, 0.6, 400), 0, 1)
+    contrast = subgroup_report(y, s, g, n_boot=0).gaps["contrast"]
+    gaps = metrics.signed_gaps(y, s, g)
+    for m in ("TPR", "FPR", "accuracy", "AUROC"):
+        assert contrast[m] == gaps[f"{m}_gap"]
