@@ -566,8 +566,9 @@ def evaluate(
     -------
     dict
         ``accuracy``, ``AUROC`` (overall); ``<metric>_g<k>`` per group for
-        :data:`GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``, ``accuracy_gap``,
-        ``AUROC_gap`` (bias group minus the others, signed); ``twin_AUROC``,
+        :data:`~faimi_tutorial.metrics.GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``,
+        ``accuracy_gap``, ``AUROC_gap`` (bias group minus the others, signed, by
+        :func:`~faimi_tutorial.metrics.signed_gaps`); ``twin_AUROC``,
         ``flip_rate``, ``mean_abs_change``, ``mean_change`` and
         ``flip_rate_bias_group`` when twins are available.
     """
@@ -1088,8 +1089,8 @@ def threshold_optimizer_runs(
     pandas.DataFrame
         One row per run: ``seed``, ``mitigation``, ``accuracy``, per-group
         ``TPR_g<k>``/``FPR_g<k>``/``accuracy_g<k>`` and ``TPR_gap``, ``FPR_gap``,
-        ``accuracy_gap`` (:func:`signed_gaps`: bias group 1 minus group 0), from the
-        rule's decisions.
+        ``accuracy_gap`` (:func:`~faimi_tutorial.metrics.signed_gaps`: bias group
+        1 minus group 0), from the rule's decisions.
     """
     from .postprocess import fit_threshold_optimizer
 
