@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 #: Metrics of the report, in display order.
@@ -287,7 +288,7 @@ def _metric_rows(
 # ---------------------------------------------------------------------------
 
 
-def auroc(y_true, scores) -> float:
+def auroc(y_true: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve: the chance a positive outscores a negative.
 
     Ties count one half (the Mann-Whitney U statistic divided by
@@ -341,7 +342,7 @@ def auroc(y_true, scores) -> float:
 
 
 def bootstrap_indices(n: int, n_boot: int, *, seed: int | np.random.Generator = 0,
-                      strata: Any | None = None) -> np.ndarray:
+                      strata: ArrayLike | None = None) -> np.ndarray:
     """Bootstrap resamples of ``range(n)``: indices drawn with replacement.
 
     Every resampling bootstrap in the package draws its replicates here.
@@ -774,9 +775,9 @@ def subgroup_report(
 
 
 def signed_gaps(
-    label: Any,
-    scores: Any,
-    groups: Any,
+    label: ArrayLike,
+    scores: ArrayLike,
+    groups: ArrayLike,
     *,
     threshold: float = 0.5,
     bias_group: int = 1,
