@@ -70,7 +70,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .metrics import auroc, bootstrap_indices
+from .metrics import auroc, auroc_of_resamples, bootstrap_indices
 
 __all__ = [
     "PSEUDO_LAYERS",
@@ -502,8 +502,8 @@ def _bootstrap(y: np.ndarray, s: np.ndarray, threshold: float, n_boot: int, conf
     # stratified by class, so every replicate keeps both classes; strata are drawn in
     # sorted order, so y == 0 (False first) draws the positives first, as always here
     replicates = bootstrap_indices(len(y), n_boot, seed=seed, strata=y == 0)
-    acc = [correct[idx].mean() for idx in replicates]
-    auc = [auroc(y[idx], s[idx]) for idx in replicates]
+    acc = correct[replicates].mean(axis=1)
+    auc = auroc_of_resamples(y, s, replicates)
     a = (1 - confidence) / 2 * 100
     return (float(np.percentile(acc, a)), float(np.percentile(acc, 100 - a)),
             float(np.percentile(auc, a)), float(np.percentile(auc, 100 - a)))

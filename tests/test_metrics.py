@@ -341,10 +341,13 @@ def test_auroc_matches_sklearn_and_the_bootstrap_kernel(seed, n):
     y[:2] = [0, 1]
     s = np.round(rng.normal(0, 3, n), rng.integers(0, 3))  # any real scores, with ties
     value = metrics.auroc(y, s)
-    assert value == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
-    # the report's bootstrap kernel computes the same number, to the last bit
-    rows = metrics._metric_rows(y, (s - s.min()) / (np.ptp(s) or 1.0), np.ones((1, n)), 0.5, 10)
-    assert value == pytest.approx(rows["AUROC"][0], abs=1e-15)
+    assert value == skm.roc_auc_score(y, s)  # the point estimate is scikit-learn's
+    # the bootstrap kernel computes the same number on every replicate
+    idx = np.vstack([np.arange(n), metrics.bootstrap_indices(n, 5, seed=seed)])
+    boot = metrics.auroc_of_resamples(y, s, idx)
+    assert boot[0] == pytest.approx(value, abs=1e-12)
+    for row, b in zip(idx[1:], boot[1:]):
+        assert b == pytest.approx(metrics.auroc(y[row], s[row]), abs=1e-12, nan_ok=True)
 
 
 def test_auroc_ties_order_and_undefined_cases():
@@ -355,6 +358,17 @@ def test_auroc_ties_order_and_undefined_cases():
     assert metrics.auroc([0.0, 1.0, 1.0], [0.2, 0.1, 0.3]) == 0.5
     assert np.isnan(metrics.auroc([1, 1, 1], [0.1, 0.2, 0.3]))
     assert np.isnan(metrics.auroc([], []))
+
+
+def test_auroc_of_resamples_counts_repeats_and_validates():
+    y, s = np.array([0, 1, 1, 0]), np.array([0.3, 0.9, 0.2, 0.1])
+    out = metrics.auroc_of_resamples(y, s, [[0, 1, 2, 3], [1, 1, 0, 0], [1, 2, 1, 2]])
+    assert out[0] == metrics.auroc(y, s) and out[1] == 1.0 and np.isnan(out[2])
+    assert metrics.auroc_of_resamples(y, s, np.zeros((0, 4), dtype=int)).shape == (0,)
+    with pytest.raises(ValueError, match="2-D integer"):
+        metrics.auroc_of_resamples(y, s, [0, 1, 2])
+    with pytest.raises(ValueError, match="lie in"):
+        metrics.auroc_of_resamples(y, s, [[0, 4]])
 
 
 @pytest.mark.parametrize("y, s, match", [
