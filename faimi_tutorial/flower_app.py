@@ -358,8 +358,7 @@ def make_client_app(base: FlowerSettings | None = None):
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        from sklearn.metrics import roc_auc_score
-
+        from .metrics import auroc
         from .training import predict
 
         settings = FlowerSettings.from_run_config(context.run_config, base)
@@ -371,7 +370,7 @@ def make_client_app(base: FlowerSettings | None = None):
             scores = predict(model.eval(), test, device="cpu")
             metrics["accuracy"] = float(np.mean((scores >= 0.5) == test.label))
             if len(np.unique(test.label)) == 2:
-                metrics["auroc"] = float(roc_auc_score(test.label, scores))
+                metrics["auroc"] = auroc(test.label, scores)
         else:
             metrics["num-examples"] = 1  # Flower weights by this key; an empty site counts as one
             metrics["accuracy"] = float("nan")

@@ -11,6 +11,14 @@ scikit-learn's metric functions. The bootstrap uses vectorised versions of the s
 metrics (tested against scikit-learn) so that a thousand replicates take a fraction
 of a second.
 
+This module holds the one definition of each quantity that the rest of the package
+reports: :func:`auroc` (every AUROC in the package; :func:`auroc_of_resamples` for
+bootstrap replicates), :func:`bootstrap_indices` (every
+resampling bootstrap) and :func:`signed_gaps` (every gap between groups: the bias
+group's value minus the mean of the other groups'). A spread between groups, max -
+min, is a *range* (:attr:`SubgroupReport.gaps`' ``difference``), never called a gap
+without saying so.
+
 Also here: :func:`counterfactual_flip_rate` (how predictions change between a subject
 and its counterfactual twin) and :func:`aggregate_seeds` (mean and interval of a
 result across training seeds).
@@ -25,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 #: Metrics of the report, in display order.
@@ -41,6 +50,8 @@ METRICS: tuple[str, ...] = (
     "AP",
     "ECE",
 )
+#: Per-group metrics that :func:`signed_gaps` can return as ``<metric>_g<k>``.
+GROUP_METRICS: tuple[str, ...] = ("TPR", "FPR", "accuracy", "AUROC", "selection_rate")
 #: Metrics for which a lower value is better (used for the worst group).
 LOWER_IS_BETTER: frozenset[str] = frozenset({"FPR", "ECE"})
 #: Metrics that describe the data rather than the model (no gap is reported).
@@ -92,11 +103,7 @@ def _check_inputs(
             f"scores must lie in [0, 1] (got min {s.min():.4g}, max {s.max():.4g}); "
             "pass probabilities, for example the output of a sigmoid"
         )
-    labels = set(pd.unique(y).tolist())
-    if not labels <= {0, 1, True, False}:
-        bad = sorted(map(str, labels - {0, 1, True, False}))[:5]
-        raise ValueError(f"y_true must contain only 0 and 1 (found {', '.join(bad)})")
-    y = y.astype(int)
+    y = _check_labels(y)
     g = None
     if groups is not None:
         g = _as_groups(groups)
@@ -111,6 +118,18 @@ def _check_inputs(
         labels = _check_group_labels(g)
         g = _typed(g, labels)
     return y, s, g
+
+
+def _check_labels(y: np.ndarray) -> np.ndarray:
+    """Binary labels (0/1, or booleans) as an integer array; anything else raises."""
+    try:
+        labels = set(pd.unique(y).tolist())
+    except TypeError as err:
+        raise ValueError(f"y_true must contain only 0 and 1 ({err})") from None
+    if not labels <= {0, 1, True, False}:
+        bad = sorted(map(str, labels - {0, 1, True, False}))[:5]
+        raise ValueError(f"y_true must contain only 0 and 1 (found {', '.join(bad)})")
+    return y.astype(int)
 
 
 def _as_groups(groups) -> np.ndarray:
@@ -195,6 +214,33 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tie_blocks(
+    y: np.ndarray, s: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Samples sorted by decreasing score, and weighted class counts per block of ties.
+
+    Returns the sorted labels, scores and weights, then the (replicates x blocks)
+    weighted counts of positives and of negatives in each block of tied scores.
+    """
+    order = np.argsort(-s, kind="stable")
+    ys, ss, w = y[order].astype(float), s[order], weights[:, order].astype(float)
+    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+    pos = np.add.reduceat(w * ys, starts, axis=1)  # weighted positives per tie block
+    neg = np.add.reduceat(w * (1 - ys), starts, axis=1)
+    return ys, ss, w, pos, neg
+
+
+def _auroc_blocks(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC of each replicate from its tie blocks (Mann-Whitney, ties count one half).
+
+    With unit (integer) weights every sum is exact, so the result is the exact
+    ratio U / (n_pos n_neg) rounded once; NaN where a class is missing.
+    """
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    neg_below = n_neg[:, None] - np.cumsum(neg, axis=1)
+    return _ratio((pos * (neg_below + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
+
+
 def _metric_rows(
     y: np.ndarray, s: np.ndarray, weights: np.ndarray, threshold: float, n_bins: int
 ) -> dict[str, np.ndarray]:
@@ -205,16 +251,11 @@ def _metric_rows(
     sort of its own. AUROC counts ties as one half (Mann-Whitney) and average precision
     is scikit-learn's step-wise definition, both exact for a row of ones.
     """
-    order = np.argsort(-s, kind="stable")
-    ys, ss, w = y[order].astype(float), s[order], weights[:, order].astype(float)
-    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
-    pos = np.add.reduceat(w * ys, starts, axis=1)  # weighted positives per tie block
-    neg = np.add.reduceat(w * (1 - ys), starts, axis=1)
+    ys, ss, w, pos, neg = _tie_blocks(y, s, weights)
     n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     n = n_pos + n_neg
     cum_pos, cum_all = np.cumsum(pos, axis=1), np.cumsum(pos + neg, axis=1)
-    neg_below = n_neg[:, None] - np.cumsum(neg, axis=1)
-    auroc = _ratio((pos * (neg_below + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
+    auc = _auroc_blocks(pos, neg)
     precision = _ratio(cum_pos, cum_all)
     ap = _ratio(np.where(pos > 0, pos * precision, 0.0).sum(axis=1), n_pos)
 
@@ -237,10 +278,166 @@ def _metric_rows(
         "TNR": _ratio(n_neg - fp, n_neg),
         "PPV": _ratio(tp, n_pred),
         "accuracy": _ratio(tp + n_neg - fp, n),
-        "AUROC": auroc,
+        "AUROC": auc,
         "AP": ap,
         "ECE": ece,
     }
+
+
+# ---------------------------------------------------------------------------
+# the one AUROC and the one bootstrap
+# ---------------------------------------------------------------------------
+
+
+def auroc(y_true: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the ROC curve: the chance a positive outscores a negative.
+
+    Every AUROC point estimate in the package is this function: scikit-learn's
+    ``roc_auc_score`` (ties count one half) behind one input check, undefined
+    (NaN) rather than an error when a class is missing. Bootstrap replicates use
+    :func:`auroc_of_resamples`, the same quantity in one vectorised pass.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}
+        True labels (booleans are read as 0/1).
+    scores : array-like of float
+        Any finite real scores (probabilities, logits, a feature); higher means
+        more likely positive.
+
+    Returns
+    -------
+    float
+        The AUROC in [0, 1]; NaN when fewer than two classes are present
+        (including empty input), because it is undefined then.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not one-dimensional, differ in length, the scores are
+        not finite numbers, or the labels are not 0/1.
+
+    Examples
+    --------
+    >>> auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y, s = _check_auroc_inputs(y_true, scores)
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
+def _check_auroc_inputs(y_true: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as 0/1 integers and scores as finite floats, or a ValueError saying why."""
+    y = np.asarray(y_true)
+    s = np.asarray(scores)
+    if y.ndim != 1 or s.ndim != 1:
+        raise ValueError(
+            f"y_true and scores must be one-dimensional (got shapes {y.shape} and {s.shape})"
+        )
+    if len(y) != len(s):
+        raise ValueError(f"y_true and scores have different lengths ({len(y)} and {len(s)})")
+    try:
+        s = s.astype(float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"scores must be finite numbers: {err}") from None
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or infinite values; AUROC needs finite scores")
+    return _check_labels(y), s
+
+
+def auroc_of_resamples(y_true: ArrayLike, scores: ArrayLike, indices: ArrayLike) -> np.ndarray:
+    """:func:`auroc` of every bootstrap replicate, in one vectorised pass.
+
+    Each row of ``indices`` (for example from :func:`bootstrap_indices`) is one
+    replicate; the AUROC is the Mann-Whitney statistic with the replicate's counts
+    as weights, the kernel of :func:`subgroup_report`'s intervals. It equals
+    ``auroc(y_true[row], scores[row])`` (exactly, up to the last bit of
+    scikit-learn's rounding), without a sort per replicate.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}
+        True labels.
+    scores : array-like of float
+        Finite real scores.
+    indices : array-like of int, shape (n_boot, m)
+        Row ``b`` lists the samples drawn for replicate ``b``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One AUROC per replicate (NaN where a replicate lacks a class).
+
+    Examples
+    --------
+    >>> auroc_of_resamples([0, 1, 1], [0.2, 0.9, 0.1], [[0, 1, 2], [0, 1, 1]])
+    array([0.5, 1. ])
+    """
+    y, s = _check_auroc_inputs(y_true, scores)
+    idx = np.asarray(indices)
+    if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"indices must be a 2-D integer array (got shape {idx.shape}, "
+                         f"dtype {idx.dtype})")
+    if idx.size and (idx.min() < 0 or idx.max() >= len(y)):
+        raise ValueError(f"indices must lie in [0, {len(y) - 1}]")
+    counts = np.zeros((len(idx), len(y)))
+    if idx.size:
+        np.add.at(counts, (np.repeat(np.arange(len(idx)), idx.shape[1]), idx.ravel()), 1.0)
+    if len(y) == 0:
+        return np.full(len(idx), np.nan)
+    _, _, _, pos, neg = _tie_blocks(y, s, counts)
+    return _auroc_blocks(pos, neg)
+
+
+def bootstrap_indices(n: int, n_boot: int, *, seed: int | np.random.Generator = 0,
+                      strata: ArrayLike | None = None) -> np.ndarray:
+    """Bootstrap resamples of ``range(n)``: indices drawn with replacement.
+
+    Every resampling bootstrap in the package draws its replicates here.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples (or runs) to resample.
+    n_boot : int
+        Number of replicates.
+    seed : int or numpy.random.Generator, default 0
+        Seed of the draws (same seed, same replicates), or a generator to draw from.
+    strata : array-like of length n, optional
+        Resample within each stratum (e.g. class), so every replicate keeps each
+        stratum's size. Strata are drawn in sorted order of their labels, one
+        replicate after the other, and each row lists stratum after stratum.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer array of shape ``(n_boot, n)``; row ``b`` indexes replicate ``b``.
+
+    Examples
+    --------
+    >>> bootstrap_indices(4, 2, seed=0).shape
+    (2, 4)
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive integer")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n, n_boot = int(n), int(n_boot)
+    if strata is None:
+        return rng.integers(0, n, (n_boot, n))
+    labels = np.asarray(strata).reshape(-1)
+    if len(labels) != n:
+        raise ValueError(f"strata holds {len(labels)} labels for n={n} samples")
+    members = [np.flatnonzero(labels == k) for k in np.unique(labels)]
+    out = np.empty((n_boot, n), dtype=np.int64)
+    for b in range(n_boot):
+        out[b] = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -274,19 +471,11 @@ def expected_calibration_error(y_true, scores, n_bins: int = 10) -> float:
 
 
 def _sk_metrics(threshold: float, n_bins: int) -> dict:
+    """Point-estimate metric functions ``(y, s) -> float`` for fairlearn's MetricFrame."""
     from sklearn import metrics as skm
 
     def binarise(s):
         return (np.asarray(s) >= threshold).astype(int)
-
-    def with_both_classes(fn):
-        def metric(y, s):
-            y = np.asarray(y)
-            if y.min() == y.max():
-                return np.nan
-            return float(fn(y, s))
-
-        return metric
 
     def tnr(y, s):
         y = np.asarray(y)
@@ -311,7 +500,7 @@ def _sk_metrics(threshold: float, n_bins: int) -> dict:
         "TNR": tnr,
         "PPV": lambda y, s: float(skm.precision_score(y, binarise(s), zero_division=np.nan)),
         "accuracy": lambda y, s: float(skm.accuracy_score(y, binarise(s))),
-        "AUROC": with_both_classes(skm.roc_auc_score),
+        "AUROC": auroc,
         "AP": ap,
         "ECE": lambda y, s: expected_calibration_error(y, s, n_bins),
     }
@@ -333,11 +522,13 @@ class SubgroupReport:
     ci_low, ci_high : pandas.DataFrame
         Bootstrap interval bounds, same shape as ``table`` (NaN where undefined).
     gaps : pandas.DataFrame
-        One row per model metric: ``difference`` (max - min over groups; it has no
-        interval, because max - min is never below zero and its bootstrap interval
-        cannot test whether a gap exists), ``contrast`` (with two groups: second
-        group minus first, signed, with its interval ``contrast_low``/
-        ``contrast_high``, which may include zero: the evidence for a gap),
+        One row per model metric: ``difference`` (the range, max - min over groups,
+        fairlearn's "difference"; it has no interval, because max - min is never
+        below zero and its bootstrap interval cannot test whether a gap exists),
+        ``contrast`` (with two groups: second group minus first, signed, with its
+        interval ``contrast_low``/``contrast_high``, which may include zero: the
+        evidence for a gap; for groups 0 and 1 it is the gap of
+        :func:`signed_gaps` with bias group 1),
         ``ratio`` (min / max), ``worst`` (value of the worst group) and ``worst_group``.
     fairness : pandas.Series
         Equalized-odds difference (max of the TPR and FPR differences) and
@@ -635,6 +826,73 @@ def subgroup_report(
     )
 
 
+def signed_gaps(
+    label: ArrayLike,
+    scores: ArrayLike,
+    groups: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    bias_group: int = 1,
+    per_group: bool = False,
+) -> dict[str, float]:
+    """Overall accuracy and AUROC, and the signed gaps: bias group minus the others.
+
+    This is the one definition of a gap in the package. With two groups it is the
+    bias group's value minus the other group's; with more, minus the mean of the
+    others' (finite) values. A positive ``TPR_gap`` means the bias group is
+    detected more often.
+
+    Parameters
+    ----------
+    label, scores, groups : array-like
+        True labels (0/1), scores in [0, 1] and integer group codes, one per subject.
+    threshold : float, default 0.5
+        One global decision threshold.
+    bias_group : int, default 1
+        Code of the group that carries the bias feature.
+    per_group : bool, default False
+        Also return ``<metric>_g<k>`` for every group and :data:`GROUP_METRICS`.
+
+    Returns
+    -------
+    dict
+        ``n_test``, ``accuracy``, ``AUROC`` and ``TPR_gap``, ``FPR_gap``,
+        ``accuracy_gap``, ``AUROC_gap``: the bias group's value minus the mean of
+        the other groups' (NaN when a side is missing).
+
+    Examples
+    --------
+    >>> gaps = signed_gaps([1, 0, 1, 0], [0.9, 0.1, 0.2, 0.6], [1, 1, 0, 0])
+    >>> gaps["TPR_gap"], gaps["FPR_gap"]
+    (1.0, -1.0)
+    """
+    groups = np.asarray(groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = subgroup_report(np.asarray(label), np.asarray(scores, dtype=float), groups,
+                                 threshold=threshold, n_boot=0)
+    table = report.table
+    out: dict[str, float] = {
+        "n_test": float(len(groups)),
+        "accuracy": float(table.loc[OVERALL, "accuracy"]),
+        "AUROC": float(table.loc[OVERALL, "AUROC"]),
+    }
+    present = [g for g in table.index if g != OVERALL]
+    if per_group:
+        for g in present:
+            for m in GROUP_METRICS:
+                out[f"{m}_g{int(g)}"] = float(table.loc[g, m])
+    mine = [g for g in present if int(g) == bias_group]
+    others = [g for g in present if int(g) != bias_group]
+    for m in ("TPR", "FPR", "accuracy", "AUROC"):
+        finite = [float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])]
+        if mine and finite:
+            out[f"{m}_gap"] = float(table.loc[mine[0], m]) - float(np.mean(finite))
+        else:
+            out[f"{m}_gap"] = float("nan")
+    return out
+
+
 # ---------------------------------------------------------------------------
 # counterfactual twins and seeds
 # ---------------------------------------------------------------------------
@@ -753,8 +1011,7 @@ def mean_interval(x: Sequence[float], *, confidence: float = 0.95, method: str =
         half = float(stats.t.ppf(1 - alpha / 2, len(values) - 1) * values.std(ddof=1)
                      / np.sqrt(len(values)))
         return mean, mean - half, mean + half
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (int(n_boot), len(values)))].mean(1)
+    means = values[bootstrap_indices(len(values), int(n_boot), seed=seed)].mean(1)
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return mean, float(low), float(high)
 

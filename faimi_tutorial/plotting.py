@@ -96,9 +96,9 @@ def plot_roc_by_group(y_true, scores, groups, threshold: float | None = 0.5, ax=
     matplotlib.figure.Figure
     """
     import numpy as np
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
 
-    from .metrics import _check_inputs
+    from .metrics import _check_inputs, auroc
 
     y, s, g = _check_inputs(y_true, scores, groups)
     fig, (a,) = _new_axes(1, ax, width=4.2, height=4.0)
@@ -108,7 +108,7 @@ def plot_roc_by_group(y_true, scores, groups, threshold: float | None = 0.5, ax=
             continue
         fpr, tpr, _ = roc_curve(y[m], s[m])
         colour = GROUP_COLOURS[i % len(GROUP_COLOURS)]
-        a.plot(fpr, tpr, color=colour, label=f"{grp} (AUROC {roc_auc_score(y[m], s[m]):.2f})")
+        a.plot(fpr, tpr, color=colour, label=f"{grp} (AUROC {auroc(y[m], s[m]):.2f})")
         if threshold is not None:
             p = s[m] >= threshold
             a.plot(p[y[m] == 0].mean(), p[y[m] == 1].mean(), "o", color=colour, markersize=8,

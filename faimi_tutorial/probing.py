@@ -70,6 +70,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .metrics import auroc, auroc_of_resamples, bootstrap_indices
+
 __all__ = [
     "PSEUDO_LAYERS",
     "SUBGROUPS",
@@ -491,31 +493,17 @@ class _Probe:
         return self.lr.predict_proba(self.pca.transform(x) / self.scale_)
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    """AUROC by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    from scipy.stats import rankdata
-
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return math.nan
-    ranks = rankdata(s)
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def _bootstrap(y: np.ndarray, s: np.ndarray, threshold: float, n_boot: int, confidence: float,
                seed: int) -> tuple[float, float, float, float]:
+    """Percentile intervals of a probe's accuracy and AUROC (class-stratified bootstrap)."""
     if n_boot == 0:
         return (math.nan,) * 4
-    rng = np.random.default_rng(seed)
-    acc, auc = [], []
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     correct = ((s >= threshold).astype(np.int64) == y).astype(np.float64)
-    for _ in range(n_boot):
-        # stratified by class, so every replicate keeps both classes
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        acc.append(correct[idx].mean())
-        auc.append(_auroc(y[idx], s[idx]))
+    # stratified by class, so every replicate keeps both classes; strata are drawn in
+    # sorted order, so y == 0 (False first) draws the positives first, as always here
+    replicates = bootstrap_indices(len(y), n_boot, seed=seed, strata=y == 0)
+    acc = correct[replicates].mean(axis=1)
+    auc = auroc_of_resamples(y, s, replicates)
     a = (1 - confidence) / 2 * 100
     return (float(np.percentile(acc, a)), float(np.percentile(acc, 100 - a)),
             float(np.percentile(auc, a)), float(np.percentile(auc, 100 - a)))
@@ -590,7 +578,7 @@ def probe(
             scores[held] = pipe.predict_proba(x[held])[:, 1]
             kept.append(pipe.pca.n_components_)
     acc = float(((scores >= config.threshold).astype(np.int64) == y).mean())
-    auc = float(_auroc(y, scores))
+    auc = float(auroc(y, scores))
     lo_acc, hi_acc, lo_auc, hi_auc = _bootstrap(y, scores, config.threshold, config.n_boot,
                                                 config.confidence, config.seed)
     return ProbeResult(acc, lo_acc, hi_acc, auc, lo_auc, hi_auc, int(len(y)), float(np.mean(kept)),
@@ -765,7 +753,7 @@ def component_encoding(
                 "component": k + 1,
                 "target": name,
                 "explained_variance": float(explained[k]),
-                "auroc": float(_auroc(y, scores[k])),
+                "auroc": float(auroc(y, scores[k])),
                 "auroc_low": lo,
                 "auroc_high": hi,
                 "accuracy": float(((scores[k] >= config.threshold) == y).mean()),
@@ -825,8 +813,8 @@ class _DiseaseAxis:
         k = int(min(n_components, self.x.shape[1], len(self.fit) - 1))
         self.pca = _PCA(n_components=k).fit(self.x[self.fit])
         z_fit = self.pca.transform(self.x[self.fit])
-        self.auc_y = np.array([_auroc(self.y[self.fit], z_fit[:, j]) for j in range(k)])
-        self.auc_a = np.array([_auroc(self.a[self.fit], z_fit[:, j]) for j in range(k)])
+        self.auc_y = np.array([auroc(self.y[self.fit], z_fit[:, j]) for j in range(k)])
+        self.auc_a = np.array([auroc(self.a[self.fit], z_fit[:, j]) for j in range(k)])
         self.d = int(np.argmax(np.abs(self.auc_y - 0.5)))
         rest = [j for j in range(k) if j != self.d]
         self.b = rest[int(np.argmax(np.abs(self.auc_a[rest] - 0.5)))]
@@ -1955,10 +1943,8 @@ def short_test(
         raise ValueError(f"need at least 3 runs with finite {x} and {y}; got {len(data)}")
     u, v = data[x].to_numpy(), data[y].to_numpy()
     slope, intercept = np.polyfit(u, v, 1)
-    rng = np.random.default_rng(seed)
     slopes = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(u), len(u))
+    for idx in bootstrap_indices(len(u), n_boot, seed=seed):
         if np.ptp(u[idx]) > 0:
             slopes.append(np.polyfit(u[idx], v[idx], 1)[0])
     a = (1 - confidence) / 2 * 100

@@ -497,9 +497,8 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
         ``n_test``, ``AUROC``, ``TPR``, ``FPR``, ``accuracy``, ``n_train_B`` (and
         ``condition`` when given).
     """
-    from sklearn.metrics import roc_auc_score
-
     from . import training
+    from .metrics import auroc
 
     shares = [float(s) for s in shares]
     for s in shares:
@@ -525,7 +524,7 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
                 pred = s >= threshold
                 row = {
                     "share": share, "seed": int(seed), "subgroup": g, "n_test": int(m.sum()),
-                    "AUROC": float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else np.nan,
+                    "AUROC": auroc(y, s),
                     "TPR": float(pred[y == 1].mean()) if np.any(y == 1) else np.nan,
                     "FPR": float(pred[y == 0].mean()) if np.any(y == 0) else np.nan,
                     "accuracy": float((pred == (y == 1)).mean()),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 from collections import OrderedDict
@@ -36,10 +35,8 @@ import numpy as np
 import pandas as pd
 
 from . import presets
+from .metrics import GROUP_METRICS, auroc, signed_gaps  # noqa: F401 (public here too)
 from .training import TrainConfig, as_data, fit, predict
-
-#: Metrics stored per group (bias group codes 0 and 1) in every record.
-GROUP_METRICS: tuple[str, ...] = ("TPR", "FPR", "accuracy", "AUROC", "selection_rate")
 
 
 #: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``
@@ -503,66 +500,6 @@ def _cohort(factory: CohortFactory, preset: str, overrides: Mapping[str, Any], s
     return cohort
 
 
-def signed_gaps(
-    label: Any,
-    scores: Any,
-    groups: Any,
-    *,
-    threshold: float = 0.5,
-    bias_group: int = 1,
-    per_group: bool = False,
-) -> dict[str, float]:
-    """Overall accuracy and AUROC, and the signed gaps: bias group minus the others.
-
-    Parameters
-    ----------
-    label, scores, groups : array-like
-        True labels (0/1), scores in [0, 1] and group codes, one per subject.
-    threshold : float, default 0.5
-        One global decision threshold.
-    bias_group : int, default 1
-        Code of the group that carries the bias feature.
-    per_group : bool, default False
-        Also return ``<metric>_g<k>`` for every group and :data:`GROUP_METRICS`.
-
-    Returns
-    -------
-    dict
-        ``n_test``, ``accuracy``, ``AUROC`` and ``TPR_gap``, ``FPR_gap``,
-        ``accuracy_gap``, ``AUROC_gap``: the bias group's value minus the mean of
-        the other groups' (NaN when a side is missing).
-    """
-    import warnings
-
-    from .metrics import subgroup_report
-
-    groups = np.asarray(groups)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        report = subgroup_report(np.asarray(label), np.asarray(scores, dtype=float), groups,
-                                 threshold=threshold, n_boot=0)
-    table = report.table
-    out: dict[str, float] = {
-        "n_test": float(len(groups)),
-        "accuracy": float(table.loc["overall", "accuracy"]),
-        "AUROC": float(table.loc["overall", "AUROC"]),
-    }
-    present = [g for g in table.index if g != "overall"]
-    if per_group:
-        for g in present:
-            for m in GROUP_METRICS:
-                out[f"{m}_g{int(g)}"] = float(table.loc[g, m])
-    mine = [g for g in present if int(g) == bias_group]
-    others = [g for g in present if int(g) != bias_group]
-    for m in ("TPR", "FPR", "accuracy", "AUROC"):
-        finite = [float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])]
-        if mine and finite:
-            out[f"{m}_gap"] = float(table.loc[mine[0], m]) - float(np.mean(finite))
-        else:
-            out[f"{m}_gap"] = float("nan")
-    return out
-
-
 def twin_gaps(record: Mapping[str, Any] | str, cache: ResultCache | None = None, *,
               threshold: float = 0.5, bias_group: int = 1) -> dict[str, float]:
     """The same model's signed gaps on the counterfactual twins of its test subjects.
@@ -629,8 +566,9 @@ def evaluate(
     -------
     dict
         ``accuracy``, ``AUROC`` (overall); ``<metric>_g<k>`` per group for
-        :data:`GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``, ``accuracy_gap``,
-        ``AUROC_gap`` (bias group minus the others, signed); ``twin_AUROC``,
+        :data:`~faimi_tutorial.metrics.GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``,
+        ``accuracy_gap``, ``AUROC_gap`` (bias group minus the others, signed, by
+        :func:`~faimi_tutorial.metrics.signed_gaps`); ``twin_AUROC``,
         ``flip_rate``, ``mean_abs_change``, ``mean_change`` and
         ``flip_rate_bias_group`` when twins are available.
     """
@@ -644,9 +582,7 @@ def evaluate(
         twins = getattr(test, "twins", None)
     if twins is not None:
         twin_scores = predict(model, twins)
-        from sklearn.metrics import roc_auc_score
-
-        out["twin_AUROC"] = float(roc_auc_score(data.label, twin_scores)) if len(set(data.label)) > 1 else math.nan
+        out["twin_AUROC"] = auroc(data.label, twin_scores)
         flips = counterfactual_flip_rate(scores, twin_scores, threshold=threshold, groups=data.bias_group)
         out["flip_rate"] = float(flips.loc["overall", "flip_rate"])
         out["mean_abs_change"] = float(flips.loc["overall", "mean_abs_change"])
@@ -1153,11 +1089,9 @@ def threshold_optimizer_runs(
     pandas.DataFrame
         One row per run: ``seed``, ``mitigation``, ``accuracy``, per-group
         ``TPR_g<k>``/``FPR_g<k>``/``accuracy_g<k>`` and ``TPR_gap``, ``FPR_gap``,
-        ``accuracy_gap`` (bias group 1 minus group 0), from the rule's decisions.
+        ``accuracy_gap`` (:func:`~faimi_tutorial.metrics.signed_gaps`: bias group
+        1 minus group 0), from the rule's decisions.
     """
-    import warnings
-
-    from .metrics import subgroup_report
     from .postprocess import fit_threshold_optimizer
 
     rows = []
@@ -1166,15 +1100,12 @@ def threshold_optimizer_runs(
         val, test = scores["val"], scores["test"]
         rule = fit_threshold_optimizer(val["label"], val["score"], val["bias_group"], constraint=constraint)
         decisions = rule.predict(test["score"], test["bias_group"], seed=int(run["seed"]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            report = subgroup_report(test["label"], decisions.astype(float), test["bias_group"], n_boot=0)
-        t = report.table
-        row: dict[str, Any] = {"seed": int(run["seed"]), "mitigation": label, "accuracy": float(t.loc["overall", "accuracy"])}
+        gaps = signed_gaps(test["label"], decisions.astype(float), test["bias_group"], per_group=True)
+        row: dict[str, Any] = {"seed": int(run["seed"]), "mitigation": label, "accuracy": gaps["accuracy"]}
         for g in (0, 1):
             for m in ("TPR", "FPR", "accuracy"):
-                row[f"{m}_g{g}"] = float(t.loc[g, m]) if g in t.index else float("nan")
+                row[f"{m}_g{g}"] = gaps.get(f"{m}_g{g}", float("nan"))
         for m in ("TPR", "FPR", "accuracy"):
-            row[f"{m}_gap"] = row[f"{m}_g1"] - row[f"{m}_g0"]
+            row[f"{m}_gap"] = gaps[f"{m}_gap"]
         rows.append(row)
     return pd.DataFrame(rows)

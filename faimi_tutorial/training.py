@@ -53,6 +53,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import presets
+from .metrics import auroc
 from .models import ModelConfig, _ARCHITECTURE_KEYS, build_model, forward_with_features
 from .runtime import choose_device, seed_everything
 
@@ -640,14 +641,6 @@ class FitResult:
 # --------------------------------------------------------------------- metrics
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, s))
-
-
 def selection_score(config: TrainConfig, metrics: dict[str, float], val_loss: float) -> float:
     """The score an epoch is selected on (higher is better), by ``config.selection``.
 
@@ -699,11 +692,11 @@ def validation_metrics(
     correct = pred == label
     cells = cell_ids(label, bias_group)
     cell_acc = [correct[cells == c].mean() for c in np.unique(cells)]
-    group_auc = [_auroc(label[bias_group == g], scores[bias_group == g]) for g in np.unique(bias_group)]
+    group_auc = [auroc(label[bias_group == g], scores[bias_group == g]) for g in np.unique(bias_group)]
     group_auc = [a for a in group_auc if not math.isnan(a)]
     return {
         "accuracy": float(correct.mean()) if len(correct) else float("nan"),
-        "auroc": _auroc(label, scores),
+        "auroc": auroc(label, scores),
         "worst_group_accuracy": float(min(cell_acc)) if cell_acc else float("nan"),
         "worst_group_auroc": float(min(group_auc)) if group_auc else float("nan"),
     }

@@ -328,3 +328,163 @@ def test_interval_verdict():
     assert interval_verdict(-0.1, 0.2).startswith("includes 0")
     assert interval_verdict(0.4, 0.6, null=0.5).startswith("includes 0.5")
     assert interval_verdict(float("nan"), 0.2) == "undefined"
+
+
+# ----------------------------------------------------------------------------- the one AUROC
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=2, max_value=80))
+def test_auroc_matches_sklearn_and_the_bootstrap_kernel(seed, n):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = np.round(rng.normal(0, 3, n), rng.integers(0, 3))  # any real scores, with ties
+    value = metrics.auroc(y, s)
+    assert value == skm.roc_auc_score(y, s)  # the point estimate is scikit-learn's
+    # the bootstrap kernel computes the same number on every replicate
+    idx = np.vstack([np.arange(n), metrics.bootstrap_indices(n, 5, seed=seed)])
+    boot = metrics.auroc_of_resamples(y, s, idx)
+    assert boot[0] == pytest.approx(value, abs=1e-12)
+    for row, b in zip(idx[1:], boot[1:]):
+        assert b == pytest.approx(metrics.auroc(y[row], s[row]), abs=1e-12, nan_ok=True)
+
+
+def test_auroc_ties_order_and_undefined_cases():
+    assert metrics.auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert metrics.auroc([0, 1], [0.5, 0.5]) == 0.5  # a tie counts one half
+    assert metrics.auroc([1, 0], [0.9, 0.1]) == 1.0 and metrics.auroc([0, 1], [0.9, 0.1]) == 0.0
+    assert metrics.auroc(np.array([False, True]), [-3.0, 7.0]) == 1.0  # booleans, any reals
+    assert metrics.auroc([0.0, 1.0, 1.0], [0.2, 0.1, 0.3]) == 0.5
+    assert np.isnan(metrics.auroc([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert np.isnan(metrics.auroc([], []))
+
+
+def test_auroc_of_resamples_counts_repeats_and_validates():
+    y, s = np.array([0, 1, 1, 0]), np.array([0.3, 0.9, 0.2, 0.1])
+    out = metrics.auroc_of_resamples(y, s, [[0, 1, 2, 3], [1, 1, 0, 0], [1, 2, 1, 2]])
+    assert out[0] == metrics.auroc(y, s) and out[1] == 1.0 and np.isnan(out[2])
+    assert metrics.auroc_of_resamples(y, s, np.zeros((0, 4), dtype=int)).shape == (0,)
+    with pytest.raises(ValueError, match="2-D integer"):
+        metrics.auroc_of_resamples(y, s, [0, 1, 2])
+    with pytest.raises(ValueError, match="lie in"):
+        metrics.auroc_of_resamples(y, s, [[0, 4]])
+
+
+@pytest.mark.parametrize("y, s, match", [
+    ([0, 1, 1], [0.1, 0.2], "different lengths"),
+    ([0, 2], [0.1, 0.2], "only 0 and 1"),
+    (["a", "b"], [0.1, 0.2], "only 0 and 1"),
+    ([0, 1], [0.1, np.nan], "NaN or infinite"),
+    ([0, 1], [0.1, np.inf], "NaN or infinite"),
+    ([0, 1], ["x", "y"], "finite numbers"),
+    ([[0, 1]], [[0.1, 0.2]], "one-dimensional"),
+])
+def test_auroc_rejects_bad_input(y, s, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.auroc(y, s)
+
+
+def test_report_auroc_is_the_public_auroc():
+    y, s, g = toy()
+    rep = subgroup_report(y, s, g, n_boot=0)
+    assert rep.table.loc["B", "AUROC"] == metrics.auroc(y[g == "B"], s[g == "B"])
+    assert rep.table.loc["overall", "AUROC"] == metrics.auroc(y, s)
+
+
+# ----------------------------------------------------------------------------- the one bootstrap
+
+
+def test_bootstrap_indices_are_seeded_resamples():
+    idx = metrics.bootstrap_indices(7, 500, seed=3)
+    assert idx.shape == (500, 7) and idx.min() >= 0 and idx.max() <= 6
+    assert np.array_equal(idx, metrics.bootstrap_indices(7, 500, seed=3))
+    assert not np.array_equal(idx, metrics.bootstrap_indices(7, 500, seed=4))
+    # with replacement: some replicates repeat a sample
+    assert any(len(set(row)) < 7 for row in idx)
+    # the draws of a plain generator: one (n_boot, n) matrix, or row by row
+    assert np.array_equal(idx, np.random.default_rng(3).integers(0, 7, (500, 7)))
+    rng = np.random.default_rng(3)
+    assert np.array_equal(metrics.bootstrap_indices(7, 500, seed=rng), idx)
+    assert metrics.bootstrap_indices(7, 0).shape == (0, 7)
+
+
+def test_bootstrap_indices_stratified_keep_stratum_sizes_and_draw_order():
+    strata = np.array([1, 0, 0, 1, 1, 0, 1, 1, 1])
+    idx = metrics.bootstrap_indices(len(strata), 200, seed=0, strata=strata)
+    for row in idx:
+        assert np.array_equal(strata[row], np.sort(strata))  # stratum 0 first, sizes kept
+    # the same draws as resampling each stratum in turn with numpy's choice
+    rng = np.random.default_rng(0)
+    zeros, ones = np.flatnonzero(strata == 0), np.flatnonzero(strata == 1)
+    for row in idx[:20]:
+        expected = np.concatenate([rng.choice(zeros, len(zeros)), rng.choice(ones, len(ones))])
+        assert np.array_equal(row, expected)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n": 0, "n_boot": 5}, "n=0"),
+    ({"n": 3, "n_boot": -1}, "n_boot=-1"),
+    ({"n": 3, "n_boot": True}, "n_boot=True"),
+    ({"n": 3, "n_boot": 5, "strata": [0, 1]}, "strata holds 2"),
+])
+def test_bootstrap_indices_validate(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.bootstrap_indices(**kwargs)
+
+
+def test_mean_interval_draws_through_bootstrap_indices():
+    # the interval is the same as the one-matrix draw it always was
+    x = np.array([0.1, 0.25, 0.3, 0.32, 0.5])
+    mean, low, high = metrics.mean_interval(x, n_boot=1000, seed=7)
+    rng = np.random.default_rng(7)
+    means = x[rng.integers(0, len(x), (1000, len(x)))].mean(1)
+    alpha = 1.0 - 0.95
+    assert (low, high) == tuple(np.quantile(means, [alpha / 2, 1 - alpha / 2]))
+    assert mean == pytest.approx(x.mean())
+
+
+# ----------------------------------------------------------------------------- the one gap
+
+
+def test_signed_gaps_lives_in_metrics_and_sweeps_reexports_it():
+    from faimi_tutorial import sweeps
+
+    assert sweeps.signed_gaps is metrics.signed_gaps
+    assert sweeps.GROUP_METRICS is metrics.GROUP_METRICS
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_signed_gap_with_two_groups_is_group_one_minus_group_zero(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    g = rng.integers(0, 2, 300)
+    s = np.clip(0.3 * y + 0.2 * g + rng.uniform(0, 0.6, 300), 0, 1)
+    gaps = metrics.signed_gaps(y, s, g)
+    table = subgroup_report(y, s, g, n_boot=0).table
+    for m in ("TPR", "FPR", "accuracy", "AUROC"):
+        assert gaps[f"{m}_gap"] == table.loc[1, m] - table.loc[0, m]  # exactly
+    assert gaps["TPR_gap"] > 0  # the bias group (1) scores higher: a positive gap
+    flipped = metrics.signed_gaps(y, s, g, bias_group=0)
+    assert flipped["TPR_gap"] == -gaps["TPR_gap"]
+
+
+def test_signed_gap_with_three_groups_is_bias_group_minus_mean_of_others():
+    y, s, g = toy(n=900, seed=2)
+    codes = np.where(g == "B", 1, np.arange(900) % 2 * 2)  # groups 0, 1, 2
+    gaps = metrics.signed_gaps(y, s, codes, per_group=True)
+    expected = gaps["TPR_g1"] - (gaps["TPR_g0"] + gaps["TPR_g2"]) / 2
+    assert gaps["TPR_gap"] == pytest.approx(expected, abs=1e-12)
+    # the range (max - min) is a different quantity, never called a gap here
+    rep = subgroup_report(y, s, codes, n_boot=0)
+    assert rep.gaps.loc["TPR", "difference"] >= abs(gaps["TPR_gap"]) - 1e-12
+
+
+def test_report_contrast_is_the_signed_gap_for_groups_zero_and_one():
+    rng = np.random.default_rng(4)
+    y, g = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+    s = np.clip(0.3 * y + 0.15 * g + rng.uniform(0, 0.6, 400), 0, 1)
+    contrast = subgroup_report(y, s, g, n_boot=0).gaps["contrast"]
+    gaps = metrics.signed_gaps(y, s, g)
+    for m in ("TPR", "FPR", "accuracy", "AUROC"):
+        assert contrast[m] == gaps[f"{m}_gap"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from faimi_tutorial import models, probing, training
+from faimi_tutorial import metrics, models, probing, training
 from faimi_tutorial.probing import ProbeConfig
 
 FAST = ProbeConfig(n_folds=3, n_boot=50)
@@ -113,7 +113,7 @@ def test_probe_scores_are_held_out_not_refitted():
     y = rng.integers(0, 2, 80)
     result = probing.probe(x, y, ProbeConfig(variance=1.0, n_folds=4, n_boot=0, C=100.0))
     pipe = probing._Probe(ProbeConfig(variance=1.0, C=100.0)).fit(x, y)
-    in_sample = probing._auroc(y, pipe.predict_proba(x)[:, 1])
+    in_sample = metrics.auroc(y, pipe.predict_proba(x)[:, 1])
     assert in_sample > 0.99
     assert result.auroc < 0.75
 
@@ -534,3 +534,53 @@ def test_layer_report_reads_every_model_on_the_same_subjects(tiny_cohort):
         ("other", 0), ("other", 1), ("untrained", 0)]  # positions: plain networks have no seed
     with pytest.raises(ValueError, match="empty"):
         probing.layer_report({}, tiny_cohort)
+
+
+def _reference_bootstrap(y, s, threshold, n_boot, confidence, seed):
+    """The probe intervals as first written: rank-sum AUROC, classes drawn in turn."""
+    from scipy.stats import rankdata
+
+    def rank_auroc(yy, ss):
+        n1 = int(yy.sum())
+        n0 = len(yy) - n1
+        ranks = rankdata(ss)
+        return float((ranks[yy == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+    rng = np.random.default_rng(seed)
+    acc, auc = [], []
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    correct = ((s >= threshold).astype(np.int64) == y).astype(np.float64)
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        acc.append(correct[idx].mean())
+        auc.append(rank_auroc(y[idx], s[idx]))
+    a = (1 - confidence) / 2 * 100
+    return (float(np.percentile(acc, a)), float(np.percentile(acc, 100 - a)),
+            float(np.percentile(auc, a)), float(np.percentile(auc, 100 - a)))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_probe_intervals_unchanged_by_the_shared_bootstrap(seed):
+    # same draws, same AUROC to the last bit: the published intervals do not move
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 90)
+    s = np.round(np.clip(0.3 * y + rng.uniform(0, 0.7, 90), 0, 1), 2)
+    got = probing._bootstrap(y, s, 0.5, 200, 0.95, seed)
+    assert got == _reference_bootstrap(y, s, 0.5, 200, 0.95, seed)
+    assert probing._bootstrap(y, s, 0.5, 200, 0.95, seed + 1) != got
+
+
+def test_short_test_slope_interval_unchanged_by_the_shared_bootstrap():
+    rng = np.random.default_rng(1)
+    enc = np.linspace(0.55, 0.95, 10)
+    runs = pd.DataFrame({"encoding_auroc": enc, "TPR_gap": 0.4 * enc + rng.normal(0, 0.05, 10)})
+    test = probing.short_test(runs, n_boot=400, seed=3)
+    u, v = runs["encoding_auroc"].to_numpy(), runs["TPR_gap"].to_numpy()
+    draw = np.random.default_rng(3)
+    slopes = []
+    for _ in range(400):
+        idx = draw.integers(0, len(u), len(u))
+        if np.ptp(u[idx]) > 0:
+            slopes.append(np.polyfit(u[idx], v[idx], 1)[0])
+    a = (1 - 0.95) / 2 * 100
+    assert (test.slope_low, test.slope_high) == tuple(np.percentile(slopes, [a, 100 - a]))
