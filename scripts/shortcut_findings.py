@@ -25,6 +25,10 @@ Runs the experiments of chapter 3 ("Shortcut learning") with five seeds (ten for
     3D volumes (the tutorial preset's region of interest) at 50/50, 70/30 and
     90/10 with the morphological bias, with the same models' gaps on the test
     subjects' counterfactual twins (``TPR_gap_twin``, ``FPR_gap_twin``);
+``results/shortcut_3d_fresh.csv``
+    the 3D study's 50/50 models (same seeds) tested on fresh cohorts of 2,000
+    subjects with the same bias-label relation: what a larger test set says about
+    the 50/50 gaps;
 ``results/shortcut_saliency.csv``
     occlusion attribution shares in the bias and disease regions of the chapter's
     seed-0 baseline (50/50) and biased (70/30) models;
@@ -55,7 +59,7 @@ from faimi_tutorial import sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("prevalence", "morphological", "salience", "proximity", "mitigation", "3d",
-           "saliency")
+           "3d_fresh", "saliency")
 PREVALENCES = [(0.5, 0.5), (0.6, 0.4), (0.7, 0.3), (0.8, 0.2), (0.9, 0.1)]
 PREVALENCES_3D = [(0.5, 0.5), (0.7, 0.3), (0.9, 0.1)]
 #: Strengths of the salience study: contrast factors and shape effects (natural SDs);
@@ -151,6 +155,27 @@ def study_3d(preset: str, seeds: list[int], n_subjects: int | None) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def study_3d_fresh(preset: str, seeds: list[int], n_subjects: int | None,
+                   n_test: int) -> pd.DataFrame:
+    """The 3D study's 50/50 models tested on fresh, larger cohorts (same relation).
+
+    The same experiments as :func:`study_3d` at 50/50 (same seeds, so the same
+    models), each tested on ``n_test`` new subjects instead of its 400-subject test
+    split: how much of a 50/50 gap is the test sample.
+    """
+    sim = {"dims": 3, "bias_prevalence": (0.5, 0.5)}
+    if n_subjects:
+        sim["n_subjects"] = n_subjects
+    rows = []
+    for seed in seeds:
+        exp = sweeps.Experiment(preset=preset, seed=seed, simulation=sim)
+        for row in sweeps.run_with_shift(exp, n_test=n_test, shifts=("same",)):
+            rows.append({"value": "50/50", **row})
+        print(f"3d fresh 50/50 seed {seed}: TPR gap {rows[-1]['TPR_gap']:.3f}, FPR gap "
+              f"{rows[-1]['FPR_gap']:.3f} on {n_test} subjects", flush=True)
+    return pd.DataFrame(rows)
+
+
 def study_saliency(base: sweeps.Experiment) -> pd.DataFrame:
     """Occlusion attribution shares of the chapter's seed-0 baseline and biased models.
 
@@ -207,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds-3d", type=int, default=10,
                         help="seeds of the 3D study (its 400-subject test sets are noisier)")
     parser.add_argument("--only", nargs="+", choices=STUDIES, default=list(STUDIES))
+    parser.add_argument("--n-test-3d", type=int, default=2000,
+                        help="subjects per fresh 3D test cohort (study 3d_fresh)")
     parser.add_argument("--n-subjects-3d", type=int, default=None,
                         help="3D subjects per cohort (default: the preset's)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
@@ -243,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if "3d" in args.only:
         write("shortcut_3d.csv", study_3d(args.preset, list(range(args.seeds_3d)),
                                           args.n_subjects_3d))
+    if "3d_fresh" in args.only:
+        write("shortcut_3d_fresh.csv",
+              study_3d_fresh(args.preset, list(range(args.seeds_3d)), args.n_subjects_3d,
+                             args.n_test_3d))
     if "mitigation" in args.only:
         biased = base.replace(simulation={"bias_prevalence": (0.7, 0.3)})
         write("shortcut_mitigation.csv",
@@ -260,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds_of_the_call": time.perf_counter() - start,
             "preset": args.preset,
             "simulation": {"dims": 3, "n_subjects": args.n_subjects_3d or "preset"}
-            if name == "shortcut_3d.csv" else
+            if name in ("shortcut_3d.csv", "shortcut_3d_fresh.csv") else
             {**simulation, "bias_kind": "morphological"}
             if name == "shortcut_morphological.csv" else simulation,
-            "training": training if name != "shortcut_3d.csv" else "preset (3D)",
+            "training": "preset (3D)" if name.startswith("shortcut_3d") else training,
             "seeds": [0] if name == "shortcut_saliency.csv" else
-            list(range(args.seeds_3d)) if name == "shortcut_3d.csv" else seeds,
-            "n_test_shifted": args.n_test,
+            list(range(args.seeds_3d)) if name.startswith("shortcut_3d") else seeds,
+            "n_test_shifted": args.n_test_3d if name == "shortcut_3d_fresh.csv" else args.n_test,
             "device": str(ft.choose_device()),
         }
     meta.update(script="scripts/shortcut_findings.py", machine=ft.runtime.machine())
