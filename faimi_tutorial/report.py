@@ -548,7 +548,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--score", default="score", help="column of predicted probabilities "
                         "of the positive class, in [0, 1]")
     parser.add_argument("--group", dest="groups", action="append", metavar="COLUMN",
-                        help="group column; repeat for several (default: group)")
+                        default=argparse.SUPPRESS,
+                        help="group column; repeat for several (none given: the column "
+                        "named group)")
     parser.add_argument("--positive", default=None, metavar="VALUE",
                         help="label value meaning positive when labels are not 0/1")
     parser.add_argument("--threshold", type=float, default=0.5,
@@ -575,7 +577,7 @@ def register(subparsers: Any) -> None:
 def _run_cli(args: Any) -> int:
     import sys
 
-    groups = args.groups or ["group"]
+    groups = getattr(args, "groups", None) or ["group"]
     try:
         table = read_predictions(args.table, args.label, args.score, groups, args.positive)
         report = fairness_report(table, args.label, args.score, groups,
