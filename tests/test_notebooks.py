@@ -125,10 +125,47 @@ class TestChapter:
         ]
         assert solutions, f"no solution cells after the exercises in {path.name}"
         for c in solutions:
-            assert "hide-input" in c.metadata.get("tags", []), "solutions are hidden in a dropdown"
             assert "skip-execution" not in c.metadata.get("tags", []), "solutions are executed"
         n_exercises = len(re.findall(r"^\d+\. ", text[text.index("## Exercises"):], flags=re.M))
         assert len(solutions) >= n_exercises
+
+    def test_solutions_collapsed_with_outputs_and_explained_in_markdown(self, path):
+        """Each solution hides its code *and* output behind a titled toggle (``hide-cell``),
+        and its explanation follows in a collapsed Markdown dropdown, not in code comments."""
+        nb = nbformat.read(path, as_version=4)
+        cells = nb.cells
+        found = []
+        for i, cell in enumerate(cells):
+            match = re.match(r"# Solution to exercise (\d+)\n", cell.source)
+            if cell.cell_type != "code" or not match:
+                continue
+            n = match.group(1)
+            found.append(n)
+            tags = cell.metadata.get("tags", [])
+            where = f"{path.name}, solution to exercise {n}"
+            assert "hide-cell" in tags, f"{where}: tag it hide-cell (hides code and output)"
+            assert "hide-input" not in tags and "hide-output" not in tags, where
+            prompts = cell.metadata.get("mystnb", {})
+            for key in ("code_prompt_show", "code_prompt_hide"):
+                assert prompts.get(key, "").startswith(f"Solution to exercise {n}:"), (
+                    f"{where}: metadata mystnb.{key} must title the toggle"
+                )
+            body = cell.source.rstrip().split("\n")[1:]
+            assert body and not body[-1].lstrip().startswith("#"), (
+                f"{where}: the explanation belongs in the Markdown dropdown, not in comments"
+            )
+            after = cells[i + 1] if i + 1 < len(cells) else None
+            assert after is not None and after.cell_type == "markdown", (
+                f"{where}: no Markdown explanation right after the solution"
+            )
+            text = after.source.strip()
+            assert re.match(rf":::{{dropdown}} Solution to exercise {n}\b", text), (
+                f"{where}: the next cell must open ':::{{dropdown}} Solution to exercise {n}'"
+            )
+            assert text.endswith("\n:::") and len(text.splitlines()) >= 3, (
+                f"{where}: the dropdown holds an explanation and is closed with ':::'"
+            )
+        assert found == sorted(set(found), key=int), f"{path.name}: solutions out of order"
 
     def test_no_machine_paths(self, path):
         raw = path.read_text()
