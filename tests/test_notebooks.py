@@ -10,12 +10,25 @@ import nbformat
 import pytest
 import yaml
 
+import importlib.util
+
 import faimi_tutorial
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def load_runtimes():
+    """bench/runtimes.py: the run-time sentence each chapter states, from the benchmark."""
+    spec = importlib.util.spec_from_file_location("runtimes", ROOT / "bench" / "runtimes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUNTIMES = load_runtimes()
 
 
 def toc_files(node) -> list[str]:
@@ -70,6 +83,26 @@ class TestChapter:
         assert not re.match(r"#\s*\d", first.source.lstrip()), "no number in the title: _toc.yml numbers chapters"
         for heading in ("Learning goals", "Prerequisites", "Estimated run time"):
             assert heading in first.source, f"{heading!r} missing at the top of {path.name}"
+
+    def test_run_time_comes_from_the_recorded_benchmark(self, path):
+        """The stated run time is bench/results/chapters.json's, rounded up to minutes
+        (`python bench/runtimes.py` rewrites it; `make bench` runs that)."""
+        recorded = RUNTIMES.recorded_seconds()
+        assert path.stem in recorded, f"{path.stem} has no time in bench/results/chapters.json"
+        stated = RUNTIMES.stated_minutes(path)
+        assert stated is not None, (
+            f"{path.name}: the run time is not the sentence bench/runtimes.py writes"
+        )
+        expected = RUNTIMES.minutes(recorded[path.stem])
+        assert stated == expected, (
+            f"{path.name} states about {stated} min, the benchmark recorded "
+            f"{recorded[path.stem]:.0f} s: run python bench/runtimes.py"
+        )
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert len(re.findall(r"\bminutes?\b", first.split("**Estimated run time.**")[1]
+                              .split("\n\n")[0])) == 1, (
+            f"{path.name}: the run-time paragraph states one time, the recorded one"
+        )
 
     def test_first_code_cells_install_import_and_about(self, path):
         cells = code_cells(nbformat.read(path, as_version=4))
