@@ -65,8 +65,11 @@ test-browser: $(STAMP) chromium
 	rm -rf test-artifacts/screenshots
 	$(PY) -m pytest -q tests/browser
 
+# After the benchmarks, each chapter's "Estimated run time" is rewritten from
+# bench/results/chapters.json (bench/runtimes.py), so no chapter states a time by hand.
 bench: $(STAMP)
 	$(PY) bench/run_all.py --book
+	$(PY) bench/runtimes.py
 
 clean:
 	rm -rf _build .pytest_cache

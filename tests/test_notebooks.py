@@ -10,12 +10,25 @@ import nbformat
 import pytest
 import yaml
 
+import importlib.util
+
 import faimi_tutorial
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def load_runtimes():
+    """bench/runtimes.py: the run-time sentence each chapter states, from the benchmark."""
+    spec = importlib.util.spec_from_file_location("runtimes", ROOT / "bench" / "runtimes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUNTIMES = load_runtimes()
 
 
 def toc_files(node) -> list[str]:
@@ -71,6 +84,26 @@ class TestChapter:
         for heading in ("Learning goals", "Prerequisites", "Estimated run time"):
             assert heading in first.source, f"{heading!r} missing at the top of {path.name}"
 
+    def test_run_time_comes_from_the_recorded_benchmark(self, path):
+        """The stated run time is bench/results/chapters.json's, rounded up to minutes
+        (`python bench/runtimes.py` rewrites it; `make bench` runs that)."""
+        recorded = RUNTIMES.recorded_seconds()
+        assert path.stem in recorded, f"{path.stem} has no time in bench/results/chapters.json"
+        stated = RUNTIMES.stated_minutes(path)
+        assert stated is not None, (
+            f"{path.name}: the run time is not the sentence bench/runtimes.py writes"
+        )
+        expected = RUNTIMES.minutes(recorded[path.stem])
+        assert stated == expected, (
+            f"{path.name} states about {stated} min, the benchmark recorded "
+            f"{recorded[path.stem]:.0f} s: run python bench/runtimes.py"
+        )
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert len(re.findall(r"\bminutes?\b", first.split("**Estimated run time.**")[1]
+                              .split("\n\n")[0])) == 1, (
+            f"{path.name}: the run-time paragraph states one time, the recorded one"
+        )
+
     def test_first_code_cells_install_import_and_about(self, path):
         cells = code_cells(nbformat.read(path, as_version=4))
         install, imports, about = cells[0].source, cells[1].source, cells[2].source
@@ -125,10 +158,47 @@ class TestChapter:
         ]
         assert solutions, f"no solution cells after the exercises in {path.name}"
         for c in solutions:
-            assert "hide-input" in c.metadata.get("tags", []), "solutions are hidden in a dropdown"
             assert "skip-execution" not in c.metadata.get("tags", []), "solutions are executed"
         n_exercises = len(re.findall(r"^\d+\. ", text[text.index("## Exercises"):], flags=re.M))
         assert len(solutions) >= n_exercises
+
+    def test_solutions_collapsed_with_outputs_and_explained_in_markdown(self, path):
+        """Each solution hides its code *and* output behind a titled toggle (``hide-cell``),
+        and its explanation follows in a collapsed Markdown dropdown, not in code comments."""
+        nb = nbformat.read(path, as_version=4)
+        cells = nb.cells
+        found = []
+        for i, cell in enumerate(cells):
+            match = re.match(r"# Solution to exercise (\d+)\n", cell.source)
+            if cell.cell_type != "code" or not match:
+                continue
+            n = match.group(1)
+            found.append(n)
+            tags = cell.metadata.get("tags", [])
+            where = f"{path.name}, solution to exercise {n}"
+            assert "hide-cell" in tags, f"{where}: tag it hide-cell (hides code and output)"
+            assert "hide-input" not in tags and "hide-output" not in tags, where
+            prompts = cell.metadata.get("mystnb", {})
+            for key in ("code_prompt_show", "code_prompt_hide"):
+                assert prompts.get(key, "").startswith(f"Solution to exercise {n}:"), (
+                    f"{where}: metadata mystnb.{key} must title the toggle"
+                )
+            body = cell.source.rstrip().split("\n")[1:]
+            assert body and not body[-1].lstrip().startswith("#"), (
+                f"{where}: the explanation belongs in the Markdown dropdown, not in comments"
+            )
+            after = cells[i + 1] if i + 1 < len(cells) else None
+            assert after is not None and after.cell_type == "markdown", (
+                f"{where}: no Markdown explanation right after the solution"
+            )
+            text = after.source.strip()
+            assert re.match(rf":::{{dropdown}} Solution to exercise {n}\b", text), (
+                f"{where}: the next cell must open ':::{{dropdown}} Solution to exercise {n}'"
+            )
+            assert text.endswith("\n:::") and len(text.splitlines()) >= 3, (
+                f"{where}: the dropdown holds an explanation and is closed with ':::'"
+            )
+        assert found == sorted(set(found), key=int), f"{path.name}: solutions out of order"
 
     def test_no_machine_paths(self, path):
         raw = path.read_text()
