@@ -1463,23 +1463,17 @@ def scanner_swap_rates(
         One row per site: ``site``, ``TPR``, ``FPR`` and ``scanner_flip`` (NaN
         except at ``swap_site``).
     """
-    import warnings
-
-    from .metrics import UndefinedMetricWarning, counterfactual_flip_rate, subgroup_report
+    from .metrics import OVERALL, counterfactual_flip_rate
 
     if swap_site not in federation.site_names:
         _fail("swap_site", swap_site, ", ".join(federation.site_names))
-    table = site_scores(result, federation)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        report = subgroup_report(table["label"].to_numpy(), table["score"].to_numpy(),
-                                 table["site"].to_numpy(), threshold=threshold, n_boot=0)
+    report = evaluate(result, federation, "site", threshold=threshold, n_boot=0, min_size=1)
     test = federation.test_site(swap_site)
     original = result.predict(test)
     swapped = result.predict(federation.rescan(test, scanner, seed=seed))
     flips = counterfactual_flip_rate(original, swapped, threshold=threshold)
     rows = []
-    for site in sorted(table["site"].unique()):
+    for site in sorted(s for s in report.table.index if s != OVERALL):
         rows.append({"site": site, "TPR": float(report.table.loc[site, "TPR"]),
                      "FPR": float(report.table.loc[site, "FPR"]),
                      "scanner_flip": float(flips.loc["overall", "flip_rate"])

@@ -155,6 +155,20 @@ def check_device(device: Any, name: str = "device"):
     raise ValueError(f"{name}={device!r} is not supported; allowed: cpu, cuda, cuda:N or mps")
 
 
+def _check_nearest_parent(out: Path, name: str, text: str, inside_file: str,
+                          not_writable: str) -> None:
+    """Raise if the nearest existing parent of ``out`` is a file or cannot be written in."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{name}={text!r} lies inside the file {parent}; allowed: "
+                                 f"{inside_file}")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"{name}={text!r}: cannot write in {parent}; allowed: "
+                                 f"{not_writable}")
+            return
+
+
 def check_output_folder(path: str | os.PathLike[str], name: str = "out") -> Path:
     """A folder path that can be created or replaced: not a file, not inside a file, not ``.``.
 
@@ -187,15 +201,7 @@ def check_output_folder(path: str | os.PathLike[str], name: str = "out") -> Path
                          "root; allowed: a new or empty folder below them (e.g. ./dataset)")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{name}={text!r} is a file; allowed: a new or empty folder")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{name}={text!r} lies inside the file {parent}; allowed: a "
-                                 "folder path")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"{name}={text!r}: cannot write in {parent}; allowed: a "
-                                 "folder in a writable place")
-            break
+    _check_nearest_parent(out, name, text, "a folder path", "a folder in a writable place")
     return out
 
 
@@ -226,15 +232,8 @@ def check_output_file(path: str | os.PathLike[str], name: str = "checkpoint") ->
     if out.is_dir():
         raise ValueError(f"{name}={text!r} is a folder; allowed: a file path (e.g. "
                          f"{Path(text) / 'model.pt'})")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{name}={text!r} lies inside the file {parent}; allowed: a "
-                                 "file path in a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"{name}={text!r}: cannot write in {parent}; allowed: a "
-                                 "file in a writable folder")
-            break
+    _check_nearest_parent(out, name, text, "a file path in a folder",
+                          "a file in a writable folder")
     return out
 
 
