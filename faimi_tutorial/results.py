@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["results_dir", "available", "results_path", "load"]
+__all__ = ["results_dir", "available", "results_path", "load", "recorded"]
 
 _SUFFIXES = (".csv", ".json")
 
@@ -125,3 +125,25 @@ def load(name: str) -> Any:
     import pandas as pd
 
     return pd.read_csv(path)
+
+
+def recorded(name: str, command: str) -> Any:
+    """:func:`load` a result when it is recorded; otherwise say how to compute it.
+
+    Parameters
+    ----------
+    name : str
+        File name, with or without ``.csv`` (see :func:`results_path`).
+    command : str
+        The command that writes it, named in the message when it is missing.
+
+    Returns
+    -------
+    pandas.DataFrame, dict or None
+        The result, or None (after printing one line) when it is not recorded.
+    """
+    file = name if name.endswith(_SUFFIXES) else f"{name}.csv"
+    if file not in available():
+        print(f"{file} not recorded: run {command}")
+        return None
+    return load(name)

@@ -49,3 +49,12 @@ def test_every_result_ships_in_the_wheel():
     assert "faimi_tutorial._results" in config["packages"]
     patterns = config["package-data"]["faimi_tutorial._results"]
     assert {"*.csv", "*.json"} <= set(patterns)
+
+
+def test_recorded_loads_or_says_how_to_compute(capsys):
+    table = results.recorded("shortcut_salience", "scripts/shortcut_findings.py")
+    pd.testing.assert_frame_equal(table, results.load("shortcut_salience"))
+    assert capsys.readouterr().out == ""
+    assert results.recorded("no_such_result", "scripts/x.py --only y") is None
+    assert capsys.readouterr().out.strip() == (
+        "no_such_result.csv not recorded: run scripts/x.py --only y")
