@@ -28,6 +28,7 @@ _SUBMODULES = (
     "report",
     "representation",
     "results",
+    "runner",
     "runtime",
     "simulate",
     "sweeps",

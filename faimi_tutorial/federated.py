@@ -52,6 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import presets
+from .runner import step
 
 __all__ = [
     "STRATEGIES",
@@ -1481,6 +1482,7 @@ def scanner_swap_rates(
     return pd.DataFrame(rows)
 
 
+@step
 def compare(
     federation: Federation | Callable[[int], Federation],
     strategies: Sequence[str] = STRATEGIES,

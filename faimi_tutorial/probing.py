@@ -71,6 +71,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .metrics import auroc, auroc_of_resamples, bootstrap_indices
+from .runner import step
 
 __all__ = [
     "PSEUDO_LAYERS",
@@ -1165,6 +1166,7 @@ def untrained_model(
     return build_model(config.model_config(shape)).eval()
 
 
+@step
 def layer_report(
     models: Mapping[str, Any],
     data: Any,
@@ -1732,6 +1734,7 @@ def short_evaluate(
     }
 
 
+@step
 def short_sweep(
     cohort: Any,
     lambdas: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),

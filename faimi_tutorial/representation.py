@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .runner import step
 from .simulate import Cohort, SimulationConfig, generate
 
 __all__ = [
@@ -455,6 +456,7 @@ def compose_training_set(cohort: Cohort, config: CompositionConfig | None = None
 # --------------------------------------------------------------------------------------
 
 
+@step
 def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
                 seeds: Sequence[int] = (0, 1, 2), *, n_train: int = 200, n_val: int = 60,
                 test: Cohort | None = None, train_config: Any = "tutorial",

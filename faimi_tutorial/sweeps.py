@@ -21,14 +21,10 @@ else in ``~/.cache/faimi-tutorial/sweeps``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +32,20 @@ import pandas as pd
 
 from . import presets
 from .metrics import GROUP_METRICS, auroc, signed_gaps  # noqa: F401 (public here too)
+from .runner import (  # noqa: F401 (the cache is the runner's; public here too)
+    CACHE_FORMAT,
+    ResultCache,
+    source_digest,
+    _canonical,
+    _code_digest,
+    _describe,
+    _is_plain_record,
+    _plain,
+    cached,
+    config_hash,
+    default_cache_dir,
+    factory_key,
+)
 from .training import TrainConfig, as_data, fit, predict
 
 
@@ -47,236 +57,6 @@ SHORTCUT_SETTINGS: dict[str, dict[str, Any]] = {
     "simulation": {"dims": 2, "n_subjects": 1000, "bias_kind": "intensity", "intensity_factor": 1.2},
     "training": {"epochs": 6, "groupdro_eta": 0.1, "unlearning_alpha": 1.0},
 }
-
-
-# --------------------------------------------------------------------- hashing
-
-
-def _plain(obj: Any) -> Any:
-    """Convert to JSON-ready plain types, deterministically."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_plain(v) for v in obj.tolist()]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "to_dict"):
-        return _plain(obj.to_dict())
-    return repr(obj)
-
-
-def config_hash(config: Any, length: int = 16) -> str:
-    """Stable hash of a configuration (dicts, dataclasses, tuples, numbers).
-
-    Parameters
-    ----------
-    config : any
-        Nested configuration; key order does not matter, tuples equal lists.
-    length : int, default 16
-        Number of hex digits kept (4 to 64).
-
-    Returns
-    -------
-    str
-        Hex digest prefix of the SHA-256 of the canonical JSON text.
-    """
-    if not 4 <= length <= 64:
-        raise ValueError(f"length={length!r} must be in [4, 64]")
-    text = json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def default_cache_dir() -> Path:
-    """``$FAIMI_CACHE_DIR`` or ``~/.cache/faimi-tutorial/sweeps``."""
-    env = os.environ.get("FAIMI_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "faimi-tutorial" / "sweeps"
-
-
-#: Tag of every file :class:`ResultCache` writes (``clear`` deletes only files with it).
-CACHE_FORMAT = "faimi-tutorial-result-1"
-
-
-def _canonical(config: Any) -> str:
-    return json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
-
-
-def _is_plain_record(record: Any) -> bool:
-    return isinstance(record, dict) and all(isinstance(k, str) for k in record)
-
-
-class ResultCache:
-    """Experiment results on disk, one JSON file per configuration hash.
-
-    Each file holds the record, the configuration that produced it and a format
-    tag. A lookup that names its configuration only hits a file made from that
-    same configuration (so a hash collision or a hand-edited file is never
-    trusted); files of the wrong shape read as missing and are recomputed.
-    Writes go to a uniquely named temporary file that replaces the entry in one
-    step, so concurrent writers of one key never fail or mix their bytes.
-
-    Parameters
-    ----------
-    directory : path, optional
-        Where the files go (default :func:`default_cache_dir`).
-    enabled : bool, default True
-        ``False`` makes every lookup miss and every store a no-op.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str] | None = None, enabled: bool = True) -> None:
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.enabled = bool(enabled)
-
-    def path(self, key: str) -> Path:
-        """File of ``key``."""
-        key = str(key)
-        if not key or "/" in key or "\\" in key or key.startswith(".") or "\x00" in key:
-            raise ValueError(f"key={key!r} is invalid; allowed: a file-name-safe text such "
-                             "as a config_hash")
-        return self.directory / f"{key}.json"
-
-    def _load(self, path: Path) -> dict[str, Any] | None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or "record" not in data or "config" not in data:
-            return None
-        return data
-
-    def get(self, key: str, config: Any = None) -> dict[str, Any] | None:
-        """The stored record of ``key``, or ``None``.
-
-        Parameters
-        ----------
-        key : str
-            The entry.
-        config : any, optional
-            The configuration the record must have been made from; a stored record
-            of another configuration reads as missing.
-
-        Returns
-        -------
-        dict or None
-            The record; ``None`` when missing, unreadable, of the wrong shape, or
-            made from another configuration.
-        """
-        if not self.enabled:
-            return None
-        data = self._load(self.path(key))
-        if data is None or not _is_plain_record(data["record"]):
-            return None
-        if config is not None and _canonical(data["config"]) != _canonical(config):
-            return None
-        return data["record"]
-
-    def put(self, key: str, record: Mapping[str, Any], config: Any = None) -> None:
-        """Store ``record`` (and the configuration it came from) under ``key``."""
-        if not self.enabled:
-            return
-        import uuid
-
-        target = self.path(key)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"format": CACHE_FORMAT, "config": _plain(config),
-                           "record": _plain(dict(record))}, indent=1)
-        tmp = self.directory / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-    def __contains__(self, key: str) -> bool:
-        return self.enabled and self.path(key).exists()
-
-    def _own_files(self) -> list[Path]:
-        if not self.directory.is_dir():
-            return []
-        out = []
-        for p in sorted(self.directory.glob("*.json")):
-            data = self._load(p)
-            if data is not None and data.get("format", CACHE_FORMAT) == CACHE_FORMAT:
-                out.append(p)
-        return out
-
-    def __len__(self) -> int:
-        return len(self._own_files())
-
-    def clear(self) -> int:
-        """Delete every record this cache wrote (other files in the folder are kept).
-
-        Returns
-        -------
-        int
-            How many records were deleted.
-        """
-        n = 0
-        for p in self._own_files():
-            p.unlink(missing_ok=True)
-            n += 1
-        if self.directory.is_dir():  # temporary files of interrupted writes
-            for p in self.directory.glob(".*.json.*.tmp"):
-                p.unlink(missing_ok=True)
-        return n
-
-
-def cached(
-    config: Any,
-    compute: Callable[[], Mapping[str, Any]],
-    cache: ResultCache | None = None,
-    refresh: bool = False,
-    require: Sequence[str] = (),
-    valid: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[str, Any]:
-    """Return the cached record of ``config``, computing and storing it when missing.
-
-    Parameters
-    ----------
-    config : any
-        The configuration that fully determines the result.
-    compute : callable
-        Produces the record (a flat mapping of JSON-ready values).
-    cache : ResultCache, optional
-        Default: a cache in :func:`default_cache_dir`.
-    refresh : bool, default False
-        Recompute even when a record exists.
-    require : sequence of str, default ()
-        Other cache keys that must also exist for a hit (companion files).
-    valid : callable, optional
-        ``valid(record) -> bool``: a stored record it refuses is recomputed.
-
-    Returns
-    -------
-    dict
-        The record, with ``"cached"`` set to whether it came from disk.
-    """
-    cache = cache if cache is not None else ResultCache()
-    key = config_hash(config)
-    if not refresh:
-        hit = cache.get(key, config) if all(p in cache for p in require) else None
-        if hit is not None and (valid is None or _accepts(valid, hit)):
-            return {**hit, "cached": True}
-    record = dict(compute())
-    cache.put(key, record, config)
-    return {**_plain(record), "cached": False}
-
-
-def _accepts(valid: Callable[[dict[str, Any]], bool], record: dict[str, Any]) -> bool:
-    try:
-        return bool(valid(record))
-    except Exception:  # a check that trips on a malformed record refuses it
-        return False
 
 
 # --------------------------------------------------------------------- experiments
@@ -402,85 +182,6 @@ def simulation_settings(preset: str, overrides: Mapping[str, Any], seed: int) ->
         Every field of the resolved configuration, in plain types.
     """
     return _plain(_simulation_config(preset, overrides, seed))
-
-
-def _code_digest(code: Any) -> str:
-    """A digest of a code object's bytecode, names and constants (stable across runs)."""
-    parts = [code.co_code.hex(), list(code.co_names), list(code.co_varnames),
-             [(_code_digest(c) if hasattr(c, "co_code") else repr(c)) for c in code.co_consts]]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def factory_key(factory: Any, _seen: frozenset[int] = frozenset()) -> Any:
-    """What identifies a cohort factory in cache keys: its name, code, defaults and the
-    values it closes over.
-
-    Two closures made by one function from different values get different keys;
-    a factory may also set a ``cache_key`` attribute describing everything its
-    result depends on.
-
-    Parameters
-    ----------
-    factory : callable
-        A cohort factory ``(preset, overrides, seed) -> cohort``.
-
-    Returns
-    -------
-    any
-        A JSON-ready description.
-    """
-    import functools
-
-    if id(factory) in _seen:  # a function that refers to itself (recursion)
-        return {"recursive": getattr(factory, "__qualname__", type(factory).__qualname__)}
-    _seen = _seen | {id(factory)}
-    explicit = getattr(factory, "cache_key", None)
-    if explicit is not None and not callable(explicit):
-        return {"cache_key": _plain(explicit)}
-    if isinstance(factory, functools.partial):
-        return {"partial": factory_key(factory.func, _seen), "args": _describe(factory.args, _seen),
-                "keywords": _describe(factory.keywords, _seen)}
-    func = getattr(factory, "__func__", factory)  # bound methods: the function and its object
-    desc: dict[str, Any] = {
-        "module": getattr(func, "__module__", None),
-        "qualname": getattr(func, "__qualname__", type(func).__qualname__),
-    }
-    code = getattr(func, "__code__", None)
-    if code is not None:
-        desc["code"] = _code_digest(code)
-        desc["defaults"] = _describe(getattr(func, "__defaults__", None), _seen)
-        desc["kwdefaults"] = _describe(getattr(func, "__kwdefaults__", None), _seen)
-        cells = getattr(func, "__closure__", None) or ()
-        values = []
-        for cell in cells:
-            try:
-                values.append(_describe(cell.cell_contents, _seen))
-            except ValueError:  # an empty cell
-                values.append(None)
-        desc["closure"] = dict(zip(code.co_freevars, values))
-    else:  # a callable object: its type and state
-        desc["state"] = _describe(getattr(factory, "__dict__", repr(factory)), _seen)
-    if getattr(factory, "__self__", None) is not None:
-        desc["self"] = _describe(factory.__self__, _seen)
-    return desc
-
-
-def _describe(value: Any, _seen: frozenset[int] = frozenset()) -> Any:
-    """Like :func:`_plain`, but functions are described by :func:`factory_key`."""
-    if callable(value) and (hasattr(value, "__code__") or hasattr(value, "func")):
-        return factory_key(value, _seen)
-    if isinstance(value, Mapping):
-        return {str(k): _describe(v, _seen)
-                for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_describe(v, _seen) for v in value]
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):  # by content, without spelling it out
-        data = np.ascontiguousarray(value)
-        return {"array": hashlib.sha256(data.tobytes()).hexdigest()[:16],
-                "shape": list(data.shape), "dtype": str(data.dtype)}
-    return _plain(value)
 
 
 _COHORTS: OrderedDict[str, Any] = OrderedDict()
@@ -623,8 +324,7 @@ def run_experiment(
         Training device (default automatic).
     return_model : bool, default False
         Also return the trained :class:`~faimi_tutorial.training.FitResult` and
-        the cohort (this always trains, skipping the cache lookup, and stores
-        the record).
+        the cohort (both kept in the cache beside the record).
 
     Returns
     -------
@@ -642,6 +342,7 @@ def run_experiment(
         )
     key_config = {
         "version": __version__,
+        "source": source_digest(),
         "factory": factory_key(factory),
         "data": factory_settings(experiment.preset, experiment.simulation, experiment.cohort_seed),
         "training": experiment.train_config().to_dict(),
@@ -690,8 +391,17 @@ def run_experiment(
                       for k in ("accuracy", "AUROC", "n_test"))
         return numbers and _valid_scores(cache_obj.get(f"{key}.scores", key_config))
 
-    record = cached(key_config, compute, cache_obj, refresh=refresh or return_model,
+    model_config = {"model_of": key_config}
+    model_key = config_hash(model_config, length=24)
+    if return_model and not refresh:
+        stored, model_and_cohort = cache_obj.load(model_key, model_config)
+        if stored:
+            trained["result"], trained["cohort"] = model_and_cohort
+    record = cached(key_config, compute, cache_obj,
+                    refresh=refresh or (return_model and not trained),
                     require=[f"{key}.scores"], valid=valid)
+    if return_model and not record["cached"]:
+        cache_obj.store(model_key, (trained["result"], trained["cohort"]), model_config)
     settings = {
         "preset": experiment.preset,
         "seed": experiment.seed,
