@@ -32,7 +32,7 @@ Files written to ``results/``:
 ``layer_findings.json``
     settings, versions, machine and wall time.
 
-Every seed of every study is cached on disk (see :mod:`faimi_tutorial.sweeps`),
+Every seed of every study is cached on disk (see :mod:`faimi_tutorial.runner`),
 so an interrupted run resumes where it stopped.
 
 Usage::
@@ -53,7 +53,7 @@ from typing import Any
 import pandas as pd
 
 import faimi_tutorial as ft
-from faimi_tutorial import probing, sweeps
+from faimi_tutorial import probing, runner, sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("core", "short", "intensity")
@@ -62,8 +62,6 @@ LAMBDAS = (0.0, -0.1, -0.2, -0.3, -0.4)
 #: Training settings shared with the chapter.
 TRAIN = {"epochs": 10, "patience": 3}
 PROBE = probing.ProbeConfig(n_folds=3, n_boot=200)
-#: Modules whose code decides the numbers (the cache key hashes their source).
-COMPUTING = ("anatomy", "simulate", "presets", "models", "training", "probing", "metrics", "sweeps")
 TABLES = ("probes", "sensitivity", "shift", "models", "short")
 FILES = {
     "probes": "layer_probes.csv",
@@ -94,17 +92,6 @@ def simulate(preset: str, n_subjects: int, seed: int, **settings: Any) -> Any:
     """
     cfg = ft.simulate.SimulationConfig.preset(preset, dims=2, n_subjects=n_subjects, seed=seed, **settings)
     return ft.simulate.generate(cfg, progress=False)
-
-
-def code_version() -> str:
-    """Hash of the package's source: a cached seed is reused only by the same code.
-
-    Returns
-    -------
-    str
-    """
-    package = Path(ft.__file__).parent
-    return sweeps.config_hash([(package / f"{name}.py").read_text() for name in COMPUTING])
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -192,23 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = sweeps.ResultCache()
     start = time.perf_counter()
     tables: dict[str, list] = {name: [] for name in TABLES}
-    code = code_version()
     for study in args.only:
         for seed in range(args.seeds):
-            key = {"script": "layer_findings", "code": code, "study": study, "seed": seed,
-                   "preset": args.preset, "n_subjects": args.n_subjects, "n_probe": args.n_probe,
-                   "lambdas": LAMBDAS, "train": TRAIN, "probe": PROBE.to_dict(),
-                   "simulation": sweeps.simulation_settings(args.preset, {"dims": 2}, 0)}
             t0 = time.perf_counter()
-            record = sweeps.cached(key, lambda: run_seed(study, seed, args.preset, args.n_subjects,
-                                                         args.n_probe), cache)
+            # one cached step per study and seed (faimi_tutorial.runner): its key holds
+            # this function's code and settings and the package's source
+            record = runner.run(run_seed, study, seed, args.preset, args.n_subjects,
+                                args.n_probe)
             for name in TABLES:
                 tables[name] += record.get(name, [])
-            print(f"{study} seed {seed}: {time.perf_counter() - t0:.0f} s"
-                  f"{' (cached)' if record.get('cached') else ''}", flush=True)
+            print(f"{study} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     written = []
     for name, rows in tables.items():
         if rows:
