@@ -32,8 +32,9 @@ Files written to ``results/``:
 ``layer_findings.json``
     settings, versions, machine and wall time.
 
-Every seed of every study is cached on disk (see :mod:`faimi_tutorial.runner`),
-so an interrupted run resumes where it stopped.
+Every seed of every study is cached on disk (see
+:mod:`faimi_tutorial.experiments.runner`), so an interrupted run resumes where it
+stopped.
 
 Usage::
 
@@ -84,7 +85,7 @@ def simulate(preset: str, n_subjects: int, seed: int, **settings: Any) -> Any:
     seed : int
         Seed of the cohort.
     **settings
-        Other fields of :class:`faimi_tutorial.simulate.SimulationConfig`.
+        Other fields of :class:`faimi_tutorial.data.simulate.SimulationConfig`.
 
     Returns
     -------
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     for study in args.only:
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            # one cached step per study and seed (faimi_tutorial.runner): its key holds
+            # one cached step per study and seed (experiments.runner): its key holds
             # this function's code and settings and the package's source
             record = runner.run(run_seed, study, seed, args.preset, args.n_subjects,
                                 args.n_probe)

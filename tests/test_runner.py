@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from faimi_tutorial import runner, sweeps
-from faimi_tutorial.runner import CacheWarning, ResultCache
+from faimi_tutorial.experiments.runner import CacheWarning, ResultCache
 
 
 def table_of(n: int, seed: int = 0, scale: float = 1.0) -> pd.DataFrame:

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
+from .._version import __version__
 
 #: Tag of every JSON record :class:`ResultCache` writes (``clear`` deletes only these).
 CACHE_FORMAT = "faimi-tutorial-result-1"
@@ -68,16 +68,28 @@ class CacheWarning(UserWarning):
 # --------------------------------------------------------------------- hashing
 
 
-def _plain(obj: Any) -> Any:
-    """Convert to JSON-ready plain types, deterministically."""
+def plain(obj: Any) -> Any:
+    """Convert to JSON-ready plain types, deterministically.
+
+    Parameters
+    ----------
+    obj : any
+        Dataclasses (field by field), mappings, sequences, numpy values, paths;
+        an object with ``to_dict`` by that; anything else by its ``repr``.
+
+    Returns
+    -------
+    any
+        Nested dicts, lists, numbers, text and ``None``.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return [_plain(v) for v in obj.tolist()]
+        return [plain(v) for v in obj.tolist()]
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
@@ -87,12 +99,12 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if hasattr(obj, "to_dict"):
-        return _plain(obj.to_dict())
+        return plain(obj.to_dict())
     return repr(obj)
 
 
 def _canonical(config: Any) -> str:
-    return json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return json.dumps(plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
 def config_hash(config: Any, length: int = 16) -> str:
@@ -124,7 +136,7 @@ def source_digest() -> str:
     str
         16 hex digits; any edit of the package changes it.
     """
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the package, not this subpackage
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
@@ -266,7 +278,7 @@ class _Describer:
         """Name, code, defaults, closure and (for user code) referenced globals."""
         explicit = getattr(func, "cache_key", None)
         if explicit is not None and not callable(explicit):
-            return {"cache_key": _plain(explicit)}
+            return {"cache_key": plain(explicit)}
         if isinstance(func, functools.partial):
             return {"partial": self(func.func, seen), "args": self(func.args, seen),
                     "keywords": self(func.keywords, seen)}
@@ -350,7 +362,7 @@ def factory_key(factory: Any, _seen: frozenset[int] = frozenset()) -> Any:
 
 
 def _describe(value: Any, _seen: frozenset[int] = frozenset()) -> Any:
-    """Like :func:`_plain`, but by content (see :func:`describe`)."""
+    """Like :func:`plain`, but by content (see :func:`describe`)."""
     return _Describer()(value, _seen)
 
 
@@ -478,8 +490,8 @@ class ResultCache:
         if not self.enabled:
             return
         target = self.path(key)
-        text = json.dumps({"format": CACHE_FORMAT, "config": _plain(config),
-                           "record": _plain(dict(record))}, indent=1)
+        text = json.dumps({"format": CACHE_FORMAT, "config": plain(config),
+                           "record": plain(dict(record))}, indent=1)
         self._write(target, text.encode("utf-8"))
 
     def load(self, key: str, config: Any) -> tuple[bool, Any]:
@@ -555,7 +567,7 @@ class ResultCache:
             _warn(f"the result of cache entry {key} cannot be stored ({err}); "
                   "it is computed again at every call")
             return False
-        header = {"format": OBJECT_MAGIC.decode().strip(), "config": _plain(config),
+        header = {"format": OBJECT_MAGIC.decode().strip(), "config": plain(config),
                   "type": _type_name(value), "bytes": len(payload), "crc32": zlib.crc32(payload)}
         data = OBJECT_MAGIC + json.dumps(header, allow_nan=True).encode() + b"\n" + payload
         self._write(self.path(key, ".pkl"), data)
@@ -667,7 +679,7 @@ def cached(
     cache.check()
     record = dict(compute())
     cache.put(key, record, config)
-    return {**_plain(record), "cached": False}
+    return {**plain(record), "cached": False}
 
 
 def _accepts(valid: Callable[[dict[str, Any]], bool], record: dict[str, Any]) -> bool:
@@ -772,8 +784,8 @@ def run(fn: Callable[..., Any], /, *args: Any,
 
 
 _STEP_DOC = """
-    Cached through :func:`faimi_tutorial.runner.run`: ``cache`` (a
-    :class:`~faimi_tutorial.runner.ResultCache`, a folder, ``None`` for
+    Cached through :func:`faimi_tutorial.experiments.runner.run`: ``cache`` (a
+    :class:`~faimi_tutorial.experiments.runner.ResultCache`, a folder, ``None`` for
     ``$FAIMI_CACHE_DIR``, ``False`` for none) and ``refresh=True`` (compute
     again) are accepted as keywords.
 """
