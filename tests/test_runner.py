@@ -266,3 +266,28 @@ def test_run_experiment_returns_a_stored_model_without_training(cache, monkeypat
     assert again["cached"] and again["AUROC"] == record["AUROC"]
     images = cohort.test.images
     assert np.array_equal(model.predict(images), model2.predict(cohort2.test.images))
+
+
+def test_layer_findings_runs_each_seed_once_through_the_runner(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "layer_findings.py"
+    spec = importlib.util.spec_from_file_location("layer_findings", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    log = tmp_path / "calls"
+
+    def one_seed(study, seed, preset, n_subjects, n_probe):
+        with open(log, "a") as f:
+            f.write(f"{study}{seed} ")
+        return {name: [] for name in script.TABLES} | {
+            "short": [{"study": study, "seed": seed, "lam": 0.0, "AUROC": 0.5 + seed / 10}]}
+
+    monkeypatch.setattr(script, "run_seed", one_seed)
+    args = ["--only", "short", "--seeds", "2", "--out", str(tmp_path / "out")]
+    assert script.main(args) == 0
+    first = pd.read_csv(tmp_path / "out" / "layer_short.csv")
+    assert script.main(args) == 0  # the second call reads both seeds from the cache
+    assert log.read_text().split() == ["short0", "short1"]
+    pd.testing.assert_frame_equal(first, pd.read_csv(tmp_path / "out" / "layer_short.csv"))
