@@ -14,11 +14,13 @@ __version__ = "0.2.0"
 
 _SUBMODULES = (
     "anatomy",
+    "audit",
     "cli",
     "datasets",
     "explain",
     "federated",
     "flower_app",
+    "labels",
     "metrics",
     "models",
     "plotting",
