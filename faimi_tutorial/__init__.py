@@ -20,6 +20,7 @@ _SUBMODULES = (
     "explain",
     "federated",
     "flower_app",
+    "label_experiments",
     "labels",
     "metrics",
     "models",

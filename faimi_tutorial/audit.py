@@ -7,6 +7,8 @@ from :func:`faimi_tutorial.metrics.mean_interval`.
 
 - :func:`fit_recalibration`: Platt scaling (Platt 1999) or isotonic regression
   (Zadrozny & Elkan 2002) fitted on validation scores, applied to test scores;
+- :func:`calibration_in_the_large`: each group's mean score against its observed
+  rate (signed: over- or under-estimated risk), with intervals;
 - :func:`ensemble_spread`: how much the members of an ensemble (models of several
   seeds) disagree about each group's subjects, with intervals;
 - :func:`agreement_by_group`: agreement and Cohen's kappa between two sets of labels
@@ -44,6 +46,7 @@ __all__ = [
     "RECALIBRATIONS",
     "Recalibrator",
     "fit_recalibration",
+    "calibration_in_the_large",
     "ensemble_spread",
     "agreement_by_group",
     "intersectional_report",
@@ -167,6 +170,63 @@ def fit_recalibration(y_val: ArrayLike, scores_val: ArrayLike,
     else:
         model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
     return Recalibrator(method=method, model=model, n_fit=len(y))
+
+
+def calibration_in_the_large(y_true: ArrayLike, scores: ArrayLike, groups: ArrayLike, *,
+                             n_boot: int = 1000, confidence: float = 0.95,
+                             seed: int = 0) -> pd.DataFrame:
+    """Mean score against observed rate per group: the signed part of miscalibration.
+
+    ECE (:func:`~faimi_tutorial.metrics.expected_calibration_error`) says how far
+    scores are from the observed rates but not in which direction; this says
+    whether a group's risk is over- (positive) or under-estimated (negative) on
+    average, with a bootstrap interval over the group's subjects.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}
+        True labels.
+    scores : array-like of float in [0, 1]
+        Predicted probabilities.
+    groups : array-like
+        Group of each subject.
+    n_boot : int, default 1000
+        Bootstrap replicates (0: no intervals).
+    confidence : float, default 0.95
+        Level of the percentile intervals.
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group and ``"overall"``: ``n``, ``mean_score``, ``observed``
+        (fraction positive), ``difference`` (mean score minus observed) with
+        ``difference_low`` and ``difference_high``.
+
+    Examples
+    --------
+    >>> calibration_in_the_large([1, 0, 1, 0], [0.5] * 4, ["a"] * 4, n_boot=0).loc[
+    ...     "a", "difference"]
+    0.0
+    """
+    y, s, g = _check_inputs(y_true, scores, groups)
+    n_boot = _check_n_boot(n_boot)
+    confidence = _check_confidence(confidence)
+    rng = np.random.default_rng(seed)
+    rows, names = [], []
+    for grp in sorted(np.unique(g).tolist(), key=str) + ["overall"]:
+        idx = np.arange(len(g)) if grp == "overall" else np.flatnonzero(g == grp)
+        diff = s[idx] - y[idx]
+        row = {"n": float(len(idx)), "mean_score": float(s[idx].mean()),
+               "observed": float(y[idx].mean()), "difference": float(diff.mean())}
+        low, high = (_percentiles(diff[bootstrap_indices(len(idx), n_boot, seed=rng)]
+                                  .mean(axis=1), confidence)
+                     if n_boot else (np.nan, np.nan))
+        row["difference_low"], row["difference_high"] = low, high
+        rows.append(row)
+        names.append(grp)
+    return pd.DataFrame(rows, index=pd.Index(names, dtype=object, name="group"))
 
 
 # --------------------------------------------------------------------- ensembles

@@ -113,6 +113,22 @@ def test_recalibration_rejects_bad_inputs():
         audit.fit_recalibration(y, s).transform([0.2, 1.5])
 
 
+def test_calibration_in_the_large_is_signed_per_group():
+    rng = np.random.default_rng(0)
+    g = np.repeat(["A", "B"], 2000)
+    risk = rng.uniform(0.1, 0.9, 4000)
+    y = (rng.uniform(size=4000) < risk).astype(int)
+    s = np.where(g == "B", risk * 0.7, risk)  # B's risk under-estimated
+    table = audit.calibration_in_the_large(y, s, g, n_boot=300)
+    assert table.loc["B", "difference_high"] < -0.1
+    assert table.loc["A", "difference_low"] < 0 < table.loc["A", "difference_high"]
+    assert table.loc["B", "mean_score"] == pytest.approx(s[g == "B"].mean())
+    with pytest.raises(ValueError, match="n_boot"):
+        audit.calibration_in_the_large(y, s, g, n_boot=1.5)
+    with pytest.raises(ValueError, match="lengths"):
+        audit.calibration_in_the_large(y, s[:10], g)
+
+
 # --------------------------------------------------------------------- ensembles
 
 
