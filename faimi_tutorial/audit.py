@@ -31,15 +31,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from .labels import check_binary
 from .metrics import (
     METRICS,
     _check_inputs,
-    _check_labels,
-    _check_threshold,
-    _metric_rows,
     bootstrap_indices,
     mean_interval,
     subgroup_report,
+    weighted_metrics,
 )
 
 __all__ = [
@@ -351,8 +350,8 @@ def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLi
     >>> agreement_by_group([1, 0, 1, 0], [1, 0, 0, 0], ["x"] * 4, n_boot=0).loc["x", "agreement"]
     0.75
     """
-    a = _check_labels(np.asarray(labels_a))
-    b = _check_labels(np.asarray(labels_b))
+    a = check_binary(labels_a, "labels_a")
+    b = check_binary(labels_b, "labels_b")
     g = np.asarray(groups)
     if not (a.ndim == b.ndim == g.ndim == 1 and len(a) == len(b) == len(g)) or len(a) == 0:
         raise ValueError(f"labels_a, labels_b and groups must be one-dimensional of one "
@@ -567,11 +566,9 @@ def prevalence_table(y_true: ArrayLike, scores: ArrayLike, prevalences: Sequence
     if isinstance(n_draws, (bool, np.bool_)) or not isinstance(n_draws, (int, np.integer)) \
             or n_draws < 2:
         raise ValueError(f"n_draws={n_draws!r} must be an integer >= 2")
-    threshold = _check_threshold(threshold)
-
     def rates(weights: np.ndarray) -> dict[str, np.ndarray]:
         """The report's kernel on each row of 0/1 weights (one subsample per row)."""
-        r = _metric_rows(y, s, weights, threshold, 10)
+        r = weighted_metrics(y, s, weights, threshold=threshold)
         with np.errstate(invalid="ignore", divide="ignore"):
             npv = np.where(r["selection_rate"] < 1,
                            r["TNR"] * (1 - r["prevalence"]) / (1 - r["selection_rate"]),

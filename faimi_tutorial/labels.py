@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["noisy_labels", "verified_sample"]
+__all__ = ["check_binary", "noisy_labels", "verified_sample"]
 
 
-def _binary(label: ArrayLike, name: str = "label") -> np.ndarray:
+def check_binary(label: ArrayLike, name: str = "label") -> np.ndarray:
+    """Labels 0/1 (or booleans) as a non-empty int64 array; anything else raises ``ValueError``."""
     y = np.asarray(label)
     if y.ndim != 1 or len(y) == 0:
         raise ValueError(f"{name} must be a non-empty one-dimensional array "
@@ -116,7 +117,7 @@ def noisy_labels(
     >>> noisy_labels(y, [0, 0, 1, 1, 0, 0, 1, 1], miss_rate={1: 1.0}).tolist()
     [1, 1, 0, 0, 0, 0, 0, 0]
     """
-    y = _binary(label)
+    y = check_binary(label)
     g = _groups(groups, len(y))
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
             or seed < 0:

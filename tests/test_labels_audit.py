@@ -251,3 +251,28 @@ def test_prevalence_table_measures_what_bayes_predicts():
         audit.prevalence_table(y, s, [0.2], n_draws=1)
     with pytest.raises(ValueError, match="single class"):
         audit.prevalence_table(np.ones(5, int), np.full(5, 0.5), [0.2])
+
+
+def test_weighted_metrics_is_the_report_on_a_reweighted_sample():
+    from faimi_tutorial.metrics import weighted_metrics
+
+    y, s, g = scored(300, seed=7)
+    rows = weighted_metrics(y, s, np.vstack([np.ones(300), (g == 1).astype(float)]))
+    report = subgroup_report(y, s, g, n_boot=0).table
+    for m in ("TPR", "FPR", "PPV", "accuracy", "AUROC", "ECE"):
+        assert rows[m][0] == pytest.approx(report.loc["overall", m])
+        assert rows[m][1] == pytest.approx(report[m].iloc[1])
+    with pytest.raises(ValueError, match="shape"):
+        weighted_metrics(y, s, np.ones(300))
+    with pytest.raises(ValueError, match="non-negative"):
+        weighted_metrics(y, s, -np.ones((1, 300)))
+    with pytest.raises(ValueError, match="threshold"):
+        weighted_metrics(y, s, np.ones((1, 300)), threshold=2)
+
+
+def test_check_binary():
+    np.testing.assert_array_equal(labels.check_binary([True, False]), [1, 0])
+    with pytest.raises(ValueError, match="non-empty"):
+        labels.check_binary([])
+    with pytest.raises(ValueError, match="labels_a must contain only 0 and 1"):
+        labels.check_binary([0, 3], "labels_a")
