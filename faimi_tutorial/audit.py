@@ -390,9 +390,12 @@ def intersectional_report(
     """A metric on each group of each attribute and of their intersection, vs the rest.
 
     For every group (each value of each attribute, then each combination of all
-    attributes) the subgroup report of *that group against everyone else* gives
-    the group's value with its interval and the signed gap (group minus rest)
-    with its interval. One global threshold throughout.
+    attributes) the report's metrics (:func:`~faimi_tutorial.metrics.weighted_metrics`)
+    give the group's value and the signed gap, group minus everyone else, as
+    :func:`subgroup_report` would with the group and the rest as its two groups;
+    intervals resample within the group and within the rest
+    (:func:`~faimi_tutorial.metrics.bootstrap_indices`). One global threshold
+    throughout.
 
     Parameters
     ----------
@@ -454,27 +457,37 @@ def intersectional_report(
     joint = np.array([" & ".join(parts) for parts in zip(*columns.values())])
     levels = [*columns.items(), (joint_name, joint)]
     base = {"TPR": y == 1, "FPR": y == 0, "TNR": y == 0}
+    rng = np.random.default_rng(seed)
     rows = []
     for level, values in levels:
         for grp in sorted(np.unique(values).tolist()):
             member = values == grp
             if member.all():
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rep = subgroup_report(y, s, member, threshold=threshold, n_boot=n_boot,
-                                      confidence=confidence, seed=seed)
+            sides = [np.flatnonzero(member), np.flatnonzero(~member)]
+            point = weighted_metrics(y, s, np.vstack([member, ~member]).astype(float),
+                                     threshold=threshold)
+            boot = []
+            for idx in sides:  # resampled within the group and within the rest
+                w = np.zeros((n_boot, len(y)))
+                if n_boot:
+                    draws = idx[bootstrap_indices(len(idx), n_boot, seed=rng)]
+                    np.add.at(w, (np.repeat(np.arange(n_boot), len(idx)),
+                                  draws.ravel()), 1.0)
+                boot.append(weighted_metrics(y, s, w, threshold=threshold)
+                            if n_boot else None)
             for m in metrics:
                 n_metric = int((member & base.get(m, np.ones_like(member))).sum())
+                low = high = gap_low = gap_high = float("nan")
+                if n_boot:
+                    low, high = _percentiles(boot[0][m], confidence)
+                    gap_low, gap_high = _percentiles(boot[0][m] - boot[1][m], confidence)
                 rows.append({
                     "level": level, "group": grp, "metric": m,
                     "n": int(member.sum()), "n_metric": n_metric,
-                    "value": float(rep.table[m].iloc[1]),  # row 1: the group (True)
-                    "low": float(rep.ci_low[m].iloc[1]),
-                    "high": float(rep.ci_high[m].iloc[1]),
-                    "gap": float(rep.gaps.loc[m, "contrast"]),
-                    "gap_low": float(rep.gaps.loc[m, "contrast_low"]),
-                    "gap_high": float(rep.gaps.loc[m, "contrast_high"]),
+                    "value": float(point[m][0]), "low": low, "high": high,
+                    "gap": float(point[m][0] - point[m][1]),
+                    "gap_low": gap_low, "gap_high": gap_high,
                     "too_small": n_metric < min_count,
                 })
     return pd.DataFrame(rows)
