@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faimi_tutorial import audit, labels
-from faimi_tutorial.metrics import expected_calibration_error, subgroup_report
+from faimi_tutorial.data import labels
+from faimi_tutorial.fairness import audit
+from faimi_tutorial.fairness.metrics import expected_calibration_error, subgroup_report
 
 
 def scored(n=4000, seed=0, shift=0.0):
@@ -254,7 +255,7 @@ def test_prevalence_table_measures_what_bayes_predicts():
 
 
 def test_weighted_metrics_is_the_report_on_a_reweighted_sample():
-    from faimi_tutorial.metrics import weighted_metrics
+    from faimi_tutorial.fairness.metrics import weighted_metrics
 
     y, s, g = scored(300, seed=7)
     rows = weighted_metrics(y, s, np.vstack([np.ones(300), (g == 1).astype(float)]))

@@ -76,7 +76,7 @@ class UndefinedMetricWarning(UserWarning):
 # ---------------------------------------------------------------------------
 
 
-def _check_inputs(
+def check_inputs(
     y_true, scores, groups=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate and convert the three arrays of every metric function."""
@@ -316,7 +316,7 @@ def weighted_metrics(y_true: ArrayLike, scores: ArrayLike, weights: ArrayLike, *
     >>> weighted_metrics([0, 1, 1], [0.2, 0.8, 0.3], [[1, 1, 1], [0, 1, 0]])["TPR"]
     array([0.5, 1. ])
     """
-    y, s, _ = _check_inputs(y_true, scores)
+    y, s, _ = check_inputs(y_true, scores)
     w = np.asarray(weights, dtype=float)
     if w.ndim != 2 or w.shape[1] != len(y):
         raise ValueError(f"weights must have shape (n_rows, {len(y)}); got {w.shape}")
@@ -506,7 +506,7 @@ def expected_calibration_error(y_true, scores, n_bins: int = 10) -> float:
     float
         The ECE, in [0, 1].
     """
-    y, s, _ = _check_inputs(y_true, scores)
+    y, s, _ = check_inputs(y_true, scores)
     n_bins = _check_n_bins(n_bins)
     return float(_metric_rows(y, s, np.ones((1, len(y))), 0.5, n_bins)["ECE"][0])
 
@@ -612,7 +612,7 @@ class SubgroupReport:
         pandas.DataFrame
             Formatted strings; undefined values read ``"undefined"``.
         """
-        _check_metric_names(metrics)
+        check_metric_names(metrics)
         out = pd.DataFrame(index=self.table.index)
         for m in metrics:
             col = []
@@ -636,26 +636,9 @@ class SubgroupReport:
         head = f"<p>Subgroup report at threshold {self.threshold:g} ({level})</p>"
         return head + self.summary().to_html()
 
-    def plot(self, metrics: Sequence[str] = ("TPR", "FPR"), ax=None):
-        """Per-group values with their intervals, one panel per metric.
 
-        Parameters
-        ----------
-        metrics : sequence of str
-            Metric names from :data:`METRICS` (default TPR and FPR).
-        ax : matplotlib axes or array of axes, optional
-            Where to draw (one axis per metric); new figure if omitted.
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-        """
-        from .plotting import plot_subgroup_report
-
-        return plot_subgroup_report(self, metrics=metrics, ax=ax)
-
-
-def _check_metric_names(metrics: Sequence[str]) -> None:
+def check_metric_names(metrics: Sequence[str]) -> None:
+    """Raise a one-line ``ValueError`` naming any metric not in :data:`METRICS`."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"metrics={unknown!r} unknown; allowed: {', '.join(METRICS)}")
@@ -722,7 +705,7 @@ def subgroup_report(
     """
     from fairlearn.metrics import MetricFrame
 
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     threshold = _check_threshold(threshold)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .._version import __version__
+from ..data.simulate import Cohort, SimulationConfig, generate
+from ..training import TrainConfig, fit, predict
 from .representation import concat_cohorts
-from .simulate import Cohort, SimulationConfig, generate
 from .sweeps import ResultCache, cached
-from .training import TrainConfig, fit, predict
 
 __all__ = ["SITE_COLUMN", "two_site_cohort", "fit_scores"]
 

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from .labels import check_binary
+from ..data.labels import check_binary
 from .metrics import (
     METRICS,
-    _check_inputs,
     bootstrap_indices,
+    check_inputs,
     mean_interval,
     subgroup_report,
     weighted_metrics,
@@ -122,7 +122,7 @@ class Recalibrator:
 
 def _scores_only(scores: ArrayLike) -> np.ndarray:
     s = np.asarray(scores)
-    _check_inputs(np.zeros(len(s), dtype=int) if s.ndim == 1 else s, s)
+    check_inputs(np.zeros(len(s), dtype=int) if s.ndim == 1 else s, s)
     return s.astype(float)
 
 
@@ -161,7 +161,7 @@ def fit_recalibration(y_val: ArrayLike, scores_val: ArrayLike,
 
     if method not in RECALIBRATIONS:
         raise ValueError(f"method={method!r} is invalid; allowed: {', '.join(RECALIBRATIONS)}")
-    y, s, _ = _check_inputs(y_val, scores_val)
+    y, s, _ = check_inputs(y_val, scores_val)
     if y.min() == y.max():
         raise ValueError("y_val holds a single class; recalibration needs both")
     if method == "platt":
@@ -209,7 +209,7 @@ def calibration_in_the_large(y_true: ArrayLike, scores: ArrayLike, groups: Array
     ...     "a", "difference"]
     0.0
     """
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     n_boot = _check_n_boot(n_boot)
     confidence = _check_confidence(confidence)
     rng = np.random.default_rng(seed)
@@ -434,7 +434,7 @@ def intersectional_report(
         For fewer than two attributes, lengths that differ, unknown metrics or an
         attribute with a single value.
     """
-    y, s, _ = _check_inputs(y_true, scores)
+    y, s, _ = check_inputs(y_true, scores)
     if not isinstance(attributes, Mapping) or len(attributes) < 2:
         raise ValueError("attributes must map at least two names to arrays")
     metrics = list(metrics)
@@ -570,7 +570,7 @@ def prevalence_table(y_true: ArrayLike, scores: ArrayLike, prevalences: Sequence
         (Bayes' rule; for TPR and FPR the full set's value), and ``n``, the size of
         each subsample.
     """
-    y, s, _ = _check_inputs(y_true, scores)
+    y, s, _ = check_inputs(y_true, scores)
     if y.min() == y.max():
         raise ValueError("y_true holds a single class; prevalence needs both")
     p = np.asarray(prevalences, dtype=float)
