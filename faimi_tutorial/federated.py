@@ -24,7 +24,10 @@ classifier with five strategies (:data:`STRATEGIES`):
 
 All five use the same client training function, :func:`client_update` (one visit of
 a model to one site), and so does the Flower app in
-:mod:`faimi_tutorial.flower_app`. Evaluation per site and per subgroup goes
+:mod:`faimi_tutorial.flower_app`; it runs the package's one training loop,
+:func:`faimi_tutorial.training.run_epochs`, with the clients' objective: any
+mitigation of chapter 3 (``FedConfig(mitigation="groupdro")``, computed on each
+site's own data), plus FedProx's proximal term for ``"fedprox"``. Evaluation per site and per subgroup goes
 through :func:`faimi_tutorial.metrics.subgroup_report`.
 
 Example::
@@ -49,7 +52,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from . import presets
 from .models import ModelConfig, build_model
@@ -73,6 +75,7 @@ __all__ = [
     "init_params",
     "client_seed",
     "client_update",
+    "model_from_params",
     "fedavg",
     "train",
     "train_local",
@@ -867,6 +870,31 @@ def _build(
     if params is not None:
         model.load_state_dict({k: torch.as_tensor(v) for k, v in params.items()})
     return model
+
+
+def model_from_params(
+    config: FedConfig, in_shape: Sequence[int], params: Mapping[str, torch.Tensor],
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """The network of ``config`` with ``params`` loaded, in eval mode.
+
+    Parameters
+    ----------
+    config : FedConfig
+        Architecture.
+    in_shape : sequence of int
+        ``(channels, *grid)`` of one image.
+    params : mapping of str to tensor
+        A ``state_dict`` (e.g. a global model sent by a server).
+    device : str or torch.device, default "cpu"
+        Where the network lives.
+
+    Returns
+    -------
+    torch.nn.Module
+        A new network (not shared with the clients' cached one).
+    """
+    return _build(config, in_shape, params, torch.device(device)).eval()
 
 
 def client_update(

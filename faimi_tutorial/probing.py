@@ -56,9 +56,7 @@ significant at a stated level), the model's decisions use the attribute.
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
