@@ -712,9 +712,11 @@ class FedConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 _fail(name, value, ">= 0")
+        eta = self.groupdro_eta
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 0:
+            _fail("groupdro_eta", eta, "> 0")
         if self.mitigation not in MITIGATIONS:
             _fail("mitigation", self.mitigation, ", ".join(MITIGATIONS))
-        self.objective()  # validates groupdro_eta
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         self.model_config((1, 32, 32))  # validates the architecture fields
