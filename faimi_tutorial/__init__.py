@@ -21,6 +21,7 @@ _SUBMODULES = (
     "flower_app",
     "metrics",
     "models",
+    "objectives",
     "plotting",
     "postprocess",
     "presets",

@@ -27,8 +27,8 @@ a model to one site), and so does the Flower app in
 :mod:`faimi_tutorial.flower_app`; it runs the package's one training loop,
 :func:`faimi_tutorial.training.run_epochs`, with the clients' objective: any
 mitigation of chapter 3 (``FedConfig(mitigation="groupdro")``, computed on each
-site's own data), plus FedProx's proximal term for ``"fedprox"``. Evaluation per site and per subgroup goes
-through :func:`faimi_tutorial.metrics.subgroup_report`.
+site's own data), plus FedProx's proximal term for ``"fedprox"``. Evaluation per
+site and per subgroup goes through :func:`faimi_tutorial.metrics.subgroup_report`.
 
 Example::
 
@@ -775,8 +775,9 @@ class FedConfig:
         return asdict(self)
 
     def objective(self) -> Objective:
-        """A fresh clients' objective for ``mitigation`` (see :func:`from_mitigation`)."""
-        return from_mitigation(self.mitigation, lr=self.lr, groupdro_eta=self.groupdro_eta,
+        """A fresh clients' objective for ``mitigation`` (:func:`from_mitigation`)."""
+        return from_mitigation(self.mitigation, lr=self.lr,
+                               groupdro_eta=self.groupdro_eta,
                                unlearning_alpha=self.unlearning_alpha)
 
 
@@ -964,8 +965,9 @@ def client_update(
     objective = config.objective() if objective is None else objective
     if proximal_mu > 0:
         objective = FedProx(proximal_mu, inner=objective)
-    run = run_epochs(model, site, objective, epochs=epochs, batch_size=config.batch_size,
-                     lr=config.lr, weight_decay=config.weight_decay, seed=seed,
+    run = run_epochs(model, site, objective, epochs=epochs,
+                     batch_size=config.batch_size, lr=config.lr,
+                     weight_decay=config.weight_decay, seed=seed,
                      optimizer_state=optimizer_state, head_seed=seed)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     opt_state = _to_cpu(run.optimiser.state_dict())

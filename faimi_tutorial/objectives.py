@@ -291,12 +291,16 @@ class BiasUnlearner:
 
 class _ScaleGradient(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, lam: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, lam: float
+    ) -> torch.Tensor:
         ctx.lam = lam
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
         return grad * ctx.lam, None
 
 
@@ -554,10 +558,13 @@ class Unlearning(Objective):
     label = "unlearning"
     needs_features = True
 
-    def __init__(self, alpha: float = 1.0, head_lr: float = 1e-2, steps: int = 2) -> None:
+    def __init__(
+        self, alpha: float = 1.0, head_lr: float = 1e-2, steps: int = 2
+    ) -> None:
         self.alpha = _number("alpha", alpha, lambda v: v >= 0, "a number >= 0")
         self.head_lr = _number("head_lr", head_lr, lambda v: v > 0, "a number > 0")
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        integer = isinstance(steps, (int, np.integer)) and not isinstance(steps, bool)
+        if not integer or steps < 1:
             raise ValueError(f"steps={steps!r} is invalid; allowed: an integer >= 1")
         self.steps = int(steps)
 
@@ -648,7 +655,8 @@ class AttributeTask(Objective):
     def epoch_metrics(self) -> dict[str, float]:
         """``attribute_loss`` and ``attribute_accuracy`` on the training batches."""
         n = max(self._count, 1)
-        return {"attribute_loss": self._loss / n, "attribute_accuracy": self._correct / n}
+        return {"attribute_loss": self._loss / n,
+                "attribute_accuracy": self._correct / n}
 
     def best_state(self) -> dict[str, Any]:
         """``attribute_head``: a CPU copy of the head's state dict."""
@@ -730,7 +738,8 @@ def from_mitigation(
     ``"none"`` -> :class:`ERM`, ``"reweighing"`` -> :class:`Reweighing`,
     ``"group_balanced"`` -> :class:`GroupBalanced`, ``"groupdro"`` ->
     :class:`GroupDRO` ``(groupdro_eta)``, ``"unlearning"`` -> :class:`Unlearning`
-    ``(unlearning_alpha)`` with a bias head learning at ``10 * lr``, two steps per batch.
+    ``(unlearning_alpha)`` with a bias head learning at ``10 * lr``, two steps per
+    batch.
 
     Parameters
     ----------
@@ -757,5 +766,6 @@ def from_mitigation(
     if name == "unlearning":
         head_lr = 10 * _number("lr", lr, lambda v: v > 0, "a number > 0")
         return Unlearning(unlearning_alpha, head_lr=head_lr, steps=2)
-    raise ValueError(f"mitigation={name!r} is invalid; allowed: {', '.join(MITIGATIONS)}")
+    allowed = ", ".join(MITIGATIONS)
+    raise ValueError(f"mitigation={name!r} is invalid; allowed: {allowed}")
 

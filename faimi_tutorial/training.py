@@ -31,11 +31,13 @@ strategies, chosen by name (:data:`MITIGATIONS`):
 ``"groupdro"``
     Group distributionally robust optimisation (Sagawa et al., 2020): a weight per
     (label, group) cell grows exponentially with that cell's loss, so training
-    minimises (approximately) the worst cell's loss (:class:`~faimi_tutorial.objectives.GroupDROLoss`).
+    minimises (approximately) the worst cell's loss
+    (:class:`~faimi_tutorial.objectives.GroupDROLoss`).
 ``"unlearning"``
     Bias unlearning (Dinsdale et al., 2021): a bias head learns to predict the
     bias group from the penultimate features, while the network is trained to
-    make that head maximally confused (:func:`~faimi_tutorial.objectives.confusion_loss`).
+    make that head maximally confused
+    (:func:`~faimi_tutorial.objectives.confusion_loss`).
 """
 
 from __future__ import annotations
@@ -382,7 +384,7 @@ class TrainConfig:
         return asdict(self)
 
     def objective(self) -> Objective:
-        """The training objective of ``mitigation`` (:func:`objectives.from_mitigation`)."""
+        """The objective of ``mitigation`` (:func:`objectives.from_mitigation`)."""
         return objectives.from_mitigation(
             self.mitigation, lr=self.lr, groupdro_eta=self.groupdro_eta,
             unlearning_alpha=self.unlearning_alpha,
@@ -458,7 +460,9 @@ def selection_score(config: TrainConfig, metrics: dict[str, float], val_loss: fl
     return _score(config.selection, config.selection_metric, metrics, val_loss)
 
 
-def _score(selection: str, metric: str, metrics: dict[str, float], val_loss: float) -> float:
+def _score(
+    selection: str, metric: str, metrics: dict[str, float], val_loss: float
+) -> float:
     if selection == "loss":
         return -float(val_loss)
     if selection == "overall":
@@ -562,7 +566,8 @@ def resolve_config(
     if isinstance(config, str):
         return TrainConfig.preset(config, dims=_data_dims(data), **overrides)
     if not isinstance(config, TrainConfig):
-        raise ValueError(f"config={config!r} is invalid; allowed: a TrainConfig or a preset name")
+        raise ValueError(f"config={config!r} is invalid; allowed: a TrainConfig or a "
+                         "preset name")
     if overrides:
         return TrainConfig(**{**config.to_dict(), **overrides})
     return config
@@ -608,7 +613,8 @@ def _check_loop_settings(objective: Any, epochs: Any, batch_size: Any, lr: Any,
     if not isinstance(objective, Objective):
         raise ValueError(f"objective={objective!r} is invalid; allowed: an Objective")
     TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                selection=selection, selection_metric=selection_metric, patience=patience)
+                selection=selection, selection_metric=selection_metric,
+                patience=patience)
 
 
 class _Selector:
@@ -617,7 +623,8 @@ class _Selector:
     def __init__(self, model: nn.Module, objective: Objective, selection: str,
                  metric: str, patience: int | None) -> None:
         self.rule, self.metric, self.patience = selection, metric, patience
-        self.best_score, self.best_loss, self.best_epoch, self.stale = -math.inf, math.inf, 1, 0
+        self.best_score, self.best_loss = -math.inf, math.inf
+        self.best_epoch, self.stale = 1, 0
         self.state = copy.deepcopy(model.state_dict())
         self.extras = objective.best_state()
 
@@ -638,7 +645,8 @@ class _Selector:
 
 def _train_epoch(model: nn.Module, train: ArrayData, objective: Objective,
                  optimiser: torch.optim.Optimizer, batch_size: int,
-                 generator: torch.Generator, device: torch.device) -> tuple[float, int, int]:
+                 generator: torch.Generator,
+                 device: torch.device) -> tuple[float, int, int]:
     """One pass over ``train``; returns (summed cross-entropy, samples, steps)."""
     model.train()
     objective.start_epoch()
@@ -646,14 +654,16 @@ def _train_epoch(model: nn.Module, train: ArrayData, objective: Objective,
     y_all = torch.as_tensor(train.label, dtype=torch.float32)
     a_all = torch.as_tensor(train.bias_group, dtype=torch.long)
     total, count, steps = 0.0, 0, 0
-    for idx in _batches(len(train), batch_size, generator, objective.sampling_weights()):
-        batch = objectives.Batch(idx, images[idx.to(images.device)], y_all[idx].to(device),
-                                 a_all[idx].to(device))
+    probs = objective.sampling_weights()
+    for idx in _batches(len(train), batch_size, generator, probs):
+        batch = objectives.Batch(idx, images[idx.to(images.device)],
+                                 y_all[idx].to(device), a_all[idx].to(device))
         if objective.needs_features:
             logits, features = forward_with_features(model, batch.x)
         else:
             logits, features = model(batch.x).reshape(len(idx), -1)[:, 0], None
-        per_sample = F.binary_cross_entropy_with_logits(logits, batch.y, reduction="none")
+        per_sample = F.binary_cross_entropy_with_logits(logits, batch.y,
+                                                        reduction="none")
         loss = objective.loss(per_sample, batch, features)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -662,6 +672,22 @@ def _train_epoch(model: nn.Module, train: ArrayData, objective: Objective,
         total += float(per_sample.detach().sum())
         count, steps = count + len(idx), steps + 1
     return total, count, steps
+
+
+def _start(model: nn.Module, train: ArrayData, objective: Objective, lr: float,
+           weight_decay: float, optimizer_state: Mapping[str, Any] | None,
+           head_seed: int | None) -> torch.optim.Optimizer:
+    """Set the objective up (its heads seeded by ``head_seed``) and build AdamW."""
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[], enabled=head_seed is not None):
+        if head_seed is not None:
+            torch.manual_seed(int(head_seed))
+        objective.setup(model, train.label, train.bias_group, device)
+    groups = [{"params": model.parameters()}, *objective.param_groups()]
+    optimiser = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    if optimizer_state is not None:
+        optimiser.load_state_dict(optimizer_state)
+    return optimiser
 
 
 def run_epochs(
@@ -730,17 +756,11 @@ def run_epochs(
     train = as_data(data)
     valid = None if val is None else as_data(val)
     if len(train) == 0 or valid is not None and len(valid) == 0:
-        raise ValueError(f"need non-empty training and validation data; got {len(train)} "
-                         f"and {0 if valid is None else len(valid)}")
+        raise ValueError("need non-empty training and validation data; got "
+                         f"{len(train)} and {0 if valid is None else len(valid)}")
     device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[], enabled=head_seed is not None):
-        if head_seed is not None:
-            torch.manual_seed(int(head_seed))
-        objective.setup(model, train.label, train.bias_group, device)
-    optimiser = torch.optim.AdamW([{"params": model.parameters()}, *objective.param_groups()],
-                                  lr=lr, weight_decay=weight_decay)
-    if optimizer_state is not None:
-        optimiser.load_state_dict(optimizer_state)
+    optimiser = _start(model, train, objective, lr, weight_decay, optimizer_state,
+                       head_seed)
     selector = _Selector(model, objective, selection, selection_metric, patience)
     generator = torch.Generator().manual_seed(int(seed))
     rows: list[dict[str, float]] = []
@@ -774,7 +794,9 @@ def run_epochs(
                         optimiser, extras)
 
 
-def _validate(model: nn.Module, valid: ArrayData, device: torch.device) -> dict[str, float]:
+def _validate(
+    model: nn.Module, valid: ArrayData, device: torch.device
+) -> dict[str, float]:
     """``val_loss`` and the ``val_*`` :func:`validation_metrics` of one epoch."""
     scores, val_loss = _scores_and_loss(model, valid, device)
     metrics = validation_metrics(valid.label, scores, valid.bias_group)
@@ -839,14 +861,15 @@ def fit(
     run = run_epochs(
         model, train, config.objective() if objective is None else objective,
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        weight_decay=config.weight_decay, seed=seed, val=valid, selection=config.selection,
-        selection_metric=config.selection_metric, patience=config.patience,
-        progress=progress,
+        weight_decay=config.weight_decay, seed=seed, val=valid,
+        selection=config.selection, selection_metric=config.selection_metric,
+        patience=config.patience, progress=progress,
     )
     model.eval()
     result = FitResult(model=model, history=run.history, config=config,
-                       model_config=model_config, best_epoch=run.best_epoch, seed=int(seed),
-                       stopped_early=run.stopped_early, extras=run.extras)
+                       model_config=model_config, best_epoch=run.best_epoch,
+                       seed=int(seed), stopped_early=run.stopped_early,
+                       extras=run.extras)
     if checkpoint is not None:
         save_checkpoint(result, checkpoint)
     return result

@@ -22,13 +22,14 @@ def toy():
 
 def _model(toy, seed=0):
     torch.manual_seed(seed)
-    return build_model(training.TrainConfig.preset("tiny").model_config(toy.in_shape))
+    config = training.TrainConfig.preset("tiny")
+    return build_model(config.model_config(toy.in_shape))
 
 
 def _batch(toy, index):
     idx = torch.as_tensor(index)
-    return O.Batch(idx, toy.images[idx], torch.as_tensor(toy.label[index], dtype=torch.float32),
-                   torch.as_tensor(toy.bias_group[index]))
+    y = torch.as_tensor(toy.label[index], dtype=torch.float32)
+    return O.Batch(idx, toy.images[idx], y, torch.as_tensor(toy.bias_group[index]))
 
 
 def _per_sample(model, batch):
@@ -60,7 +61,8 @@ def test_reweighing_weighs_each_sample_by_its_cell(toy):
     obj = _setup(O.Reweighing(), model, toy)
     weights = O.reweighing_weights(toy.label, toy.bias_group)[10:30]
     expected = float((per_sample.detach().numpy() * weights).mean())
-    assert float(obj.loss(per_sample, batch)) == pytest.approx(expected, rel=1e-5)
+    loss = obj.loss(per_sample, batch).detach()
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert not np.allclose(weights, 1.0), "the toy data's cells are unbalanced"
 
 
@@ -96,7 +98,8 @@ def test_unlearning_adds_confusion_and_trains_its_head(toy):
     per_sample = F.binary_cross_entropy_with_logits(logits, batch.y, reduction="none")
     confusion = obj.unlearner.confusion(features)
     loss = obj.loss(per_sample, batch, features)
-    assert float(loss.detach()) == pytest.approx(float(per_sample.mean() + 2.0 * confusion), rel=1e-6)
+    expected = float(per_sample.mean() + 2.0 * confusion)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     before = obj.unlearner.head.weight.detach().clone()
     obj.after_step(batch, features)
     assert not torch.equal(before, obj.unlearner.head.weight)
@@ -127,7 +130,8 @@ def test_fedprox_adds_the_proximal_term_to_any_objective(toy):
     inner_alone = _setup(O.GroupDRO(), model, toy)
     per_sample = _per_sample(model, batch)
     at_start = obj.loss(per_sample, batch)
-    assert float(at_start.detach()) == pytest.approx(float(inner_alone.loss(per_sample, batch).detach()))
+    alone = inner_alone.loss(per_sample, batch).detach()
+    assert float(at_start.detach()) == pytest.approx(float(alone))
     plain = _setup(O.FedProx(4.0), model, toy)
     with torch.no_grad():
         for p in model.parameters():
@@ -156,7 +160,8 @@ def test_from_mitigation_maps_every_name_once():
 @pytest.mark.parametrize(
     "make, match",
     [(lambda: O.GroupDRO(eta=0), "eta"), (lambda: O.Unlearning(alpha=-1), "alpha"),
-     (lambda: O.Unlearning(head_lr=0), "head_lr"), (lambda: O.Unlearning(steps=0), "steps"),
+     (lambda: O.Unlearning(head_lr=0), "head_lr"),
+     (lambda: O.Unlearning(steps=0), "steps"),
      (lambda: O.AttributeTask(lam=math.nan), "lam"),
      (lambda: O.AttributeTask(weight=-1), "attribute_weight"),
      (lambda: O.FedProx(-0.1), "mu"), (lambda: O.FedProx(0.1, inner="erm"), "inner"),
@@ -196,8 +201,8 @@ def test_run_epochs_trains_repeatably_and_keeps_last_weights_without_val(toy):
 def test_run_epochs_selects_on_validation_and_stops_early(toy):
     train, val = toy.subset(np.arange(64)), toy.subset(np.arange(64, 96))
     model = _model(toy)
-    run = training.run_epochs(model, train, O.GroupDRO(), epochs=8, batch_size=16, lr=0.2,
-                              val=val, patience=1, seed=0)
+    run = training.run_epochs(model, train, O.GroupDRO(), epochs=8, batch_size=16,
+                              lr=0.2, val=val, patience=1, seed=0)
     hist = run.history
     assert {"val_loss", "val_auroc", "groupdro_max_weight"} <= set(hist.columns)
     assert run.best_epoch == int(hist["epoch"][hist["val_loss"].idxmin()])
@@ -239,7 +244,8 @@ def test_run_epochs_continues_an_optimizer_state(toy):
      ({"selection": "best"}, "selection"), ({"patience": 0}, "patience")],
 )
 def test_run_epochs_rejects_bad_settings(toy, kwargs, match):
-    settings = {"objective": O.ERM(), "epochs": 1, "batch_size": 8, "lr": 1e-3, **kwargs}
+    settings = {"objective": O.ERM(), "epochs": 1, "batch_size": 8, "lr": 1e-3,
+                **kwargs}
     objective = settings.pop("objective")
     with pytest.raises(ValueError, match=match):
         training.run_epochs(_model(toy), toy, objective, **settings)
