@@ -643,19 +643,17 @@ class _Selector:
         return self.patience is not None and self.stale >= self.patience
 
 
-def _train_epoch(model: nn.Module, train: ArrayData, objective: Objective,
-                 optimiser: torch.optim.Optimizer, batch_size: int,
-                 generator: torch.Generator,
+def _train_epoch(model: nn.Module, tensors: tuple[torch.Tensor, ...],
+                 objective: Objective, optimiser: torch.optim.Optimizer,
+                 batch_size: int, generator: torch.Generator,
                  device: torch.device) -> tuple[float, int, int]:
-    """One pass over ``train``; returns (summed cross-entropy, samples, steps)."""
+    """One pass over ``(images, labels, groups)``: (summed loss, samples, steps)."""
     model.train()
     objective.start_epoch()
-    images = train.images.to(device) if device.type != "cpu" else train.images
-    y_all = torch.as_tensor(train.label, dtype=torch.float32)
-    a_all = torch.as_tensor(train.bias_group, dtype=torch.long)
+    images, y_all, a_all = tensors
     total, count, steps = 0.0, 0, 0
     probs = objective.sampling_weights()
-    for idx in _batches(len(train), batch_size, generator, probs):
+    for idx in _batches(len(y_all), batch_size, generator, probs):
         batch = objectives.Batch(idx, images[idx.to(images.device)],
                                  y_all[idx].to(device), a_all[idx].to(device))
         if objective.needs_features:
@@ -763,13 +761,16 @@ def run_epochs(
                        head_seed)
     selector = _Selector(model, objective, selection, selection_metric, patience)
     generator = torch.Generator().manual_seed(int(seed))
+    tensors = (train.images.to(device) if device.type != "cpu" else train.images,
+               torch.as_tensor(train.label, dtype=torch.float32),
+               torch.as_tensor(train.bias_group, dtype=torch.long))
     rows: list[dict[str, float]] = []
     total, count, steps, stopped = 0.0, 0, 0, False
     bar = tqdm(range(1, epochs + 1), desc=f"training ({objective.label})",
                disable=not progress, leave=False)
     for epoch in bar:
         start = time.perf_counter()
-        loss, n, k = _train_epoch(model, train, objective, optimiser, batch_size,
+        loss, n, k = _train_epoch(model, tensors, objective, optimiser, batch_size,
                                   generator, device)
         total, count, steps = total + loss, count + n, steps + k
         row: dict[str, float] = {"epoch": epoch, "train_loss": loss / max(n, 1)}

@@ -98,7 +98,7 @@ def test_unlearning_adds_confusion_and_trains_its_head(toy):
     per_sample = F.binary_cross_entropy_with_logits(logits, batch.y, reduction="none")
     confusion = obj.unlearner.confusion(features)
     loss = obj.loss(per_sample, batch, features)
-    expected = float(per_sample.mean() + 2.0 * confusion)
+    expected = float((per_sample.mean() + 2.0 * confusion).detach())
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     before = obj.unlearner.head.weight.detach().clone()
     obj.after_step(batch, features)
