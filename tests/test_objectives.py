@@ -208,7 +208,7 @@ def test_run_epochs_selects_on_validation_and_stops_early(toy):
     assert run.best_epoch == int(hist["epoch"][hist["val_loss"].idxmin()])
     if run.stopped_early:
         assert len(hist) < 8
-    _, loss = training._scores_and_loss(model, val, torch.device("cpu"))
+    _, loss = training.loop._scores_and_loss(model, val, torch.device("cpu"))
     assert loss == pytest.approx(hist["val_loss"].min(), rel=1e-5)
 
 

@@ -7,7 +7,7 @@ The same two verbs serve every chapter::
 
 ``fit`` takes in-memory data (a simulated cohort, anything with ``.images``,
 ``.label`` and ``.bias_group``, or plain ``(images, label, bias_group)``
-tensors/arrays) or a dataset folder written by :mod:`faimi_tutorial.datasets`.
+tensors/arrays) or a dataset folder written by :mod:`faimi_tutorial.data.datasets`.
 It seeds torch and numpy so that a CPU run repeats exactly, picks the device
 (CUDA when present), shows a progress bar (``progress=False`` for silence),
 stops early when the validation loss stops improving, keeps the weights of the
@@ -59,15 +59,20 @@ from torch.nn import functional as F
 
 from tqdm.auto import tqdm
 
-from . import objectives, presets
-from .metrics import auroc
-from .models import ModelConfig, _ARCHITECTURE_KEYS, build_model, forward_with_features
+from .. import presets
+from .._version import __version__
+from ..data import datasets
+from ..fairness.metrics import auroc
+from ..models.networks import (
+    ARCHITECTURE_KEYS, ModelConfig, build_model, forward_with_features,
+)
+from ..runtime import choose_device, seed_everything
+from ..validation import check_output_file, check_seed
+from . import objectives
 from .objectives import (  # noqa: F401  (the mitigations' building blocks, re-exported)
     MITIGATIONS, BiasUnlearner, GroupDROLoss, Objective, balanced_sampling_weights,
     cell_ids, confusion_loss, reweighing_weights,
 )
-from .runtime import choose_device, seed_everything
-from .validation import check_output_file
 
 #: Model-selection rules: minimum validation loss, best overall validation
 #: metric, or best worst-group validation metric.
@@ -141,13 +146,12 @@ class ArrayData:
 
 
 def _load_folder(path: str | os.PathLike[str]) -> Any:
-    from . import datasets
 
     for name in ("load_cohort", "load_dataset", "read_dataset", "load"):
         loader = getattr(datasets, name, None)
         if callable(loader):
             return loader(path)
-    raise ValueError(f"faimi_tutorial.datasets cannot read a dataset folder ({path})")
+    raise ValueError(f"faimi_tutorial.data.datasets cannot read a dataset folder ({path})")
 
 
 def as_data(
@@ -165,7 +169,7 @@ def as_data(
         * a tuple ``(images, label)`` or ``(images, label, bias_group)``;
         * an image tensor/array (labels from ``label``/``bias_group``; zeros when
           missing, which is fine for :func:`predict`);
-        * a dataset folder written by :mod:`faimi_tutorial.datasets`.
+        * a dataset folder written by :mod:`faimi_tutorial.data.datasets`.
     label, bias_group : array-like, optional
         Used when ``data`` carries none.
 
@@ -268,7 +272,7 @@ class TrainConfig:
     Parameters
     ----------
     model, channels, strides, num_res_units, dropout
-        Architecture (see :class:`faimi_tutorial.models.ModelConfig`).
+        Architecture (see :class:`faimi_tutorial.models.networks.ModelConfig`).
     epochs : int
         Maximum number of epochs (>= 1).
     batch_size : int
@@ -377,7 +381,7 @@ class TrainConfig:
 
     def model_config(self, in_shape: Sequence[int]) -> ModelConfig:
         """The architecture for images of ``in_shape`` (``(channels, *grid)``)."""
-        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in _ARCHITECTURE_KEYS})
+        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in ARCHITECTURE_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (for checkpoints and cache keys)."""
@@ -943,7 +947,6 @@ def save_checkpoint(result: FitResult, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         The written file.
     """
-    from . import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1081,7 +1084,7 @@ def register(subparsers: Any) -> None:
 
     ``faimi train DATASET --checkpoint model.pt`` trains on a dataset folder
     (written by ``faimi simulate`` or a user's own, see
-    :func:`faimi_tutorial.datasets.read_dataset`), prints the validation history
+    :func:`faimi_tutorial.data.datasets.read_dataset`), prints the validation history
     and, when the folder has a test split, the test metrics per bias group.
 
     Parameters
@@ -1125,7 +1128,6 @@ def _run_cli(args: Any) -> int:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
-    from .validation import check_output_file, check_seed
 
     # every argument is checked before reading data or training, so no work is lost
     try:

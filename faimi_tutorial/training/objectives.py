@@ -2,7 +2,7 @@
 
 Every way this package trains a network (:func:`faimi_tutorial.training.fit`,
 ShorT's attribute heads, federated clients, the Flower app) runs the same loop,
-:func:`faimi_tutorial.training.run_epochs`. What differs is the *objective*, an
+:func:`faimi_tutorial.training.run_epochs` (in :mod:`faimi_tutorial.training.loop`). What differs is the *objective*, an
 :class:`Objective` that the loop asks, in turn:
 
 ``setup(model, label, bias_group, device)``
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import last_linear
+from ..models.networks import last_linear
 
 __all__ = [
     "MITIGATIONS", "Batch", "Objective", "ERM", "Reweighing", "GroupBalanced",
