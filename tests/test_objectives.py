@@ -116,7 +116,7 @@ def test_attribute_task_adds_a_head_with_its_own_parameter_group(toy):
     per_sample = F.binary_cross_entropy_with_logits(logits, batch.y, reduction="none")
     loss = obj.loss(per_sample, batch, features)
     metrics = obj.epoch_metrics()
-    expected = float(per_sample.mean()) + 0.5 * metrics["attribute_loss"]
+    expected = float(per_sample.detach().mean()) + 0.5 * metrics["attribute_loss"]
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     assert 0.0 <= metrics["attribute_accuracy"] <= 1.0
     assert set(obj.best_state()["attribute_head"]) >= {"linear.weight", "linear.bias"}
