@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.labels and faimi_tutorial.audit (chapter 7's package code)."""
+"""Tests of data.labels and fairness.audit (chapter 7's package code)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ def test_noisy_labels_miss_exactly_the_asked_share_per_group():
         pos = (y == 1) & (g == grp)
         assert (noisy[pos] == 0).sum() == round(rate * pos.sum())
     assert np.all(noisy[y == 0] == 0), "no false alarms were asked for"
-    np.testing.assert_array_equal(noisy, labels.noisy_labels(y, g, miss_rate={1: 0.4}, seed=3))
-    assert not np.array_equal(noisy, labels.noisy_labels(y, g, miss_rate={1: 0.4}, seed=4))
+    again = labels.noisy_labels(y, g, miss_rate={1: 0.4}, seed=3)
+    other = labels.noisy_labels(y, g, miss_rate={1: 0.4}, seed=4)
+    np.testing.assert_array_equal(noisy, again)
+    assert not np.array_equal(noisy, other)
 
 
 def test_noisy_labels_false_alarms_and_one_group():
@@ -75,7 +77,8 @@ def test_verified_sample_draws_per_group_and_stratum():
     idx = labels.verified_sample(g, 20, strata=strata, seed=1)
     assert len(idx) == 40 and len(set(idx)) == 40
     assert (g[idx] == "A").sum() == 20 and (strata[idx][g[idx] == "B"] == 1).sum() == 10
-    np.testing.assert_array_equal(idx, labels.verified_sample(g, 20, strata=strata, seed=1))
+    again = labels.verified_sample(g, 20, strata=strata, seed=1)
+    np.testing.assert_array_equal(idx, again)
     with pytest.raises(ValueError, match="fewer than"):
         labels.verified_sample(g, 101)
     with pytest.raises(ValueError, match="n_per_group"):
@@ -173,8 +176,10 @@ def test_agreement_and_kappa_against_scikit_learn():
         m = g == grp
         assert table.loc[grp, "kappa"] == pytest.approx(cohen_kappa_score(a[m], b[m]))
         assert table.loc[grp, "agreement"] == pytest.approx((a[m] == b[m]).mean())
-        assert table.loc[grp, "kappa_low"] < table.loc[grp, "kappa"] < table.loc[grp, "kappa_high"]
-    assert np.isnan(audit.agreement_by_group([1, 1], [1, 1], [0, 0], n_boot=0).loc[0, "kappa"])
+        row = table.loc[grp]
+        assert row["kappa_low"] < row["kappa"] < row["kappa_high"]
+    same = audit.agreement_by_group([1, 1], [1, 1], [0, 0], n_boot=0)
+    assert np.isnan(same.loc[0, "kappa"])
 
 
 def test_agreement_rejects_bad_inputs():
@@ -199,7 +204,8 @@ def test_intersection_shows_a_gap_that_neither_attribute_shows():
                                         metrics=("TPR", "FPR"), min_count=800)
     tpr = table[table["metric"] == "TPR"].set_index(["level", "group"])
     for level in ("a", "b"):
-        assert tpr.loc[level, "gap_low"].max() < 0.03 and tpr.loc[level, "gap_high"].min() > -0.03
+        assert tpr.loc[level, "gap_low"].max() < 0.03
+        assert tpr.loc[level, "gap_high"].min() > -0.03
     assert tpr.loc[("a x b", "0 & 0"), "gap_high"] < -0.2
     assert tpr.loc[("a x b", "0 & 1"), "gap_low"] > 0.2
     assert tpr.loc["a x b", "too_small"].all() and not tpr.loc["a", "too_small"].any()

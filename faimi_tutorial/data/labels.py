@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..validation import check_finite, check_int, check_seed
+
 __all__ = ["check_binary", "noisy_labels", "verified_sample"]
 
 
 def check_binary(label: ArrayLike, name: str = "label") -> np.ndarray:
-    """Labels 0/1 (or booleans) as a non-empty int64 array; anything else raises ``ValueError``."""
+    """Labels 0/1 (or booleans) as a non-empty int64 array, else ``ValueError``."""
     y = np.asarray(label)
     if y.ndim != 1 or len(y) == 0:
         raise ValueError(f"{name} must be a non-empty one-dimensional array "
@@ -59,11 +61,8 @@ def _rates(rate: float | Mapping[Any, float], name: str, present: list) -> dict:
         out = {g: rate.get(g, 0.0) for g in present}
     else:
         out = {g: rate for g in present}
-    for g, r in out.items():
-        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, float, np.number)) \
-                or not 0.0 <= float(r) <= 1.0:
-            raise ValueError(f"{name}={r!r} for group {g!r} must be a number in [0, 1]")
-    return {g: float(r) for g, r in out.items()}
+    return {g: check_finite(f"{name} of group {g!r}", r, 0.0, 1.0)
+            for g, r in out.items()}
 
 
 def noisy_labels(
@@ -119,9 +118,7 @@ def noisy_labels(
     """
     y = check_binary(label)
     g = _groups(groups, len(y))
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
-            or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    seed = check_seed(seed)
     sev = None
     if severity is not None:
         sev = np.asarray(severity, dtype=float)
@@ -189,9 +186,7 @@ def verified_sample(
     g = _groups(groups, len(np.asarray(groups)))
     if len(g) == 0:
         raise ValueError("groups is empty")
-    if isinstance(n_per_group, (bool, np.bool_)) \
-            or not isinstance(n_per_group, (int, np.integer)) or n_per_group < 1:
-        raise ValueError(f"n_per_group={n_per_group!r} must be a positive integer")
+    n_per_group = check_int("n_per_group", n_per_group, 1)
     st = np.zeros(len(g), dtype=np.int64) if strata is None else np.asarray(strata)
     if st.shape != g.shape:
         raise ValueError(f"strata has shape {st.shape}; expected {g.shape}")

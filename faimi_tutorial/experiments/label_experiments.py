@@ -20,6 +20,7 @@ import numpy as np
 from .._version import __version__
 from ..data.simulate import Cohort, SimulationConfig, generate
 from ..training import TrainConfig, fit, predict
+from ..validation import check_int
 from .representation import concat_cohorts
 from .sweeps import ResultCache, cached
 
@@ -63,16 +64,14 @@ def two_site_cohort(n_per_site: int = 1000, noise_sd: Sequence[float] = (0.02, 0
     ValueError
         For a bad size, noise or simulator field (the message names it).
     """
-    if isinstance(n_per_site, (bool, np.bool_)) or not isinstance(n_per_site, (int, np.integer)) \
-            or n_per_site < 40:
-        raise ValueError(f"n_per_site={n_per_site!r} must be an integer >= 40")
+    n_per_site = check_int("n_per_site", n_per_site, 40)
     noise = tuple(noise_sd)
     if len(noise) != 2:
         raise ValueError(f"noise_sd={noise_sd!r} must hold two values (one per site)")
     settings = {"dims": 2, "bias_prevalence": (0.5, 0.5), "bias_kind": "intensity",
                 "intensity_factor": 1.3, "disease_effect_sd": 3.0,
                 "split": (0.5, 0.2, 0.3), **overrides}
-    base = SimulationConfig.preset("tutorial", n_subjects=int(n_per_site), seed=int(seed),
+    base = SimulationConfig.preset("tutorial", n_subjects=n_per_site, seed=int(seed),
                                    noise_sd=noise[0], **settings)
     sites = {"S1": base, "S2": base.replace(seed=int(seed) + 1000, noise_sd=noise[1])}
     return concat_cohorts({k: generate(c, progress=False, twins=twins)
@@ -99,8 +98,9 @@ def _split_labels(cohort: Cohort, name: str, labels: Any) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any, config: TrainConfig, *,
-               seed: int = 0, cache: ResultCache | None = None) -> dict[str, np.ndarray]:
+def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any,
+               config: TrainConfig, *, seed: int = 0,
+               cache: ResultCache | None = None) -> dict[str, np.ndarray]:
     """Train on the given labels of the train and val splits; score val, test and twins.
 
     Validation uses the given validation labels too: whoever labelled the
@@ -148,7 +148,8 @@ def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any, config: Train
         result = fit((train.images, y_train, train.bias_group), config,
                      val=(val.images, y_val, val.bias_group), seed=int(seed),
                      progress=False)
-        out = {"val": predict(result, val).tolist(), "test": predict(result, test).tolist(),
+        out = {"val": predict(result, val).tolist(),
+               "test": predict(result, test).tolist(),
                "best_epoch": int(result.best_epoch)}
         if test.twins is not None:
             out["twins"] = predict(result, test.with_twins()).tolist()

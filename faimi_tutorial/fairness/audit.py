@@ -1,4 +1,4 @@
-"""Audits beyond one subgroup report: recalibration, agreement, intersections, prevalence.
+"""Audits beyond one report: recalibration, agreement, intersections, prevalence.
 
 Every number here is built from the package's single definitions: per-group rates
 and their intervals come from :func:`faimi_tutorial.metrics.subgroup_report`,
@@ -32,7 +32,9 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..data.labels import check_binary
+from ..validation import check_finite, check_int
 from .metrics import (
+    DESCRIPTIVE,
     METRICS,
     bootstrap_indices,
     check_inputs,
@@ -60,16 +62,14 @@ _EPS = 1e-6
 
 
 def _check_n_boot(n_boot: Any) -> int:
-    if isinstance(n_boot, (bool, np.bool_)) or not isinstance(n_boot, (int, np.integer)) \
-            or n_boot < 0:
-        raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")
-    return int(n_boot)
+    return check_int("n_boot", n_boot, 0)
 
 
 def _check_confidence(confidence: Any) -> float:
-    if isinstance(confidence, (bool, np.bool_, str)) or not 0.0 < float(confidence) < 1.0:
+    value = check_finite("confidence", confidence, 0.0, 1.0)
+    if not 0.0 < value < 1.0:
         raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
-    return float(confidence)
+    return value
 
 
 def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -160,7 +160,8 @@ def fit_recalibration(y_val: ArrayLike, scores_val: ArrayLike,
     from sklearn.linear_model import LogisticRegression
 
     if method not in RECALIBRATIONS:
-        raise ValueError(f"method={method!r} is invalid; allowed: {', '.join(RECALIBRATIONS)}")
+        raise ValueError(f"method={method!r} is invalid; allowed: "
+                         f"{', '.join(RECALIBRATIONS)}")
     y, s, _ = check_inputs(y_val, scores_val)
     if y.min() == y.max():
         raise ValueError("y_val holds a single class; recalibration needs both")
@@ -301,7 +302,7 @@ def ensemble_spread(member_scores: ArrayLike, groups: ArrayLike, *,
 
 
 def _agreement_and_kappa(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Observed agreement and Cohen's kappa of each row of two (replicates x n) arrays."""
+    """Observed agreement and Cohen's kappa of each row of two (rows x n) arrays."""
     po = (a == b).mean(axis=1)
     pa, pb = a.mean(axis=1), b.mean(axis=1)
     pe = pa * pb + (1 - pa) * (1 - pb)
@@ -347,15 +348,16 @@ def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLi
 
     Examples
     --------
-    >>> agreement_by_group([1, 0, 1, 0], [1, 0, 0, 0], ["x"] * 4, n_boot=0).loc["x", "agreement"]
+    >>> table = agreement_by_group([1, 0, 1, 0], [1, 0, 0, 0], ["x"] * 4, n_boot=0)
+    >>> table.loc["x", "agreement"]
     0.75
     """
     a = check_binary(labels_a, "labels_a")
     b = check_binary(labels_b, "labels_b")
     g = np.asarray(groups)
-    if not (a.ndim == b.ndim == g.ndim == 1 and len(a) == len(b) == len(g)) or len(a) == 0:
-        raise ValueError(f"labels_a, labels_b and groups must be one-dimensional of one "
-                         f"non-zero length (got {len(a)}, {len(b)} and {len(g)})")
+    if not (a.ndim == b.ndim == g.ndim == 1 and len(a) == len(b) == len(g)):
+        raise ValueError("labels_a, labels_b and groups must be one-dimensional of "
+                         f"one length (got {len(a)}, {len(b)} and {len(g)})")
     n_boot = _check_n_boot(n_boot)
     confidence = _check_confidence(confidence)
     rng = np.random.default_rng(seed)
@@ -438,18 +440,17 @@ def intersectional_report(
     if not isinstance(attributes, Mapping) or len(attributes) < 2:
         raise ValueError("attributes must map at least two names to arrays")
     metrics = list(metrics)
-    bad = [m for m in metrics if m not in METRICS or m in ("n", "prevalence")]
+    bad = [m for m in metrics if m not in METRICS or m in DESCRIPTIVE]
     if bad or not metrics:
         raise ValueError(f"metrics={bad or metrics!r} invalid; allowed: "
-                         f"{', '.join(m for m in METRICS if m not in ('n', 'prevalence'))}")
-    if isinstance(min_count, (bool, np.bool_)) or not isinstance(min_count, (int, np.integer)) \
-            or min_count < 0:
-        raise ValueError(f"min_count={min_count!r} must be a non-negative integer")
+                         f"{', '.join(m for m in METRICS if m not in DESCRIPTIVE)}")
+    min_count = check_int("min_count", min_count, 0)
     columns = {}
     for name, values in attributes.items():
         v = np.asarray(values)
         if v.shape != y.shape:
-            raise ValueError(f"attribute {name!r} has shape {v.shape}; expected {y.shape}")
+            raise ValueError(f"attribute {name!r} has shape {v.shape}; "
+                             f"expected {y.shape}")
         if len(np.unique(v.astype(str))) < 2:
             raise ValueError(f"attribute {name!r} has a single value")
         columns[str(name)] = v.astype(str)
@@ -481,7 +482,8 @@ def intersectional_report(
                 low = high = gap_low = gap_high = float("nan")
                 if n_boot:
                     low, high = _percentiles(boot[0][m], confidence)
-                    gap_low, gap_high = _percentiles(boot[0][m] - boot[1][m], confidence)
+                    gap_low, gap_high = _percentiles(boot[0][m] - boot[1][m],
+                                                     confidence)
                 rows.append({
                     "level": level, "group": grp, "metric": m,
                     "n": int(member.sum()), "n_metric": n_metric,
@@ -520,10 +522,8 @@ def predictive_values(tpr: float, fpr: float, prevalence: ArrayLike) -> pd.DataF
     >>> predictive_values(0.9, 0.1, [0.5])["PPV"].round(2).tolist()
     [0.9]
     """
-    for name, v in (("tpr", tpr), ("fpr", fpr)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) \
-                or not 0.0 <= float(v) <= 1.0:
-            raise ValueError(f"{name}={v!r} must be a number in [0, 1]")
+    tpr = check_finite("tpr", tpr, 0.0, 1.0)
+    fpr = check_finite("fpr", fpr, 0.0, 1.0)
     p = np.atleast_1d(np.asarray(prevalence, dtype=float))
     if p.ndim != 1 or not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
         raise ValueError("prevalence must be numbers in [0, 1]")
@@ -535,10 +535,10 @@ def predictive_values(tpr: float, fpr: float, prevalence: ArrayLike) -> pd.DataF
     return pd.DataFrame({"prevalence": p, "PPV": ppv, "NPV": npv, "accuracy": tp + tn})
 
 
-def prevalence_table(y_true: ArrayLike, scores: ArrayLike, prevalences: Sequence[float], *,
-                     threshold: float = 0.5, n_draws: int = 20,
-                     seed: int = 0) -> pd.DataFrame:
-    """The same scores measured on test sets of other prevalences, and Bayes' prediction.
+def prevalence_table(y_true: ArrayLike, scores: ArrayLike,
+                     prevalences: Sequence[float], *, threshold: float = 0.5,
+                     n_draws: int = 20, seed: int = 0) -> pd.DataFrame:
+    """One model's scores on test sets of other prevalences, beside Bayes' rule.
 
     For each prevalence the test set is subsampled without replacement (all of the
     scarcer class kept as far as the target allows) ``n_draws`` times; TPR, FPR,
@@ -576,9 +576,7 @@ def prevalence_table(y_true: ArrayLike, scores: ArrayLike, prevalences: Sequence
     p = np.asarray(prevalences, dtype=float)
     if p.ndim != 1 or len(p) == 0 or not np.all((p > 0) & (p < 1)):
         raise ValueError("prevalences must be numbers in (0, 1)")
-    if isinstance(n_draws, (bool, np.bool_)) or not isinstance(n_draws, (int, np.integer)) \
-            or n_draws < 2:
-        raise ValueError(f"n_draws={n_draws!r} must be an integer >= 2")
+    n_draws = check_int("n_draws", n_draws, 2)
     def rates(weights: np.ndarray) -> dict[str, np.ndarray]:
         """The report's kernel on each row of 0/1 weights (one subsample per row)."""
         r = weighted_metrics(y, s, weights, threshold=threshold)

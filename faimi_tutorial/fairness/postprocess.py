@@ -194,7 +194,7 @@ def thresholds_for_tpr(y_true, scores, groups, target_tpr: float = 0.8) -> dict:
 
 
 def thresholds_for_fpr(y_true, scores, groups, target_fpr: float = 0.1) -> dict:
-    """One threshold per group, the lowest that keeps each group's FPR at most ``target_fpr``.
+    """One threshold per group, the lowest that keeps its FPR at most ``target_fpr``.
 
     Where the groups' healthy members score differently, equal FPRs need different
     thresholds (equal TPRs need them where the diseased members score differently).
@@ -222,7 +222,8 @@ def thresholds_for_fpr(y_true, scores, groups, target_fpr: float = 0.1) -> dict:
     for grp in sorted(np.unique(g).tolist()):
         neg = np.sort(s[(g == grp) & (y == 0)])[::-1]
         if len(neg) == 0:
-            raise ValueError(f"group {grp!r} has no negatives: no threshold sets an FPR")
+            raise ValueError(f"group {grp!r} has no negatives: no threshold sets "
+                             "an FPR")
         k = int(np.floor(target_fpr * len(neg)))  # at most k negatives at or above it
         # just above the (k+1)-th highest negative score: ties stay below
         out[grp] = float(np.nextafter(neg[k], np.inf))
