@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ..data.labels import check_binary
 from ..validation import check_finite, check_int
 from .metrics import (
     DESCRIPTIVE,
@@ -59,6 +58,21 @@ __all__ = [
 RECALIBRATIONS: tuple[str, ...] = ("platt", "isotonic")
 
 _EPS = 1e-6
+
+
+def _binary(labels: ArrayLike, name: str) -> np.ndarray:
+    """0/1 labels (or booleans) as an int64 array, else ``ValueError`` naming them."""
+    y = np.asarray(labels)
+    try:
+        values = set(np.unique(y).tolist())
+    except TypeError as err:
+        raise ValueError(f"{name} must contain only 0 and 1 ({err})") from None
+    if not values <= {0, 1, True, False}:
+        bad = sorted(map(str, values - {0, 1, True, False}))[:3]
+        raise ValueError(f"{name} must contain only 0 and 1 (found {', '.join(bad)})")
+    if y.size == 0:
+        raise ValueError(f"{name} is empty")
+    return y.astype(np.int64)
 
 
 def _check_n_boot(n_boot: Any) -> int:
@@ -352,8 +366,8 @@ def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLi
     >>> table.loc["x", "agreement"]
     0.75
     """
-    a = check_binary(labels_a, "labels_a")
-    b = check_binary(labels_b, "labels_b")
+    a = _binary(labels_a, "labels_a")
+    b = _binary(labels_b, "labels_b")
     g = np.asarray(groups)
     if not (a.ndim == b.ndim == g.ndim == 1 and len(a) == len(b) == len(g)):
         raise ValueError("labels_a, labels_b and groups must be one-dimensional of "
