@@ -115,6 +115,10 @@ class FlowerSettings:
         Learning rate (0: the preset's).
     proximal_mu : float
         FedProx's proximal weight (used with ``strategy="fedprox"``).
+    mitigation : str
+        The clients' objective (see :class:`~faimi_tutorial.federated.FedConfig`):
+        ``"none"``, ``"reweighing"``, ``"group_balanced"``, ``"groupdro"`` or
+        ``"unlearning"``.
     seed : int
         Seed of the initial model and of the client batch orders.
     save_dir : str
@@ -136,6 +140,7 @@ class FlowerSettings:
     batch_size: int = 0
     lr: float = 0.0
     proximal_mu: float = 0.1
+    mitigation: str = "none"
     seed: int = 0
     save_dir: str = ""
 
@@ -162,6 +167,9 @@ class FlowerSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name}={value!r} is invalid; allowed: a number >= 0")
             setattr(self, name, float(value))
+        if self.mitigation not in federated.MITIGATIONS:
+            raise ValueError(f"mitigation={self.mitigation!r} is invalid; allowed: "
+                             f"{', '.join(federated.MITIGATIONS)}")
         if not isinstance(self.save_dir, str):
             raise ValueError(f"save_dir={self.save_dir!r} is invalid; allowed: a string (empty: no saving)")
 
@@ -196,7 +204,8 @@ class FlowerSettings:
     def fed_config(self) -> federated.FedConfig:
         """The :class:`~faimi_tutorial.experiments.federated.FedConfig` the clients train with."""
         overrides: dict[str, Any] = {"rounds": self.rounds, "local_epochs": self.local_epochs,
-                                     "proximal_mu": self.proximal_mu}
+                                     "proximal_mu": self.proximal_mu,
+                                     "mitigation": self.mitigation}
         if self.batch_size:
             overrides["batch_size"] = self.batch_size
         if self.lr:
@@ -364,9 +373,10 @@ def make_client_app(base: FlowerSettings | None = None):
         _train, test, _index = site_data(settings, context.node_config)
         metrics: dict[str, float | int] = {"num-examples": len(test)}
         if len(test):
-            model = federated._build(settings.fed_config(), tuple(test.images.shape[1:]),
-                                     _to_state(msg.content["arrays"]), torch.device("cpu"))
-            scores = predict(model.eval(), test, device="cpu")
+            model = federated.model_from_params(settings.fed_config(),
+                                                tuple(test.images.shape[1:]),
+                                                _to_state(msg.content["arrays"]))
+            scores = predict(model, test, device="cpu")
             metrics["accuracy"] = float(np.mean((scores >= 0.5) == test.label))
             if len(np.unique(test.label)) == 2:
                 metrics["auroc"] = auroc(test.label, scores)
