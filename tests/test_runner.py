@@ -73,31 +73,32 @@ def test_every_argument_seed_and_version_changes_the_key(monkeypatch):
     def f(data, seed=0, config=None):
         return data
 
-    base = runner.call_config(f, (table_of(4),), {"seed": 0, "config": {"lr": 0.1}})
-    key = runner.config_hash(base)
-    same = runner.call_config(f, (table_of(4),), {"config": {"lr": 0.1}})  # default filled in
-    assert runner.config_hash(same) == key
+    def key_of(data, **kwargs):
+        return runner.config_hash(runner.call_config(f, (data,), kwargs))
+
+    key = key_of(table_of(4), seed=0, config={"lr": 0.1})
+    assert key_of(table_of(4), config={"lr": 0.1}) == key  # the default filled in
     changed = [
-        runner.call_config(f, (table_of(4),), {"seed": 1, "config": {"lr": 0.1}}),
-        runner.call_config(f, (table_of(4, scale=2.0),), {"seed": 0, "config": {"lr": 0.1}}),
-        runner.call_config(f, (table_of(5),), {"seed": 0, "config": {"lr": 0.1}}),
-        runner.call_config(f, (table_of(4),), {"seed": 0, "config": {"lr": 0.2}}),
-        runner.call_config(f, (torch.zeros(4),), {"seed": 0, "config": {"lr": 0.1}}),
+        key_of(table_of(4), seed=1, config={"lr": 0.1}),
+        key_of(table_of(4, scale=2.0), seed=0, config={"lr": 0.1}),
+        key_of(table_of(5), seed=0, config={"lr": 0.1}),
+        key_of(table_of(4), seed=0, config={"lr": 0.2}),
+        key_of(torch.zeros(4), seed=0, config={"lr": 0.1}),
     ]
-    keys = {runner.config_hash(c) for c in changed}
-    assert key not in keys and len(keys) == len(changed)
+    assert key not in changed and len(set(changed)) == len(changed)
     monkeypatch.setattr(runner, "__version__", "999.0")
-    assert runner.config_hash(runner.call_config(f, (table_of(4),), {"seed": 0, "config": {"lr": 0.1}})) != key
+    assert key_of(table_of(4), seed=0, config={"lr": 0.1}) != key
     monkeypatch.undo()
     monkeypatch.setattr(runner, "source_digest", lambda: "edited")
-    assert runner.config_hash(runner.call_config(f, (table_of(4),), {"seed": 0, "config": {"lr": 0.1}})) != key
+    assert key_of(table_of(4), seed=0, config={"lr": 0.1}) != key
 
 
 def test_progress_is_not_part_of_the_key_and_bad_arguments_are_refused():
     def f(x, progress=True):
         return x
 
-    assert runner.call_config(f, (1,), {"progress": False}) == runner.call_config(f, (1,), {})
+    quiet = runner.call_config(f, (1,), {"progress": False})
+    assert quiet == runner.call_config(f, (1,), {})
     with pytest.raises(ValueError, match="arguments do not fit"):
         runner.call_config(f, (1, 2, 3), {})
     with pytest.raises(ValueError, match="callable"):
@@ -118,8 +119,9 @@ def test_describe_reads_content_of_tables_tensors_networks_and_closures():
     with torch.no_grad():
         net.weight[0, 0] += 1.0
     assert runner.describe(net) != before
-    assert runner.describe(np.zeros(3, np.float32)) != runner.describe(np.zeros(3, np.float64))
-    assert runner.describe(np.random.default_rng(1)) != runner.describe(np.random.default_rng(2))
+    d = runner.describe
+    assert d(np.zeros(3, np.float32)) != d(np.zeros(3, np.float64))
+    assert d(np.random.default_rng(1)) != d(np.random.default_rng(2))
 
     def maker(k):
         def g(x):
@@ -159,7 +161,8 @@ def test_a_corrupt_entry_is_recomputed_with_a_warning(cache, damage, tmp_path):
               "truncate": data[: len(data) - 7],
               "flip": data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:],
               "empty": b"",
-              "header": runner.OBJECT_MAGIC + b"{not json\n" + data[len(runner.OBJECT_MAGIC):]}[damage]
+              "header": (runner.OBJECT_MAGIC + b"{not json\n"
+                         + data[len(runner.OBJECT_MAGIC):])}[damage]
     path.write_bytes(broken)
     with pytest.warns(CacheWarning, match="cannot be read"):
         again = runner.run(count.fn, 6, cache=cache)
@@ -170,7 +173,8 @@ def test_a_corrupt_entry_is_recomputed_with_a_warning(cache, damage, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["file", "inside_a_file"])
-def test_a_bad_cache_folder_is_one_line_error_before_any_work(tmp_path, monkeypatch, kind):
+def test_a_bad_cache_folder_is_one_line_error_before_any_work(tmp_path, monkeypatch,
+                                                              kind):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     folder = blocker if kind == "file" else blocker / "cache"
@@ -261,8 +265,8 @@ def test_run_experiment_returns_a_stored_model_without_training(cache, monkeypat
         raise AssertionError("trained again")
 
     monkeypatch.setattr(sweeps, "fit", no_training)
-    again, model2, cohort2 = sweeps.run_experiment(exp, cache=cache, factory=toy_factory,
-                                                   return_model=True)
+    again, model2, cohort2 = sweeps.run_experiment(
+        exp, cache=cache, factory=toy_factory, return_model=True)
     assert again["cached"] and again["AUROC"] == record["AUROC"]
     images = cohort.test.images
     assert np.array_equal(model.predict(images), model2.predict(cohort2.test.images))
@@ -282,7 +286,8 @@ def test_layer_findings_runs_each_seed_once_through_the_runner(tmp_path, monkeyp
         with open(log, "a") as f:
             f.write(f"{study}{seed} ")
         return {name: [] for name in script.TABLES} | {
-            "short": [{"study": study, "seed": seed, "lam": 0.0, "AUROC": 0.5 + seed / 10}]}
+            "short": [{"study": study, "seed": seed, "lam": 0.0,
+                       "AUROC": 0.5 + seed / 10}]}
 
     monkeypatch.setattr(script, "run_seed", one_seed)
     args = ["--only", "short", "--seeds", "2", "--out", str(tmp_path / "out")]
@@ -290,4 +295,5 @@ def test_layer_findings_runs_each_seed_once_through_the_runner(tmp_path, monkeyp
     first = pd.read_csv(tmp_path / "out" / "layer_short.csv")
     assert script.main(args) == 0  # the second call reads both seeds from the cache
     assert log.read_text().split() == ["short0", "short1"]
-    pd.testing.assert_frame_equal(first, pd.read_csv(tmp_path / "out" / "layer_short.csv"))
+    again = pd.read_csv(tmp_path / "out" / "layer_short.csv")
+    pd.testing.assert_frame_equal(first, again)

@@ -85,7 +85,8 @@ def plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        items = sorted(obj.items(), key=lambda kv: str(kv[0]))
+        return {str(k): plain(v) for k, v in items}
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     if isinstance(obj, np.ndarray):
@@ -104,7 +105,8 @@ def plain(obj: Any) -> Any:
 
 
 def _canonical(config: Any) -> str:
-    return json.dumps(plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return json.dumps(plain(config), sort_keys=True, separators=(",", ":"),
+                      allow_nan=True)
 
 
 def config_hash(config: Any, length: int = 16) -> str:
@@ -146,9 +148,10 @@ def source_digest() -> str:
 
 
 def _code_digest(code: Any) -> str:
-    """A digest of a code object's bytecode, names and constants (stable across runs)."""
+    """Digest of a code object's bytecode, names and constants (stable across runs)."""
     parts = [code.co_code.hex(), list(code.co_names), list(code.co_varnames),
-             [(_code_digest(c) if hasattr(c, "co_code") else repr(c)) for c in code.co_consts]]
+             [(_code_digest(c) if hasattr(c, "co_code") else repr(c))
+              for c in code.co_consts]]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -161,7 +164,7 @@ def _global_names(code: Any) -> set[str]:
 
 
 def _installed(module_name: str | None) -> bool:
-    """Whether a function's module belongs to this package or to an installed library."""
+    """Whether a function's module is this package's or an installed library's."""
     if not module_name or module_name == "__main__":
         return False
     if module_name.split(".")[0] == __name__.split(".")[0]:
@@ -170,8 +173,10 @@ def _installed(module_name: str | None) -> bool:
     file = getattr(module, "__file__", None)
     if not file:
         return module is not None and module_name in sys.builtin_module_names
-    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return any(str(Path(file).resolve()).startswith(str(Path(r).resolve())) for r in roots)
+    paths = sysconfig.get_paths()
+    roots = [str(Path(paths[k]).resolve())
+             for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    return any(str(Path(file).resolve()).startswith(r) for r in roots)
 
 
 def _hash_buffer(array: np.ndarray) -> str:
@@ -185,7 +190,8 @@ def _opaque(value: Any) -> dict[str, Any]:
         data = pickle.dumps(value, protocol=4)
     except Exception as err:  # noqa: BLE001 - any failure means: no key
         raise ValueError(f"cannot build a cache key from a {type(value).__qualname__} "
-                         f"({err}); pass cache=False to call without the cache") from None
+                         f"({err}); pass cache=False to call without the cache"
+                         ) from None
     return {"type": _type_name(value), "pickle": hashlib.sha256(data).hexdigest()[:16]}
 
 
@@ -199,7 +205,7 @@ class _Describer:
 
     def __init__(self) -> None:
         self.memo: dict[int, Any] = {}
-        self.keep: list[Any] = []  # the described objects stay alive while ids are memoised
+        self.keep: list[Any] = []  # described objects stay alive while ids are memoised
 
     def __call__(self, value: Any, seen: frozenset[int] = frozenset()) -> Any:
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -219,11 +225,13 @@ class _Describer:
 
     def _describe(self, value: Any, seen: frozenset[int]) -> Any:
         if isinstance(value, types.ModuleType):
-            return {"module": value.__name__, "version": str(getattr(value, "__version__", ""))}
+            return {"module": value.__name__,
+                    "version": str(getattr(value, "__version__", ""))}
         if isinstance(value, type):
             return {"class": _type_name(value)}
         if isinstance(value, Mapping):
-            return {str(k): self(v, seen) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+            items = sorted(value.items(), key=lambda kv: str(kv[0]))
+            return {str(k): self(v, seen) for k, v in items}
         if isinstance(value, (list, tuple)):
             return [self(v, seen) for v in value]
         if isinstance(value, (set, frozenset)):
@@ -236,7 +244,8 @@ class _Describer:
             if value.dtype.hasobject:
                 return {"object_array": [self(v, seen) for v in value.ravel().tolist()],
                         "shape": list(value.shape)}
-            return {"array": _hash_buffer(value), "shape": list(value.shape), "dtype": str(value.dtype)}
+            return {"array": _hash_buffer(value), "shape": list(value.shape),
+                    "dtype": str(value.dtype)}
         if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
             return self._table(value, seen)
         if isinstance(value, np.random.Generator):
@@ -245,9 +254,10 @@ class _Describer:
             return {"torch_generator": self(value.get_state(), seen)}
         if isinstance(value, torch.nn.Module):
             return {"module_type": _type_name(value), "architecture": repr(value),
-                    "training": value.training, "state": self(dict(value.state_dict()), seen)}
-        if callable(value) and (hasattr(value, "__code__") or isinstance(value, functools.partial)
-                                or hasattr(value, "__func__")):
+                    "training": value.training,
+                    "state": self(dict(value.state_dict()), seen)}
+        if callable(value) and (hasattr(value, "__code__") or hasattr(value, "__func__")
+                                or isinstance(value, functools.partial)):
             return self.function(value, seen)
         if dataclasses.is_dataclass(value):
             return {"type": _type_name(value),
@@ -271,7 +281,8 @@ class _Describer:
             out["dtypes"] = [str(d) for d in value.dtypes]
         else:
             out["dtype"] = str(value.dtype)
-            out["name"] = self(value.name, seen) if isinstance(value, pd.Series) else None
+            named = isinstance(value, pd.Series)
+            out["name"] = self(value.name, seen) if named else None
         return out
 
     def function(self, func: Any, seen: frozenset[int]) -> Any:
@@ -283,7 +294,7 @@ class _Describer:
             return {"partial": self(func.func, seen), "args": self(func.args, seen),
                     "keywords": self(func.keywords, seen)}
         func = getattr(func, "__wrapped_step__", func)
-        inner = getattr(func, "__func__", func)  # bound methods: the function and its object
+        inner = getattr(func, "__func__", func)  # a bound method: its function
         desc: dict[str, Any] = {
             "module": getattr(inner, "__module__", None),
             "qualname": getattr(inner, "__qualname__", type(inner).__qualname__),
@@ -401,8 +412,10 @@ class ResultCache:
         ``False`` makes every lookup miss and every store a no-op.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None, enabled: bool = True) -> None:
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
+    def __init__(self, directory: str | os.PathLike[str] | None = None,
+                 enabled: bool = True) -> None:
+        self.directory = (Path(directory) if directory is not None
+                          else default_cache_dir())
         self.enabled = bool(enabled)
 
     def __repr__(self) -> str:
@@ -412,8 +425,8 @@ class ResultCache:
         """File of ``key`` (``.json`` for records, ``.pkl`` for objects)."""
         key = str(key)
         if not key or "/" in key or "\\" in key or key.startswith(".") or "\x00" in key:
-            raise ValueError(f"key={key!r} is invalid; allowed: a file-name-safe text such "
-                             "as a config_hash")
+            raise ValueError(f"key={key!r} is invalid; allowed: a file-name-safe text "
+                             "such as a config_hash")
         return self.directory / f"{key}{suffix}"
 
     def check(self) -> None:
@@ -432,7 +445,8 @@ class ResultCache:
         except OSError as err:
             raise ValueError(f"{where} cannot be created: {err.strerror or err}; "
                              "set FAIMI_CACHE_DIR to a writable folder") from None
-        if not self.directory.is_dir() or not os.access(self.directory, os.W_OK | os.X_OK):
+        writable = os.access(self.directory, os.W_OK | os.X_OK)
+        if not self.directory.is_dir() or not writable:
             raise ValueError(f"{where} is not a writable folder; "
                              "set FAIMI_CACHE_DIR to a writable folder")
 
@@ -477,7 +491,8 @@ class ResultCache:
 
     def _write(self, target: Path, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        unique = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = self.directory / f".{target.name}.{unique}.tmp"
         try:
             tmp.write_bytes(data)
             os.replace(tmp, target)
@@ -528,14 +543,15 @@ class ResultCache:
                 raise ValueError("not an entry of this cache")
             if _canonical(header["config"]) != _canonical(config):
                 return False, None
-            if len(payload) != header.get("bytes") or zlib.crc32(payload) != header.get("crc32"):
+            if (len(payload) != header.get("bytes")
+                    or zlib.crc32(payload) != header.get("crc32")):
                 raise ValueError("truncated or damaged")
             value = pickle.loads(payload)
             if not isinstance(value, dict) or "result" not in value:
                 raise ValueError("not an entry of this cache")
         except Exception as err:  # noqa: BLE001 - any failure to read is a miss
-            _warn(f"cache entry {path.name} in {self.directory} cannot be read ({err}); "
-                  "it is computed again")
+            _warn(f"cache entry {path.name} in {self.directory} cannot be read "
+                  f"({err}); it is computed again")
             return False, None
         _set_random_state(value.get("random"))
         return True, value["result"]
@@ -568,13 +584,16 @@ class ResultCache:
                   "it is computed again at every call")
             return False
         header = {"format": OBJECT_MAGIC.decode().strip(), "config": plain(config),
-                  "type": _type_name(value), "bytes": len(payload), "crc32": zlib.crc32(payload)}
-        data = OBJECT_MAGIC + json.dumps(header, allow_nan=True).encode() + b"\n" + payload
+                  "type": _type_name(value), "bytes": len(payload),
+                  "crc32": zlib.crc32(payload)}
+        text = json.dumps(header, allow_nan=True).encode()
+        data = OBJECT_MAGIC + text + b"\n" + payload
         self._write(self.path(key, ".pkl"), data)
         return True
 
     def __contains__(self, key: str) -> bool:
-        return self.enabled and (self.path(key).exists() or self.path(key, ".pkl").exists())
+        return self.enabled and (self.path(key).exists()
+                                 or self.path(key, ".pkl").exists())
 
     def _own_files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -726,8 +745,8 @@ def call_config(fn: Callable[..., Any], args: Sequence[Any] = (),
         bound.apply_defaults()
         arguments = dict(bound.arguments)
     except TypeError as err:
-        raise ValueError(f"arguments do not fit {getattr(target, '__qualname__', target)!r}: "
-                         f"{err}") from None
+        name = getattr(target, "__qualname__", target)
+        raise ValueError(f"arguments do not fit {name!r}: {err}") from None
     except ValueError:  # no signature (a builtin): positional and keyword as given
         arguments = {"args": list(args), "kwargs": kwargs}
     arguments = {k: v for k, v in arguments.items() if k not in NOT_IN_KEY}
@@ -811,19 +830,22 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
         raise ValueError(f"fn={fn!r} is invalid; allowed: a callable")
     params = inspect.signature(fn).parameters
     if "cache" in params or "refresh" in params:
-        raise ValueError(f"{fn.__qualname__} already has a 'cache' or 'refresh' parameter")
+        raise ValueError(f"{fn.__qualname__} already has a 'cache' or 'refresh' "
+                         "parameter")
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    def wrapper(*args: Any,
+                cache: ResultCache | str | os.PathLike[str] | bool | None = None,
                 refresh: bool = False, **kwargs: Any) -> Any:
         return run(fn, *args, cache=cache, refresh=refresh, **kwargs)
 
     sig = inspect.signature(fn)
     extra = [inspect.Parameter("cache", inspect.Parameter.KEYWORD_ONLY, default=None),
-             inspect.Parameter("refresh", inspect.Parameter.KEYWORD_ONLY, default=False)]
+             inspect.Parameter("refresh", inspect.Parameter.KEYWORD_ONLY,
+                               default=False)]
     plist = list(sig.parameters.values())
-    at = next((i for i, p in enumerate(plist) if p.kind is inspect.Parameter.VAR_KEYWORD),
-              len(plist))
+    at = next((i for i, p in enumerate(plist)
+               if p.kind is inspect.Parameter.VAR_KEYWORD), len(plist))
     wrapper.__signature__ = sig.replace(parameters=plist[:at] + extra + plist[at:])
     wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n" + _STEP_DOC
     wrapper.__wrapped_step__ = fn
