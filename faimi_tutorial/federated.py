@@ -1190,13 +1190,15 @@ def train_fedavg(
 
 
 def train_travelling(
-    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None
+    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None,
+    keep_optimizer_state: bool = True,
 ) -> FedResult:
     """The travelling model: one model visits every site in turn, with its optimiser state.
 
     In every cycle the sites are visited in a new random order (seeded); at each
     site the model trains ``local_epochs`` epochs and then moves on with its
-    weights *and* its AdamW state.
+    weights *and* its AdamW state (only its weights with
+    ``keep_optimizer_state=False``: every visit starts a fresh optimiser).
 
     Parameters
     ----------
@@ -1208,12 +1210,17 @@ def train_travelling(
         Seed of the initialisation, the visiting orders and batch orders.
     device : optional
         Training device.
+    keep_optimizer_state : bool, default True
+        Carry the AdamW state from site to site (the travelling model); ``False``
+        carries the weights only (an ablation).
 
     Returns
     -------
     FedResult
         ``history`` also records the visiting order of each cycle (``order``).
     """
+    if not isinstance(keep_optimizer_state, (bool, np.bool_)):
+        _fail("keep_optimizer_state", keep_optimizer_state, "True or False")
     sites = _check_fed(federation)
     in_shape = _in_shape(federation)
     params = init_params(config, in_shape, seed)
@@ -1229,7 +1236,8 @@ def train_travelling(
         for s in order:
             upd = client_update(params, data[s], config, optimizer_state=opt_state,
                                 seed=client_seed(seed, r, index[s]), device=device)
-            params, opt_state = upd.params, upd.optimizer_state
+            params = upd.params
+            opt_state = upd.optimizer_state if keep_optimizer_state else None
             losses.append(upd.train_loss)
             weights.append(upd.n_samples)
             steps += upd.steps

@@ -80,6 +80,7 @@ __all__ = [
     "collect_activations",
     "balanced_index",
     "probe",
+    "in_sample_scores",
     "probe_layers",
     "probe_model",
     "component_encoding",
@@ -583,6 +584,43 @@ def probe(
                                                 config.confidence, config.seed)
     return ProbeResult(acc, lo_acc, hi_acc, auc, lo_auc, hi_auc, int(len(y)), float(np.mean(kept)),
                        scores, y, index)
+
+
+def in_sample_scores(features: Any, target: Any, config: ProbeConfig | None = None) -> np.ndarray:
+    """Scores of one probe fitted on all samples and scored on those same samples.
+
+    What a probe reports when it is scored on its own fitting data: the contrast
+    to the held-out scores of :func:`probe` (a wide probe "decodes" even random
+    labels in sample).
+
+    Parameters
+    ----------
+    features : array-like
+        ``(N, F)`` features (more axes are flattened).
+    target : array-like
+        ``(N,)`` binary target (two distinct values; the larger is positive).
+    config : ProbeConfig, optional
+        Settings (default :class:`ProbeConfig`; folds and bootstrap are not used).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` probabilities of the positive class.
+
+    Raises
+    ------
+    ValueError
+        For mismatched lengths or a target without two classes.
+    """
+    config = config or ProbeConfig()
+    x = np.asarray(features, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    y = _binary_target(target)
+    if len(y) != len(x):
+        raise ValueError(f"features hold {len(x)} samples but target holds {len(y)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter on collinear components
+        return _Probe(config).fit(x, y).predict_proba(x)[:, 1]
 
 
 def probe_layers(

@@ -61,6 +61,7 @@ __all__ = [
     "ShapeBasis",
     "Cohort",
     "generate",
+    "cohort_from_preset",
     "regional_field",
     "integrate_velocity",
     "warp",
@@ -1937,6 +1938,40 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     meta.attrs["generation_seconds"] = time.perf_counter() - start
     meta.attrs["effect_calibration"] = calibration.to_dict()
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
+
+
+def cohort_from_preset(preset: str | None = None, *, progress: bool = False,
+                       twins: bool = True, device: Any = None, **overrides: Any) -> Cohort:
+    """Generate the cohort of a preset with some fields overridden, in one call.
+
+    The same as ``generate(SimulationConfig.preset(preset, **overrides))``: the
+    chapters' way to draw a cohort per seed or per setting.
+
+    Parameters
+    ----------
+    preset : str, optional
+        ``"tiny"``, ``"tutorial"`` or ``"paper"`` (default: the active preset).
+    progress : bool, default False
+        Show a progress bar.
+    twins : bool, default True
+        Also generate the counterfactual twins.
+    device : str or torch.device, optional
+        Where to compute (default: chosen automatically).
+    **overrides
+        Any field of :class:`SimulationConfig` (e.g. ``seed``, ``dims``).
+
+    Returns
+    -------
+    Cohort
+        Images, twins, metadata and the configuration.
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset or field, or an invalid value.
+    """
+    cfg = SimulationConfig.preset(preset, **overrides)
+    return generate(cfg, progress=progress, device=device, twins=twins)
 
 
 # --------------------------------------------------------------------------------------
