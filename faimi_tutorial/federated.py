@@ -52,6 +52,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import presets
+from .validation import (check_integer, check_numbers, check_positive_int, check_probability,
+                         check_range, check_text, config_error)
 
 __all__ = [
     "STRATEGIES",
@@ -122,18 +124,11 @@ class Scanner:
     noise_sd: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            _fail("name", self.name, "a non-empty string")
-        checks = (
-            ("gamma", 0.25 <= self.gamma <= 4.0, "[0.25, 4]"),
-            ("contrast", 0.0 < self.contrast <= 4.0, "(0, 4]"),
-            ("brightness", -0.5 <= self.brightness <= 0.5, "[-0.5, 0.5]"),
-            ("noise_sd", 0.0 <= self.noise_sd <= 0.5, "[0, 0.5]"),
-        )
-        for name, ok, allowed in checks:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
-                _fail(name, value, allowed)
+        check_text(self, "name", self.name)
+        check_range(self, "gamma", self.gamma, 0.25, 4.0)
+        check_range(self, "contrast", self.contrast, 0.0, 4.0, low_open=True)
+        check_range(self, "brightness", self.brightness, -0.5, 0.5)
+        check_range(self, "noise_sd", self.noise_sd, 0.0, 0.5)
 
     @property
     def is_identity(self) -> bool:
@@ -228,27 +223,19 @@ class SiteSpec:
     test_prevalence: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            _fail("name", self.name, "a non-empty string")
-        for name, lo in (("n_train", 1), ("n_test", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-                _fail(name, value, f"an integer >= {lo}")
-            setattr(self, name, int(value))
-        for name in ("prevalence", "test_prevalence"):
-            value = getattr(self, name)
-            if value is None and name == "test_prevalence":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                _fail(name, value, "a share in [0, 1]")
+        check_text(self, "name", self.name)
+        self.n_train = check_integer(self, "n_train", self.n_train, 1)
+        self.n_test = check_integer(self, "n_test", self.n_test, 0)
+        check_probability(self, "prevalence", self.prevalence)
+        check_probability(self, "test_prevalence", self.test_prevalence, optional=True)
         bp = self.bias_prevalence
         if bp is not None:
-            pair = (bp, bp) if isinstance(bp, (int, float)) and not isinstance(bp, bool) else tuple(bp)
-            if len(pair) != 2 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in pair
-            ):
-                _fail("bias_prevalence", bp, "None, a share in [0, 1] or a pair of shares")
-            self.bias_prevalence = (float(pair[0]), float(pair[1]))
+            pair = (bp, bp) if isinstance(bp, (int, float)) and not isinstance(bp, bool) else bp
+            try:
+                self.bias_prevalence = check_numbers(self, "bias_prevalence", pair, 2, 0.0, 1.0)
+            except ValueError:
+                raise config_error(self, "bias_prevalence", bp, "None, a share in [0, 1] or "
+                                   "a pair of shares") from None
         self.scanner = _scanner(self.scanner)
 
 
@@ -685,17 +672,12 @@ class FedConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, lo in (("rounds", 1), ("local_epochs", 1), ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-                _fail(name, value, f"an integer >= {lo}")
-            setattr(self, name, int(value))
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr <= 10:
-            _fail("lr", self.lr, "0 < lr <= 10")
-        for name in ("weight_decay", "proximal_mu"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                _fail(name, value, ">= 0")
+        for name in ("rounds", "local_epochs", "batch_size"):
+            setattr(self, name, check_positive_int(self, name, getattr(self, name)))
+        # numbers are checked, not converted: an int stays an int in cache keys
+        check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
+        check_range(self, "weight_decay", self.weight_decay, 0.0)
+        check_range(self, "proximal_mu", self.proximal_mu, 0.0)
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         self.model_config((1, 32, 32))  # validates the architecture fields
@@ -716,22 +698,7 @@ class FedConfig:
         FedConfig
         """
         name = presets.active_preset() if name is None else presets.check_preset(name)
-        train = presets.TRAINING[name]
-        settings: dict[str, Any] = {
-            "tiny": {"rounds": 2, "batch_size": 16, "lr": 3e-3, "channels": (4, 8, 16), "strides": (2, 2, 2)},
-            "tutorial": {"rounds": 8, "batch_size": 16, "lr": 2e-3, "channels": (8, 16, 32), "strides": (2, 2, 2)},
-            "paper": {
-                "rounds": 30,
-                "batch_size": train["batch_size"],
-                "lr": train["lr"],
-                "channels": train["channels"],
-                "strides": train["strides"],
-                "model": train["model"],
-                "num_res_units": train["num_res_units"],
-                "dropout": train["dropout"],
-            },
-        }[name]
-        settings["weight_decay"] = train["weight_decay"]
+        settings = dict(presets.FEDERATED[name])
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown FedConfig field(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")

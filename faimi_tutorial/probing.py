@@ -71,6 +71,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .metrics import auroc, auroc_of_resamples, bootstrap_indices
+from .validation import check_flag, check_integer, check_probability, check_range
 
 __all__ = [
     "PSEUDO_LAYERS",
@@ -300,22 +301,16 @@ class ProbeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
-
-        number = (int, float, np.integer, np.floating)
-        integer = (int, np.integer)
-        check("variance", isinstance(self.variance, number) and 0 < self.variance <= 1, "a number in (0, 1]")
-        check("n_folds", isinstance(self.n_folds, integer) and not isinstance(self.n_folds, bool)
-              and self.n_folds >= 2, "an integer >= 2")
-        check("C", isinstance(self.C, number) and self.C > 0, "a number > 0")
-        check("standardize", isinstance(self.standardize, (bool, np.bool_)), "True or False")
-        check("max_iter", isinstance(self.max_iter, integer) and self.max_iter >= 10, "an integer >= 10")
-        check("n_boot", isinstance(self.n_boot, integer) and self.n_boot >= 0, "an integer >= 0")
-        check("confidence", isinstance(self.confidence, number) and 0 < self.confidence < 1, "a number in (0, 1)")
-        check("threshold", isinstance(self.threshold, number) and 0 < self.threshold < 1, "a number in (0, 1)")
-        check("seed", isinstance(self.seed, integer) and self.seed >= 0, "an integer >= 0")
+        # numbers are checked, not converted (the settings enter cache keys as given)
+        check_probability(self, "variance", self.variance, low_open=True)
+        check_integer(self, "n_folds", self.n_folds, 2)
+        check_range(self, "C", self.C, 0.0, low_open=True)
+        check_flag(self, "standardize", self.standardize)
+        check_integer(self, "max_iter", self.max_iter, 10)
+        check_integer(self, "n_boot", self.n_boot, 0)
+        check_probability(self, "confidence", self.confidence, low_open=True, high_open=True)
+        check_probability(self, "threshold", self.threshold, low_open=True, high_open=True)
+        check_integer(self, "seed", self.seed, 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary of the settings."""

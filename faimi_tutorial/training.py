@@ -53,6 +53,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import presets
+from .validation import check_choice, check_positive_int, check_probability, check_range
 from .metrics import auroc
 from .models import ModelConfig, _ARCHITECTURE_KEYS, build_model, forward_with_features
 from .runtime import choose_device, seed_everything
@@ -523,29 +524,19 @@ class TrainConfig:
     val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
-
-        check("epochs", isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1, "integer >= 1")
-        check("batch_size", isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1, "integer >= 1")
-        check("lr", isinstance(self.lr, (int, float)) and 0 < self.lr <= 10, "0 < lr <= 10")
-        check("weight_decay", isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, ">= 0")
-        check(
-            "patience",
-            self.patience is None or isinstance(self.patience, (int, np.integer)) and self.patience >= 1,
-            "None or integer >= 1",
-        )
-        check("mitigation", self.mitigation in MITIGATIONS, ", ".join(MITIGATIONS))
-        check("selection", self.selection in SELECTIONS, ", ".join(SELECTIONS))
-        check("selection_metric", self.selection_metric in SELECTION_METRICS, ", ".join(SELECTION_METRICS))
-        check("groupdro_eta", isinstance(self.groupdro_eta, (int, float)) and self.groupdro_eta > 0, "> 0")
-        check(
-            "unlearning_alpha",
-            isinstance(self.unlearning_alpha, (int, float)) and self.unlearning_alpha >= 0,
-            ">= 0",
-        )
-        check("val_fraction", isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1, "(0, 1)")
+        for name in ("epochs", "batch_size"):
+            setattr(self, name, check_positive_int(self, name, getattr(self, name)))
+        self.patience = check_positive_int(self, "patience", self.patience, optional=True)
+        # numbers are checked, not converted: an int stays an int in cache keys
+        check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
+        check_range(self, "weight_decay", self.weight_decay, 0.0)
+        check_range(self, "groupdro_eta", self.groupdro_eta, 0.0, low_open=True)
+        check_range(self, "unlearning_alpha", self.unlearning_alpha, 0.0)
+        check_probability(self, "val_fraction", self.val_fraction, low_open=True,
+                          high_open=True)
+        check_choice(self, "mitigation", self.mitigation, MITIGATIONS)
+        check_choice(self, "selection", self.selection, SELECTIONS)
+        check_choice(self, "selection_metric", self.selection_metric, SELECTION_METRICS)
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         # validate the architecture fields on a shape large enough for any depth
