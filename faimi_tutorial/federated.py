@@ -52,8 +52,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import presets
-from .validation import (check_integer, check_numbers, check_positive_int, check_probability,
-                         check_range, check_text, config_error)
+from .validation import (check_integer, check_numbers, check_positive_int,
+                         check_probability, check_range, check_text, config_error)
 
 __all__ = [
     "STRATEGIES",
@@ -230,12 +230,14 @@ class SiteSpec:
         check_probability(self, "test_prevalence", self.test_prevalence, optional=True)
         bp = self.bias_prevalence
         if bp is not None:
-            pair = (bp, bp) if isinstance(bp, (int, float)) and not isinstance(bp, bool) else bp
+            one = isinstance(bp, (int, float)) and not isinstance(bp, bool)
             try:
-                self.bias_prevalence = check_numbers(self, "bias_prevalence", pair, 2, 0.0, 1.0)
+                pair = (bp, bp) if one else bp
+                self.bias_prevalence = check_numbers(self, "bias_prevalence", pair, 2,
+                                                     0.0, 1.0)
             except ValueError:
-                raise config_error(self, "bias_prevalence", bp, "None, a share in [0, 1] or "
-                                   "a pair of shares") from None
+                raise config_error(self, "bias_prevalence", bp, "None, a share in "
+                                   "[0, 1] or a pair of shares") from None
         self.scanner = _scanner(self.scanner)
 
 

@@ -59,7 +59,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from . import federated, presets  # noqa: E402
-from .validation import check_choice, check_integer, check_range, check_text  # noqa: E402
+from .validation import (check_choice, check_integer, check_range,  # noqa: E402
+                         check_text)
 
 __all__ = [
     "FLOWER_VERSION",
@@ -78,11 +79,13 @@ __all__ = [
 FLOWER_VERSION = "1.27.0"
 
 
-#: Integer settings of :class:`FlowerSettings`: (low, high), inclusive (``None``: no bound).
+#: Integer settings of :class:`FlowerSettings`: (low, high), inclusive (``None``:
+#: no bound).
 _INTEGER_FIELDS: dict[str, tuple[int, int | None]] = {
-    "dims": (2, 3), "n_subjects": (0, None), "data_seed": (0, None), "num_sites": (1, 26),
-    "n_train": (1, None), "n_test": (0, None), "rounds": (1, None), "local_epochs": (1, None),
-    "batch_size": (0, None), "seed": (0, None),
+    "dims": (2, 3), "n_subjects": (0, None), "data_seed": (0, None),
+    "num_sites": (1, 26), "n_train": (1, None), "n_test": (0, None),
+    "rounds": (1, None), "local_epochs": (1, None), "batch_size": (0, None),
+    "seed": (0, None),
 }
 
 

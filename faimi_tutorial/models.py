@@ -69,20 +69,25 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_choice(self, "model", self.model, MODEL_NAMES)
-        self.in_shape = check_integers(self, "in_shape", self.in_shape, 1, whole_floats=True)
+        for name in ("in_shape", "channels"):
+            setattr(self, name, check_integers(self, name, getattr(self, name), 1,
+                                               whole_floats=True))
         if len(self.in_shape) not in (3, 4):
-            raise config_error(self, "in_shape", self.in_shape,
-                               "(channels, H, W) or (channels, D, H, W), positive sizes")
-        self.channels = check_integers(self, "channels", self.channels, 1, whole_floats=True)
+            raise config_error(self, "in_shape", self.in_shape, "(channels, H, W) or "
+                               "(channels, D, H, W), positive sizes")
         # strides are used by "classifier" only: one per block there
-        self.strides = check_integers(self, "strides", self.strides, 1, whole_floats=True,
-                                      n=len(self.channels) if self.model == "classifier" else None)
-        if self.model == "simba_cnn" and min(self.in_shape[1:]) < 2 ** len(self.channels):
+        blocks = len(self.channels) if self.model == "classifier" else None
+        self.strides = check_integers(self, "strides", self.strides, 1, n=blocks,
+                                      whole_floats=True)
+        smallest = min(self.in_shape[1:])
+        if self.model == "simba_cnn" and smallest < 2 ** len(self.channels):
             raise config_error(self, "in_shape", self.in_shape,
                                f"spatial sizes >= {2 ** len(self.channels)} for "
                                f"{len(self.channels)} pooling blocks")
-        self.num_res_units = check_integer(self, "num_res_units", self.num_res_units, 0, 4)
-        self.dropout = check_range(self, "dropout", self.dropout, 0.0, 1.0, high_open=True)
+        self.num_res_units = check_integer(self, "num_res_units", self.num_res_units,
+                                           0, 4)
+        self.dropout = check_range(self, "dropout", self.dropout, 0.0, 1.0,
+                                   high_open=True)
 
     @property
     def spatial_dims(self) -> int:

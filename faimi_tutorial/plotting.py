@@ -1170,7 +1170,7 @@ def plot_intervals(summary, value, by="strategy", order=None, colours=None, ax=N
     fig, (a,) = _new_axes(1, ax, width=4.5, height=3.4)
     for i, name in enumerate(names):
         row = table.loc[name]
-        mean, low, high = row[f"{value}_mean"], row[f"{value}_low"], row[f"{value}_high"]
+        mean, low, high = (row[f"{value}_{part}"] for part in ("mean", "low", "high"))
         colour = (colours[name] if colours is not None
                   else GROUP_COLOURS[i % len(GROUP_COLOURS)])
         a.errorbar(i, mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
@@ -1208,26 +1208,28 @@ def show_bias_effect(cohort, title="", axes=None, subject=None):
     import numpy as np
 
     if getattr(cohort, "twins", None) is None:
-        raise ValueError("cohort has no twins; allowed: a cohort generated with twins=True")
+        raise ValueError("cohort has no twins; allowed: a cohort generated with "
+                         "twins=True")
     if cohort.images.ndim != 4:
-        raise ValueError(f"cohort images have shape {tuple(cohort.images.shape)}; allowed: "
-                         "a 2D cohort (N, 1, H, W)")
+        raise ValueError(f"cohort images have shape {tuple(cohort.images.shape)}; "
+                         "allowed: a 2D cohort (N, 1, H, W)")
     members = np.flatnonzero(np.asarray(cohort.bias_group) == 1)
     if subject is None:
         if len(members) == 0:
-            raise ValueError("cohort has no subject in the bias group; allowed: a cohort "
-                             "with bias_group == 1 for some subject")
+            raise ValueError("cohort has no subject in the bias group; allowed: a "
+                             "cohort with bias_group == 1 for some subject")
         subject = int(members[0])
     elif isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) \
             or int(subject) not in set(members.tolist()):
-        raise ValueError(f"subject={subject!r} is invalid; allowed: a row of a bias-group "
-                         "subject")
+        raise ValueError(f"subject={subject!r} is invalid; allowed: a row of a "
+                         "bias-group subject")
     i = int(subject)
     image = cohort.images[i, 0].numpy()
     twin = cohort.twins[i, 0].numpy()
     diff = image - twin
     lim = max(float(np.abs(diff).max()), 1e-6)
-    head = f"{title}: subject in the bias group" if title else "subject in the bias group"
+    head = "subject in the bias group"
+    head = f"{title}: {head}" if title else head
     panels = [(image, "gray", 0, 1, head),
               (twin, "gray", 0, 1, "its twin without the bias"),
               (diff, "coolwarm", -lim, lim, f"difference (max {lim:.2f})")]

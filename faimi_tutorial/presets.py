@@ -123,7 +123,8 @@ FEDERATED: dict[str, dict[str, Any]] = {
     "tutorial": {"rounds": 8, "batch_size": 16, "lr": 2e-3, "channels": (8, 16, 32),
                  "strides": (2, 2, 2)},
     "paper": {"rounds": 30, **{key: TRAINING["paper"][key] for key in (
-        "batch_size", "lr", "channels", "strides", "model", "num_res_units", "dropout")}},
+        "batch_size", "lr", "channels", "strides", "model", "num_res_units",
+        "dropout")}},
 }
 for _name, _settings in FEDERATED.items():
     _settings["weight_decay"] = TRAINING[_name]["weight_decay"]

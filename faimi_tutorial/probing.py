@@ -308,8 +308,9 @@ class ProbeConfig:
         check_flag(self, "standardize", self.standardize)
         check_integer(self, "max_iter", self.max_iter, 10)
         check_integer(self, "n_boot", self.n_boot, 0)
-        check_probability(self, "confidence", self.confidence, low_open=True, high_open=True)
-        check_probability(self, "threshold", self.threshold, low_open=True, high_open=True)
+        for name in ("confidence", "threshold"):
+            check_probability(self, name, getattr(self, name), low_open=True,
+                              high_open=True)
         check_integer(self, "seed", self.seed, 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -581,7 +582,8 @@ def probe(
                        scores, y, index)
 
 
-def in_sample_scores(features: Any, target: Any, config: ProbeConfig | None = None) -> np.ndarray:
+def in_sample_scores(features: Any, target: Any,
+                     config: ProbeConfig | None = None) -> np.ndarray:
     """Scores of one probe fitted on all samples and scored on those same samples.
 
     What a probe reports when it is scored on its own fitting data: the contrast

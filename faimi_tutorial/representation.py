@@ -279,7 +279,8 @@ class CompositionConfig:
         except TypeError:
             groups = ()
         if len(groups) != 2 or len(set(groups)) != 2:
-            raise config_error(self, "groups", self.groups, "two distinct subgroup names")
+            raise config_error(self, "groups", self.groups,
+                               "two distinct subgroup names")
         self.groups = groups
         check_text(self, "column", self.column)
         self.seed = check_integer(self, "seed", self.seed, 0)

@@ -271,11 +271,14 @@ class SimulationConfig:
             setattr(self, name, check_integer(self, name, getattr(self, name), lo, hi,
                                               whole_floats=True))
         for name, (n, lo, hi) in _TUPLE_RANGES.items():
-            setattr(self, name, check_numbers(self, name, getattr(self, name), n, lo, hi))
+            setattr(self, name, check_numbers(self, name, getattr(self, name), n, lo,
+                                              hi))
         if any(s <= 0 for s in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
-            raise config_error(self, "split", self.split, "three positive fractions summing to 1")
+            raise config_error(self, "split", self.split,
+                               "three positive fractions summing to 1")
         self.integration_spacing_mm = check_range(
-            self, "integration_spacing_mm", self.integration_spacing_mm, self.spacing, 40.0)
+            self, "integration_spacing_mm", self.integration_spacing_mm, self.spacing,
+            40.0)
         check_choice(self, "bias_kind", self.bias_kind, BIAS_KINDS)
         check_choice(self, "intensity_scope", self.intensity_scope, INTENSITY_SCOPES)
         for name in ("disease_region", "bias_region"):
@@ -308,13 +311,7 @@ class SimulationConfig:
         """
         name = presets.active_preset() if name is None else name
         check_choice(cls, "preset", name, presets.PRESET_NAMES)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown SimulationConfig field(s): {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        known = _check_known_fields(overrides)
         values = {k: v for k, v in _preset_values(name).items() if k in known}
         values.update(overrides)
         values["preset"] = name
@@ -383,22 +380,8 @@ class SimulationConfig:
         if not isinstance(data, dict):
             raise ConfigError("config", type(data).__name__,
                               "a JSON object of SimulationConfig fields")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SimulationConfig field(s): {', '.join(map(str, unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
-        values = dict(data)
-        for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split", "crop"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
-        for key in ("disease_region", "bias_region"):
-            if isinstance(values.get(key), dict):
-                try:
-                    values[key] = anatomy.get_region(values[key])
-                except (ValueError, TypeError) as err:
-                    raise ConfigError(key, values[key], f"a region name or an object with "
-                                      f"name, centre_mm, radius_mm ({err})") from None
+        _check_known_fields(data)
+        values = _values_from_json(data)
         return cls(**values)
 
     def to_json(self) -> str:
@@ -414,45 +397,18 @@ class SimulationConfig:
     @property
     def crop_start(self) -> tuple[int, ...] | None:
         """First voxel (per axis) of the crop in :attr:`full_grid`, or ``None``."""
-        if not self.crop:
-            return None
-        full = self.full_grid
-        mid = (np.asarray(self.disease.centre_mm) + np.asarray(self.bias.centre_mm)) / 2.0
-        start = []
-        for d, (n, c) in enumerate(zip(full.shape, self.crop)):
-            centre_vox = (mid[d] - full.origin[d]) / full.spacing
-            start.append(int(min(max(round(centre_vox - (c - 1) / 2.0), 0), n - c)))
-        return tuple(start)
+        return _crop_start(self)
 
     @property
     def grid(self) -> anatomy.Grid:
         """The grid of the images (:class:`anatomy.Grid`): the crop when there is one."""
-        full = self.full_grid
-        start = self.crop_start
-        if start is None:
-            return full
-        origin = tuple(full.origin[d] + full.spacing * start[d] for d in range(3))
-        return anatomy.Grid(self.crop, full.spacing, origin)
+        return _image_grid(self)
 
     @property
     def _work_box(self) -> tuple[anatomy.Grid, tuple[slice, ...] | None]:
-        """The grid the generator works on and where the images lie in it.
-
-        Without a crop, the whole brain grid. With one, the crop plus a margin of
-        ``_CROP_MARGIN_MM`` on every side (within the brain grid, on its voxels), so
-        that displacements are integrated only where they can reach the crop.
-        """
-        full = self.full_grid
-        start = self.crop_start
-        if start is None:
-            return full, None
-        margin = int(math.ceil(_CROP_MARGIN_MM / full.spacing))
-        lo = [max(a - margin, 0) for a in start]
-        hi = [min(a + c + margin, n) for a, c, n in zip(start, self.crop, full.shape)]
-        origin = tuple(full.origin[d] + full.spacing * lo[d] for d in range(3))
-        work = anatomy.Grid(tuple(h - a for a, h in zip(lo, hi)), full.spacing, origin)
-        box = tuple(slice(a - w, a - w + c) for a, w, c in zip(start, lo, self.crop))
-        return work, box
+        """The grid the generator works on and where the images lie in it (see
+        :func:`_work_box`)."""
+        return _work_box(self)
 
     @property
     def disease(self) -> anatomy.Region:
@@ -498,9 +454,86 @@ def _preset_values(name: str) -> dict[str, Any]:
     return values
 
 
+def _check_known_fields(names: Any) -> set[str]:
+    """Raise for names that are not :class:`SimulationConfig` fields; return all."""
+    known = {f.name for f in dataclasses.fields(SimulationConfig)}
+    unknown = sorted(set(names) - known, key=str)
+    if unknown:
+        raise ValueError("unknown SimulationConfig field(s): "
+                         f"{', '.join(map(str, unknown))}; known: "
+                         f"{', '.join(sorted(known))}")
+    return known
+
+
+def _values_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """Field values of :meth:`SimulationConfig.to_dict` output: lists as tuples, region
+    objects as :class:`anatomy.Region`."""
+    values = dict(data)
+    for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split",
+                "crop"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    for key in ("disease_region", "bias_region"):
+        if isinstance(values.get(key), dict):
+            try:
+                values[key] = anatomy.get_region(values[key])
+            except (ValueError, TypeError) as err:
+                raise config_error(SimulationConfig, key, values[key],
+                                   "a region name or an object with name, centre_mm, "
+                                   f"radius_mm ({err})") from None
+    return values
+
+
+# ------------------------------------------------------------- crop geometry
+
+
+def _crop_start(cfg: SimulationConfig) -> tuple[int, ...] | None:
+    """First voxel (per axis) of the crop in ``cfg.full_grid``; ``None`` without one."""
+    if not cfg.crop:
+        return None
+    full = cfg.full_grid
+    mid = (np.asarray(cfg.disease.centre_mm) + np.asarray(cfg.bias.centre_mm)) / 2.0
+    start = []
+    for d, (n, c) in enumerate(zip(full.shape, cfg.crop)):
+        centre_vox = (mid[d] - full.origin[d]) / full.spacing
+        start.append(int(min(max(round(centre_vox - (c - 1) / 2.0), 0), n - c)))
+    return tuple(start)
+
+
+def _image_grid(cfg: SimulationConfig) -> anatomy.Grid:
+    """The grid of the images: the crop when there is one, else the whole brain."""
+    full = cfg.full_grid
+    start = _crop_start(cfg)
+    if start is None:
+        return full
+    origin = tuple(full.origin[d] + full.spacing * start[d] for d in range(3))
+    return anatomy.Grid(cfg.crop, full.spacing, origin)
+
+
+def _work_box(cfg: SimulationConfig) -> tuple[anatomy.Grid, tuple[slice, ...] | None]:
+    """The grid the generator works on and where the images lie in it.
+
+    Without a crop, the whole brain grid. With one, the crop plus a margin of
+    ``_CROP_MARGIN_MM`` on every side (within the brain grid, on its voxels), so
+    that displacements are integrated only where they can reach the crop.
+    """
+    full = cfg.full_grid
+    start = _crop_start(cfg)
+    if start is None:
+        return full, None
+    margin = int(math.ceil(_CROP_MARGIN_MM / full.spacing))
+    lo = [max(a - margin, 0) for a in start]
+    hi = [min(a + c + margin, n) for a, c, n in zip(start, cfg.crop, full.shape)]
+    origin = tuple(full.origin[d] + full.spacing * lo[d] for d in range(3))
+    work = anatomy.Grid(tuple(h - a for a, h in zip(lo, hi)), full.spacing, origin)
+    box = tuple(slice(a - w, a - w + c) for a, w, c in zip(start, lo, cfg.crop))
+    return work, box
+
+
 # ------------------------------------------------------------- validation of the fields
 
-#: Number fields of :class:`SimulationConfig`: (low, high, low open, high open, optional).
+#: Number fields of :class:`SimulationConfig`:
+#: (low, high, low open, high open, optional).
 _NUMBER_RANGES: dict[str, tuple[float, float, bool, bool, bool]] = {
     "spacing": (0.5, 20.0, False, False, False),
     "disease_fraction": (0.0, 1.0, True, True, False),
@@ -535,7 +568,7 @@ _TUPLE_RANGES: dict[str, tuple[int, float, float]] = {
 
 
 def _fill_grid_defaults(cfg: SimulationConfig) -> None:
-    """Fill the grid fields left as ``None`` from the preset's entry for ``cfg.dims``."""
+    """Fill the grid fields left as ``None`` from the preset's entry for ``dims``."""
     grid = _preset_values(cfg.preset)[f"grid_{cfg.dims}d"]
     for key, convert in (("shape", tuple), ("spacing", float), ("n_subjects", int),
                          ("integration_spacing_mm", float)):
@@ -551,7 +584,7 @@ def _fill_grid_defaults(cfg: SimulationConfig) -> None:
 
 
 def _checked_region(cfg: SimulationConfig, name: str) -> str | anatomy.Region:
-    """A region field as a name (a known region) or a :class:`anatomy.Region` (custom)."""
+    """A region field as a name (a known region) or an :class:`anatomy.Region`."""
     value = getattr(cfg, name)
     try:
         region = anatomy.get_region(value)
@@ -563,7 +596,7 @@ def _checked_region(cfg: SimulationConfig, name: str) -> str | anatomy.Region:
 
 
 def _check_slice(cfg: SimulationConfig) -> None:
-    """2D: default ``slice_z`` to the disease centre; the slice must cut both regions."""
+    """2D: ``slice_z`` defaults to the disease centre and must cut both regions."""
     if cfg.dims == 3:
         if cfg.slice_z is not None:
             raise config_error(cfg, "slice_z", cfg.slice_z,
@@ -576,8 +609,9 @@ def _check_slice(cfg: SimulationConfig) -> None:
         region = anatomy.get_region(getattr(cfg, name))
         if abs(region.centre_mm[2] - cfg.slice_z) >= region.radius_mm:
             raise config_error(cfg, name, region.name,
-                               f"in 2D, a region that the slice z={cfg.slice_z:g} mm cuts "
-                               f"(|z - {region.centre_mm[2]:g}| < {region.radius_mm:g})")
+                               f"in 2D, a region that the slice z={cfg.slice_z:g} mm "
+                               f"cuts (|z - {region.centre_mm[2]:g}| < "
+                               f"{region.radius_mm:g})")
 
 
 def _checked_crop(cfg: SimulationConfig) -> tuple[int, ...] | None:
@@ -1884,7 +1918,8 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
 
 
 def cohort_from_preset(preset: str | None = None, *, progress: bool = False,
-                       twins: bool = True, device: Any = None, **overrides: Any) -> Cohort:
+                       twins: bool = True, device: Any = None,
+                       **overrides: Any) -> Cohort:
     """Generate the cohort of a preset with some fields overridden, in one call.
 
     The same as ``generate(SimulationConfig.preset(preset, **overrides))``: the

@@ -312,7 +312,8 @@ class Experiment:
         # checked, not converted: the fields enter the cache key as given
         check_integer(self, "seed", self.seed, 0)
         check_integer(self, "data_seed", self.data_seed, 0, optional=True)
-        check_probability(self, "threshold", self.threshold, low_open=True, high_open=True)
+        check_probability(self, "threshold", self.threshold, low_open=True,
+                          high_open=True)
         for name in ("simulation", "training"):
             if not isinstance(getattr(self, name), Mapping):
                 raise config_error(self, name, getattr(self, name),

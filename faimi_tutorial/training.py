@@ -526,7 +526,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             setattr(self, name, check_positive_int(self, name, getattr(self, name)))
-        self.patience = check_positive_int(self, "patience", self.patience, optional=True)
+        self.patience = check_positive_int(self, "patience", self.patience,
+                                           optional=True)
         # numbers are checked, not converted: an int stays an int in cache keys
         check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
         check_range(self, "weight_decay", self.weight_decay, 0.0)

@@ -82,7 +82,7 @@ def _owner_name(owner: Any) -> str:
 
 
 def config_error(owner: Any, name: str, value: Any, allowed: str) -> ConfigError:
-    """The error for an invalid field (to ``raise``), for checks the helpers do not cover.
+    """The error for an invalid field (to ``raise``), for checks the helpers lack.
 
     Parameters
     ----------
@@ -146,15 +146,19 @@ def _interval(lo: float, hi: float, low_open: bool, high_open: bool) -> str:
     return f"{'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}"
 
 
+def _whole_float(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and float(value).is_integer()
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_))
 
 
 def check_range(owner: Any, name: str, value: Any, lo: float = -math.inf,
-                hi: float = math.inf, *, low_open: bool = False, high_open: bool = False,
-                optional: bool = False) -> float | None:
-    """A finite real number between ``lo`` and ``hi`` (booleans and strings are refused).
+                hi: float = math.inf, *, low_open: bool = False,
+                high_open: bool = False, optional: bool = False) -> float | None:
+    """A finite real number between ``lo`` and ``hi`` (not a boolean, not a string).
 
     Parameters
     ----------
@@ -268,7 +272,7 @@ def check_integer(owner: Any, name: str, value: Any, lo: int | None = None,
         allowed = "an integer"
     if optional:
         allowed = "None or " + allowed
-    if whole_floats and isinstance(value, (float, np.floating)) and float(value).is_integer():
+    if whole_floats and _whole_float(value):
         value = int(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise config_error(owner, name, value, allowed)
@@ -354,8 +358,9 @@ def check_numbers(owner: Any, name: str, value: Any, n: int, lo: float = -math.i
     return tuple(out)
 
 
-def check_integers(owner: Any, name: str, value: Any, lo: int = 1, hi: int | None = None,
-                   *, n: int | None = None, whole_floats: bool = False) -> tuple[int, ...]:
+def check_integers(owner: Any, name: str, value: Any, lo: int = 1,
+                   hi: int | None = None, *, n: int | None = None,
+                   whole_floats: bool = False) -> tuple[int, ...]:
     """A non-empty sequence of integers in ``[lo, hi]`` (exactly ``n`` when given).
 
     Parameters
@@ -391,10 +396,10 @@ def check_integers(owner: Any, name: str, value: Any, lo: int = 1, hi: int | Non
         raise config_error(owner, name, value, allowed)
     out = []
     for item in items:
-        if whole_floats and isinstance(item, (float, np.floating)) and float(item).is_integer():
+        if whole_floats and _whole_float(item):
             item = int(item)
-        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)) or (
-                item < lo or (hi is not None and item > hi)):
+        if isinstance(item, (bool, np.bool_)) or not isinstance(
+                item, (int, np.integer)) or item < lo or (hi is not None and item > hi):
             raise config_error(owner, name, value, allowed)
         out.append(int(item))
     return tuple(out)
@@ -425,7 +430,8 @@ def check_text(owner: Any, name: str, value: Any, *, empty: bool = False) -> str
         If the value is not a string, or is blank when that is not allowed.
     """
     if not isinstance(value, str) or (not empty and not value.strip()):
-        raise config_error(owner, name, value, "a string" if empty else "a non-empty string")
+        raise config_error(owner, name, value,
+                           "a string" if empty else "a non-empty string")
     return value
 
 
