@@ -12,12 +12,13 @@ from faimi_tutorial import metrics, probing, simulate
 
 def test_cohort_from_preset_equals_generate_of_the_preset():
     cohort = simulate.cohort_from_preset("tiny", dims=2, n_subjects=16, seed=4)
-    expected = simulate.generate(
-        simulate.SimulationConfig.preset("tiny", dims=2, n_subjects=16, seed=4), progress=False)
+    config = simulate.SimulationConfig.preset("tiny", dims=2, n_subjects=16, seed=4)
+    expected = simulate.generate(config, progress=False)
     assert cohort.config == expected.config
     assert torch.equal(cohort.images, expected.images)
     assert torch.equal(cohort.twins, expected.twins)
-    assert simulate.cohort_from_preset("tiny", dims=2, n_subjects=16, twins=False).twins is None
+    plain = simulate.cohort_from_preset("tiny", dims=2, n_subjects=16, twins=False)
+    assert plain.twins is None
 
 
 def test_cohort_from_preset_refuses_bad_settings():

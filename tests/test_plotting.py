@@ -28,7 +28,8 @@ def summary():
 def test_plot_intervals_draws_each_row_in_order_with_its_interval():
     fig, ax = plt.subplots()
     colours = {"local": "k", "central": "r", "fedavg": "b", "absent": "g"}
-    out = plotting.plot_intervals(summary(), "auroc", order=["local", "absent", "central"],
+    out = plotting.plot_intervals(summary(), "auroc",
+                                  order=["local", "absent", "central"],
                                   colours=colours, ax=ax, title="t")
     assert out is fig
     assert [t.get_text() for t in ax.get_xticklabels()] == ["local", "central"]
@@ -37,7 +38,8 @@ def test_plot_intervals_draws_each_row_in_order_with_its_interval():
     points = [tuple(float(v) for v in c.lines[0].get_xydata()[0]) for c in bars]
     assert points == [(0.0, 0.6), (1.0, 0.8)]
     # the error bars span [low, high], in the category's colour
-    spans = [tuple(float(v) for v in c.lines[2][0].get_segments()[0][:, 1]) for c in bars]
+    spans = [tuple(float(v) for v in c.lines[2][0].get_segments()[0][:, 1])
+             for c in bars]
     assert spans == [pytest.approx((0.5, 0.7)), pytest.approx((0.75, 0.85))]
     assert [c.lines[0].get_color() for c in bars] == ["k", "r"]
     plt.close(fig)
@@ -45,7 +47,8 @@ def test_plot_intervals_draws_each_row_in_order_with_its_interval():
 
 def test_plot_intervals_defaults_and_missing_columns():
     fig = plotting.plot_intervals(summary(), "auroc")
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["central", "fedavg", "local"]
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["central", "fedavg", "local"]
     plt.close(fig)
     with pytest.raises(ValueError, match="auroc_low"):
         plotting.plot_intervals(summary().drop(columns="auroc_low"), "auroc")
