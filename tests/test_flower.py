@@ -233,8 +233,8 @@ def test_write_app_names_the_components_and_every_setting(tmp_path):
     app = fa.write_app(tmp_path / "app", fa.FlowerSettings(rounds=4))
     config = tomllib.loads((app / "pyproject.toml").read_text())
     components = config["tool"]["flwr"]["app"]["components"]
-    assert components == {"serverapp": "faimi_tutorial.flower_app:server_app",
-                          "clientapp": "faimi_tutorial.flower_app:client_app"}
+    assert components == {"serverapp": "faimi_tutorial.experiments.flower_app:server_app",
+                          "clientapp": "faimi_tutorial.experiments.flower_app:client_app"}
     assert config["tool"]["flwr"]["app"]["config"]["rounds"] == 4
     assert set(config["tool"]["flwr"]["app"]["config"]) == set(fa.FlowerSettings().to_run_config())
     assert fa.pyproject_text().startswith("[build-system]")

@@ -24,8 +24,8 @@ classifier with five strategies (:data:`STRATEGIES`):
 
 All five use the same client training function, :func:`client_update` (one visit of
 a model to one site), and so does the Flower app in
-:mod:`faimi_tutorial.flower_app`. Evaluation per site and per subgroup goes
-through :func:`faimi_tutorial.metrics.subgroup_report`.
+:mod:`faimi_tutorial.experiments.flower_app`. Evaluation per site and per subgroup goes
+through :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
 
 Example::
 
@@ -51,9 +51,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import presets
-from .validation import (check_integer, check_numbers, check_positive_int,
-                         check_probability, check_range, check_text, config_error)
+from .. import presets
+from ..data.simulate import Cohort
+from ..fairness.metrics import (
+    auroc,
+    counterfactual_flip_rate,
+    OVERALL,
+    signed_gaps,
+    subgroup_report,
+    UndefinedMetricWarning,
+)
+from ..models.networks import build_model, ModelConfig
+from ..runtime import choose_device
+from ..training.loop import as_data, predict
+from ..validation import (check_integer, check_numbers, check_positive_int,
+                          check_probability, check_range, check_text, config_error)
 
 __all__ = [
     "STRATEGIES",
@@ -381,11 +393,11 @@ class Federation:
 
     Attributes
     ----------
-    cohort : faimi_tutorial.simulate.Cohort
+    cohort : faimi_tutorial.data.simulate.Cohort
         The selected subjects as each site's scanner renders them (images and
         twins); ``meta`` gains ``site`` and ``scanner`` columns and ``split`` is
         ``"train"`` or ``"test"``. Write it with
-        :func:`faimi_tutorial.datasets.write_cohort` and ``participants.tsv``
+        :func:`faimi_tutorial.data.datasets.write_cohort` and ``participants.tsv``
         records every subject's site.
     specs : list of SiteSpec
         The sites, in order.
@@ -491,7 +503,6 @@ class Federation:
         Cohort
             Same subjects and metadata, images (and twins) re-rendered.
         """
-        from .simulate import Cohort
 
         scanner = _scanner(scanner)
         position = {sid: i for i, sid in enumerate(self.meta["subject_id"].astype(str))}
@@ -527,7 +538,7 @@ def make_sites(
     Parameters
     ----------
     cohort : Cohort
-        A simulated cohort (:func:`faimi_tutorial.simulate.generate`), 2D or 3D.
+        A simulated cohort (:func:`faimi_tutorial.data.simulate.generate`), 2D or 3D.
     specs : sequence of SiteSpec
         The sites (unique names).
     seed : int, default 0
@@ -545,7 +556,6 @@ def make_sites(
     ValueError
         If names repeat, or the cohort has too few subjects of some cell for the sites.
     """
-    from .simulate import Cohort
 
     specs = list(specs)
     if not specs:
@@ -658,7 +668,7 @@ class FedConfig:
     proximal_mu : float
         FedProx's proximal weight ``mu`` (>= 0; used by ``"fedprox"``).
     model, channels, strides, num_res_units, dropout
-        Architecture (see :class:`faimi_tutorial.models.ModelConfig`).
+        Architecture (see :class:`faimi_tutorial.models.networks.ModelConfig`).
     """
 
     rounds: int = 10
@@ -708,8 +718,7 @@ class FedConfig:
         return cls(**settings)
 
     def model_config(self, in_shape: Sequence[int]):
-        """The :class:`~faimi_tutorial.models.ModelConfig` for images of ``in_shape``."""
-        from .models import ModelConfig
+        """The :class:`~faimi_tutorial.models.networks.ModelConfig` for images of ``in_shape``."""
 
         return ModelConfig(
             in_shape=tuple(int(v) for v in in_shape),
@@ -787,7 +796,6 @@ def init_params(config: FedConfig, in_shape: Sequence[int], seed: int = 0) -> di
     dict of str to torch.Tensor
         A CPU ``state_dict``.
     """
-    from .models import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -806,7 +814,6 @@ def _build(
     reuse: bool = False,
 ) -> nn.Module:
     """A network with ``params`` loaded; ``reuse`` recycles one cached module per architecture."""
-    from .models import build_model
 
     model_config = config.model_config(in_shape)
     key = (tuple(sorted(model_config.to_dict().items())), str(device))
@@ -847,7 +854,7 @@ def client_update(
     params : mapping of str to tensor, or None
         Starting weights (``None``: initialise from ``seed``).
     data : cohort-like
-        The site's training data (anything :func:`faimi_tutorial.training.as_data`
+        The site's training data (anything :func:`faimi_tutorial.training.loop.as_data`
         accepts).
     config : FedConfig
         Architecture and optimiser settings.
@@ -866,8 +873,6 @@ def client_update(
     -------
     ClientUpdate
     """
-    from .runtime import choose_device
-    from .training import as_data
 
     if proximal_mu < 0:
         _fail("proximal_mu", proximal_mu, ">= 0")
@@ -1007,8 +1012,7 @@ class FedResult:
         return _build(self.config, self.in_shape, params, torch.device("cpu")).eval()
 
     def predict(self, data: Any, site: str | None = None) -> np.ndarray:
-        """Disease probabilities for ``data`` (see :func:`faimi_tutorial.training.predict`)."""
-        from .training import predict
+        """Disease probabilities for ``data`` (see :func:`faimi_tutorial.training.loop.predict`)."""
 
         return predict(self.model(site), data, device="cpu")
 
@@ -1336,11 +1340,10 @@ def evaluate(
 
     Returns
     -------
-    faimi_tutorial.metrics.SubgroupReport
+    faimi_tutorial.fairness.metrics.SubgroupReport
     """
     import warnings
 
-    from .metrics import UndefinedMetricWarning, subgroup_report
 
     table = site_scores(result, federation)
     if groups not in table.columns:
@@ -1371,14 +1374,13 @@ def summarise(result: FedResult, federation: Federation, threshold: float = 0.5)
     -------
     dict
         ``auroc`` and ``accuracy`` on all test subjects; ``worst_site_auroc`` and
-        ``site_auroc_gap`` over sites whose test set holds both classes (a range,
-        max - min, not a signed gap; the name is kept for the stored results);
+        ``site_auroc_range`` over sites whose test set holds both classes (a range,
+        max - min, not a signed gap);
         ``tpr_gap``, ``fpr_gap`` and ``auroc_gap``: the signed gaps of
-        :func:`faimi_tutorial.metrics.signed_gaps` (bias group 1 minus group 0);
+        :func:`faimi_tutorial.fairness.metrics.signed_gaps` (bias group 1 minus group 0);
         ``flip_rate`` (share of test predictions that change when the bias effect
         is removed, from the counterfactual twins).
     """
-    from .metrics import auroc, counterfactual_flip_rate, signed_gaps
 
     table = site_scores(result, federation, twins=federation.cohort.twins is not None)
     y, s = table["label"].to_numpy(), table["score"].to_numpy()
@@ -1392,8 +1394,8 @@ def summarise(result: FedResult, federation: Federation, threshold: float = 0.5)
         if part["label"].nunique() == 2
     ]
     out["worst_site_auroc"] = float(min(site_auc)) if site_auc else float("nan")
-    # max - min over sites: a range (named "gap" in the stored results, kept for them)
-    out["site_auroc_gap"] = float(max(site_auc) - min(site_auc)) if len(site_auc) > 1 else float("nan")
+    # max - min over sites: a range, not a gap
+    out["site_auroc_range"] = float(max(site_auc) - min(site_auc)) if len(site_auc) > 1 else float("nan")
     if table["bias_group"].nunique() == 2:
         gaps = signed_gaps(y, s, table["bias_group"].to_numpy(), threshold=threshold, bias_group=1)
         for metric in ("TPR", "FPR", "AUROC"):
@@ -1440,7 +1442,6 @@ def scanner_swap_rates(
         One row per site: ``site``, ``TPR``, ``FPR`` and ``scanner_flip`` (NaN
         except at ``swap_site``).
     """
-    from .metrics import OVERALL, counterfactual_flip_rate
 
     if swap_site not in federation.site_names:
         _fail("swap_site", swap_site, ", ".join(federation.site_names))
@@ -1490,7 +1491,7 @@ def compare(
     -------
     pandas.DataFrame
         One row per (strategy, seed) with ``seconds`` and the summary numbers;
-        aggregate with :func:`faimi_tutorial.metrics.aggregate_seeds`.
+        aggregate with :func:`faimi_tutorial.fairness.metrics.aggregate_seeds`.
     dict
         Only with ``return_results``: ``{(strategy, seed): (FedResult, Federation)}``.
     """

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .validation import check_integers, check_numbers, check_range, config_error
+from ..validation import check_integers, check_numbers, check_range, config_error
 
 __all__ = [
     "Grid",
@@ -72,7 +72,7 @@ def template_files() -> dict[str, Path]:
     """
     import importlib.util
 
-    folders = [Path(__file__).resolve().parent / "data" / "mni152"]
+    folders = [Path(__file__).resolve().parent / "mni152"]
     spec = importlib.util.find_spec("nilearn")
     if spec is not None and spec.origin is not None:
         folders.append(Path(spec.origin).parent / "datasets" / "data")

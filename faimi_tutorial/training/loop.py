@@ -7,7 +7,7 @@ The same two verbs serve every chapter::
 
 ``fit`` takes in-memory data (a simulated cohort, anything with ``.images``,
 ``.label`` and ``.bias_group``, or plain ``(images, label, bias_group)``
-tensors/arrays) or a dataset folder written by :mod:`faimi_tutorial.datasets`.
+tensors/arrays) or a dataset folder written by :mod:`faimi_tutorial.data.datasets`.
 It seeds torch and numpy so that a CPU run repeats exactly, picks the device
 (CUDA when present), shows a progress bar (``progress=False`` for silence),
 stops early when the validation loss stops improving, keeps the weights of the
@@ -52,11 +52,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import presets
-from .validation import check_choice, check_positive_int, check_probability, check_range
-from .metrics import auroc
-from .models import ModelConfig, _ARCHITECTURE_KEYS, build_model, forward_with_features
-from .runtime import choose_device, seed_everything
+from .. import presets
+from ..fairness.metrics import auroc
+from ..models.networks import ModelConfig, ARCHITECTURE_KEYS, build_model, forward_with_features
+from ..runtime import choose_device, seed_everything
+from .._version import __version__
+from ..data import datasets
+from ..models.networks import last_linear
+from ..validation import (check_choice, check_output_file, check_positive_int,
+                          check_probability, check_range, check_seed)
 
 #: Names of the mitigation strategies understood by :func:`fit`.
 MITIGATIONS: tuple[str, ...] = ("none", "reweighing", "group_balanced", "groupdro", "unlearning")
@@ -133,13 +137,12 @@ class ArrayData:
 
 
 def _load_folder(path: str | os.PathLike[str]) -> Any:
-    from . import datasets
 
     for name in ("load_cohort", "load_dataset", "read_dataset", "load"):
         loader = getattr(datasets, name, None)
         if callable(loader):
             return loader(path)
-    raise ValueError(f"faimi_tutorial.datasets cannot read a dataset folder ({path})")
+    raise ValueError(f"faimi_tutorial.data.datasets cannot read a dataset folder ({path})")
 
 
 def as_data(
@@ -157,7 +160,7 @@ def as_data(
         * a tuple ``(images, label)`` or ``(images, label, bias_group)``;
         * an image tensor/array (labels from ``label``/``bias_group``; zeros when
           missing, which is fine for :func:`predict`);
-        * a dataset folder written by :mod:`faimi_tutorial.datasets`.
+        * a dataset folder written by :mod:`faimi_tutorial.data.datasets`.
     label, bias_group : array-like, optional
         Used when ``data`` carries none.
 
@@ -477,7 +480,7 @@ class TrainConfig:
     Parameters
     ----------
     model, channels, strides, num_res_units, dropout
-        Architecture (see :class:`faimi_tutorial.models.ModelConfig`).
+        Architecture (see :class:`faimi_tutorial.models.networks.ModelConfig`).
     epochs : int
         Maximum number of epochs (>= 1).
     batch_size : int
@@ -577,7 +580,7 @@ class TrainConfig:
 
     def model_config(self, in_shape: Sequence[int]) -> ModelConfig:
         """The architecture for images of ``in_shape`` (``(channels, *grid)``)."""
-        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in _ARCHITECTURE_KEYS})
+        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in ARCHITECTURE_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (for checkpoints and cache keys)."""
@@ -777,7 +780,6 @@ def fit(
         settings.update(overrides)
         config = TrainConfig(**settings)
     if checkpoint is not None:  # a bad path fails now, not after training
-        from .validation import check_output_file
 
         check_output_file(checkpoint, "checkpoint")
     seed_everything(seed)
@@ -799,7 +801,6 @@ def fit(
     dro = GroupDROLoss(2 * n_groups, config.groupdro_eta, device) if config.mitigation == "groupdro" else None
     unlearner = None
     if config.mitigation == "unlearning":
-        from .models import last_linear
 
         unlearner = BiasUnlearner(last_linear(model).in_features, n_groups, lr=10 * config.lr, steps=2, device=device)
     generator = torch.Generator().manual_seed(int(seed))
@@ -952,7 +953,6 @@ def save_checkpoint(result: FitResult, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         The written file.
     """
-    from . import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1090,7 +1090,7 @@ def register(subparsers: Any) -> None:
 
     ``faimi train DATASET --checkpoint model.pt`` trains on a dataset folder
     (written by ``faimi simulate`` or a user's own, see
-    :func:`faimi_tutorial.datasets.read_dataset`), prints the validation history
+    :func:`faimi_tutorial.data.datasets.read_dataset`), prints the validation history
     and, when the folder has a test split, the test metrics per bias group.
 
     Parameters
@@ -1134,7 +1134,6 @@ def _run_cli(args: Any) -> int:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
-    from .validation import check_output_file, check_seed
 
     # every argument is checked before reading data or training, so no work is lost
     try:

@@ -25,16 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import presets
-from .validation import (check_choice, check_integer, check_integers, check_range,
-                         config_error)
+from .. import presets
+from ..validation import (check_choice, check_integer, check_integers, check_range,
+                          config_error)
 
 #: Architectures known to :func:`build_model`.
 MODEL_NAMES: tuple[str, ...] = ("classifier", "simba_cnn")
 
 #: Architecture settings per preset (the rest of a preset's training settings
 #: live in :data:`faimi_tutorial.presets.TRAINING`).
-_ARCHITECTURE_KEYS = ("model", "channels", "strides", "num_res_units", "dropout")
+ARCHITECTURE_KEYS = ("model", "channels", "strides", "num_res_units", "dropout")
 
 
 @dataclass
@@ -113,7 +113,7 @@ class ModelConfig:
             The validated configuration.
         """
         presets.check_preset(name)
-        settings = {k: v for k, v in presets.TRAINING[name].items() if k in _ARCHITECTURE_KEYS}
+        settings = {k: v for k, v in presets.TRAINING[name].items() if k in ARCHITECTURE_KEYS}
         settings.update(overrides)
         return cls(in_shape=tuple(in_shape), **settings)
 
@@ -256,7 +256,7 @@ def layer_names(model: nn.Module) -> list[str]:
         return [f"net.{name}" for name, _ in net.named_children()]
     raise ValueError(
         f"model of type {type(model).__name__} has no known feature blocks; "
-        "use a model from faimi_tutorial.models.build_model"
+        "use a model from faimi_tutorial.models.networks.build_model"
     )
 
 

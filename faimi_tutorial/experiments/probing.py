@@ -70,8 +70,29 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .metrics import auroc, auroc_of_resamples, bootstrap_indices
-from .validation import check_flag, check_integer, check_probability, check_range
+from ..fairness.metrics import auroc, auroc_of_resamples, bootstrap_indices
+from .. import presets
+from ..fairness.metrics import mean_interval
+from ..models.networks import (
+    build_model,
+    forward_with_features,
+    last_linear,
+    layer_names,
+)
+from ..runtime import choose_device, seed_everything
+from ..training.loop import (
+    _batches,
+    _scores_and_loss,
+    _train_val,
+    as_data,
+    FitResult,
+    selection_score,
+    stratified_split,
+    TrainConfig,
+    validation_metrics,
+)
+from .sweeps import evaluate
+from ..validation import check_flag, check_integer, check_probability, check_range
 
 __all__ = [
     "PSEUDO_LAYERS",
@@ -132,7 +153,6 @@ def _images(data: Any) -> torch.Tensor:
     elif isinstance(data, np.ndarray):
         x = torch.as_tensor(data)
     else:
-        from .training import as_data
 
         x = as_data(data).images
     x = x.float()
@@ -164,13 +184,13 @@ def collect_activations(
     Parameters
     ----------
     model : torch.nn.Module or FitResult
-        Any network (a :class:`~faimi_tutorial.training.FitResult` is unwrapped).
+        Any network (a :class:`~faimi_tutorial.training.loop.FitResult` is unwrapped).
     data : tensor, array, cohort-like or ArrayData
-        Images ``(N, C, *grid)`` or anything :func:`faimi_tutorial.training.as_data` reads.
+        Images ``(N, C, *grid)`` or anything :func:`faimi_tutorial.training.loop.as_data` reads.
     layers : sequence of str, optional
         Module names (``dict(model.named_modules())``), or ``"input"`` (the images)
         or ``"penultimate"`` (the input of the last linear layer). Default: the
-        feature blocks of a package model (:func:`faimi_tutorial.models.layer_names`).
+        feature blocks of a package model (:func:`faimi_tutorial.models.networks.layer_names`).
     batch_size : int, default 128
         Images per forward pass.
     device : str or torch.device, optional
@@ -191,7 +211,6 @@ def collect_activations(
         For an unknown layer name, or a model without known blocks when ``layers``
         is not given.
     """
-    from .models import last_linear, layer_names
 
     net = _network(model)
     if layers is None:
@@ -698,7 +717,6 @@ def probe_model(
     pandas.DataFrame
         As :func:`probe_layers`.
     """
-    from .training import as_data
 
     d = as_data(data)
     attrs = {"bias_group": d.bias_group, "label": d.label}
@@ -831,7 +849,6 @@ class _DiseaseAxis:
 
     def __init__(self, features: Any, label: Any, bias_group: Any, n_components: int,
                  fit_fraction: float, seed: int) -> None:
-        from .training import stratified_split
 
         x = np.asarray(features, dtype=np.float64)
         self.x = x.reshape(x.shape[0], -1)
@@ -1046,7 +1063,6 @@ def model_disease_shift(
     twins = getattr(data, "twins", None)
     if twins is None:
         raise ValueError("data has no twins: the shift is measured against each subject's twin")
-    from .training import as_data
 
     d = as_data(data)
     acts = collect_activations(model, d.images, [layer], max_features=max_features)[layer]
@@ -1158,7 +1174,7 @@ def untrained_model(
     seed: int = 0,
     **overrides: Any,
 ) -> nn.Module:
-    """The network :func:`faimi_tutorial.training.fit` would start from: same architecture, same seed.
+    """The network :func:`faimi_tutorial.training.loop.fit` would start from: same architecture, same seed.
 
     A reference for probing: whatever an untrained network's layers encode comes
     from the image and the architecture, not from learning.
@@ -1169,21 +1185,17 @@ def untrained_model(
         ``(channels, *grid)``, or data (a cohort, images) whose shape is read.
     config : TrainConfig or str, optional
         Training settings or preset name (default: the active preset), as given
-        to :func:`~faimi_tutorial.training.fit`.
+        to :func:`~faimi_tutorial.training.loop.fit`.
     seed : int, default 0
         The training seed whose initial weights are wanted.
     **overrides
-        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+        Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
     torch.nn.Module
         Freshly initialised, in eval mode.
     """
-    from . import presets
-    from .models import build_model
-    from .runtime import seed_everything
-    from .training import TrainConfig
 
     if isinstance(in_shape, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in in_shape):
         shape = tuple(int(v) for v in in_shape)
@@ -1250,7 +1262,6 @@ def layer_report(
         columns (``seed``: the model's training seed, or its position in the
         sequence when it has none).
     """
-    from .models import layer_names
 
     if not models:
         raise ValueError("models is empty; give at least one {name: model}")
@@ -1288,8 +1299,7 @@ def layer_report(
 
 def _interval(values: Any, *, method: str = "bootstrap", n_boot: int = 2000, confidence: float = 0.95,
               seed: int = 0) -> tuple[float, float, float]:
-    """Mean and interval over runs: :func:`faimi_tutorial.metrics.mean_interval`."""
-    from .metrics import mean_interval
+    """Mean and interval over runs: :func:`faimi_tutorial.fairness.metrics.mean_interval`."""
 
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be an integer >= 1")
@@ -1308,10 +1318,10 @@ def seed_summary(
 ) -> pd.DataFrame:
     """Mean of a value over runs (seeds) per setting, with a percentile-bootstrap interval.
 
-    The interval is :func:`faimi_tutorial.metrics.mean_interval`'s: it stays inside
+    The interval is :func:`faimi_tutorial.fairness.metrics.mean_interval`'s: it stays inside
     the range of the values, so a mean of rates stays in [0, 1]. The table keeps
     the layout of the layer tables (``<value>``, ``<value>_low``, ``<value>_high``
-    and ``depth``), ready for :func:`faimi_tutorial.plotting.plot_layer_curves`.
+    and ``depth``), ready for :func:`faimi_tutorial.viz.plotting.plot_layer_curves`.
 
     Parameters
     ----------
@@ -1530,18 +1540,18 @@ def fit_attribute_head(
     (:class:`AttributeHead`) reads the penultimate features through
     :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
     group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
-    gradient: the model is then the plain :func:`~faimi_tutorial.training.fit` model
+    gradient: the model is then the plain :func:`~faimi_tutorial.training.loop.fit` model
     of the same seed, since both keep the epoch chosen by the configuration's
-    ``selection`` rule (:func:`~faimi_tutorial.training.selection_score`). A strong
+    ``selection`` rule (:func:`~faimi_tutorial.training.loop.selection_score`). A strong
     reversal can stop the disease from being learnt at all. Data handling, seeding,
     device choice, early stopping on the validation loss and the returned
-    :class:`~faimi_tutorial.training.FitResult` are those of
-    :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
+    :class:`~faimi_tutorial.training.loop.FitResult` are those of
+    :func:`faimi_tutorial.training.loop.fit` (with ``mitigation="none"``).
 
     Parameters
     ----------
     data : cohort-like, tuple, ArrayData or path
-        Training data (see :func:`faimi_tutorial.training.as_data`).
+        Training data (see :func:`faimi_tutorial.training.loop.as_data`).
     config : TrainConfig or str, optional
         Training settings or a preset name (default: the active preset).
     lam : float, default 0.0
@@ -1557,7 +1567,7 @@ def fit_attribute_head(
     progress : bool, default True
         Progress bar over epochs.
     **overrides
-        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+        Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
@@ -1568,13 +1578,6 @@ def fit_attribute_head(
     """
     from tqdm.auto import tqdm
 
-    from . import presets
-    from .models import build_model, forward_with_features, last_linear
-    from .runtime import choose_device, seed_everything
-    from .training import (
-        FitResult, TrainConfig, _batches, _scores_and_loss, _train_val, selection_score,
-        validation_metrics,
-    )
 
     if not isinstance(attribute_weight, (int, float, np.integer, np.floating)) or not attribute_weight >= 0:
         raise ValueError(f"attribute_weight={attribute_weight!r} is invalid; allowed: a number >= 0")
@@ -1707,7 +1710,6 @@ def encoding_strength(
     ProbeResult
         Held-out decoding of the bias group.
     """
-    from .training import as_data
 
     d = as_data(data)
     feats = collect_activations(model, d.images, [layer])[layer]
@@ -1728,7 +1730,7 @@ def short_evaluate(
     ----------
     model : FitResult or torch.nn.Module
         A trained model (e.g. from :func:`fit_attribute_head`, or a plain
-        :func:`faimi_tutorial.training.fit` model, which is the ``lam = 0`` case).
+        :func:`faimi_tutorial.training.loop.fit` model, which is the ``lam = 0`` case).
     test : cohort-like or ArrayData
         Held-out data with ``label`` and ``bias_group`` (and ``twins`` for the flip rate).
     lam : float, default 0.0
@@ -1743,9 +1745,8 @@ def short_evaluate(
     dict
         ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (NaN without an attribute head),
-        ``best_epoch`` and the entries of :func:`faimi_tutorial.sweeps.evaluate`.
+        ``best_epoch`` and the entries of :func:`faimi_tutorial.experiments.sweeps.evaluate`.
     """
-    from .sweeps import evaluate
 
     enc = encoding_strength(model, test, config=probe_config or ProbeConfig(n_boot=200))
     with warnings.catch_warnings():
@@ -1811,14 +1812,14 @@ def short_sweep(
         Also return the trained models (e.g. to probe every layer of the ``lam = 0``
         models, which are plain empirical-risk models: their head's gradient is blocked).
     **overrides
-        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+        Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
     pandas.DataFrame or (pandas.DataFrame, dict)
         One row per run: ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (last training epoch),
-        ``best_epoch``, and the columns of :func:`faimi_tutorial.sweeps.evaluate`
+        ``best_epoch``, and the columns of :func:`faimi_tutorial.experiments.sweeps.evaluate`
         (``AUROC``, ``TPR_gap``, ``FPR_gap``, ``flip_rate`` …). With
         ``keep_models``, also ``{(lam, seed): FitResult}``.
     """

@@ -1,8 +1,8 @@
 """A Flower app (ServerApp + ClientApp) that reuses the package's client training code.
 
-The ClientApp's training step is :func:`faimi_tutorial.federated.client_update`,
-the very function behind :func:`faimi_tutorial.federated.train_fedavg`, with the
-same per-round seeds (:func:`faimi_tutorial.federated.client_seed`); the ServerApp
+The ClientApp's training step is :func:`faimi_tutorial.experiments.federated.client_update`,
+the very function behind :func:`faimi_tutorial.experiments.federated.train_fedavg`, with the
+same per-round seeds (:func:`faimi_tutorial.experiments.federated.client_seed`); the ServerApp
 runs Flower's own FedAvg (or FedProx) strategy. Given the same data, settings and
 seed, a Flower run therefore reproduces the package's FedAvg up to floating-point
 rounding, which chapter 5 and ``tests/test_flower.py`` check.
@@ -16,17 +16,17 @@ Three ways to run it:
 
 * **On one machine, as separate processes** (SuperLink, SuperNodes, ``flwr run``)
   and **across machines**: write the app folder with
-  ``python -m faimi_tutorial.flower_app APP_DIR`` and follow the commands in the
+  ``python -m faimi_tutorial.experiments.flower_app APP_DIR`` and follow the commands in the
   README section "Federated training across machines".
 
 Where the data comes from, on each SuperNode (its ``--node-config``):
 
 * ``data-path=/path/to/dataset`` (a folder written by
-  :func:`faimi_tutorial.datasets.write_cohort`) and optionally ``site=NAME``: the
+  :func:`faimi_tutorial.data.datasets.write_cohort`) and optionally ``site=NAME``: the
   node trains on that site's rows of ``participants.tsv`` (``split`` train/test);
 * otherwise ``partition-id=i num-partitions=n``: the node simulates the same
   cohort as every other node (the generator is deterministic) and keeps site ``i``
-  of :func:`faimi_tutorial.federated.few_large_sites` -- handy for tests and demos.
+  of :func:`faimi_tutorial.experiments.federated.few_large_sites` -- handy for tests and demos.
 
 Flower is pinned in the ``fl`` extra (``pip install "faimi-tutorial[fl]"``).
 Telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``, ``RAY_USAGE_STATS_ENABLED=0``)
@@ -58,9 +58,14 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from . import federated, presets  # noqa: E402
-from .validation import (check_choice, check_integer, check_range,  # noqa: E402
-                         check_text)
+from . import federated  # noqa: E402
+from .. import presets
+from ..data.datasets import read_dataset
+from ..data.simulate import generate, SimulationConfig
+from ..fairness.metrics import auroc
+from ..training.loop import predict
+from ..validation import (check_choice, check_integer, check_range,  # noqa: E402
+                          check_text)
 
 __all__ = [
     "FLOWER_VERSION",
@@ -184,7 +189,7 @@ class FlowerSettings:
         return cls(**values)
 
     def fed_config(self) -> federated.FedConfig:
-        """The :class:`~faimi_tutorial.federated.FedConfig` the clients train with."""
+        """The :class:`~faimi_tutorial.experiments.federated.FedConfig` the clients train with."""
         overrides: dict[str, Any] = {"rounds": self.rounds, "local_epochs": self.local_epochs,
                                      "proximal_mu": self.proximal_mu}
         if self.batch_size:
@@ -194,8 +199,7 @@ class FlowerSettings:
         return federated.FedConfig.preset(self.preset, **overrides)
 
     def simulation_config(self):
-        """The :class:`~faimi_tutorial.simulate.SimulationConfig` of the simulated cohort."""
-        from .simulate import SimulationConfig
+        """The :class:`~faimi_tutorial.data.simulate.SimulationConfig` of the simulated cohort."""
 
         extra = {"n_subjects": self.n_subjects} if self.n_subjects else {}
         return SimulationConfig.preset(self.preset, dims=self.dims, seed=self.data_seed, **extra)
@@ -213,7 +217,6 @@ class FlowerSettings:
 @functools.lru_cache(maxsize=4)
 def _federation(preset: str, dims: int, n_subjects: int, data_seed: int, num_sites: int, n_train: int,
                 n_test: int) -> federated.Federation:
-    from .simulate import generate
 
     settings = FlowerSettings(preset=preset, dims=dims, n_subjects=n_subjects, data_seed=data_seed)
     cohort = generate(settings.simulation_config(), progress=False, twins=False)
@@ -223,7 +226,6 @@ def _federation(preset: str, dims: int, n_subjects: int, data_seed: int, num_sit
 
 @functools.lru_cache(maxsize=4)
 def _dataset(path: str) -> Any:
-    from .datasets import read_dataset
 
     return read_dataset(path, twins=False)
 
@@ -315,7 +317,7 @@ def _to_state(arrays: Any) -> dict[str, torch.Tensor]:
 
 
 def make_client_app(base: FlowerSettings | None = None):
-    """A Flower ``ClientApp`` whose training step is :func:`faimi_tutorial.federated.client_update`.
+    """A Flower ``ClientApp`` whose training step is :func:`faimi_tutorial.experiments.federated.client_update`.
 
     Parameters
     ----------
@@ -352,8 +354,6 @@ def make_client_app(base: FlowerSettings | None = None):
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        from .metrics import auroc
-        from .training import predict
 
         settings = FlowerSettings.from_run_config(context.run_config, base)
         _train, test, _index = site_data(settings, context.node_config)
@@ -568,8 +568,8 @@ dependencies = ["faimi-tutorial[fl]"]
 publisher = "faimi-tutorial"
 
 [tool.flwr.app.components]
-serverapp = "faimi_tutorial.flower_app:server_app"
-clientapp = "faimi_tutorial.flower_app:client_app"
+serverapp = "faimi_tutorial.experiments.flower_app:server_app"
+clientapp = "faimi_tutorial.experiments.flower_app:client_app"
 
 [tool.flwr.app.config]
 {config}
@@ -603,6 +603,6 @@ def write_app(directory: str | os.PathLike[str], settings: FlowerSettings | None
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the README commands and tests
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        print("usage: python -m faimi_tutorial.flower_app APP_DIR   (writes the Flower app folder)")
+        print("usage: python -m faimi_tutorial.experiments.flower_app APP_DIR   (writes the Flower app folder)")
         raise SystemExit(0 if len(sys.argv) == 2 else 2)
     print(write_app(sys.argv[1]))
