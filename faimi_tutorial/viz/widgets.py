@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 from ..data import anatomy
-from .plotting import axial_view, draw_regions, show_image, slice_index, as_array
+from .plotting import as_array, axial_view, draw_regions, show_image
+from .plotting import slice_index as default_slice
 
 __all__ = ["CohortExplorer", "explore_cohort", "VIEWS"]
 
@@ -113,7 +114,7 @@ class CohortExplorer:
         cfg = cohort.config
         if not 0 <= int(subject) < len(cohort):
             raise ValueError(f"subject={subject!r} must be in [0, {len(cohort) - 1}]")
-        k = slice_index(cfg, None) if slice_index is None or cfg.dims == 2 else int(slice_index)
+        k = default_slice(cfg, None) if slice_index is None or cfg.dims == 2 else int(slice_index)
         if k is not None and not 0 <= k < cfg.grid.shape[2]:
             raise ValueError(f"slice_index={slice_index!r} must be in [0, {cfg.grid.shape[2] - 1}]")
         image = as_array(cohort.images[subject])
