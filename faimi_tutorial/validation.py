@@ -188,7 +188,7 @@ def check_range(owner: Any, name: str, value: Any, lo: float = -math.inf,
     if value is None and optional:
         return None
     interval = _interval(lo, hi, low_open, high_open)
-    allowed = f"a number {'in ' if interval[-1] in ')]' else ''}{interval}"
+    allowed = f"a finite number {'in ' if interval[-1] in ')]' else ''}{interval}"
     if optional:
         allowed = "None or " + allowed
     if not _is_real(value) or not math.isfinite(float(value)):
@@ -346,7 +346,7 @@ def check_numbers(owner: Any, name: str, value: Any, n: int, lo: float = -math.i
         If the value is not a sequence of ``n`` numbers within the bounds.
     """
     interval = _interval(lo, hi, False, False)
-    allowed = f"{n} numbers {'in ' if interval[-1] in ')]' else ''}{interval}"
+    allowed = f"{n} finite numbers {'in ' if interval[-1] in ')]' else ''}{interval}"
     items = _items(owner, name, value, allowed)
     if len(items) != n:
         raise config_error(owner, name, value, allowed)

@@ -39,11 +39,11 @@ def one_line(err: pytest.ExceptionInfo, *parts: str) -> None:
 
 
 def test_config_error_names_config_field_value_and_range():
-    err = config_error(Owner(), "lr", -1, "a number > 0")
+    err = config_error(Owner(), "lr", -1, "a finite number > 0")
     assert isinstance(err, ValueError) and isinstance(err, ConfigError)
-    assert str(err) == "Owner.lr=-1 is invalid; allowed: a number > 0"
+    assert str(err) == "Owner.lr=-1 is invalid; allowed: a finite number > 0"
     assert (err.config, err.field, err.value) == ("Owner", "lr", -1)
-    assert err.allowed == "a number > 0"
+    assert err.allowed == "a finite number > 0"
     assert str(config_error("Named", "x", 1, "y")).startswith("Named.x=1")
     assert str(config_error(Owner, "x", 1, "y")).startswith("Owner.x=1")
     assert str(ConfigError("x", 1, "y")) == "x=1 is invalid; allowed: y"
@@ -70,20 +70,20 @@ def test_check_range_accepts_numbers_and_returns_floats(value):
 def test_check_range_refuses(value):
     with pytest.raises(ValueError) as err:
         check_range(Owner(), "x", value, 0, 2)
-    one_line(err, "Owner.x=", "allowed: a number in [0, 2]")
+    one_line(err, "Owner.x=", "allowed: a finite number in [0, 2]")
 
 
 def test_check_range_open_bounds_optional_and_half_lines():
-    with pytest.raises(ValueError, match=r"allowed: a number in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"allowed: a finite number in \(0, 1\]"):
         check_range(Owner(), "x", 0, 0, 1, low_open=True)
-    with pytest.raises(ValueError, match=r"allowed: a number in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"allowed: a finite number in \[0, 1\)"):
         check_range(Owner(), "x", 1, 0, 1, high_open=True)
-    with pytest.raises(ValueError, match="allowed: a number > 0"):
+    with pytest.raises(ValueError, match="allowed: a finite number > 0"):
         check_range(Owner(), "x", 0, 0, low_open=True)
-    with pytest.raises(ValueError, match="allowed: a number <= 3"):
+    with pytest.raises(ValueError, match="allowed: a finite number <= 3"):
         check_range(Owner(), "x", 4, hi=3)
     assert check_range(Owner(), "x", None, 0, 1, optional=True) is None
-    with pytest.raises(ValueError, match="allowed: None or a number"):
+    with pytest.raises(ValueError, match="allowed: None or a finite number"):
         check_range(Owner(), "x", -1, 0, 1, optional=True)
     with pytest.raises(ValueError):
         check_range(Owner(), "x", None, 0, 1)
@@ -121,8 +121,8 @@ def test_check_numbers():
                 0.5, None):
         with pytest.raises(ValueError) as err:
             check_numbers(Owner(), "pair", bad, 2, 0, 1)
-        one_line(err, "Owner.pair=", "allowed: 2 numbers in [0, 1]")
-    with pytest.raises(ValueError, match="allowed: 3 numbers >= 0"):
+        one_line(err, "Owner.pair=", "allowed: 2 finite numbers in [0, 1]")
+    with pytest.raises(ValueError, match="allowed: 3 finite numbers >= 0"):
         check_numbers(Owner(), "t", (1, -1, 1), 3, 0)
 
 
@@ -158,21 +158,23 @@ SIM = simulate.SimulationConfig.preset
 TRAIN = training.TrainConfig.preset
 FED = federated.FedConfig.preset
 CASES = [
-    (lambda **kw: SIM("tiny", **kw), "noise_sd", 0.9, "a number in [0, 0.5]"),
+    (lambda **kw: SIM("tiny", **kw), "noise_sd", 0.9, "a finite number in [0, 0.5]"),
     (lambda **kw: SIM("tiny", **kw), "bias_kind", "x",
      "morphological, intensity, both"),
     (lambda **kw: SIM("tiny", **kw), "split", (0.5, 0.5, 0.5),
      "three positive fractions summing to 1"),
-    (lambda **kw: TRAIN("tiny", **kw), "lr", 0, "a number in (0, 10]"),
+    (lambda **kw: TRAIN("tiny", **kw), "lr", 0, "a finite number in (0, 10]"),
     (lambda **kw: TRAIN("tiny", **kw), "patience", 0, "None or an integer >= 1"),
     (lambda **kw: TRAIN("tiny", **kw), "mitigation", "magic", "reweighing"),
-    (lambda **kw: models.ModelConfig(**kw), "dropout", 1.0, "a number in [0, 1)"),
+    (lambda **kw: models.ModelConfig(**kw), "dropout", 1.0,
+     "a finite number in [0, 1)"),
     (lambda **kw: models.ModelConfig(**kw), "channels", (), "integers >= 1"),
     (lambda **kw: FED("tiny", **kw), "rounds", 0, "an integer >= 1"),
-    (lambda **kw: FED("tiny", **kw), "proximal_mu", -1, "a number >= 0"),
-    (lambda **kw: federated.Scanner(**kw), "contrast", 0.0, "a number in (0, 4]"),
+    (lambda **kw: FED("tiny", **kw), "proximal_mu", -1, "a finite number >= 0"),
+    (lambda **kw: federated.Scanner(**kw), "contrast", 0.0,
+     "a finite number in (0, 4]"),
     (lambda **kw: federated.SiteSpec(**{"name": "s", "n_train": 4, **kw}), "prevalence",
-     2, "a number in [0, 1]"),
+     2, "a finite number in [0, 1]"),
     (lambda **kw: flower_app.FlowerSettings(**kw), "strategy", "fedsgd",
      "fedavg, fedprox"),
     (lambda **kw: flower_app.FlowerSettings(**kw), "num_sites", 27,
@@ -180,15 +182,16 @@ CASES = [
     (lambda **kw: probing.ProbeConfig(**kw), "n_folds", 1, "an integer >= 2"),
     (lambda **kw: probing.ProbeConfig(**kw), "standardize", 1, "True or False"),
     (lambda **kw: representation.CompositionConfig(**kw), "share", 1.5,
-     "a number in [0, 1]"),
-    (lambda **kw: sweeps.Experiment(**kw), "threshold", 1.0, "a number in (0, 1)"),
+     "a finite number in [0, 1]"),
+    (lambda **kw: sweeps.Experiment(**kw), "threshold", 1.0,
+     "a finite number in (0, 1)"),
     (lambda **kw: sweeps.Experiment(**kw), "preset", "huge", "tiny, tutorial, paper"),
     (lambda **kw: anatomy.Grid(**{"shape": (8, 8), "spacing": 2.0,
                                   "origin": (0, 0, 0), **kw}),
-     "spacing", 30.0, "a number in [0.5, 20]"),
+     "spacing", 30.0, "a finite number in [0.5, 20]"),
     (lambda **kw: anatomy.Region(**{"name": "r", "centre_mm": (0, 0, 0),
                                     "radius_mm": 5.0, **kw}),
-     "radius_mm", math.nan, "a number in [2, 60]"),
+     "radius_mm", math.nan, "a finite number in [2, 60]"),
 ]
 
 
