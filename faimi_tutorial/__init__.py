@@ -9,7 +9,7 @@ layer imports only the layers below it (``tests/test_layers.py`` checks this):
 - ``data``: template and regions, the simulator, BIDS datasets;
 - ``fairness``: the one metrics core and post-processing;
 - ``models``: the networks;
-- ``training``: the training loop and its mitigations;
+- ``training``: the one training loop and its objectives (the mitigations);
 - ``experiments``: sweeps, representativeness, probing, federated training, explanations;
 - ``viz``: figures and widgets;
 - top: ``report`` (``faimi report``) and ``cli`` (the ``faimi`` command).
@@ -32,14 +32,18 @@ ALIASES: dict[str, str] = {
     "anatomy": "data.anatomy",
     "simulate": "data.simulate",
     "datasets": "data.datasets",
+    "labels": "data.labels",
     "metrics": "fairness.metrics",
     "postprocess": "fairness.postprocess",
+    "audit": "fairness.audit",
+    "objectives": "training.objectives",
     "sweeps": "experiments.sweeps",
     "representation": "experiments.representation",
     "probing": "experiments.probing",
     "federated": "experiments.federated",
     "flower_app": "experiments.flower_app",
     "explain": "experiments.explain",
+    "label_experiments": "experiments.label_experiments",
     "plotting": "viz.plotting",
     "widgets": "viz.widgets",
 }

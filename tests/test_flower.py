@@ -227,6 +227,15 @@ def test_settings_validate_and_round_trip_run_config():
             fa.FlowerSettings(**kwargs)
 
 
+def test_settings_mitigation_reaches_the_clients_objective():
+    settings = fa.FlowerSettings(mitigation="reweighing")
+    assert settings.fed_config().mitigation == "reweighing"
+    assert fa.FlowerSettings.from_run_config(settings.to_run_config()) == settings
+    assert type(settings.fed_config().objective()).__name__ == "Reweighing"
+    with pytest.raises(ValueError, match="mitigation"):
+        fa.FlowerSettings(mitigation="fairness")
+
+
 def test_write_app_names_the_components_and_every_setting(tmp_path):
     import tomllib
 

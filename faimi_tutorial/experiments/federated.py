@@ -24,8 +24,12 @@ classifier with five strategies (:data:`STRATEGIES`):
 
 All five use the same client training function, :func:`client_update` (one visit of
 a model to one site), and so does the Flower app in
-:mod:`faimi_tutorial.experiments.flower_app`. Evaluation per site and per subgroup goes
-through :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
+:mod:`faimi_tutorial.experiments.flower_app`; it runs the package's one training
+loop, :func:`faimi_tutorial.training.run_epochs`, with the clients' objective: any
+mitigation of chapter 3 (``FedConfig(mitigation="groupdro")``, computed on each
+site's own data), plus FedProx's proximal term for ``"fedprox"``. Evaluation per
+site and per subgroup goes through
+:func:`faimi_tutorial.fairness.metrics.subgroup_report`.
 
 Example::
 
@@ -49,7 +53,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .. import presets
 from ..data.simulate import Cohort
@@ -63,9 +66,11 @@ from ..fairness.metrics import (
 )
 from ..models.networks import build_model, ModelConfig
 from ..runtime import choose_device
-from ..training.loop import as_data, predict
-from ..validation import (check_integer, check_numbers, check_positive_int,
-                          check_probability, check_range, check_text, config_error)
+from ..training.loop import as_data, predict, run_epochs
+from ..training.objectives import MITIGATIONS, FedProx, Objective, from_mitigation
+from ..validation import (check_choice, check_integer, check_numbers,
+                          check_positive_int, check_probability, check_range, check_text,
+                          config_error)
 
 __all__ = [
     "STRATEGIES",
@@ -83,6 +88,7 @@ __all__ = [
     "init_params",
     "client_seed",
     "client_update",
+    "model_from_params",
     "fedavg",
     "train",
     "train_local",
@@ -667,6 +673,12 @@ class FedConfig:
         Weight decay of AdamW (>= 0).
     proximal_mu : float
         FedProx's proximal weight ``mu`` (>= 0; used by ``"fedprox"``).
+    mitigation : str
+        The clients' objective, one of :data:`~faimi_tutorial.objectives.MITIGATIONS`
+        (``"none"``: plain cross-entropy); each site computes it on its own data, in
+        every strategy (:meth:`objective`).
+    groupdro_eta, unlearning_alpha : float
+        Settings of the ``"groupdro"`` (> 0) and ``"unlearning"`` (>= 0) objectives.
     model, channels, strides, num_res_units, dropout
         Architecture (see :class:`faimi_tutorial.models.networks.ModelConfig`).
     """
@@ -677,6 +689,9 @@ class FedConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     proximal_mu: float = 0.1
+    mitigation: str = "none"
+    groupdro_eta: float = 0.01
+    unlearning_alpha: float = 1.0
     model: str = "classifier"
     channels: tuple[int, ...] = (8, 16, 32)
     strides: tuple[int, ...] = (2, 2, 2)
@@ -690,6 +705,9 @@ class FedConfig:
         check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
         check_range(self, "weight_decay", self.weight_decay, 0.0)
         check_range(self, "proximal_mu", self.proximal_mu, 0.0)
+        check_range(self, "unlearning_alpha", self.unlearning_alpha, 0.0)
+        check_range(self, "groupdro_eta", self.groupdro_eta, 0.0, low_open=True)
+        check_choice(self, "mitigation", self.mitigation, MITIGATIONS)
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         self.model_config((1, 32, 32))  # validates the architecture fields
@@ -719,7 +737,6 @@ class FedConfig:
 
     def model_config(self, in_shape: Sequence[int]):
         """The :class:`~faimi_tutorial.models.networks.ModelConfig` for images of ``in_shape``."""
-
         return ModelConfig(
             in_shape=tuple(int(v) for v in in_shape),
             model=self.model,
@@ -732,6 +749,12 @@ class FedConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (for run configurations and caches)."""
         return asdict(self)
+
+    def objective(self) -> Objective:
+        """A fresh clients' objective for ``mitigation`` (:func:`from_mitigation`)."""
+        return from_mitigation(self.mitigation, lr=self.lr,
+                               groupdro_eta=self.groupdro_eta,
+                               unlearning_alpha=self.unlearning_alpha)
 
 
 @dataclass
@@ -796,7 +819,6 @@ def init_params(config: FedConfig, in_shape: Sequence[int], seed: int = 0) -> di
     dict of str to torch.Tensor
         A CPU ``state_dict``.
     """
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = build_model(config.model_config(in_shape))
@@ -814,7 +836,6 @@ def _build(
     reuse: bool = False,
 ) -> nn.Module:
     """A network with ``params`` loaded; ``reuse`` recycles one cached module per architecture."""
-
     model_config = config.model_config(in_shape)
     key = (tuple(sorted(model_config.to_dict().items())), str(device))
     model = _MODEL_CACHE.get(key) if reuse else None
@@ -830,6 +851,31 @@ def _build(
     return model
 
 
+def model_from_params(
+    config: FedConfig, in_shape: Sequence[int], params: Mapping[str, torch.Tensor],
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """The network of ``config`` with ``params`` loaded, in eval mode.
+
+    Parameters
+    ----------
+    config : FedConfig
+        Architecture.
+    in_shape : sequence of int
+        ``(channels, *grid)`` of one image.
+    params : mapping of str to tensor
+        A ``state_dict`` (e.g. a global model sent by a server).
+    device : str or torch.device, default "cpu"
+        Where the network lives.
+
+    Returns
+    -------
+    torch.nn.Module
+        A new network (not shared with the clients' cached one).
+    """
+    return _build(config, in_shape, params, torch.device(device)).eval()
+
+
 def client_update(
     params: Mapping[str, torch.Tensor] | None,
     data: Any,
@@ -840,14 +886,18 @@ def client_update(
     proximal_mu: float = 0.0,
     seed: int = 0,
     device: str | torch.device | None = None,
+    objective: Objective | None = None,
 ) -> ClientUpdate:
     """Train a model at one site, starting from given weights (and optimiser state).
 
     This is the one client training step of every strategy and of the Flower
-    ClientApp: it rebuilds the network, loads ``params``, creates AdamW (loading
-    ``optimizer_state`` when given), trains ``epochs`` epochs over the site's data
-    in seeded random mini-batches with the mean binary cross-entropy, plus
-    ``proximal_mu / 2 * ||w - params||^2`` when ``proximal_mu > 0`` (FedProx).
+    ClientApp: it rebuilds the network, loads ``params`` and trains ``epochs``
+    epochs over the site's data with :func:`faimi_tutorial.training.run_epochs`
+    (the loop of every model in the package): AdamW (loading ``optimizer_state``
+    when given), seeded mini-batches, and the clients' objective, which is the
+    configuration's ``mitigation`` (:meth:`FedConfig.objective`) computed on the
+    site's own data, with FedProx's ``proximal_mu / 2 * ||w - params||^2`` added
+    when ``proximal_mu > 0``.
 
     Parameters
     ----------
@@ -865,57 +915,39 @@ def client_update(
     proximal_mu : float, default 0.0
         FedProx proximal weight (>= 0).
     seed : int, default 0
-        Seed of the batch order (see :func:`client_seed`).
+        Seed of the batch order and of the objective's heads (see
+        :func:`client_seed`).
     device : str or torch.device, optional
         Default: :func:`faimi_tutorial.choose_device`.
+    objective : Objective, optional
+        What the client minimises (default: ``config.objective()``).
 
     Returns
     -------
     ClientUpdate
     """
-
     if proximal_mu < 0:
         _fail("proximal_mu", proximal_mu, ">= 0")
     epochs = config.local_epochs if epochs is None else int(epochs)
     if epochs < 1:
         _fail("epochs", epochs, "an integer >= 1")
     site = as_data(data)
-    n = len(site)
-    if n == 0:
+    if len(site) == 0:
         raise ValueError("the site has no training data (0 subjects)")
     device = choose_device(None if device is None else str(device))
     if params is None:
         params = init_params(config, site.in_shape, seed)
     model = _build(config, site.in_shape, params, device, reuse=True)
-    anchor = [torch.as_tensor(params[k]).to(device) for k, _ in model.named_parameters()] if proximal_mu > 0 else None
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if optimizer_state is not None:
-        optimiser.load_state_dict(optimizer_state)
-    generator = torch.Generator().manual_seed(int(seed))
-    y_all = torch.as_tensor(site.label, dtype=torch.float32)
-    model.train()
-    total, count, steps = 0.0, 0, 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x = site.images[idx].to(device)
-            y = y_all[idx].to(device)
-            logits = model(x).reshape(x.shape[0], -1)[:, 0]
-            bce = F.binary_cross_entropy_with_logits(logits, y)
-            loss = bce
-            if anchor is not None:
-                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
-                loss = loss + 0.5 * proximal_mu * prox
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(bce.detach()) * len(idx)
-            count += len(idx)
-            steps += 1
+    objective = config.objective() if objective is None else objective
+    if proximal_mu > 0:
+        objective = FedProx(proximal_mu, inner=objective)
+    run = run_epochs(model, site, objective, epochs=epochs,
+                     batch_size=config.batch_size, lr=config.lr,
+                     weight_decay=config.weight_decay, seed=seed,
+                     optimizer_state=optimizer_state, head_seed=seed)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    opt_state = _to_cpu(optimiser.state_dict())
-    return ClientUpdate(state, opt_state, n, total / max(count, 1), steps)
+    opt_state = _to_cpu(run.optimiser.state_dict())
+    return ClientUpdate(state, opt_state, len(site), run.train_loss, run.steps)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -1013,7 +1045,6 @@ class FedResult:
 
     def predict(self, data: Any, site: str | None = None) -> np.ndarray:
         """Disease probabilities for ``data`` (see :func:`faimi_tutorial.training.loop.predict`)."""
-
         return predict(self.model(site), data, device="cpu")
 
 

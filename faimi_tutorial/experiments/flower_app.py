@@ -127,6 +127,10 @@ class FlowerSettings:
         Learning rate (0: the preset's).
     proximal_mu : float
         FedProx's proximal weight (used with ``strategy="fedprox"``).
+    mitigation : str
+        The clients' objective (see :class:`~faimi_tutorial.federated.FedConfig`):
+        ``"none"``, ``"reweighing"``, ``"group_balanced"``, ``"groupdro"`` or
+        ``"unlearning"``.
     seed : int
         Seed of the initial model and of the client batch orders.
     save_dir : str
@@ -148,6 +152,7 @@ class FlowerSettings:
     batch_size: int = 0
     lr: float = 0.0
     proximal_mu: float = 0.1
+    mitigation: str = "none"
     seed: int = 0
     save_dir: str = ""
 
@@ -158,6 +163,7 @@ class FlowerSettings:
         check_choice(self, "strategy", self.strategy, ("fedavg", "fedprox"))
         for name in ("lr", "proximal_mu"):
             setattr(self, name, check_range(self, name, getattr(self, name), 0.0))
+        check_choice(self, "mitigation", self.mitigation, federated.MITIGATIONS)
         check_text(self, "save_dir", self.save_dir, empty=True)
 
     # ------------------------------------------------------------------ conversions
@@ -191,7 +197,8 @@ class FlowerSettings:
     def fed_config(self) -> federated.FedConfig:
         """The :class:`~faimi_tutorial.experiments.federated.FedConfig` the clients train with."""
         overrides: dict[str, Any] = {"rounds": self.rounds, "local_epochs": self.local_epochs,
-                                     "proximal_mu": self.proximal_mu}
+                                     "proximal_mu": self.proximal_mu,
+                                     "mitigation": self.mitigation}
         if self.batch_size:
             overrides["batch_size"] = self.batch_size
         if self.lr:
@@ -359,9 +366,10 @@ def make_client_app(base: FlowerSettings | None = None):
         _train, test, _index = site_data(settings, context.node_config)
         metrics: dict[str, float | int] = {"num-examples": len(test)}
         if len(test):
-            model = federated._build(settings.fed_config(), tuple(test.images.shape[1:]),
-                                     _to_state(msg.content["arrays"]), torch.device("cpu"))
-            scores = predict(model.eval(), test, device="cpu")
+            model = federated.model_from_params(settings.fed_config(),
+                                                tuple(test.images.shape[1:]),
+                                                _to_state(msg.content["arrays"]))
+            scores = predict(model, test, device="cpu")
             metrics["accuracy"] = float(np.mean((scores >= 0.5) == test.label))
             if len(np.unique(test.label)) == 2:
                 metrics["auroc"] = auroc(test.label, scores)

@@ -56,9 +56,7 @@ significant at a stated level), the model's decisions use the attribute.
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -73,24 +71,16 @@ from torch.nn import functional as F
 from ..fairness.metrics import auroc, auroc_of_resamples, bootstrap_indices
 from .. import presets
 from ..fairness.metrics import mean_interval
-from ..models.networks import (
-    build_model,
-    forward_with_features,
-    last_linear,
-    layer_names,
-)
-from ..runtime import choose_device, seed_everything
+from ..models.networks import build_model, last_linear, layer_names
+from ..runtime import seed_everything
 from ..training.loop import (
-    _batches,
-    _scores_and_loss,
-    _train_val,
-    as_data,
-    FitResult,
-    selection_score,
-    stratified_split,
     TrainConfig,
-    validation_metrics,
+    as_data,
+    fit,
+    resolve_config,
+    stratified_split,
 )
+from ..training.objectives import AttributeHead, AttributeTask, GradientScale
 from .sweeps import evaluate
 from ..validation import check_flag, check_integer, check_probability, check_range
 
@@ -1451,77 +1441,6 @@ def compare_to_reference(
 # --------------------------------------------------------------------- ShorT
 
 
-class _ScaleGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, lam: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.lam = lam
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return grad * ctx.lam, None
-
-
-class GradientScale(nn.Module):
-    """Identity in the forward pass; multiplies the gradient by ``lam`` going back.
-
-    ``lam = -1`` is the gradient-reversal layer of domain-adversarial training
-    (Ganin & Lempitsky 2015): layers below are pushed to *remove* what the layer
-    above learns to predict. ``lam = 0`` blocks the gradient; ``lam > 0`` passes it on
-    (scaled), so layers below are pushed to encode it more.
-
-    Parameters
-    ----------
-    lam : float
-        Gradient multiplier (any finite number).
-    """
-
-    def __init__(self, lam: float) -> None:
-        super().__init__()
-        if not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(float(lam)):
-            raise ValueError(f"lam={lam!r} is invalid; allowed: a finite number")
-        self.lam = float(lam)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return ``x`` unchanged (the gradient is scaled on the way back)."""
-        return _ScaleGradient.apply(x, self.lam)
-
-    def extra_repr(self) -> str:
-        return f"lam={self.lam:g}"
-
-
-class AttributeHead(nn.Module):
-    """A linear head that predicts the bias attribute, behind a :class:`GradientScale`.
-
-    The head itself always learns to predict the attribute; what reaches the network
-    below is that gradient times ``lam``. The head reads the features after a
-    batch standardisation without learnable parameters: otherwise, with ``lam < 0``,
-    the network can defeat the head just by inflating the scale of its features,
-    which makes the attribute loss (and its reversed gradient) grow without bound.
-
-    Parameters
-    ----------
-    in_features : int
-        Width of the features it reads.
-    lam : float
-        Gradient multiplier into the network.
-    n_classes : int, default 2
-        Number of attribute values.
-    """
-
-    def __init__(self, in_features: int, lam: float, n_classes: int = 2) -> None:
-        super().__init__()
-        if in_features < 1 or n_classes < 2:
-            raise ValueError(f"in_features={in_features!r} must be >= 1 and n_classes={n_classes!r} >= 2")
-        self.scale = GradientScale(lam)
-        self.norm = nn.BatchNorm1d(int(in_features), affine=False)
-        self.linear = nn.Linear(int(in_features), int(n_classes))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Attribute logits ``(N, n_classes)``."""
-        return self.linear(self.norm(self.scale(features)))
-
-
 def fit_attribute_head(
     data: Any,
     config: Any = None,
@@ -1543,10 +1462,11 @@ def fit_attribute_head(
     gradient: the model is then the plain :func:`~faimi_tutorial.training.loop.fit` model
     of the same seed, since both keep the epoch chosen by the configuration's
     ``selection`` rule (:func:`~faimi_tutorial.training.loop.selection_score`). A strong
-    reversal can stop the disease from being learnt at all. Data handling, seeding,
-    device choice, early stopping on the validation loss and the returned
-    :class:`~faimi_tutorial.training.loop.FitResult` are those of
-    :func:`faimi_tutorial.training.loop.fit` (with ``mitigation="none"``).
+    reversal can stop the disease from being learnt at all. This *is*
+    :func:`faimi_tutorial.training.loop.fit` with the
+    :class:`~faimi_tutorial.training.objectives.AttributeTask` objective in place of a
+    mitigation: same data handling, seeding, device choice, loop, early stopping
+    and :class:`~faimi_tutorial.training.loop.FitResult`.
 
     Parameters
     ----------
@@ -1576,106 +1496,16 @@ def fit_attribute_head(
         ``attribute_accuracy`` (training batches) per epoch, and ``extras`` holds
         ``lam``, ``attribute_weight`` and the head's ``attribute_head`` state dict.
     """
-    from tqdm.auto import tqdm
-
-
-    if not isinstance(attribute_weight, (int, float, np.integer, np.floating)) or not attribute_weight >= 0:
-        raise ValueError(f"attribute_weight={attribute_weight!r} is invalid; allowed: a number >= 0")
-    GradientScale(lam)  # validates lam
-    if config is None:
-        config = presets.active_preset()
-    if isinstance(config, str):
-        config = TrainConfig.preset(config, **overrides)
-    elif overrides:
-        settings = config.to_dict()
-        settings.update(overrides)
-        config = TrainConfig(**settings)
+    objective = AttributeTask(lam, attribute_weight)  # validates both
+    config = resolve_config(config, data, **overrides)
     if config.mitigation != "none":
         raise ValueError(f"mitigation={config.mitigation!r} is invalid here; allowed: none "
                          "(the attribute head is the intervention)")
-    seed_everything(seed)
-    device = choose_device(str(device) if device is not None else None)
-    train, valid = _train_val(data, val, config.val_fraction, seed)
-    if len(train) == 0 or len(valid) == 0:
-        raise ValueError(f"need non-empty training and validation data; got {len(train)} and {len(valid)}")
-    model_config = config.model_config(train.in_shape)
-    model = build_model(model_config).to(device)
-    n_groups = max(2, int(train.bias_group.max()) + 1)
-    head = AttributeHead(last_linear(model).in_features, lam, n_groups).to(device)
-    optimiser = torch.optim.AdamW(
-        [{"params": model.parameters()}, {"params": head.parameters(), "weight_decay": 0.0}],
-        lr=config.lr, weight_decay=config.weight_decay,
-    )
-    y_all = torch.as_tensor(train.label, dtype=torch.float32)
-    a_all = torch.as_tensor(train.bias_group, dtype=torch.long)
-    images = train.images.to(device)
-    generator = torch.Generator().manual_seed(int(seed))
-    rows: list[dict[str, float]] = []
-    best_score, best_loss, best_epoch = -math.inf, math.inf, 1
-    stale, stopped_early = 0, False
-    best_state = copy.deepcopy(model.state_dict())
-    best_head = copy.deepcopy(head.state_dict())
-    bar = tqdm(range(1, config.epochs + 1), desc=f"training (lambda={float(lam):g})",
-               disable=not progress, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        model.train()
-        head.train()
-        total = attr_total = 0.0
-        count = attr_correct = 0
-        for idx in _batches(len(train), config.batch_size, generator, None):
-            x = images[idx.to(images.device)]
-            y, a = y_all[idx].to(device), a_all[idx].to(device)
-            logits, features = forward_with_features(model, x)
-            disease_loss = F.binary_cross_entropy_with_logits(logits, y)
-            attr_logits = head(features)
-            attr_loss = F.cross_entropy(attr_logits, a)
-            loss = disease_loss + float(attribute_weight) * attr_loss
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(disease_loss.detach()) * len(idx)
-            attr_total += float(attr_loss.detach()) * len(idx)
-            attr_correct += int((attr_logits.argmax(1) == a).sum())
-            count += len(idx)
-        scores, val_loss = _scores_and_loss(model, valid, device)
-        metrics = validation_metrics(valid.label, scores, valid.bias_group)
-        rows.append({
-            "epoch": epoch,
-            "train_loss": total / max(count, 1),
-            "attribute_loss": attr_total / max(count, 1),
-            "attribute_accuracy": attr_correct / max(count, 1),
-            "val_loss": val_loss,
-            **{f"val_{k}": v for k, v in metrics.items()},
-            "seconds": time.perf_counter() - start,
-        })
-        score = selection_score(config, metrics, val_loss)
-        if not math.isnan(score) and score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            best_head = copy.deepcopy(head.state_dict())
-        if val_loss < best_loss - 1e-4:
-            best_loss, stale = val_loss, 0
-        else:
-            stale += 1
-        bar.set_postfix(val_loss=f"{val_loss:.3f}", attr_acc=f"{rows[-1]['attribute_accuracy']:.2f}")
-        if config.patience is not None and stale >= config.patience and epoch < config.epochs:
-            stopped_early = True
-            break
-    bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(
-        model=model,
-        history=pd.DataFrame(rows),
-        config=config,
-        model_config=model_config,
-        best_epoch=best_epoch,
-        seed=int(seed),
-        stopped_early=stopped_early,
-        extras={"lam": float(lam), "attribute_weight": float(attribute_weight),
-                "attribute_head": {k: v.detach().cpu() for k, v in best_head.items()}},
-    )
+    result = fit(data, config, val=val, seed=seed, device=device,
+                 progress=progress, objective=objective)
+    result.extras = {"lam": objective.lam, "attribute_weight": objective.weight,
+                     **result.extras}
+    return result
 
 
 def encoding_strength(

@@ -1,7 +1,8 @@
-"""Training: data adapters, the training loop with its bias mitigations, prediction
-and checkpoints."""
+"""Training: data adapters, the one training loop (:func:`run_epochs`), its objectives
+(the bias mitigations, ShorT's attribute head, FedProx's term; :mod:`.objectives`),
+prediction and checkpoints."""
 
-from . import loop
+from . import loop, objectives
 from .loop import (
     CHECKPOINT_FORMAT,
     MITIGATIONS,
@@ -9,8 +10,10 @@ from .loop import (
     SELECTIONS,
     ArrayData,
     BiasUnlearner,
+    EpochsResult,
     FitResult,
     GroupDROLoss,
+    Objective,
     TrainConfig,
     as_data,
     balanced_sampling_weights,
@@ -19,7 +22,9 @@ from .loop import (
     fit,
     load_checkpoint,
     predict,
+    resolve_config,
     reweighing_weights,
+    run_epochs,
     save_checkpoint,
     selection_score,
     stratified_split,
@@ -29,14 +34,17 @@ from .loop import (
 
 __all__ = [
     "loop",
+    "objectives",
     "CHECKPOINT_FORMAT",
     "MITIGATIONS",
     "SELECTION_METRICS",
     "SELECTIONS",
     "ArrayData",
     "BiasUnlearner",
+    "EpochsResult",
     "FitResult",
     "GroupDROLoss",
+    "Objective",
     "TrainConfig",
     "as_data",
     "balanced_sampling_weights",
@@ -45,7 +53,9 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "predict",
+    "resolve_config",
     "reweighing_weights",
+    "run_epochs",
     "save_checkpoint",
     "selection_score",
     "stratified_split",
