@@ -14,7 +14,7 @@ from it (:func:`study_sites`): ``site-A`` (reference scanner) and ``site-B``
 It then measures, per test set and per bias group:
 
 * the trained sites, the held-out site, the held-out site's subjects rendered by
-  the seen reference scanner and by unseen ones (``dark``, ``noisy``, and a
+  the seen reference scanner and by unseen ones (:data:`UNSEEN_SCANNERS`, and a
   field-of-view change, :func:`faimi_tutorial.harmonise.zoom`);
 * leave-one-site-out: each site held out in turn;
 * the same after intensity normalisation and histogram matching;
@@ -43,12 +43,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import __version__, presets, simulate
 from . import federated as fl
 from . import harmonise as hm
-from . import presets
 from .metrics import (
     UndefinedMetricWarning,
     counterfactual_flip_rate,
+    paired_difference,
     subgroup_report,
 )
 from .sweeps import ResultCache, cached, shifted_prevalence
@@ -58,6 +59,8 @@ __all__ = [
     "SITE_SCANNERS",
     "TRAIN_SITES",
     "HELD_OUT",
+    "UNSEEN_SCANNERS",
+    "CALIBRATION_TESTS",
     "METRICS",
     "GeneralisationSettings",
     "study_sites",
@@ -65,13 +68,17 @@ __all__ = [
     "site_training_data",
     "site_test_data",
     "fit_on_sites",
+    "make_study",
+    "test_sets",
     "group_metrics",
     "per_seed",
+    "contrasts",
     "run_seed",
     "collect",
 ]
 
-#: The study's sites and their scanners (names of :data:`faimi_tutorial.federated.SCANNERS`).
+#: The study's sites and their scanners (names in
+#: :data:`faimi_tutorial.federated.SCANNERS`).
 SITE_SCANNERS: dict[str, str] = {
     "site-A": "reference",
     "site-B": "bright",
@@ -80,6 +87,16 @@ SITE_SCANNERS: dict[str, str] = {
 #: Sites the main model trains on, and the one held out.
 TRAIN_SITES: tuple[str, ...] = ("site-A", "site-B")
 HELD_OUT = "site-C"
+#: Scanners no training site has: a milder and a stronger intensity change (a
+#: gamma curve, contrast and brightness), and noise.
+UNSEEN_SCANNERS: dict[str, fl.Scanner] = {
+    "dark": fl.SCANNERS["dark"],
+    "washed_out": fl.Scanner("washed_out", gamma=0.6, contrast=0.6, brightness=0.1),
+    "noisy": fl.SCANNERS["noisy"],
+}
+#: Test sets whose per-subject scores :func:`run_seed` keeps (for reliability curves).
+CALIBRATION_TESTS: tuple[str, ...] = ("site-A", "site-C",
+                                      "site-C on the washed_out scanner")
 #: Metrics reported per test set and group.
 METRICS: tuple[str, ...] = ("n", "AUROC", "TPR", "FPR", "ECE")
 
@@ -117,7 +134,15 @@ class GeneralisationSettings:
     more_data_prevalence : float
         Disease share of the added dataset's training subjects, in (0, 1).
     more_data_scanner : str
-        The added dataset's scanner (a name in :data:`faimi_tutorial.federated.SCANNERS`).
+        The added dataset's scanner (a name in
+        :data:`faimi_tutorial.federated.SCANNERS`).
+    bias_kind : str
+        The simulator's bias: ``"intensity"`` (a local contrast change in the bias
+        region, chapter 3's shortcut), ``"morphological"`` or ``"both"``.
+    intensity_factor : float
+        Contrast factor of an intensity bias.
+    training : dict
+        Overrides of :class:`faimi_tutorial.training.TrainConfig`.
     """
 
     preset: str = "tutorial"
@@ -131,6 +156,8 @@ class GeneralisationSettings:
     n_shift: int = 400
     more_data_prevalence: float = 0.8
     more_data_scanner: str = "bright"
+    bias_kind: str = "intensity"
+    intensity_factor: float = 1.2
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -138,7 +165,8 @@ class GeneralisationSettings:
         for name, lo in (("n_subjects", 200), ("n_train", 20), ("n_test", 10),
                          ("epochs", 1), ("n_shift", 20)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or value < lo):
                 _fail(name, value, f"an integer >= {lo}")
             setattr(self, name, int(value))
         self.shape = tuple(int(v) for v in self.shape)
@@ -156,6 +184,7 @@ class GeneralisationSettings:
             _fail("more_data_scanner", self.more_data_scanner, ", ".join(fl.SCANNERS))
         self.training = dict(self.training)
         self.train_config()  # validates the training overrides
+        self.simulation(0)  # validates the bias
 
     @classmethod
     def for_preset(cls, name: str, **overrides: Any) -> GeneralisationSettings:
@@ -181,17 +210,16 @@ class GeneralisationSettings:
         return cls(**base)
 
     def simulation(self, seed: int) -> Any:
-        """The simulator configuration of one seed (2D, the preset's 70/30 bias)."""
-        from . import simulate
-
+        """The simulator configuration of one seed (2D, 70/30 bias prevalence)."""
         return simulate.SimulationConfig.preset(
             self.preset, dims=2, shape=self.shape, spacing=self.spacing,
-            n_subjects=self.n_subjects, seed=int(seed))
+            n_subjects=self.n_subjects, bias_kind=self.bias_kind,
+            intensity_factor=self.intensity_factor, seed=int(seed))
 
     def train_config(self) -> TrainConfig:
-        """The training configuration: the preset's network, ``epochs``, no early stop."""
-        return TrainConfig.preset(self.preset, dims=2, epochs=self.epochs, patience=None,
-                                  **self.training)
+        """Training settings: the preset's network, ``epochs``, no early stopping."""
+        return TrainConfig.preset(self.preset, dims=2, epochs=self.epochs,
+                                  patience=None, **self.training)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (the cache key is built from it)."""
@@ -239,11 +267,12 @@ def more_data_sites(n_train: int = 300, n_test: int = 100, prevalence: float = 0
     list of SiteSpec
     """
     return [fl.SiteSpec("site-A", n_train, n_test, prevalence=0.5, scanner="reference"),
-            fl.SiteSpec("site-E", n_train, n_test, prevalence=prevalence, scanner=scanner,
-                        test_prevalence=0.5)]
+            fl.SiteSpec("site-E", n_train, n_test, prevalence=prevalence,
+                        scanner=scanner, test_prevalence=0.5)]
 
 
-def _check_sites(federation: fl.Federation, sites: Sequence[str], split: str) -> list[str]:
+def _check_sites(federation: fl.Federation, sites: Sequence[str],
+                 split: str) -> list[str]:
     """Known, non-empty sites whose subjects of ``split`` hold both classes."""
     if isinstance(sites, str):
         sites = [sites]
@@ -255,11 +284,13 @@ def _check_sites(federation: fl.Federation, sites: Sequence[str], split: str) ->
             _fail("site", site, ", ".join(federation.site_names))
         mask = federation._mask(split, site)
         if not mask.any():
-            raise ValueError(f"site {site!r} has no {split} subjects; allowed: sites with data")
+            raise ValueError(f"site {site!r} has no {split} subjects; allowed: sites "
+                             "with data")
         labels = set(federation.meta.loc[mask, "label"].astype(int))
         if labels != {0, 1}:
             raise ValueError(f"site {site!r} has {split} subjects of one class only "
-                             f"(label {labels.pop()}); allowed: sites with both classes")
+                             f"(label {labels.pop()}); allowed: sites with both "
+                             "classes")
     return sites
 
 
@@ -387,9 +418,11 @@ def group_metrics(label: Any, scores: Any, bias_group: Any, test: Any | None = N
     y = np.asarray(label)
     s = np.asarray(scores, dtype=float)
     g = np.asarray(bias_group).astype(int)
-    t = np.full(len(y), "test", dtype=object) if test is None else np.asarray(test, dtype=object)
+    t = (np.full(len(y), "test", dtype=object) if test is None
+         else np.asarray(test, dtype=object))
     if len(y) == 0:
-        raise ValueError("the test set is empty (0 subjects); allowed: a non-empty test set")
+        raise ValueError("the test set is empty (0 subjects); allowed: a non-empty "
+                         "test set")
     if not len(s) == len(g) == len(t) == len(y):
         raise ValueError(f"label, scores, bias_group and test have lengths {len(y)}, "
                          f"{len(s)}, {len(g)} and {len(t)}; allowed: equal lengths")
@@ -397,11 +430,14 @@ def group_metrics(label: Any, scores: Any, bias_group: Any, test: Any | None = N
     for name in names:
         here = t == name
         if set(np.unique(y[here]).tolist()) != {0, 1}:
-            raise ValueError(f"test set {name!r} holds one class only (label {int(y[here][0])}); "
-                             "allowed: both classes, which AUROC, TPR and FPR need")
+            raise ValueError(f"test set {name!r} holds one class only (label "
+                             f"{int(y[here][0])}); allowed: both classes, which "
+                             "AUROC, TPR and FPR need")
         if len(np.unique(g[here])) < 2:
-            raise ValueError(f"test set {name!r} holds one bias group only; allowed: both groups")
-    combined = np.array([f"{a}\t{b}" for a, b in zip(t.tolist(), g.tolist())], dtype=object)
+            raise ValueError(f"test set {name!r} holds one bias group only; allowed: "
+                             "both groups")
+    combined = np.array([f"{a}\t{b}" for a, b in zip(t.tolist(), g.tolist())],
+                        dtype=object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         by_group = subgroup_report(y, s, combined, threshold=threshold, n_boot=0,
@@ -445,9 +481,11 @@ def per_seed(metrics: pd.DataFrame, experiment: str) -> pd.DataFrame:
         Columns ``model``, ``test``, ``setting``, ``seed`` and the metrics, in the
         order the runs wrote them.
     """
-    known = list(dict.fromkeys(metrics["experiment"])) if "experiment" in metrics else []
+    known = (list(dict.fromkeys(metrics["experiment"])) if "experiment" in metrics
+             else [])
     if experiment not in known:
-        _fail("experiment", experiment, ", ".join(known) or "an experiment of the table")
+        _fail("experiment", experiment,
+              ", ".join(known) or "an experiment of the table")
     part = metrics[metrics["experiment"] == experiment]
     keys = ["model", "test", "seed"]
     out = part[part["group"] == "all"][keys + list(METRICS)].reset_index(drop=True)
@@ -459,7 +497,8 @@ def per_seed(metrics: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return out
 
 
-def _rows(experiment: str, model: str, scored: dict[str, tuple]) -> list[dict[str, Any]]:
+def _rows(experiment: str, model: str,
+          scored: dict[str, tuple]) -> list[dict[str, Any]]:
     """Metric rows of one model on named test sets ``{name: (label, score, group)}``."""
     label, score, group, test = [], [], [], []
     for name, (y, sc, g) in scored.items():
@@ -473,20 +512,89 @@ def _rows(experiment: str, model: str, scored: dict[str, tuple]) -> list[dict[st
             for row in table.to_dict("records")]
 
 
+def contrasts(table: pd.DataFrame, pairs: dict[str, tuple[str, str]],
+              values: Sequence[str] = ("AUROC",)) -> pd.DataFrame:
+    """Differences between settings, paired by seed, with t-intervals.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`per_seed` (or several, concatenated).
+    pairs : dict of str to (str, str)
+        ``{label: (reference setting, other setting)}``; each difference is
+        other minus reference (:func:`faimi_tutorial.metrics.paired_difference`).
+    values : sequence of str, default ("AUROC",)
+        Metrics to compare.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by (label, metric): ``mean``, ``low``, ``high``, ``n_pairs`` and
+        ``excludes_zero``.
+    """
+    if not pairs:
+        _fail("pairs", pairs, "at least one (reference, other) pair")
+    known = set(table["setting"])
+    for label, (reference, other) in pairs.items():
+        for setting in (reference, other):
+            if setting not in known:
+                _fail("setting", setting, "a setting of the table, e.g. "
+                      + repr(sorted(known)[0]))
+    return pd.concat({label: paired_difference(table, "setting", reference, other,
+                                               list(values))
+                      for label, (reference, other) in pairs.items()})
+
+
 # ----------------------------------------------------------------------------- one seed
 
 
-def _test_sets(federation: fl.Federation, settings: GeneralisationSettings,
-               seed: int) -> dict[str, Any]:
-    """Named test cohorts: the trained sites, the held-out site and its re-renderings."""
+def make_study(settings: GeneralisationSettings, seed: int) -> fl.Federation:
+    """One seed's cohort, split into the three sites of :func:`study_sites`.
+
+    Parameters
+    ----------
+    settings : GeneralisationSettings
+        The study's settings.
+    seed : int
+        Seed of the cohort and of the sites.
+
+    Returns
+    -------
+    Federation
+    """
+    cohort = simulate.generate(settings.simulation(seed), progress=False)
+    return fl.make_sites(cohort, study_sites(settings.n_train, settings.n_test),
+                         seed=seed)
+
+
+def test_sets(federation: fl.Federation, settings: GeneralisationSettings,
+              seed: int) -> dict[str, Any]:
+    """Named test cohorts: the trained sites, the held-out site and its re-renderings.
+
+    Parameters
+    ----------
+    federation : Federation
+        The study's sites (:func:`make_study`).
+    settings : GeneralisationSettings
+        The study's settings (the field-of-view change).
+    seed : int
+        Seed of the scanner noise.
+
+    Returns
+    -------
+    dict of str to Cohort
+        ``site-A``, ``site-B``, ``site-C``, ``site-C`` rendered by the reference
+        scanner, by each of :data:`UNSEEN_SCANNERS`, and with the field of view
+        changed.
+    """
     held = site_test_data(federation, HELD_OUT)
     sets = {site: site_test_data(federation, site) for site in TRAIN_SITES}
     sets[HELD_OUT] = held
     sets[f"{HELD_OUT} on the reference scanner"] = federation.rescan(held, "reference",
                                                                       seed=seed)
-    for scanner in ("dark", "noisy"):
-        sets[f"{HELD_OUT} on the {scanner} scanner"] = federation.rescan(held, scanner,
-                                                                          seed=seed)
+    for name, scanner in UNSEEN_SCANNERS.items():
+        sets[f"{HELD_OUT} on the {name} scanner"] = federation.rescan(held, scanner,
+                                                                       seed=seed)
     zoomed = federation.rescan(held, "reference", seed=seed)
     zoomed.images = hm.zoom(zoomed.images, settings.zoom)
     sets[f"{HELD_OUT}, field of view x{settings.zoom:g}"] = zoomed
@@ -494,14 +602,11 @@ def _test_sets(federation: fl.Federation, settings: GeneralisationSettings,
 
 
 def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
-    from . import simulate
-
     start = time.perf_counter()
     config = settings.train_config()
-    cohort = simulate.generate(settings.simulation(seed), progress=False)
-    federation = fl.make_sites(cohort, study_sites(settings.n_train, settings.n_test),
-                               seed=seed)
-    tests = _test_sets(federation, settings, seed)
+    federation = make_study(settings, seed)
+    cohort = federation.cohort
+    tests = test_sets(federation, settings, seed)
     rows: list[dict[str, Any]] = []
     scores_out: dict[str, Any] = {}
 
@@ -518,7 +623,7 @@ def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]
                          test.bias_group) for name, test in tests.items()}
         rows += _rows("harmonisation", method, scored)
         if method == "none":
-            for name in (HELD_OUT, f"{HELD_OUT} on the dark scanner"):
+            for name in CALIBRATION_TESTS:
                 y, sc, g = scored[name]
                 scores_out[name] = {"label": y.tolist(), "bias_group": g.tolist(),
                                     "score": sc.tolist()}
@@ -526,13 +631,14 @@ def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]
     # leave one site out (holding out site-C is the main model above)
     for held in SITE_SCANNERS:
         train_sites = [s for s in SITE_SCANNERS if s != held]
-        model = main if held == HELD_OUT else fit_on_sites(federation, train_sites, config,
-                                                           seed=seed)
+        model = (main if held == HELD_OUT
+                 else fit_on_sites(federation, train_sites, config, seed=seed))
         scored = {}
         for site in SITE_SCANNERS:
             test = site_test_data(federation, site)
             role = "held out" if site == held else "trained on"
-            scored[f"{site} ({role})"] = (test.label, predict(model, test), test.bias_group)
+            scored[f"{site} ({role})"] = (test.label, predict(model, test),
+                                          test.bias_group)
         rows += _rows("leave one site out", f"without {held}", scored)
 
     # 3: shifted bias at deployment, with the counterfactual twins
@@ -540,13 +646,15 @@ def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]
     flips: list[dict[str, Any]] = []
     scored = {}
     for shift in ("same", "none", "reversed"):
+        prevalence = shifted_prevalence(base.bias_prevalence, shift)
         cfg = base.replace(n_subjects=settings.n_shift, seed=int(base.seed) + 100_003,
-                           bias_prevalence=shifted_prevalence(base.bias_prevalence, shift))
+                           bias_prevalence=prevalence)
         fresh = simulate.generate(cfg, progress=False)
         sc, tw = predict(main, fresh), predict(main, fresh.twins)
         scored[shift] = (fresh.label, sc, fresh.bias_group)
         cells = np.char.add(np.where(fresh.label == 1, "disease", "control"),
-                            np.where(fresh.bias_group == 1, ", bias group", ", no bias"))
+                            np.where(fresh.bias_group == 1, ", bias group",
+                                     ", no bias"))
         table = counterfactual_flip_rate(sc, tw, groups=cells)
         for cell, row in table.iterrows():
             flips.append({"shift": shift, "cell": str(cell), **row.to_dict()})
@@ -593,11 +701,9 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
         ``metrics`` (one row per experiment, model, test set and group: ``n``,
         ``AUROC``, ``TPR``, ``FPR``, ``ECE``), ``flips`` (counterfactual flip
         table per shift and label x bias-group cell), ``scores`` (per-subject
-        scores of the held-out site and its dark-scanner rendering, for
-        reliability curves), ``seconds`` and ``cached``.
+        scores of :data:`CALIBRATION_TESTS`, for reliability curves), ``seconds``
+        and ``cached``.
     """
-    from . import __version__
-
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         _fail("seed", seed, "an integer >= 0")
     key = {"study": "generalisation", "version": __version__,

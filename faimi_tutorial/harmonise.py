@@ -1,4 +1,4 @@
-"""Image harmonisation: intensity normalisation, histogram matching, field-of-view change.
+"""Image harmonisation: intensity normalisation, histogram matching, field of view.
 
 Scanners render the same anatomy with different intensities. Two classic remedies
 work on the images before any model sees them:
@@ -48,7 +48,8 @@ METHODS: tuple[str, ...] = ("none", "zscore", "histogram")
 
 #: Percentiles of the brain intensities used as landmarks (Nyul & Udupa's deciles,
 #: with the 1st and 99th percentiles as the ends of the standard scale).
-LANDMARKS: tuple[float, ...] = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0)
+LANDMARKS: tuple[float, ...] = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0,
+                                90.0, 99.0)
 
 
 def _images(images: Any) -> torch.Tensor:
@@ -56,12 +57,14 @@ def _images(images: Any) -> torch.Tensor:
     x = torch.as_tensor(images, dtype=torch.float32)
     if x.ndim not in (4, 5) or x.shape[1] != 1:
         raise ValueError(
-            f"images has shape {tuple(x.shape)}; allowed: (N, 1, H, W) or (N, 1, D, H, W)"
+            f"images has shape {tuple(x.shape)}; allowed: (N, 1, H, W) or "
+            "(N, 1, D, H, W)"
         )
     if x.shape[0] == 0:
         raise ValueError("images is empty (0 images); allowed: at least one image")
     if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or infinite values; allowed: finite numbers")
+        raise ValueError("images contain NaN or infinite values; allowed: finite "
+                         "numbers")
     return x
 
 
@@ -69,12 +72,13 @@ def _threshold(threshold: float) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
         math.isfinite(threshold) and 0.0 <= threshold < 1.0
     ):
-        raise ValueError(f"threshold={threshold!r} is invalid; allowed: a number in [0, 1)")
+        raise ValueError(f"threshold={threshold!r} is invalid; allowed: a number in "
+                         "[0, 1)")
     return float(threshold)
 
 
 def _brain(flat: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Brain mask of flattened images: above ``min + threshold * (p99 - min)`` per image.
+    """Brain mask of flattened images: above ``min + threshold * (p99 - min)``.
 
     The level is relative to each image's own range, so a scanner that lifts the
     background (a brightness offset, a lower contrast) keeps the same mask.
@@ -116,7 +120,8 @@ def normalise_intensity(images: Any, threshold: float = 0.2) -> torch.Tensor:
     mean = (flat * mask).sum(dim=1, keepdim=True) / count
     var = (((flat - mean) * mask) ** 2).sum(dim=1, keepdim=True) / count
     z = (flat - mean) / var.sqrt().clamp(min=1e-6)
-    out = torch.where(mask > 0, (0.5 + 0.15 * z).clamp(0.0, 1.0), torch.zeros_like(flat))
+    out = torch.where(mask > 0, (0.5 + 0.15 * z).clamp(0.0, 1.0),
+                      torch.zeros_like(flat))
     return out.reshape(x.shape)
 
 
@@ -152,7 +157,8 @@ def reference_landmarks(images: Any, threshold: float = 0.2) -> np.ndarray:
     return np.maximum.accumulate(mean)
 
 
-def match_histograms(images: Any, reference: Any, threshold: float = 0.2) -> torch.Tensor:
+def match_histograms(images: Any, reference: Any,
+                     threshold: float = 0.2) -> torch.Tensor:
     """Map each image's brain intensities onto the reference landmarks (Nyul-Udupa).
 
     Each image's own percentile landmarks are mapped to ``reference`` piecewise
@@ -177,17 +183,19 @@ def match_histograms(images: Any, reference: Any, threshold: float = 0.2) -> tor
     x = _images(images)
     threshold = _threshold(threshold)
     ref = np.asarray(reference, dtype=np.float64).reshape(-1)
-    if ref.shape != (len(LANDMARKS),) or not np.all(np.isfinite(ref)) or np.any(np.diff(ref) < 0):
+    if (ref.shape != (len(LANDMARKS),) or not np.all(np.isfinite(ref))
+            or np.any(np.diff(ref) < 0)):
         raise ValueError(
-            f"reference has {ref.size} values; allowed: {len(LANDMARKS)} increasing finite "
-            "landmarks from reference_landmarks()"
+            f"reference has {ref.size} values; allowed: {len(LANDMARKS)} increasing "
+            "finite landmarks from reference_landmarks()"
         )
     flat = x.reshape(x.shape[0], -1)
     mask = _brain(flat, threshold)
     own = _landmarks(flat, mask)
     out = torch.zeros_like(flat)
     for i in range(flat.shape[0]):
-        src = np.maximum.accumulate(own[i]) + np.arange(len(ref)) * 1e-9  # strictly increasing
+        # strictly increasing landmarks of the image
+        src = np.maximum.accumulate(own[i]) + np.arange(len(ref)) * 1e-9
         v = flat[i].numpy().astype(np.float64)
         mapped = np.interp(v, src, ref)
         # linear extension beyond the first and the last landmark
@@ -264,4 +272,5 @@ def zoom(images: Any, factor: float) -> torch.Tensor:
     theta = torch.zeros(x.shape[0], dims, dims + 1)
     theta[:, range(dims), range(dims)] = 1.0 / float(factor)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,7 +72,8 @@ def test_harmonised_training_data_differs_from_raw(fed):
     (lambda f: gen.site_test_data(f, "no-test"), "has no test subjects"),
     (lambda f: gen.site_training_data(f, ["all-diseased"]), "one class only"),
     (lambda f: gen.site_test_data(f, "all-diseased"), "one class only"),
-    (lambda f: gen.site_training_data(f, ["site-A"], group="scanner"), "group='scanner'"),
+    (lambda f: gen.site_training_data(f, ["site-A"], group="scanner"),
+     "group='scanner'"),
 ])
 def test_bad_sites_fail_with_one_line(fed, call, message):
     with pytest.raises(ValueError, match=message) as err:
@@ -123,9 +126,11 @@ def test_per_seed_puts_groups_side_by_side(run):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"n_train": 5}, "n_train"), ({"zoom": 3.0}, "zoom"), ({"shape": (8, 8, 8)}, "shape"),
+    ({"n_train": 5}, "n_train"), ({"zoom": 3.0}, "zoom"),
+    ({"shape": (8, 8, 8)}, "shape"),
     ({"more_data_prevalence": 1.0}, "more_data_prevalence"),
     ({"more_data_scanner": "xray"}, "more_data_scanner"),
+    ({"bias_kind": "x"}, "bias_kind"),
     ({"training": {"epoch": 3}}, "epoch"),
 ])
 def test_settings_validate(kwargs, field):
@@ -138,8 +143,8 @@ def test_run_seed_reports_every_experiment_per_group_and_is_cached(run):
     assert not first["cached"] and again["cached"]
     pd.testing.assert_frame_equal(first["metrics"], again["metrics"])
     m = first["metrics"]
-    assert set(m["experiment"]) == {"harmonisation", "leave one site out", "shifted bias",
-                                    "more data"}
+    assert set(m["experiment"]) == {"harmonisation", "leave one site out",
+                                    "shifted bias", "more data"}
     assert set(m["group"]) == {"all", "0", "1"}
     harm = m[m["experiment"] == "harmonisation"]
     assert set(harm["model"]) == {"none", "zscore", "histogram"}
@@ -158,12 +163,41 @@ def test_twins_flip_only_in_the_bias_group(run):
     assert (no_bias["flip_rate"] == 0).all() and (no_bias["mean_abs_change"] == 0).all()
 
 
-def test_collect_concatenates_seeds_and_counts_cached_runs_as_free(settings, run, cache):
+def test_collect_concatenates_seeds_and_counts_cached_runs_as_free(settings, run,
+                                                                   cache):
     out = gen.collect(settings, [0], cache=cache)  # seed 0 is in the cache already
     assert set(out["metrics"]["seed"]) == {0} and out["seconds"] == 0.0
     assert len(out["metrics"]) == len(run[0]["metrics"])
-    assert set(out["scores"]) == {"site-C", "site-C on the dark scanner"}
+    assert set(out["scores"]) == set(gen.CALIBRATION_TESTS)
     with pytest.raises(ValueError, match="seeds"):
         gen.collect(settings, [], cache=cache)
     with pytest.raises(ValueError, match="seed=-1 is invalid"):
         gen.run_seed(settings, -1, cache=cache)
+
+
+def test_make_study_and_test_sets(settings):
+    study = gen.make_study(settings, 0)
+    assert study.site_names == list(gen.SITE_SCANNERS)
+    assert study.summary()["n_train"].tolist() == [settings.n_train] * 3
+    sets = gen.test_sets(study, settings, 0)
+    held = sets[gen.HELD_OUT]
+    for name, cohort in sets.items():
+        assert len(cohort) == settings.n_test, name
+    for name in gen.UNSEEN_SCANNERS:
+        assert f"site-C on the {name} scanner" in sets
+    same = sets["site-C on the reference scanner"]
+    assert same.meta["subject_id"].tolist() == held.meta["subject_id"].tolist()
+    assert not np.allclose(same.images, held.images)
+
+
+def test_contrasts_are_paired_differences(run):
+    wide = gen.per_seed(run[0]["metrics"], "shifted bias")
+    out = gen.contrasts(wide, {"reversed - same": ("none | same", "none | reversed")},
+                        ["AUROC", "FPR_g1"])
+    diff = (wide.loc[wide["test"] == "reversed", "FPR_g1"].item()
+            - wide.loc[wide["test"] == "same", "FPR_g1"].item())
+    assert out.loc[("reversed - same", "FPR_g1"), "mean"] == pytest.approx(diff)
+    with pytest.raises(ValueError, match=re.escape("setting='none | x' is invalid")):
+        gen.contrasts(wide, {"bad": ("none | same", "none | x")})
+    with pytest.raises(ValueError, match="pairs"):
+        gen.contrasts(wide, {})
