@@ -201,3 +201,33 @@ def test_contrasts_are_paired_differences(run):
         gen.contrasts(wide, {"bad": ("none | same", "none | x")})
     with pytest.raises(ValueError, match="pairs"):
         gen.contrasts(wide, {})
+
+
+def test_findings_script_uses_the_chapters_settings():
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "generalisation_findings", root / "scripts" / "generalisation_findings.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    nb = json.loads((root / "notebooks" / "08_generalisation.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert f'GeneralisationSettings.for_preset("{script.PRESET}")' in code
+    with pytest.raises(SystemExit):
+        script.main(["--seeds", "0"])
+
+
+def test_recorded_results_have_five_seeds_per_setting():
+    from faimi_tutorial import results
+
+    if "generalisation_runs.csv" not in results.available():
+        pytest.skip("results/generalisation_runs.csv is not recorded")
+    table = results.load("generalisation_runs")
+    counts = table.groupby(["experiment", "model", "test", "group"])["seed"].nunique()
+    assert (counts >= 5).all(), counts
+    rates = table[["AUROC", "TPR", "FPR", "ECE"]].to_numpy().ravel()
+    rates = rates[~np.isnan(rates)]
+    assert len(rates) and ((rates >= 0) & (rates <= 1)).all()
