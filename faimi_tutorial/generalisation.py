@@ -22,7 +22,8 @@ It then measures, per test set and per bias group:
   training, absent or reversed, with their counterfactual twins;
 * when more data hurts: a second dataset whose disease rate differs and whose
   scanner marks its images, against the single-dataset model, and the fix of
-  balanced sampling by site x label.
+  balanced sampling by site x label; the scanner's counterfactual (the first
+  dataset's subjects through the second one's scanner) shows the shortcut.
 
 Example::
 
@@ -73,6 +74,7 @@ __all__ = [
     "group_metrics",
     "per_seed",
     "contrasts",
+    "group_differences",
     "run_seed",
     "collect",
 ]
@@ -545,6 +547,38 @@ def contrasts(table: pd.DataFrame, pairs: dict[str, tuple[str, str]],
                       for label, (reference, other) in pairs.items()})
 
 
+def group_differences(metrics: pd.DataFrame, experiment: str,
+                      values: Sequence[str] = ("TPR", "FPR")) -> pd.DataFrame:
+    """Bias group minus the other group, per model and test set, paired by seed.
+
+    :func:`faimi_tutorial.metrics.paired_difference` with the group as the
+    setting: the signed gap of :func:`faimi_tutorial.metrics.signed_gaps` (group
+    1 minus group 0), with a t-interval over seeds.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        The ``metrics`` table of :func:`run_seed` or :func:`collect`.
+    experiment : str
+        One experiment of the table.
+    values : sequence of str, default ("TPR", "FPR")
+        Metrics to compare.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by (model, test set, metric): ``mean``, ``low``, ``high``,
+        ``n_pairs`` and ``excludes_zero``.
+    """
+    part = metrics[metrics["experiment"] == experiment]
+    if part.empty:
+        _fail("experiment", experiment, ", ".join(dict.fromkeys(metrics["experiment"])))
+    out = {}
+    for (model, test), rows in part.groupby(["model", "test"], sort=False):
+        out[(model, test)] = paired_difference(rows, "group", "0", "1", list(values))
+    return pd.concat(out)
+
+
 # ----------------------------------------------------------------------------- one seed
 
 
@@ -668,6 +702,7 @@ def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]
                 "site-A + site-E": (["site-A", "site-E"], "none"),
                 "site-A + site-E, balanced site x label": (["site-A", "site-E"],
                                                            "group_balanced")}
+    swaps: list[dict[str, Any]] = []
     for name, (sites, mitigation) in variants.items():
         model = fit_on_sites(more, sites, config, seed=seed, group="site",
                              mitigation=mitigation)
@@ -676,7 +711,15 @@ def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]
             test = site_test_data(more, site)
             scored[site] = (test.label, predict(model, test), test.bias_group)
         rows += _rows("more data", name, scored)
-    return {"rows": rows, "flips": flips, "scores": scores_out,
+        # the scanner's counterfactual: site-A's subjects through site-E's scanner
+        own = site_test_data(more, "site-A")
+        other = more.rescan(own, settings.more_data_scanner, seed=seed)
+        table = counterfactual_flip_rate(
+            predict(model, other), scored["site-A"][1],
+            groups=np.where(own.label == 1, "disease", "control"))
+        for cell, row in table.iterrows():
+            swaps.append({"model": name, "cell": str(cell), **row.to_dict()})
+    return {"rows": rows, "flips": flips, "swaps": swaps, "scores": scores_out,
             "seconds": time.perf_counter() - start}
 
 
@@ -700,21 +743,24 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
     dict
         ``metrics`` (one row per experiment, model, test set and group: ``n``,
         ``AUROC``, ``TPR``, ``FPR``, ``ECE``), ``flips`` (counterfactual flip
-        table per shift and label x bias-group cell), ``scores`` (per-subject
+        table per shift and label x bias-group cell), ``swaps`` (the more-data
+        models' decisions on ``site-A``'s test subjects rendered by ``site-E``'s
+        scanner against their own, per label), ``scores`` (per-subject
         scores of :data:`CALIBRATION_TESTS`, for reliability curves), ``seconds``
         and ``cached``.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         _fail("seed", seed, "an integer >= 0")
-    key = {"study": "generalisation", "version": __version__,
+    key = {"study": "generalisation-2", "version": __version__,
            "settings": settings.to_dict(), "seed": int(seed)}
     record = cached(key, lambda: _compute_seed(settings, int(seed)),
                     cache if cache is not None else ResultCache(), refresh=refresh)
     metrics = pd.DataFrame(record["rows"]).assign(seed=int(seed))
     flips = pd.DataFrame(record["flips"]).assign(seed=int(seed))
+    swaps = pd.DataFrame(record["swaps"]).assign(seed=int(seed))
     scores = {name: pd.DataFrame(v).assign(seed=int(seed))
               for name, v in record["scores"].items()}
-    return {"metrics": metrics, "flips": flips, "scores": scores,
+    return {"metrics": metrics, "flips": flips, "swaps": swaps, "scores": scores,
             "seconds": float(record["seconds"]), "cached": bool(record["cached"])}
 
 
@@ -734,9 +780,9 @@ def collect(settings: GeneralisationSettings, seeds: Sequence[int], *,
     Returns
     -------
     dict
-        ``metrics`` and ``flips`` (with a ``seed`` column), ``scores`` (dict of
-        test-set name to a table of every seed's subjects) and ``seconds`` (total
-        compute time of the runs, cached ones count 0).
+        ``metrics``, ``flips`` and ``swaps`` (with a ``seed`` column), ``scores``
+        (dict of test-set name to a table of every seed's subjects) and
+        ``seconds`` (total compute time of the runs, cached ones count 0).
     """
     seeds = list(seeds)
     if not seeds:
@@ -746,6 +792,7 @@ def collect(settings: GeneralisationSettings, seeds: Sequence[int], *,
     return {
         "metrics": pd.concat([r["metrics"] for r in runs], ignore_index=True),
         "flips": pd.concat([r["flips"] for r in runs], ignore_index=True),
+        "swaps": pd.concat([r["swaps"] for r in runs], ignore_index=True),
         "scores": {n: pd.concat([r["scores"][n] for r in runs], ignore_index=True)
                    for n in names},
         "seconds": float(sum(0.0 if r["cached"] else r["seconds"] for r in runs)),

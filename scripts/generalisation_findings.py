@@ -10,6 +10,9 @@ Runs the study of chapter 8 ("Generalisation") with the chapter's settings
 ``results/generalisation_flips.csv``
     the counterfactual flip table of the shifted-bias test sets, per label x
     bias-group cell and seed;
+``results/generalisation_swaps.csv``
+    the more-data models' decisions on ``site-A``'s test subjects rendered by
+    ``site-E``'s scanner against their own (flip rates per label and seed);
 ``results/generalisation_findings.json``
     the settings, device and wall time of the run.
 
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     flips = pd.concat([r["flips"] for r in runs], ignore_index=True)
     metrics.to_csv(args.out / "generalisation_runs.csv", index=False)
     flips.to_csv(args.out / "generalisation_flips.csv", index=False)
+    swaps = pd.concat([r["swaps"] for r in runs], ignore_index=True)
+    swaps.to_csv(args.out / "generalisation_swaps.csv", index=False)
     meta = {
         "script": "scripts/generalisation_findings.py",
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

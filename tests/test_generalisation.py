@@ -157,6 +157,14 @@ def test_run_seed_reports_every_experiment_per_group_and_is_cached(run):
     assert np.all((rates >= 0) & (rates <= 1) | np.isnan(rates))
 
 
+def test_scanner_swap_table_has_every_more_data_model(run):
+    swaps = run[0]["swaps"]
+    assert set(swaps["model"]) == {"site-A only", "site-A + site-E",
+                                   "site-A + site-E, balanced site x label"}
+    assert set(swaps["cell"]) == {"overall", "control", "disease"}
+    assert ((swaps["flip_rate"] >= 0) & (swaps["flip_rate"] <= 1)).all()
+
+
 def test_twins_flip_only_in_the_bias_group(run):
     flips = run[0]["flips"]
     no_bias = flips[flips["cell"].str.endswith("no bias")]
@@ -214,7 +222,8 @@ def test_findings_script_uses_the_chapters_settings():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     nb = json.loads((root / "notebooks" / "08_generalisation.ipynb").read_text())
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"]
+                     if c["cell_type"] == "code")
     assert f'GeneralisationSettings.for_preset("{script.PRESET}")' in code
     with pytest.raises(SystemExit):
         script.main(["--seeds", "0"])
@@ -231,3 +240,14 @@ def test_recorded_results_have_five_seeds_per_setting():
     rates = table[["AUROC", "TPR", "FPR", "ECE"]].to_numpy().ravel()
     rates = rates[~np.isnan(rates)]
     assert len(rates) and ((rates >= 0) & (rates <= 1)).all()
+
+
+def test_group_differences_are_bias_group_minus_the_other(run):
+    m = run[0]["metrics"]
+    out = gen.group_differences(m, "shifted bias", ["FPR"])
+    rows = m[(m["experiment"] == "shifted bias") & (m["test"] == "same")]
+    diff = (rows.loc[rows["group"] == "1", "FPR"].item()
+            - rows.loc[rows["group"] == "0", "FPR"].item())
+    assert out.loc[("none", "same", "FPR"), "mean"] == pytest.approx(diff)
+    with pytest.raises(ValueError, match="experiment='x' is invalid"):
+        gen.group_differences(m, "x")
