@@ -273,6 +273,13 @@ def more_data_sites(n_train: int = 300, n_test: int = 100, prevalence: float = 0
                         scanner=scanner, test_prevalence=0.5)]
 
 
+def _rows_of(federation: fl.Federation, split: str, sites: Sequence[str]) -> np.ndarray:
+    """Mask of the subjects of ``sites`` in ``split`` (read from the metadata)."""
+    meta = federation.meta
+    return ((meta["split"].astype(str).to_numpy() == split)
+            & meta["site"].astype(str).isin(list(sites)).to_numpy())
+
+
 def _check_sites(federation: fl.Federation, sites: Sequence[str],
                  split: str) -> list[str]:
     """Known, non-empty sites whose subjects of ``split`` hold both classes."""
@@ -284,7 +291,7 @@ def _check_sites(federation: fl.Federation, sites: Sequence[str],
     for site in sites:
         if site not in federation.site_names:
             _fail("site", site, ", ".join(federation.site_names))
-        mask = federation._mask(split, site)
+        mask = _rows_of(federation, split, [site])
         if not mask.any():
             raise ValueError(f"site {site!r} has no {split} subjects; allowed: sites "
                              "with data")
@@ -327,10 +334,7 @@ def site_training_data(
     sites = _check_sites(federation, sites, "train")
     if group not in ("bias_group", "site"):
         _fail("group", group, "bias_group, site")
-    mask = np.zeros(len(federation.meta), dtype=bool)
-    for site in sites:
-        mask |= federation._mask("train", site)
-    part = federation.cohort.subset(mask)
+    part = federation.cohort.subset(_rows_of(federation, "train", sites))
     if group == "site":
         codes = {s: i for i, s in enumerate(sites)}
         groups = part.meta["site"].map(codes).to_numpy()
