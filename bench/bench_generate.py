@@ -3,7 +3,7 @@
 Measured side by side in one run, on 2 CPU threads, for three grids (the tutorial 3D
 grid, the full 2 mm MNI grid and the tutorial 2D slice):
 
-* ``ours``: :func:`faimi_tutorial.simulate.generate` (batched torch; every subject
+* ``ours``: :func:`faimi_tutorial.data.simulate.generate` (batched torch; every subject
   comes with its counterfactual twin; twins of subjects outside the bias group are
   copies, so ``volumes`` counts only distinct warps);
 * ``monai``: MONAI's ``Rand3DElastic`` (``Rand2DElastic`` on the 2D

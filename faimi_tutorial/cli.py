@@ -15,18 +15,18 @@ import sys
 import types
 from collections.abc import Sequence
 
-from . import __version__
+from ._version import __version__
 
 #: Modules that provide a subcommand: each has ``register(subparsers)`` which adds
 #: its parser and sets ``func`` (called with the parsed namespace, returns an exit code).
-SUBCOMMANDS: tuple[str, ...] = ("simulate", "training", "report")
+SUBCOMMANDS: tuple[str, ...] = ("data.datasets", "training.loop", "report")
 
 #: Command name -> (module of :data:`SUBCOMMANDS`, one-line help shown by ``faimi --help``
 #: without importing the module).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("simulate", "generate a synthetic cohort with known biases and write it "
+    "simulate": ("data.datasets", "generate a synthetic cohort with known biases and write it "
                  "as a BIDS dataset"),
-    "train": ("training", "train a classifier on a dataset folder (with a bias mitigation "
+    "train": ("training.loop", "train a classifier on a dataset folder (with a bias mitigation "
               "if asked)"),
     "report": ("report", "subgroup fairness report of any predictions table "
                "(CSV/TSV/Parquet)"),

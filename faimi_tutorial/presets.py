@@ -28,12 +28,12 @@ DESCRIPTIONS: dict[str, str] = {
     "paper": "SimBA scale (2 mm grid, >= 2,000 subjects): meant for a GPU",
 }
 
-#: Simulator settings per preset (read by ``faimi_tutorial.simulate``).
+#: Simulator settings per preset (read by ``faimi_tutorial.data.simulate``).
 #: ``grid_2d``/``grid_3d`` hold the grid and cohort size for each ``dims``, the crop
 #: (a region of interest) and ``effect_sd``, the size of one unit of the disease and
 #: the bias coefficients in natural SDs of the affected region's volume (the same for
 #: both effects; a coarser grid needs larger effects to show them); other keys are
-#: :class:`faimi_tutorial.simulate.SimulationConfig` fields shared by both.
+#: :class:`faimi_tutorial.data.simulate.SimulationConfig` fields shared by both.
 SIMULATION: dict[str, dict[str, Any]] = {
     "tiny": {
         "dims": 3,

@@ -2,14 +2,14 @@
 
 Point it at a predictions table (CSV, TSV or Parquet) with a label column, a score
 column and one or more group columns; it writes, per group column, the metrics of
-:func:`faimi_tutorial.metrics.subgroup_report` at one global threshold with
+:func:`faimi_tutorial.fairness.metrics.subgroup_report` at one global threshold with
 bootstrap intervals, signed contrasts against a reference group with their
 intervals, calibration per group, and the figures of chapter 1, as Markdown and
 HTML pages with PNG figures and a JSON record::
 
     faimi report predictions.csv --label y --score p --group sex --group site --out rep/
 
-Every number comes from :mod:`faimi_tutorial.metrics` (one AUROC, one bootstrap,
+Every number comes from :mod:`faimi_tutorial.fairness.metrics` (one AUROC, one bootstrap,
 one signed contrast); this module reads and checks the table and writes files.
 """
 
@@ -29,8 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .metrics import SubgroupReport, UndefinedMetricWarning, subgroup_report
+from ._version import __version__
+from .fairness.metrics import SubgroupReport, UndefinedMetricWarning, subgroup_report
+from .viz.plotting import (
+    plot_calibration_by_group,
+    plot_roc_by_group,
+    plot_subgroup_report,
+)
 
 __all__ = [
     "PredictionsError",
@@ -191,7 +196,7 @@ class FairnessReport:
     Attributes
     ----------
     reports : dict of str to SubgroupReport
-        Per group column, the output of :func:`faimi_tutorial.metrics.subgroup_report`.
+        Per group column, the output of :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
     contrasts : dict of str to pandas.DataFrame
         Per group column, one row per (group, metric): the signed difference group
         minus reference with its bootstrap interval (``low``, ``high``).
@@ -339,7 +344,7 @@ def fairness_report(table: pd.DataFrame, label: str = "label", score: str = "sco
     ------
     ValueError
         If a column is missing or an option is out of range (from
-        :func:`faimi_tutorial.metrics.subgroup_report`).
+        :func:`faimi_tutorial.fairness.metrics.subgroup_report`).
     """
     options = dict(threshold=threshold, n_boot=n_boot, confidence=confidence, seed=seed,
                    n_bins=n_bins)
@@ -413,7 +418,6 @@ def _markdown(frame: pd.DataFrame, index: bool = True) -> str:
 def _figures(report: FairnessReport, table: pd.DataFrame, out: Path) -> dict[str, list[str]]:
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_calibration_by_group, plot_roc_by_group, plot_subgroup_report
 
     label, score = report.settings["label"], report.settings["score"]
     files: dict[str, list[str]] = {}

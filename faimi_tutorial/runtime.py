@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from . import presets
+from ._version import __version__
+from .validation import check_device, check_seed
 
 _REPORTED_PACKAGES = (
     "torch",
@@ -47,7 +49,6 @@ def choose_device(prefer: str | None = None):
     """
     import torch
 
-    from .validation import check_device
 
     if prefer:
         return check_device(prefer, "device")
@@ -77,7 +78,6 @@ def seed_everything(seed: int) -> np.random.Generator:
     ValueError
         If ``seed`` is negative or not an integer.
     """
-    from .validation import check_seed
 
     seed = check_seed(seed)
     import torch
@@ -96,7 +96,6 @@ def versions() -> dict[str, str]:
     dict of str to str
         Package name to version (``"not installed"`` when missing).
     """
-    from . import __version__
 
     out = {"python": platform.python_version(), "faimi-tutorial": __version__}
     for name in _REPORTED_PACKAGES:

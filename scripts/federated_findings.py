@@ -7,7 +7,7 @@ and five seeds (by default) and writes every run to ``results/``:
     four large sites (240 training subjects each, five scanners' worth of rendering):
     local-only, central, FedAvg, FedProx and the travelling model, one row per
     (strategy, seed) with ``auroc``, ``worst_site_auroc``, ``tpr_gap``, ``fpr_gap``,
-    ``flip_rate`` (see :func:`faimi_tutorial.federated.summarise`);
+    ``flip_rate`` (see :func:`faimi_tutorial.experiments.federated.summarise`);
 ``results/federated_tiny.csv``
     a hundred sites of one or two subjects: local-only, central, FedAvg and the
     travelling model;
@@ -16,7 +16,7 @@ and five seeds (by default) and writes every run to ``results/``:
     training) and the same sites at equal prevalence, central and FedAvg: per-site
     TPR and FPR and, at ``site-B``, the share of decisions that change when its
     subjects are rendered by ``site-A``'s scanner
-    (:func:`faimi_tutorial.federated.scanner_swap_rates`);
+    (:func:`faimi_tutorial.experiments.federated.scanner_swap_rates`);
 ``results/federated_findings.json``
     the settings, device and wall time of the run.
 

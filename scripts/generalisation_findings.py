@@ -1,7 +1,7 @@
 """Generalisation findings at more seeds than the chapter can afford.
 
 Runs the study of chapter 8 ("Generalisation") with the chapter's settings
-(:meth:`faimi_tutorial.generalisation.GeneralisationSettings.for_preset`,
+(:meth:`faimi_tutorial.experiments.generalisation.GeneralisationSettings.for_preset`,
 ``tutorial``) for five seeds (by default) and writes to ``results/``:
 
 ``results/generalisation_runs.csv``

@@ -32,7 +32,7 @@ Files written to ``results/``:
 ``layer_findings.json``
     settings, versions, machine and wall time.
 
-Every seed of every study is cached on disk (see :mod:`faimi_tutorial.sweeps`),
+Every seed of every study is cached on disk (see :mod:`faimi_tutorial.experiments.sweeps`),
 so an interrupted run resumes where it stopped.
 
 Usage::
@@ -86,7 +86,7 @@ def simulate(preset: str, n_subjects: int, seed: int, **settings: Any) -> Any:
     seed : int
         Seed of the cohort.
     **settings
-        Other fields of :class:`faimi_tutorial.simulate.SimulationConfig`.
+        Other fields of :class:`faimi_tutorial.data.simulate.SimulationConfig`.
 
     Returns
     -------

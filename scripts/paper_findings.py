@@ -23,7 +23,7 @@ Usage (the measured command is recorded in ``results/paper_findings.json``)::
     python scripts/paper_findings.py                       # paper preset, GPU
     python scripts/paper_findings.py --preset tiny --out paper-smoke   # seconds on a CPU
 
-Runs are cached on disk (:mod:`faimi_tutorial.sweeps`): a second call with the
+Runs are cached on disk (:mod:`faimi_tutorial.experiments.sweeps`): a second call with the
 same settings reads the records instead of training again; ``--refresh`` retrains.
 """
 

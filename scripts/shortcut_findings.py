@@ -35,7 +35,7 @@ Runs the experiments of chapter 3 ("Shortcut learning") with five seeds (ten for
 ``results/shortcut_findings.json``
     the settings, versions, device and wall time of the run.
 
-Runs are cached on disk (see :mod:`faimi_tutorial.sweeps`), so an interrupted
+Runs are cached on disk (see :mod:`faimi_tutorial.experiments.sweeps`), so an interrupted
 run resumes where it stopped; runs shared by two studies are trained once.
 
 Usage::
@@ -187,7 +187,7 @@ def study_saliency(base: sweeps.Experiment) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Rows of :func:`faimi_tutorial.explain.attribution_by_group` with a ``model``
+        Rows of :func:`faimi_tutorial.experiments.explain.attribution_by_group` with a ``model``
         column and ``chance`` (the region's share of the brain).
     """
     frames = []

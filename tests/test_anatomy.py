@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.anatomy: template, grids and regions."""
+"""Tests of faimi_tutorial.data.anatomy: template, grids and regions."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def grid2():
 def test_template_files_ship_inside_the_package():
     files = anatomy.template_files()
     assert set(files) == {"t1", "gm", "wm"}
-    root = Path(anatomy.__file__).resolve().parent / "data" / "mni152"
+    root = Path(anatomy.__file__).resolve().parent / "mni152"
     for path in files.values():
         assert path.is_file()
         assert path.parent == root  # package data: neither nilearn nor a download needed

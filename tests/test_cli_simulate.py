@@ -22,7 +22,7 @@ def run(argv, capsys):
 
 
 def test_simulate_is_registered():
-    assert "simulate" in cli.SUBCOMMANDS
+    assert "simulate" in cli.COMMANDS
 
 
 def test_help_lists_every_field(capsys):

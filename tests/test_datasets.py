@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.datasets: writing, reading and torch datasets."""
+"""Tests of faimi_tutorial.data.datasets: writing, reading and torch datasets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from faimi_tutorial import datasets, simulate
-from faimi_tutorial.datasets import DatasetError
+from faimi_tutorial.data.datasets import DatasetError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.explain: saliency maps and attribution per region."""
+"""Tests of faimi_tutorial.experiments.explain: saliency maps and attribution per region."""
 
 from __future__ import annotations
 

@@ -227,14 +227,23 @@ def test_settings_validate_and_round_trip_run_config():
             fa.FlowerSettings(**kwargs)
 
 
+def test_settings_mitigation_reaches_the_clients_objective():
+    settings = fa.FlowerSettings(mitigation="reweighing")
+    assert settings.fed_config().mitigation == "reweighing"
+    assert fa.FlowerSettings.from_run_config(settings.to_run_config()) == settings
+    assert type(settings.fed_config().objective()).__name__ == "Reweighing"
+    with pytest.raises(ValueError, match="mitigation"):
+        fa.FlowerSettings(mitigation="fairness")
+
+
 def test_write_app_names_the_components_and_every_setting(tmp_path):
     import tomllib
 
     app = fa.write_app(tmp_path / "app", fa.FlowerSettings(rounds=4))
     config = tomllib.loads((app / "pyproject.toml").read_text())
     components = config["tool"]["flwr"]["app"]["components"]
-    assert components == {"serverapp": "faimi_tutorial.flower_app:server_app",
-                          "clientapp": "faimi_tutorial.flower_app:client_app"}
+    assert components == {"serverapp": "faimi_tutorial.experiments.flower_app:server_app",
+                          "clientapp": "faimi_tutorial.experiments.flower_app:client_app"}
     assert config["tool"]["flwr"]["app"]["config"]["rounds"] == 4
     assert set(config["tool"]["flwr"]["app"]["config"]) == set(fa.FlowerSettings().to_run_config())
     assert fa.pyproject_text().startswith("[build-system]")

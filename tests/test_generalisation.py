@@ -10,8 +10,8 @@ import pytest
 
 from faimi_tutorial import federated as fl
 from faimi_tutorial import generalisation as gen
-from faimi_tutorial.simulate import SimulationConfig, generate
-from faimi_tutorial.sweeps import ResultCache
+from faimi_tutorial.data.simulate import SimulationConfig, generate
+from faimi_tutorial.experiments.sweeps import ResultCache
 
 
 @pytest.fixture(scope="module")

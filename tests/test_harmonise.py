@@ -8,7 +8,7 @@ import torch
 
 from faimi_tutorial import federated as fl
 from faimi_tutorial import harmonise as hm
-from faimi_tutorial.simulate import SimulationConfig, generate
+from faimi_tutorial.data.simulate import SimulationConfig, generate
 
 
 @pytest.fixture(scope="module")

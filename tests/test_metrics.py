@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.metrics: values against scikit-learn, computed independently."""
+"""Tests of faimi_tutorial.fairness.metrics: values against scikit-learn, computed independently."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from faimi_tutorial import metrics
-from faimi_tutorial.metrics import (
+from faimi_tutorial.fairness.metrics import (
     UndefinedMetricWarning,
     aggregate_seeds,
     counterfactual_flip_rate,
@@ -227,9 +227,11 @@ def test_report_plot_and_summary():
     import matplotlib
 
     matplotlib.use("Agg")
+    from faimi_tutorial.viz.plotting import plot_subgroup_report
+
     y, s, g = toy()
     rep = subgroup_report(y, s, g, n_boot=100)
-    fig = rep.plot(["TPR", "FPR", "AUROC"])
+    fig = plot_subgroup_report(rep, ["TPR", "FPR", "AUROC"])
     assert len(fig.axes) == 3
     summary = rep.summary(["n", "TPR"])
     assert list(summary.index) == ["A", "B", "overall"]
@@ -277,7 +279,7 @@ def test_aggregate_seeds():
 
 
 def test_aggregate_seeds_bootstrap_stays_in_range():
-    from faimi_tutorial.metrics import mean_interval
+    from faimi_tutorial.fairness.metrics import mean_interval
 
     # a rate near 1 over three seeds: a t-interval leaves [0, 1], the bootstrap does not
     rates = [0.99, 0.6, 0.79]
@@ -293,7 +295,7 @@ def test_aggregate_seeds_bootstrap_stays_in_range():
 
 
 def test_paired_difference_pairs_by_seed():
-    from faimi_tutorial.metrics import paired_difference
+    from faimi_tutorial.fairness.metrics import paired_difference
 
     df = pd.DataFrame({"region": ["near"] * 5 + ["far"] * 5, "seed": list(range(5)) * 2,
                        "gap": [0.10, 0.20, 0.30, 0.40, 0.50, 0.15, 0.24, 0.36, 0.43, 0.56]})
@@ -307,7 +309,7 @@ def test_paired_difference_pairs_by_seed():
 
 
 def test_trend_test_detects_a_slope_and_a_null():
-    from faimi_tutorial.metrics import trend_test
+    from faimi_tutorial.fairness.metrics import trend_test
 
     rng = np.random.default_rng(0)
     rows = [{"seed": s, "x": x, "up": 0.1 * x + rng.normal(0, 0.02), "flat": (0.05 if s % 2 else -0.04) * x + 0.01 * s}
@@ -321,7 +323,7 @@ def test_trend_test_detects_a_slope_and_a_null():
 
 
 def test_interval_verdict():
-    from faimi_tutorial.metrics import interval_verdict
+    from faimi_tutorial.fairness.metrics import interval_verdict
 
     assert interval_verdict(0.01, 0.2) == "above 0"
     assert interval_verdict(-0.3, -0.1) == "below 0"

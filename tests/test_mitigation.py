@@ -46,12 +46,12 @@ def test_balanced_sampling_draws_every_cell_equally(biased):
     per_cell = [p[cells == c].sum() for c in np.unique(cells)]
     assert np.allclose(per_cell, 0.25)
     g = torch.Generator().manual_seed(0)
-    batches = training._batches(len(p), 32, g, p)
+    batches = training.loop._batches(len(p), 32, g, p)
     drawn = cells[torch.cat(batches).numpy()]
     counts = np.bincount(drawn, minlength=4) / len(drawn)
     assert np.all(np.abs(counts - 0.25) < 0.08)
     # without the sampler the data's imbalance shows
-    plain = cells[torch.cat(training._batches(len(p), 32, g, None)).numpy()]
+    plain = cells[torch.cat(training.loop._batches(len(p), 32, g, None)).numpy()]
     assert np.bincount(plain, minlength=4).min() / len(plain) < 0.1
 
 

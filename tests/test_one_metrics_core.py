@@ -1,7 +1,7 @@
 """The package computes each metric in one place: metrics.py.
 
 These tests read the package's source: an AUROC computed with scikit-learn, or a
-bootstrap drawn by a loop of its own, anywhere but in ``faimi_tutorial/metrics.py``
+bootstrap drawn by a loop of its own, anywhere but in ``faimi_tutorial/fairness/metrics.py``
 fails them. Each check is first shown to catch a planted violation.
 """
 
@@ -21,7 +21,7 @@ DRAWS = {"integers", "choice", "multinomial", "randint"}
 
 
 def _sources() -> list[tuple[str, str]]:
-    files = sorted(PACKAGE.glob("*.py"))
+    files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 10, f"package not found at {PACKAGE}"
     return [(f.name, f.read_text()) for f in files]
 
@@ -97,7 +97,7 @@ def test_auroc_is_computed_only_in_metrics(name, source):
         return
     lines = roc_auc_score_uses(source)
     assert not lines, (f"{name} uses roc_auc_score (lines {lines}); call "
-                       "faimi_tutorial.metrics.auroc, the package's one AUROC")
+                       "faimi_tutorial.fairness.metrics.auroc, the package's one AUROC")
 
 
 @pytest.mark.parametrize("name, source", _sources(), ids=lambda v: v if v.endswith(".py") else "")
@@ -105,17 +105,17 @@ def test_bootstrap_is_drawn_only_by_the_shared_helper(name, source):
     stray = [(fn, line) for fn, line in bootstrap_draws(source)
              if (name, fn) not in BOOTSTRAP_OWNERS]
     assert not stray, (f"{name} draws bootstrap replicates itself at {stray}; use "
-                       "faimi_tutorial.metrics.bootstrap_indices")
+                       "faimi_tutorial.fairness.metrics.bootstrap_indices")
 
 
 def test_the_owners_still_draw_their_replicates():
     # if a helper is renamed, this allow-list must follow (else the test above is void)
-    draws = {("metrics.py", fn) for fn, _ in bootstrap_draws((PACKAGE / "metrics.py").read_text())}
+    draws = {("metrics.py", fn) for fn, _ in bootstrap_draws((PACKAGE / "fairness" / "metrics.py").read_text())}
     assert draws == BOOTSTRAP_OWNERS
 
 
 HIGHER = {"sweeps", "training", "probing", "federated", "flower_app", "representation",
-          "plotting", "widgets", "explain", "cli"}
+          "plotting", "widgets", "explain", "cli", "models", "experiments", "viz", "report"}
 
 
 def package_imports(source: str) -> list[tuple[str, str]]:
@@ -147,22 +147,22 @@ def package_imports(source: str) -> list[tuple[str, str]]:
 
 def test_metrics_is_the_lowest_layer():
     planted = ("from .sweeps import x\ndef f():\n    from . import probing\n"
-               "from faimi_tutorial import training\nimport faimi_tutorial.plotting\n")
+               "from faimi_tutorial import training\nimport faimi_tutorial.viz.plotting\n")
     assert package_imports(planted) == [("<module>", "sweeps"), ("f", "probing"),
-                                        ("<module>", "training"), ("<module>", "plotting")]
-    imports = package_imports((PACKAGE / "metrics.py").read_text())
+                                        ("<module>", "training"), ("<module>", "viz")]
+    imports = package_imports((PACKAGE / "fairness" / "metrics.py").read_text())
     upward = [(fn, m) for fn, m in imports if m in HIGHER]
-    # the one exception: SubgroupReport.plot draws with plotting, on demand only
-    assert upward == [("plot", "plotting")], upward
+    # figures depend on the metrics, never the reverse (no SubgroupReport.plot)
+    assert upward == [], upward
 
 
 def test_importing_metrics_loads_no_higher_module():
     import subprocess
     import sys
 
-    code = ("import sys, faimi_tutorial.metrics; "
+    code = ("import sys, faimi_tutorial.fairness.metrics; "
             "print(' '.join(m for m in sys.modules if m.startswith('faimi_tutorial.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=PACKAGE.parent).stdout.split()
-    assert "faimi_tutorial.metrics" in out
+    assert "faimi_tutorial.fairness.metrics" in out
     assert not {m.split(".")[1] for m in out} & HIGHER, out

@@ -1,10 +1,10 @@
-"""Tests of faimi_tutorial.postprocess."""
+"""Tests of faimi_tutorial.fairness.postprocess."""
 
 import numpy as np
 import pytest
 
 from faimi_tutorial import postprocess
-from faimi_tutorial.metrics import subgroup_report
+from faimi_tutorial.fairness.metrics import subgroup_report
 
 
 def data(n=3000, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.probing: hooks, held-out probes, components and ShorT."""
+"""Tests of faimi_tutorial.experiments.probing: hooks, held-out probes, components and ShorT."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from faimi_tutorial import metrics, models, probing, training
-from faimi_tutorial.probing import ProbeConfig
+from faimi_tutorial.experiments.probing import ProbeConfig
 
 FAST = ProbeConfig(n_folds=3, n_boot=50)
 

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faimi_tutorial import anatomy, cli, datasets, metrics, simulate, sweeps, training, validation
-from faimi_tutorial.datasets import DatasetError
+from faimi_tutorial.data.datasets import DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["simulate", "--preset", "tiny", "--n-subjects", "8", "--quiet"]
@@ -309,8 +309,8 @@ def test_train_arguments_are_checked_before_work(tmp_path, capsys, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("trained or read data despite a bad argument")
 
-    monkeypatch.setattr(training, "fit", never)
-    monkeypatch.setattr(training, "_load_folder", never)
+    monkeypatch.setattr(training.loop, "fit", never)
+    monkeypatch.setattr(training.loop, "_load_folder", never)
     cases = [(["--checkpoint", str(tmp_path)], "--checkpoint"),
              (["--checkpoint", str(tmp_path / "f.pt" / "x.pt")], None),
              (["--seed", "-1"], "--seed"), (["--seed", "x"], "--seed"),

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from faimi_tutorial import cli, report
-from faimi_tutorial.metrics import subgroup_report
+from faimi_tutorial.fairness.metrics import subgroup_report
 from faimi_tutorial.report import PredictionsError
 
 

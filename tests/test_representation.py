@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.representation (tiny preset, 2D: seconds)."""
+"""Tests of faimi_tutorial.experiments.representation (tiny preset, 2D: seconds)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from faimi_tutorial import representation as rep
-from faimi_tutorial.simulate import SimulationConfig, generate
+from faimi_tutorial.data.simulate import SimulationConfig, generate
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.simulate: configuration, fields, cohort and its properties."""
+"""Tests of faimi_tutorial.data.simulate: configuration, fields, cohort and its properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from faimi_tutorial import anatomy, presets, simulate
-from faimi_tutorial.simulate import ConfigError, SimulationConfig
+from faimi_tutorial.data.simulate import ConfigError, SimulationConfig
 
 
 def tiny(**kw) -> SimulationConfig:

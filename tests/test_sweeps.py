@@ -1,4 +1,4 @@
-"""Tests of faimi_tutorial.sweeps: hashing, the on-disk cache, experiments and sweeps."""
+"""Tests of faimi_tutorial.experiments.sweeps: hashing, the on-disk cache, experiments and sweeps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import faimi_tutorial.sweeps as sweeps
+import faimi_tutorial.experiments.sweeps as sweeps
 from faimi_tutorial import training
 
 
@@ -197,7 +197,7 @@ def test_sweep_over_a_training_setting(cache):
 
 
 def test_simulation_settings_resolve_the_full_configuration():
-    pytest.importorskip("faimi_tutorial.simulate")
+    pytest.importorskip("faimi_tutorial.data.simulate")
     s = sweeps.simulation_settings("tiny", {"bias_prevalence": (0.6, 0.4)}, 3)
     assert s["seed"] == 3 and list(s["bias_prevalence"]) == [0.6, 0.4]
     assert "bias_region" in s
@@ -246,7 +246,7 @@ def test_threshold_optimizer_runs_use_stored_scores(cache):
 
 
 def test_simulate_cohort_is_the_default_factory():
-    pytest.importorskip("faimi_tutorial.simulate")
+    pytest.importorskip("faimi_tutorial.data.simulate")
     cohort = sweeps.simulate_cohort("tiny", {"dims": 2, "n_subjects": 16}, 0)
     assert len(cohort) == 16 and cohort.images.ndim == 4
     assert hasattr(cohort.test, "twins")

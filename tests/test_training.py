@@ -155,7 +155,7 @@ def test_selection_keeps_the_best_epoch_by_its_rule(toy):
         # the kept weights are that epoch's: recomputing its metric reproduces it
         if column == "val_loss":
             continue
-        val = training._train_val(toy, None, r.config.val_fraction, 1)[1]
+        val = training.loop._train_val(toy, None, r.config.val_fraction, 1)[1]
         metric = training.validation_metrics(val.label, r.predict(val), val.bias_group)
         assert metric[column.removeprefix("val_")] == pytest.approx(target)
 
@@ -163,7 +163,7 @@ def test_selection_keeps_the_best_epoch_by_its_rule(toy):
 def test_fit_uses_explicit_validation_data(toy):
     train, val = toy.subset(np.arange(100)), toy.subset(np.arange(100, 160))
     r = training.fit(train, "tiny", val=val, seed=0, progress=False, epochs=1)
-    _, loss = training._scores_and_loss(r.model, val, torch.device("cpu"))
+    _, loss = training.loop._scores_and_loss(r.model, val, torch.device("cpu"))
     assert r.history["val_loss"].iloc[0] == pytest.approx(loss)
 
 
@@ -212,7 +212,7 @@ def test_fit_accepts_a_cohort_like_with_splits(toy):
 
     r = training.fit(Cohort(toy), "tiny", seed=0, progress=False, epochs=1)
     val = toy.subset(np.arange(120, 160))
-    _, loss = training._scores_and_loss(r.model, val, torch.device("cpu"))
+    _, loss = training.loop._scores_and_loss(r.model, val, torch.device("cpu"))
     assert r.history["val_loss"].iloc[0] == pytest.approx(loss)
 
 
@@ -227,8 +227,8 @@ def test_validation_metrics_worst_group():
 
 
 def test_fit_reads_a_dataset_folder_and_the_train_command(tmp_path, capsys):
-    simulate = pytest.importorskip("faimi_tutorial.simulate")
-    datasets = pytest.importorskip("faimi_tutorial.datasets")
+    simulate = pytest.importorskip("faimi_tutorial.data.simulate")
+    datasets = pytest.importorskip("faimi_tutorial.data.datasets")
     from faimi_tutorial import cli
 
     cfg = simulate.SimulationConfig.preset("tiny", dims=2, n_subjects=24, seed=0)

@@ -2,11 +2,12 @@
 
 A model is trained on some hospitals and used at others. This module runs the
 experiments of the chapter "Generalisation" on the package's own pieces: sites
-and scanners from :mod:`faimi_tutorial.federated`, intensity harmonisation from
-:mod:`faimi_tutorial.harmonise`, one training loop (:func:`faimi_tutorial.training.fit`
-and its mitigations), one metrics core (:func:`faimi_tutorial.metrics.subgroup_report`,
-:func:`~faimi_tutorial.metrics.counterfactual_flip_rate`) and one cache
-(:func:`faimi_tutorial.sweeps.cached`).
+and scanners from :mod:`faimi_tutorial.experiments.federated`, intensity
+harmonisation from :mod:`faimi_tutorial.data.harmonise`, one training loop
+(:func:`faimi_tutorial.training.loop.fit` and its mitigations), one metrics core
+(:func:`faimi_tutorial.fairness.metrics.subgroup_report`,
+:func:`~faimi_tutorial.fairness.metrics.counterfactual_flip_rate`) and one cache
+(:func:`faimi_tutorial.experiments.sweeps.cached`).
 
 One seed of the study (:func:`run_seed`) simulates a cohort and draws three sites
 from it (:func:`study_sites`): ``site-A`` (reference scanner) and ``site-B``
@@ -15,7 +16,7 @@ It then measures, per test set and per bias group:
 
 * the trained sites, the held-out site, the held-out site's subjects rendered by
   the seen reference scanner and by unseen ones (:data:`UNSEEN_SCANNERS`, and a
-  field-of-view change, :func:`faimi_tutorial.harmonise.zoom`);
+  field-of-view change, :func:`faimi_tutorial.data.harmonise.zoom`);
 * leave-one-site-out: each site held out in turn;
 * the same after intensity normalisation and histogram matching;
 * a shifted bias: fresh subjects whose bias-disease relation is the same as in
@@ -44,17 +45,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, presets, simulate
-from . import federated as fl
-from . import harmonise as hm
-from .metrics import (
+from .. import presets
+from .._version import __version__
+from ..data import harmonise as hm
+from ..data import simulate
+from ..fairness.metrics import (
     UndefinedMetricWarning,
     counterfactual_flip_rate,
     paired_difference,
     subgroup_report,
 )
+from ..training.loop import ArrayData, FitResult, TrainConfig, fit, predict
+from . import federated as fl
 from .sweeps import ResultCache, cached, shifted_prevalence
-from .training import ArrayData, FitResult, TrainConfig, fit, predict
 
 __all__ = [
     "SITE_SCANNERS",
@@ -80,7 +83,7 @@ __all__ = [
 ]
 
 #: The study's sites and their scanners (names in
-#: :data:`faimi_tutorial.federated.SCANNERS`).
+#: :data:`faimi_tutorial.experiments.federated.SCANNERS`).
 SITE_SCANNERS: dict[str, str] = {
     "site-A": "reference",
     "site-B": "bright",
@@ -137,14 +140,14 @@ class GeneralisationSettings:
         Disease share of the added dataset's training subjects, in (0, 1).
     more_data_scanner : str
         The added dataset's scanner (a name in
-        :data:`faimi_tutorial.federated.SCANNERS`).
+        :data:`faimi_tutorial.experiments.federated.SCANNERS`).
     bias_kind : str
         The simulator's bias: ``"intensity"`` (a local contrast change in the bias
         region, chapter 3's shortcut), ``"morphological"`` or ``"both"``.
     intensity_factor : float
         Contrast factor of an intensity bias.
     training : dict
-        Overrides of :class:`faimi_tutorial.training.TrainConfig`.
+        Overrides of :class:`faimi_tutorial.training.loop.TrainConfig`.
     """
 
     preset: str = "tutorial"
@@ -316,14 +319,14 @@ def site_training_data(
     Parameters
     ----------
     federation : Federation
-        The sites (:func:`faimi_tutorial.federated.make_sites`).
+        The sites (:func:`faimi_tutorial.experiments.federated.make_sites`).
     sites : sequence of str
         Sites to pool (known, with training subjects of both classes).
     group : {"bias_group", "site"}
         What the mitigations balance: the bias group, or the site (its position
         in ``sites``), so that ``group_balanced`` samples site x label cells equally.
     method : str, default "none"
-        Harmonisation (:data:`faimi_tutorial.harmonise.METHODS`).
+        Harmonisation (:data:`faimi_tutorial.data.harmonise.METHODS`).
     reference : numpy.ndarray, optional
         Landmarks for ``method="histogram"``.
 
@@ -375,7 +378,7 @@ def fit_on_sites(
     group : {"bias_group", "site"}
         The grouping the mitigation uses (see :func:`site_training_data`).
     mitigation : str, default "none"
-        One of :data:`faimi_tutorial.training.MITIGATIONS`.
+        One of :data:`faimi_tutorial.training.loop.MITIGATIONS`.
     method : str, default "none"
         Harmonisation of the training images.
     reference : numpy.ndarray, optional
@@ -467,9 +470,9 @@ def group_metrics(label: Any, scores: Any, bias_group: Any, test: Any | None = N
 def per_seed(metrics: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """One experiment's rows, one per (model, test set, seed), groups side by side.
 
-    The wide form that :func:`faimi_tutorial.sweeps.summarise`,
-    :func:`faimi_tutorial.metrics.paired_difference` and
-    :func:`faimi_tutorial.plotting.plot_group_metrics` read: ``<metric>`` for
+    The wide form that :func:`faimi_tutorial.experiments.sweeps.summarise`,
+    :func:`faimi_tutorial.fairness.metrics.paired_difference` and
+    :func:`faimi_tutorial.viz.plotting.plot_group_metrics` read: ``<metric>`` for
     everyone and ``<metric>_g<k>`` for bias group ``k``, plus ``setting``
     (``"<model> | <test>"``).
 
@@ -528,7 +531,8 @@ def contrasts(table: pd.DataFrame, pairs: dict[str, tuple[str, str]],
         Output of :func:`per_seed` (or several, concatenated).
     pairs : dict of str to (str, str)
         ``{label: (reference setting, other setting)}``; each difference is
-        other minus reference (:func:`faimi_tutorial.metrics.paired_difference`).
+        other minus reference
+        (:func:`faimi_tutorial.fairness.metrics.paired_difference`).
     values : sequence of str, default ("AUROC",)
         Metrics to compare.
 
@@ -555,9 +559,9 @@ def group_differences(metrics: pd.DataFrame, experiment: str,
                       values: Sequence[str] = ("TPR", "FPR")) -> pd.DataFrame:
     """Bias group minus the other group, per model and test set, paired by seed.
 
-    :func:`faimi_tutorial.metrics.paired_difference` with the group as the
-    setting: the signed gap of :func:`faimi_tutorial.metrics.signed_gaps` (group
-    1 minus group 0), with a t-interval over seeds.
+    :func:`faimi_tutorial.fairness.metrics.paired_difference` with the group as the
+    setting: the signed gap of :func:`faimi_tutorial.fairness.metrics.signed_gaps`
+    (group 1 minus group 0), with a t-interval over seeds.
 
     Parameters
     ----------
@@ -738,7 +742,8 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
     seed : int
         Seed of the cohort, the sites and the models (>= 0).
     cache : ResultCache, optional
-        Default: :class:`faimi_tutorial.sweeps.ResultCache` in its default folder.
+        Default: :class:`faimi_tutorial.experiments.sweeps.ResultCache` in its
+        default folder.
     refresh : bool, default False
         Recompute even when cached.
 

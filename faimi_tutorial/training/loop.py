@@ -7,32 +7,37 @@ The same two verbs serve every chapter::
 
 ``fit`` takes in-memory data (a simulated cohort, anything with ``.images``,
 ``.label`` and ``.bias_group``, or plain ``(images, label, bias_group)``
-tensors/arrays) or a dataset folder written by :mod:`faimi_tutorial.datasets`.
+tensors/arrays) or a dataset folder written by :mod:`faimi_tutorial.data.datasets`.
 It seeds torch and numpy so that a CPU run repeats exactly, picks the device
 (CUDA when present), shows a progress bar (``progress=False`` for silence),
 stops early when the validation loss stops improving, keeps the weights of the
 best validation epoch (by loss, by overall metric or by worst-group metric) and
 returns the per-epoch history.
 
-Mitigation strategies, chosen by name (:data:`MITIGATIONS`):
+Every model of the package is trained by one loop, :func:`run_epochs`, with an
+objective from :mod:`faimi_tutorial.objectives`; ``fit`` maps the configuration's
+mitigation name to its objective (:meth:`TrainConfig.objective`). Mitigation
+strategies, chosen by name (:data:`MITIGATIONS`):
 
 ``"none"``
     Empirical risk minimisation (ERM): mean binary cross-entropy.
 ``"reweighing"``
     Kamiran & Calders (2012): each sample of label ``y`` and group ``a`` is
     weighted ``P(y) P(a) / P(y, a)``, which makes label and group independent in
-    the weighted training data (:func:`reweighing_weights`).
+    the weighted training data (:func:`~faimi_tutorial.objectives.reweighing_weights`).
 ``"group_balanced"``
     Mini-batches are sampled with replacement so that every (label, group) cell is
-    drawn equally often (:func:`balanced_sampling_weights`).
+    drawn equally often (:func:`~faimi_tutorial.objectives.balanced_sampling_weights`).
 ``"groupdro"``
     Group distributionally robust optimisation (Sagawa et al., 2020): a weight per
     (label, group) cell grows exponentially with that cell's loss, so training
-    minimises (approximately) the worst cell's loss (:class:`GroupDROLoss`).
+    minimises (approximately) the worst cell's loss
+    (:class:`~faimi_tutorial.objectives.GroupDROLoss`).
 ``"unlearning"``
     Bias unlearning (Dinsdale et al., 2021): a bias head learns to predict the
     bias group from the penultimate features, while the network is trained to
-    make that head maximally confused (:func:`confusion_loss`).
+    make that head maximally confused
+    (:func:`~faimi_tutorial.objectives.confusion_loss`).
 """
 
 from __future__ import annotations
@@ -52,13 +57,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import presets
-from .metrics import auroc
-from .models import ModelConfig, _ARCHITECTURE_KEYS, build_model, forward_with_features
-from .runtime import choose_device, seed_everything
+from tqdm.auto import tqdm
 
-#: Names of the mitigation strategies understood by :func:`fit`.
-MITIGATIONS: tuple[str, ...] = ("none", "reweighing", "group_balanced", "groupdro", "unlearning")
+from .. import presets
+from .._version import __version__
+from ..data import datasets
+from ..fairness.metrics import auroc
+from ..models.networks import (
+    ARCHITECTURE_KEYS, ModelConfig, build_model, forward_with_features,
+)
+from ..runtime import choose_device, seed_everything
+from ..validation import check_output_file, check_seed
+from . import objectives
+from .objectives import (  # noqa: F401  (the mitigations' building blocks, re-exported)
+    MITIGATIONS, BiasUnlearner, GroupDROLoss, Objective, balanced_sampling_weights,
+    cell_ids, confusion_loss, reweighing_weights,
+)
 
 #: Model-selection rules: minimum validation loss, best overall validation
 #: metric, or best worst-group validation metric.
@@ -132,13 +146,12 @@ class ArrayData:
 
 
 def _load_folder(path: str | os.PathLike[str]) -> Any:
-    from . import datasets
 
     for name in ("load_cohort", "load_dataset", "read_dataset", "load"):
         loader = getattr(datasets, name, None)
         if callable(loader):
             return loader(path)
-    raise ValueError(f"faimi_tutorial.datasets cannot read a dataset folder ({path})")
+    raise ValueError(f"faimi_tutorial.data.datasets cannot read a dataset folder ({path})")
 
 
 def as_data(
@@ -156,7 +169,7 @@ def as_data(
         * a tuple ``(images, label)`` or ``(images, label, bias_group)``;
         * an image tensor/array (labels from ``label``/``bias_group``; zeros when
           missing, which is fine for :func:`predict`);
-        * a dataset folder written by :mod:`faimi_tutorial.datasets`.
+        * a dataset folder written by :mod:`faimi_tutorial.data.datasets`.
     label, bias_group : array-like, optional
         Used when ``data`` carries none.
 
@@ -188,28 +201,6 @@ def as_data(
     label = np.zeros(n, dtype=np.int64) if label is None else label
     bias_group = np.zeros(n, dtype=np.int64) if bias_group is None else bias_group
     return ArrayData(images, label, bias_group)
-
-
-def cell_ids(label: np.ndarray, bias_group: np.ndarray, n_groups: int | None = None) -> np.ndarray:
-    """Index of each sample's (label, bias group) cell: ``label * n_groups + group``.
-
-    Parameters
-    ----------
-    label, bias_group : numpy.ndarray
-        Integer codes.
-    n_groups : int, optional
-        Number of bias groups (default ``max(bias_group) + 1``, at least 2).
-
-    Returns
-    -------
-    numpy.ndarray
-        Integer cell index per sample.
-    """
-    label = np.asarray(label, dtype=np.int64)
-    bias_group = np.asarray(bias_group, dtype=np.int64)
-    if n_groups is None:
-        n_groups = max(2, int(bias_group.max()) + 1 if bias_group.size else 2)
-    return label * n_groups + bias_group
 
 
 def stratified_split(
@@ -271,201 +262,6 @@ def _has_split(data: Any) -> bool:
     return {"train", "val"} <= splits and hasattr(data, "train") and hasattr(data, "val")
 
 
-# --------------------------------------------------------------------- mitigations
-
-
-def reweighing_weights(label: np.ndarray, bias_group: np.ndarray) -> np.ndarray:
-    """Kamiran & Calders reweighing: ``w(y, a) = P(y) P(a) / P(y, a)``.
-
-    Under these weights the label and the bias group are statistically
-    independent, and each label and group keeps its original total weight.
-
-    Parameters
-    ----------
-    label, bias_group : numpy.ndarray
-        Integer codes per training sample.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(N,)`` float weights with mean 1.
-    """
-    label = np.asarray(label, dtype=np.int64)
-    bias_group = np.asarray(bias_group, dtype=np.int64)
-    n = len(label)
-    if n == 0:
-        return np.zeros(0)
-    weights = np.empty(n, dtype=np.float64)
-    for y in np.unique(label):
-        p_y = np.mean(label == y)
-        for a in np.unique(bias_group):
-            cell = (label == y) & (bias_group == a)
-            if cell.any():
-                weights[cell] = p_y * np.mean(bias_group == a) / np.mean(cell)
-    return weights
-
-
-def balanced_sampling_weights(label: np.ndarray, bias_group: np.ndarray) -> np.ndarray:
-    """Sampling probability per sample that draws every (label, group) cell equally.
-
-    Parameters
-    ----------
-    label, bias_group : numpy.ndarray
-        Integer codes per training sample.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(N,)`` probabilities summing to 1 (``1 / (n_cells * cell size)``).
-    """
-    cells = cell_ids(label, bias_group)
-    values, counts = np.unique(cells, return_counts=True)
-    size = dict(zip(values.tolist(), counts.tolist()))
-    p = np.array([1.0 / size[c] for c in cells.tolist()])
-    return p / p.sum()
-
-
-class GroupDROLoss:
-    """Online group DRO objective (Sagawa et al., 2020).
-
-    Keeps a probability ``q`` over groups. Each call computes the mean loss of
-    every group present in the batch, multiplies ``q_g`` by
-    ``exp(eta * loss_g)``, renormalises, and returns ``sum_g q_g loss_g``.
-
-    Parameters
-    ----------
-    n_groups : int
-        Number of groups (here the (label, bias group) cells).
-    eta : float, default 0.01
-        Step size of the group weights (> 0).
-    device : torch.device, optional
-        Where ``q`` lives.
-    """
-
-    def __init__(self, n_groups: int, eta: float = 0.01, device: torch.device | None = None) -> None:
-        if n_groups < 1:
-            raise ValueError(f"n_groups={n_groups!r} must be >= 1")
-        if not eta > 0:
-            raise ValueError(f"eta={eta!r} must be > 0")
-        self.n_groups = int(n_groups)
-        self.eta = float(eta)
-        self.q = torch.full((self.n_groups,), 1.0 / self.n_groups, device=device)
-
-    def group_losses(self, losses: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean loss per group and a mask of groups present in the batch."""
-        total = torch.zeros(self.n_groups, device=losses.device, dtype=losses.dtype)
-        total = total.scatter_add(0, groups, losses)
-        count = torch.zeros(self.n_groups, device=losses.device, dtype=losses.dtype)
-        count = count.scatter_add(0, groups, torch.ones_like(losses))
-        present = count > 0
-        return total / count.clamp(min=1), present
-
-    def __call__(self, losses: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        """Update the group weights and return the weighted loss.
-
-        Parameters
-        ----------
-        losses : torch.Tensor
-            ``(B,)`` per-sample losses (with gradients).
-        groups : torch.Tensor
-            ``(B,)`` group index per sample.
-
-        Returns
-        -------
-        torch.Tensor
-            Scalar ``sum_g q_g * mean_loss_g``.
-        """
-        mean, present = self.group_losses(losses, groups)
-        with torch.no_grad():
-            self.q = self.q.to(losses.device)
-            step = torch.where(present, torch.exp(self.eta * mean.detach()), torch.ones_like(mean))
-            self.q = self.q * step
-            self.q = self.q / self.q.sum()
-        return (self.q * mean).sum()
-
-
-def confusion_loss(bias_logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy between the bias head's prediction and the uniform distribution.
-
-    Minimal (``log K`` for ``K`` groups) when the bias head cannot tell the
-    groups apart; this is the loss the encoder minimises in bias unlearning
-    (Dinsdale et al., 2021).
-
-    Parameters
-    ----------
-    bias_logits : torch.Tensor
-        ``(B, K)`` logits of the bias head.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar loss.
-    """
-    return -F.log_softmax(bias_logits, dim=1).mean(dim=1).mean()
-
-
-class BiasUnlearner:
-    """The bias head and its two losses in bias unlearning (Dinsdale et al., 2021).
-
-    A linear *bias head* learns to predict the bias group from the penultimate
-    features (:meth:`update`, features detached so the encoder is untouched);
-    the encoder is trained with :meth:`confusion` added to its task loss, which
-    pushes the features towards making the head's prediction uniform.
-
-    Parameters
-    ----------
-    n_features : int
-        Width of the penultimate features.
-    n_groups : int
-        Number of bias groups (>= 2).
-    lr : float
-        Learning rate of the bias head (Adam).
-    steps : int, default 1
-        Head updates per batch (a head that keeps up makes the confusion
-        objective harder to fool).
-    device : torch.device, optional
-        Where the head lives.
-    """
-
-    def __init__(self, n_features: int, n_groups: int, lr: float, steps: int = 1, device: torch.device | None = None) -> None:
-        if n_groups < 2:
-            raise ValueError(f"n_groups={n_groups!r} must be >= 2")
-        if steps < 1:
-            raise ValueError(f"steps={steps!r} must be >= 1")
-        self.head = nn.Linear(int(n_features), int(n_groups)).to(device)
-        self.optimiser = torch.optim.Adam(self.head.parameters(), lr=lr)
-        self.steps = int(steps)
-
-    def confusion(self, features: torch.Tensor) -> torch.Tensor:
-        """Confusion loss of the current head on ``features`` (gradients reach the encoder only)."""
-        for p in self.head.parameters():
-            p.requires_grad_(False)
-        try:
-            return confusion_loss(self.head(features))
-        finally:
-            for p in self.head.parameters():
-                p.requires_grad_(True)
-
-    def update(self, features: torch.Tensor, groups: torch.Tensor) -> float:
-        """Train the head to predict ``groups`` from detached features.
-
-        Returns
-        -------
-        float
-            The head's accuracy on the batch before its update.
-        """
-        features = features.detach()
-        accuracy = float("nan")
-        for step in range(self.steps):
-            logits = self.head(features)
-            if step == 0:
-                accuracy = float((logits.argmax(1) == groups).float().mean())
-            self.optimiser.zero_grad(set_to_none=True)
-            F.cross_entropy(logits, groups).backward()
-            self.optimiser.step()
-        return accuracy
-
-
 # --------------------------------------------------------------------- configuration
 
 
@@ -476,7 +272,7 @@ class TrainConfig:
     Parameters
     ----------
     model, channels, strides, num_res_units, dropout
-        Architecture (see :class:`faimi_tutorial.models.ModelConfig`).
+        Architecture (see :class:`faimi_tutorial.models.networks.ModelConfig`).
     epochs : int
         Maximum number of epochs (>= 1).
     batch_size : int
@@ -585,11 +381,18 @@ class TrainConfig:
 
     def model_config(self, in_shape: Sequence[int]) -> ModelConfig:
         """The architecture for images of ``in_shape`` (``(channels, *grid)``)."""
-        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in _ARCHITECTURE_KEYS})
+        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in ARCHITECTURE_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (for checkpoints and cache keys)."""
         return asdict(self)
+
+    def objective(self) -> Objective:
+        """The objective of ``mitigation`` (:func:`objectives.from_mitigation`)."""
+        return objectives.from_mitigation(
+            self.mitigation, lr=self.lr, groupdro_eta=self.groupdro_eta,
+            unlearning_alpha=self.unlearning_alpha,
+        )
 
 
 # --------------------------------------------------------------------- results
@@ -658,11 +461,17 @@ def selection_score(config: TrainConfig, metrics: dict[str, float], val_loss: fl
     float
         ``-val_loss`` for "loss", else the (worst-group) validation metric; may be NaN.
     """
-    if config.selection == "loss":
+    return _score(config.selection, config.selection_metric, metrics, val_loss)
+
+
+def _score(
+    selection: str, metric: str, metrics: dict[str, float], val_loss: float
+) -> float:
+    if selection == "loss":
         return -float(val_loss)
-    if config.selection == "overall":
-        return float(metrics[config.selection_metric])
-    return float(metrics[f"worst_group_{config.selection_metric}"])
+    if selection == "overall":
+        return float(metrics[metric])
+    return float(metrics[f"worst_group_{metric}"])
 
 
 def validation_metrics(
@@ -737,6 +546,268 @@ def _data_dims(data: Any) -> int | None:
     return ndim - 2 if ndim in (4, 5) else None
 
 
+def resolve_config(
+    config: TrainConfig | str | None, data: Any = None, **overrides: Any
+) -> TrainConfig:
+    """The :class:`TrainConfig` that ``fit`` trains with.
+
+    Parameters
+    ----------
+    config : TrainConfig, str or None
+        Settings, a preset name, or ``None`` for the active preset.
+    data : optional
+        The training data: 3D volumes take the preset's 3D settings.
+    **overrides
+        Fields of :class:`TrainConfig`.
+
+    Returns
+    -------
+    TrainConfig
+        The validated settings.
+    """
+    if config is None:
+        config = presets.active_preset()
+    if isinstance(config, str):
+        return TrainConfig.preset(config, dims=_data_dims(data), **overrides)
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config={config!r} is invalid; allowed: a TrainConfig or a "
+                         "preset name")
+    if overrides:
+        return TrainConfig(**{**config.to_dict(), **overrides})
+    return config
+
+
+@dataclass
+class EpochsResult:
+    """What :func:`run_epochs` returns.
+
+    Attributes
+    ----------
+    history : pandas.DataFrame
+        One row per epoch: ``epoch``, ``train_loss`` (mean disease cross-entropy),
+        with validation data ``val_loss`` and ``val_*`` metrics, ``seconds`` and
+        the objective's columns.
+    best_epoch : int
+        The epoch (1-based) whose weights the model holds now.
+    stopped_early : bool
+        Whether early stopping ended training.
+    steps : int
+        Optimiser steps taken.
+    train_loss : float
+        Mean disease cross-entropy over every training sample seen.
+    optimiser : torch.optim.Optimizer
+        The AdamW optimiser (its state travels with a travelling model).
+    extras : dict
+        The objective's :meth:`~faimi_tutorial.objectives.Objective.best_state`
+        at the selected epoch.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    stopped_early: bool
+    steps: int
+    train_loss: float
+    optimiser: torch.optim.Optimizer
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_loop_settings(objective: Any, epochs: Any, batch_size: Any, lr: Any,
+                         weight_decay: Any, selection: str, selection_metric: str,
+                         patience: Any) -> None:
+    if not isinstance(objective, Objective):
+        raise ValueError(f"objective={objective!r} is invalid; allowed: an Objective")
+    TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                selection=selection, selection_metric=selection_metric,
+                patience=patience)
+
+
+class _Selector:
+    """Keeps the weights of the best validation epoch and counts stale epochs."""
+
+    def __init__(self, model: nn.Module, objective: Objective, selection: str,
+                 metric: str, patience: int | None) -> None:
+        self.rule, self.metric, self.patience = selection, metric, patience
+        self.best_score, self.best_loss = -math.inf, math.inf
+        self.best_epoch, self.stale = 1, 0
+        self.state = copy.deepcopy(model.state_dict())
+        self.extras = objective.best_state()
+
+    def update(self, epoch: int, metrics: dict[str, float], val_loss: float,
+               model: nn.Module, objective: Objective) -> bool:
+        """Record one epoch; True when early stopping says stop."""
+        score = _score(self.rule, self.metric, metrics, val_loss)
+        if not math.isnan(score) and score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.state = copy.deepcopy(model.state_dict())
+            self.extras = objective.best_state()
+        if val_loss < self.best_loss - 1e-4:
+            self.best_loss, self.stale = val_loss, 0
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+
+def _train_epoch(model: nn.Module, tensors: tuple[torch.Tensor, ...],
+                 objective: Objective, optimiser: torch.optim.Optimizer,
+                 batch_size: int, generator: torch.Generator,
+                 device: torch.device) -> tuple[float, int, int]:
+    """One pass over ``(images, labels, groups)``: (summed loss, samples, steps)."""
+    model.train()
+    objective.start_epoch()
+    images, y_all, a_all = tensors
+    total, count, steps = 0.0, 0, 0
+    probs = objective.sampling_weights()
+    for idx in _batches(len(y_all), batch_size, generator, probs):
+        batch = objectives.Batch(idx, images[idx.to(images.device)],
+                                 y_all[idx].to(device), a_all[idx].to(device))
+        if objective.needs_features:
+            logits, features = forward_with_features(model, batch.x)
+        else:
+            logits, features = model(batch.x).reshape(len(idx), -1)[:, 0], None
+        per_sample = F.binary_cross_entropy_with_logits(logits, batch.y,
+                                                        reduction="none")
+        loss = objective.loss(per_sample, batch, features)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        objective.after_step(batch, features)
+        total += float(per_sample.detach().sum())
+        count, steps = count + len(idx), steps + 1
+    return total, count, steps
+
+
+def _start(model: nn.Module, train: ArrayData, objective: Objective, lr: float,
+           weight_decay: float, optimizer_state: Mapping[str, Any] | None,
+           head_seed: int | None) -> torch.optim.Optimizer:
+    """Set the objective up (its heads seeded by ``head_seed``) and build AdamW."""
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[], enabled=head_seed is not None):
+        if head_seed is not None:
+            torch.manual_seed(int(head_seed))
+        objective.setup(model, train.label, train.bias_group, device)
+    groups = [{"params": model.parameters()}, *objective.param_groups()]
+    optimiser = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    if optimizer_state is not None:
+        optimiser.load_state_dict(optimizer_state)
+    return optimiser
+
+
+def run_epochs(
+    model: nn.Module,
+    data: Any,
+    objective: Objective,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    val: Any | None = None,
+    selection: str = "loss",
+    selection_metric: str = "accuracy",
+    patience: int | None = None,
+    optimizer_state: Mapping[str, Any] | None = None,
+    head_seed: int | None = None,
+    progress: bool = False,
+) -> EpochsResult:
+    """The training loop of every model: ``epochs`` passes of AdamW on an objective.
+
+    The objective is set up on the training data (``head_seed``: its new heads are
+    initialised from that seed, leaving the global random stream alone), AdamW is
+    built over the model's and the objective's parameters (loading
+    ``optimizer_state`` when given), and each epoch draws seeded mini-batches
+    (shuffled, or sampled by the objective's weights). With ``val``, every epoch is
+    validated, the weights of the best epoch by ``selection`` are kept and loaded
+    at the end, and training stops once the validation loss has not improved for
+    ``patience`` epochs; without it the model keeps its last weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, on the training device (it is trained in place).
+    data : any form accepted by :func:`as_data`
+        Training images, labels and bias groups.
+    objective : Objective
+        What to minimise (see :mod:`faimi_tutorial.objectives`).
+    epochs, batch_size : int
+        Passes over the data and samples per batch (>= 1).
+    lr, weight_decay : float
+        AdamW's learning rate (> 0) and weight decay (>= 0).
+    seed : int, default 0
+        Seed of the batch order.
+    val : optional
+        Validation data (same forms as ``data``).
+    selection, selection_metric : str
+        The epoch kept (see :data:`SELECTIONS`, :data:`SELECTION_METRICS`).
+    patience : int or None
+        Early-stopping patience in epochs (needs ``val``).
+    optimizer_state : mapping, optional
+        An AdamW ``state_dict`` to continue from.
+    head_seed : int, optional
+        Seed of the objective's new heads.
+    progress : bool, default False
+        Progress bar over epochs.
+
+    Returns
+    -------
+    EpochsResult
+        History, selected epoch, steps, mean training loss, optimiser.
+    """
+    _check_loop_settings(objective, epochs, batch_size, lr, weight_decay, selection,
+                         selection_metric, patience)
+    train = as_data(data)
+    valid = None if val is None else as_data(val)
+    if len(train) == 0 or valid is not None and len(valid) == 0:
+        raise ValueError("need non-empty training and validation data; got "
+                         f"{len(train)} and {0 if valid is None else len(valid)}")
+    device = next(model.parameters()).device
+    optimiser = _start(model, train, objective, lr, weight_decay, optimizer_state,
+                       head_seed)
+    selector = _Selector(model, objective, selection, selection_metric, patience)
+    generator = torch.Generator().manual_seed(int(seed))
+    tensors = (train.images.to(device) if device.type != "cpu" else train.images,
+               torch.as_tensor(train.label, dtype=torch.float32),
+               torch.as_tensor(train.bias_group, dtype=torch.long))
+    rows: list[dict[str, float]] = []
+    total, count, steps, stopped = 0.0, 0, 0, False
+    bar = tqdm(range(1, epochs + 1), desc=f"training ({objective.label})",
+               disable=not progress, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        loss, n, k = _train_epoch(model, tensors, objective, optimiser, batch_size,
+                                  generator, device)
+        total, count, steps = total + loss, count + n, steps + k
+        row: dict[str, float] = {"epoch": epoch, "train_loss": loss / max(n, 1)}
+        if valid is not None:
+            row.update(_validate(model, valid, device))
+        row["seconds"] = time.perf_counter() - start
+        rows.append({**row, **objective.epoch_metrics()})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()
+                         if k in ("train_loss", "val_loss", "val_auroc")})
+        if valid is not None:
+            metrics = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+            stop = selector.update(epoch, metrics, row["val_loss"], model, objective)
+            if stop and epoch < epochs:
+                stopped = True
+                break
+    bar.close()
+    if valid is not None:
+        model.load_state_dict(selector.state)
+    best = selector.best_epoch if valid is not None else len(rows)
+    extras = selector.extras if valid is not None else objective.best_state()
+    return EpochsResult(pd.DataFrame(rows), best, stopped, steps, total / max(count, 1),
+                        optimiser, extras)
+
+
+def _validate(
+    model: nn.Module, valid: ArrayData, device: torch.device
+) -> dict[str, float]:
+    """``val_loss`` and the ``val_*`` :func:`validation_metrics` of one epoch."""
+    scores, val_loss = _scores_and_loss(model, valid, device)
+    metrics = validation_metrics(valid.label, scores, valid.bias_group)
+    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}}
+
+
 def fit(
     data: Any,
     config: TrainConfig | str | None = None,
@@ -746,6 +817,7 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    objective: Objective | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Train a classifier of disease from images.
@@ -768,25 +840,21 @@ def fit(
         Show a progress bar over epochs.
     checkpoint : path, optional
         Where to save the selected model (see :func:`save_checkpoint`).
+    objective : Objective, optional
+        What to minimise, instead of the configuration's mitigation
+        (:meth:`TrainConfig.objective`), e.g. an
+        :class:`~faimi_tutorial.objectives.AttributeTask`.
     **overrides
         Fields of :class:`TrainConfig`, e.g. ``mitigation="reweighing"``.
 
     Returns
     -------
     FitResult
-        Model (selected epoch, eval mode), history and settings.
+        Model (selected epoch, eval mode), history, settings and the objective's
+        kept state in ``extras``.
     """
-    if config is None:
-        config = presets.active_preset()
-    if isinstance(config, str):
-        config = TrainConfig.preset(config, dims=_data_dims(data), **overrides)
-    elif overrides:
-        settings = config.to_dict()
-        settings.update(overrides)
-        config = TrainConfig(**settings)
+    config = resolve_config(config, data, **overrides)
     if checkpoint is not None:  # a bad path fails now, not after training
-        from .validation import check_output_file
-
         check_output_file(checkpoint, "checkpoint")
     seed_everything(seed)
     device = choose_device(str(device) if device is not None else None)
@@ -795,99 +863,18 @@ def fit(
         raise ValueError(f"need non-empty training and validation data; got {len(train)} and {len(valid)}")
     model_config = config.model_config(train.in_shape)
     model = build_model(model_config).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-    n_groups = max(2, int(train.bias_group.max()) + 1)
-    cells = torch.as_tensor(cell_ids(train.label, train.bias_group, n_groups))
-    y_all = torch.as_tensor(train.label, dtype=torch.float32)
-    a_all = torch.as_tensor(train.bias_group, dtype=torch.long)
-    images = train.images.to(device) if device.type != "cpu" else train.images
-    weights = torch.as_tensor(reweighing_weights(train.label, train.bias_group), dtype=torch.float32)
-    probs = balanced_sampling_weights(train.label, train.bias_group) if config.mitigation == "group_balanced" else None
-    dro = GroupDROLoss(2 * n_groups, config.groupdro_eta, device) if config.mitigation == "groupdro" else None
-    unlearner = None
-    if config.mitigation == "unlearning":
-        from .models import last_linear
-
-        unlearner = BiasUnlearner(last_linear(model).in_features, n_groups, lr=10 * config.lr, steps=2, device=device)
-    generator = torch.Generator().manual_seed(int(seed))
-
-    from tqdm.auto import tqdm
-
-    rows: list[dict[str, float]] = []
-    best_score = -math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    best_epoch = 1
-    best_val_loss = math.inf
-    stale = 0
-    stopped_early = False
-    bar = tqdm(range(1, config.epochs + 1), desc=f"training ({config.mitigation})", disable=not progress, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        model.train()
-        total, count, bias_correct = 0.0, 0, 0
-        for idx in _batches(len(train), config.batch_size, generator, probs):
-            x = images[idx.to(images.device)] if images.device.type != "cpu" else images[idx]
-            y = y_all[idx].to(device)
-            if unlearner is not None:
-                logits, features = forward_with_features(model, x)
-            else:
-                logits = model(x).reshape(x.shape[0], -1)[:, 0]
-            per_sample = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-            if config.mitigation == "reweighing":
-                loss = (per_sample * weights[idx].to(device)).mean()
-            elif dro is not None:
-                loss = dro(per_sample, cells[idx].to(device))
-            else:
-                loss = per_sample.mean()
-            if unlearner is not None:
-                loss = loss + config.unlearning_alpha * unlearner.confusion(features)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if unlearner is not None:
-                # the bias head learns the group from frozen features
-                bias_correct += unlearner.update(features, a_all[idx].to(device)) * len(idx)
-            total += float(per_sample.detach().sum())
-            count += len(idx)
-        scores, val_loss = _scores_and_loss(model, valid, device)
-        metrics = validation_metrics(valid.label, scores, valid.bias_group)
-        row = {
-            "epoch": epoch,
-            "train_loss": total / max(count, 1),
-            "val_loss": val_loss,
-            **{f"val_{k}": v for k, v in metrics.items()},
-            "seconds": time.perf_counter() - start,
-        }
-        if unlearner is not None:
-            row["bias_head_accuracy"] = bias_correct / max(count, 1)
-        if dro is not None:
-            row["groupdro_max_weight"] = float(dro.q.max())
-        rows.append(row)
-        score = selection_score(config, metrics, val_loss)
-        if not math.isnan(score) and score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if val_loss < best_val_loss - 1e-4:
-            best_val_loss, stale = val_loss, 0
-        else:
-            stale += 1
-        bar.set_postfix(train_loss=f"{row['train_loss']:.3f}", val_loss=f"{val_loss:.3f}", val_auroc=f"{metrics['auroc']:.3f}")
-        if config.patience is not None and stale >= config.patience and epoch < config.epochs:
-            stopped_early = True
-            break
-    bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    result = FitResult(
-        model=model,
-        history=pd.DataFrame(rows),
-        config=config,
-        model_config=model_config,
-        best_epoch=best_epoch,
-        seed=int(seed),
-        stopped_early=stopped_early,
+    run = run_epochs(
+        model, train, config.objective() if objective is None else objective,
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        weight_decay=config.weight_decay, seed=seed, val=valid,
+        selection=config.selection, selection_metric=config.selection_metric,
+        patience=config.patience, progress=progress,
     )
+    model.eval()
+    result = FitResult(model=model, history=run.history, config=config,
+                       model_config=model_config, best_epoch=run.best_epoch,
+                       seed=int(seed), stopped_early=run.stopped_early,
+                       extras=run.extras)
     if checkpoint is not None:
         save_checkpoint(result, checkpoint)
     return result
@@ -960,7 +947,6 @@ def save_checkpoint(result: FitResult, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         The written file.
     """
-    from . import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1098,7 +1084,7 @@ def register(subparsers: Any) -> None:
 
     ``faimi train DATASET --checkpoint model.pt`` trains on a dataset folder
     (written by ``faimi simulate`` or a user's own, see
-    :func:`faimi_tutorial.datasets.read_dataset`), prints the validation history
+    :func:`faimi_tutorial.data.datasets.read_dataset`), prints the validation history
     and, when the folder has a test split, the test metrics per bias group.
 
     Parameters
@@ -1142,7 +1128,6 @@ def _run_cli(args: Any) -> int:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
-    from .validation import check_output_file, check_seed
 
     # every argument is checked before reading data or training, so no work is lost
     try:

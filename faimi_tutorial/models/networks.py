@@ -25,14 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import presets
+from .. import presets
 
 #: Architectures known to :func:`build_model`.
 MODEL_NAMES: tuple[str, ...] = ("classifier", "simba_cnn")
 
 #: Architecture settings per preset (the rest of a preset's training settings
 #: live in :data:`faimi_tutorial.presets.TRAINING`).
-_ARCHITECTURE_KEYS = ("model", "channels", "strides", "num_res_units", "dropout")
+ARCHITECTURE_KEYS = ("model", "channels", "strides", "num_res_units", "dropout")
 
 
 @dataclass
@@ -122,7 +122,7 @@ class ModelConfig:
             The validated configuration.
         """
         presets.check_preset(name)
-        settings = {k: v for k, v in presets.TRAINING[name].items() if k in _ARCHITECTURE_KEYS}
+        settings = {k: v for k, v in presets.TRAINING[name].items() if k in ARCHITECTURE_KEYS}
         settings.update(overrides)
         return cls(in_shape=tuple(in_shape), **settings)
 
@@ -265,7 +265,7 @@ def layer_names(model: nn.Module) -> list[str]:
         return [f"net.{name}" for name, _ in net.named_children()]
     raise ValueError(
         f"model of type {type(model).__name__} has no known feature blocks; "
-        "use a model from faimi_tutorial.models.build_model"
+        "use a model from faimi_tutorial.models.networks.build_model"
     )
 
 

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 
 import matplotlib.pyplot as plt  # noqa: F401  (re-exported for chapters)
+from ..data import anatomy
+from ..experiments.probing import SUBGROUPS
+from ..fairness.metrics import (
+    check_inputs,
+    check_metric_names,
+    auroc,
+    expected_calibration_error,
+)
 
 # Colours of the two groups throughout the book (colour-blind safe pair).
 GROUP_COLOURS: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#F0E442", "#56B4E9")
@@ -30,12 +38,12 @@ def _new_axes(n: int, ax=None, width: float = 3.6, height: float = 3.2):
 
 
 def plot_subgroup_report(report, metrics=("TPR", "FPR"), ax=None):
-    """Per-group values of a :class:`~faimi_tutorial.metrics.SubgroupReport` with intervals.
+    """Per-group values of a :class:`~faimi_tutorial.fairness.metrics.SubgroupReport` with intervals.
 
     Parameters
     ----------
     report : SubgroupReport
-        Output of :func:`faimi_tutorial.metrics.subgroup_report`.
+        Output of :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
     metrics : sequence of str
         Metrics to draw, one panel each.
     ax : matplotlib axes or array of axes, optional
@@ -47,10 +55,9 @@ def plot_subgroup_report(report, metrics=("TPR", "FPR"), ax=None):
     """
     import numpy as np
 
-    from .metrics import _check_metric_names
 
     metrics = list(metrics)
-    _check_metric_names(metrics)
+    check_metric_names(metrics)
     fig, axes = _new_axes(len(metrics), ax)
     rows = report.groups + ["overall"]
     for a, m in zip(axes, metrics):
@@ -98,9 +105,8 @@ def plot_roc_by_group(y_true, scores, groups, threshold: float | None = 0.5, ax=
     import numpy as np
     from sklearn.metrics import roc_curve
 
-    from .metrics import _check_inputs, auroc
 
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     fig, (a,) = _new_axes(1, ax, width=4.2, height=4.0)
     for i, grp in enumerate(sorted(np.unique(g).tolist())):
         m = g == grp
@@ -146,9 +152,8 @@ def plot_calibration_by_group(y_true, scores, groups, n_bins: int = 10, ax=None)
     """
     import numpy as np
 
-    from .metrics import _check_inputs, expected_calibration_error
 
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     fig, (a,) = _new_axes(1, ax, width=4.2, height=4.0)
     for i, grp in enumerate(sorted(np.unique(g).tolist())):
         m = g == grp
@@ -178,14 +183,23 @@ def plot_calibration_by_group(y_true, scores, groups, n_bins: int = 10, ax=None)
 REGION_COLOURS: dict[str, str] = {"disease": "#009E73", "bias": "#D55E00"}
 
 
-def _volume(array) -> "np.ndarray":
-    import numpy as np
+def as_array(array) -> "np.ndarray":
+    """An image or volume as a numpy array, without a leading channel axis.
 
+    Parameters
+    ----------
+    array : numpy.ndarray or torch.Tensor
+        Image ``(H, W)`` / volume ``(X, Y, Z)``, optionally with a leading channel of 1.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     arr = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
     return arr[0] if arr.ndim in (3, 4) and arr.shape[0] == 1 else arr
 
 
-def _slice_index(config, z_mm: float | None) -> int | None:
+def slice_index(config, z_mm: float | None) -> int | None:
     """Index of the axial slice nearest ``z_mm`` (default: the disease region's centre)."""
     if config is None or config.dims == 2:
         return None
@@ -194,13 +208,14 @@ def _slice_index(config, z_mm: float | None) -> int | None:
     return min(max(k, 0), config.grid.shape[2] - 1)
 
 
-def _axial(volume, k: int | None):
+def axial_view(volume, k: int | None):
     """An axial view of a 2D image or a 3D volume, as rows = y (anterior up), cols = x."""
     arr = volume if k is None else volume[:, :, k]
     return arr.T
 
 
-def _show(ax, image, cmap="gray", vmin=0.0, vmax=1.0, title=None):
+def show_image(ax, image, cmap="gray", vmin=0.0, vmax=1.0, title=None):
+    """Draw ``image`` on ``ax`` without ticks (lower origin); returns the image artist."""
     im = ax.imshow(image, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
                    interpolation="nearest")
     ax.set_xticks([])
@@ -210,14 +225,13 @@ def _show(ax, image, cmap="gray", vmin=0.0, vmax=1.0, title=None):
     return im
 
 
-def _contours(ax, config, k, which=("disease", "bias")):
-    from . import anatomy
-
+def draw_regions(ax, config, k, which=("disease", "bias")):
+    """Outline the disease and/or bias region of ``config`` on axial slice ``k``."""
     grid = config.grid
     for key in which:
         region = config.disease if key == "disease" else config.bias
         mask = anatomy.region_mask(region, grid, within_brain=False)
-        view = _axial(mask.astype(float), k)
+        view = axial_view(mask.astype(float), k)
         if view.max() > 0:
             ax.contour(view, levels=[0.5], colors=[REGION_COLOURS[key]], linewidths=1.0)
 
@@ -251,7 +265,6 @@ def show_subject(cohort, subject: int | str = 0, z_mm: float | None = None, regi
     """
     import numpy as np
 
-    from . import anatomy
 
     cfg = cohort.config
     if isinstance(subject, str):
@@ -262,23 +275,23 @@ def show_subject(cohort, subject: int | str = 0, z_mm: float | None = None, regi
     if not 0 <= int(subject) < len(cohort):
         raise ValueError(f"subject={subject!r} must be in [0, {len(cohort) - 1}]")
     row = cohort.meta.iloc[int(subject)]
-    k = _slice_index(cfg, z_mm)
-    image = _axial(_volume(cohort.images[subject]), k)
-    twin = _axial(_volume(cohort.twins[subject]), k) if cohort.twins is not None else image
-    template = _axial(anatomy.load_template(cfg.grid), k)
+    k = slice_index(cfg, z_mm)
+    image = axial_view(as_array(cohort.images[subject]), k)
+    twin = axial_view(as_array(cohort.twins[subject]), k) if cohort.twins is not None else image
+    template = axial_view(anatomy.load_template(cfg.grid), k)
     bias_effect = image - twin
     other = twin - template
     lim = diff_range or max(0.05, float(np.abs(bias_effect).max()), 0.5 * float(np.abs(other).max()))
     fig, axes = plt.subplots(1, 5, figsize=(13, 3.2), constrained_layout=True)
-    _show(axes[0], template, title="template (MNI152)")
-    _show(axes[1], image, title="image (what a model sees)")
-    _show(axes[2], twin, title="counterfactual twin (no bias)")
-    im = _show(axes[3], bias_effect, cmap="RdBu_r", vmin=-lim, vmax=lim, title="image − twin (bias)")
-    _show(axes[4], other, cmap="RdBu_r", vmin=-lim, vmax=lim,
+    show_image(axes[0], template, title="template (MNI152)")
+    show_image(axes[1], image, title="image (what a model sees)")
+    show_image(axes[2], twin, title="counterfactual twin (no bias)")
+    im = show_image(axes[3], bias_effect, cmap="RdBu_r", vmin=-lim, vmax=lim, title="image − twin (bias)")
+    show_image(axes[4], other, cmap="RdBu_r", vmin=-lim, vmax=lim,
           title="twin − template (shape + disease)")
     if regions:
         for ax in axes:
-            _contours(ax, cfg, k)
+            draw_regions(ax, cfg, k)
     fig.colorbar(im, ax=axes[3:], shrink=0.8, label="intensity difference")
     status = "disease" if int(row["label"]) == 1 else "control"
     group = "bias group" if int(row["bias_group"]) == 1 else "no bias"
@@ -305,7 +318,6 @@ def show_regions(config, regions=None, ncols: int = 4):
     matplotlib.figure.Figure
         The figure.
     """
-    from . import anatomy
 
     if regions is None:
         names = [config.disease, config.bias]
@@ -326,11 +338,11 @@ def show_regions(config, regions=None, ncols: int = 4):
     for ax, region in zip(axes.ravel(), regions):
         k = None if grid.dims == 2 else min(max(int(round(
             (region.centre_mm[2] - grid.origin[2]) / grid.spacing)), 0), grid.shape[2] - 1)
-        _show(ax, _axial(template, k))
+        show_image(ax, axial_view(template, k))
         mask = anatomy.region_mask(region, grid, within_brain=False)
         colour = (REGION_COLOURS["disease"] if region == config.disease else
                   REGION_COLOURS["bias"] if region == config.bias else "#CC79A7")
-        view = _axial(mask.astype(float), k)
+        view = axial_view(mask.astype(float), k)
         if view.max() > 0:
             ax.contour(view, levels=[0.5], colors=[colour], linewidths=1.5)
         z = grid.origin[2] if k is None else grid.origin[2] + k * grid.spacing
@@ -367,7 +379,7 @@ def show_cohort(cohort, n: int = 8, z_mm: float | None = None, twins: bool = Fal
     for i in range(max(len(c) for c in cells)):
         order += [int(c[i]) for c in cells if i < len(c)]
     order = order[:n]
-    k = _slice_index(cohort.config, z_mm)
+    k = slice_index(cohort.config, z_mm)
     ncols = min(4, len(order))
     nrows = (len(order) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False,
@@ -377,7 +389,7 @@ def show_cohort(cohort, n: int = 8, z_mm: float | None = None, twins: bool = Fal
     source = cohort.twins if twins else cohort.images
     for ax, i in zip(axes.ravel(), order):
         row = meta.iloc[i]
-        _show(ax, _axial(_volume(source[i]), k))
+        show_image(ax, axial_view(as_array(source[i]), k))
         ax.set_title(f"{row['subject_id']}\n{'disease' if row['label'] else 'control'}, "
                      f"group {int(row['bias_group'])}", fontsize=8,
                      color=GROUP_COLOURS[int(row["bias_group"])])
@@ -458,33 +470,32 @@ def plot_effect_maps(cohort, z_mm: float | None = None):
     """
     import numpy as np
 
-    from . import anatomy
 
     cfg = cohort.config
-    k = _slice_index(cfg, z_mm)
+    k = slice_index(cfg, z_mm)
     twins = cohort.twins.detach().cpu().numpy()[:, 0]
     images = cohort.images.detach().cpu().numpy()[:, 0]
     label, group = cohort.label, cohort.bias_group
     disease = twins[label == 1].mean(0) - twins[label == 0].mean(0)
     bias = np.abs(images[group == 1] - twins[group == 1]).mean(0) if group.any() \
         else np.zeros_like(disease)
-    template = _axial(anatomy.load_template(cfg.grid), k)
+    template = axial_view(anatomy.load_template(cfg.grid), k)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), constrained_layout=True)
-    lim = max(1e-3, float(np.abs(_axial(disease, k)).max()))
-    _show(axes[0], template)
-    im0 = axes[0].imshow(_axial(disease, k), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
+    lim = max(1e-3, float(np.abs(axial_view(disease, k)).max()))
+    show_image(axes[0], template)
+    im0 = axes[0].imshow(axial_view(disease, k), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
                          alpha=0.75)
     axes[0].set_title("disease − control (mean of twins)", fontsize=9)
     fig.colorbar(im0, ax=axes[0], shrink=0.8)
-    _show(axes[1], template)
-    view = _axial(bias, k)
+    show_image(axes[1], template)
+    view = axial_view(bias, k)
     top = max(1e-3, float(view.max()))
     im1 = axes[1].imshow(np.ma.masked_less(view, 0.02 * top), origin="lower", cmap="magma",
                          vmin=0, vmax=top, alpha=0.85)
     axes[1].set_title("mean |image − twin| in the bias group", fontsize=9)
     fig.colorbar(im1, ax=axes[1], shrink=0.8)
     for ax in axes:
-        _contours(ax, cfg, k)
+        draw_regions(ax, cfg, k)
     return fig
 
 
@@ -540,8 +551,8 @@ def plot_seed_summary(summary, x="value", metrics=("TPR_gap", "FPR_gap"), ax=Non
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`faimi_tutorial.sweeps.summarise` (or
-        :func:`faimi_tutorial.metrics.aggregate_seeds`): columns ``<m>_mean``,
+        Output of :func:`faimi_tutorial.experiments.sweeps.summarise` (or
+        :func:`faimi_tutorial.fairness.metrics.aggregate_seeds`): columns ``<m>_mean``,
         ``<m>_low`` and ``<m>_high`` for each metric.
     x : str, default "value"
         Column holding the setting (drawn as categories, in table order).
@@ -589,7 +600,7 @@ def plot_group_metrics(summary, x="value", metrics=("TPR", "FPR"), groups=(0, 1)
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`faimi_tutorial.sweeps.summarise` with columns
+        Output of :func:`faimi_tutorial.experiments.sweeps.summarise` with columns
         ``<metric>_g<group>_mean``, ``_low`` and ``_high``.
     x : str, default "value"
         Column holding the setting (categories, in table order).
@@ -644,7 +655,7 @@ def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
         ``(N, 1, H, W)``/``(N, H, W)`` 2D images, or 3D volumes (the axial slice
         through the map's maximum is shown).
     maps : numpy.ndarray
-        ``(N, *grid)`` saliency maps (from :func:`faimi_tutorial.explain.saliency`).
+        ``(N, *grid)`` saliency maps (from :func:`faimi_tutorial.experiments.explain.saliency`).
     masks : mapping of str to numpy.ndarray, optional
         Regions to outline (boolean masks of the grid).
     titles : sequence of str, optional
@@ -705,7 +716,7 @@ def plot_attribution_shares(table, region, by="model", chance=None, ax=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        Rows of :func:`faimi_tutorial.explain.attribution_by_group` (``outcome``
+        Rows of :func:`faimi_tutorial.experiments.explain.attribution_by_group` (``outcome``
         ``"TP+TN"`` is used), with a column ``by`` naming the model.
     region : str
         The region to show.
@@ -759,7 +770,7 @@ def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chanc
     table : pandas.DataFrame
         Rows per layer (and per ``by`` value) with ``layer``, ``depth``, ``target`` and
         ``<metric>``, ``<metric>_low``, ``<metric>_high`` columns, e.g. from
-        :func:`faimi_tutorial.probing.probe_layers` (or seed means with intervals).
+        :func:`faimi_tutorial.experiments.probing.probe_layers` (or seed means with intervals).
     target : str, default "bias_group"
         Which target's rows to draw.
     by : str, optional
@@ -818,7 +829,7 @@ def plot_layer_curves(table, value="auroc", by="model", ax=None, reference=None,
     table : pandas.DataFrame
         Rows per (``by`` value, layer) with ``layer``, ``<value>`` and optionally
         ``<value>_low``/``<value>_high`` and ``depth`` (e.g. seed means from
-        :func:`faimi_tutorial.probing.seed_summary`).
+        :func:`faimi_tutorial.experiments.probing.seed_summary`).
     value : str, default "auroc"
         Column drawn.
     by : str, default "model"
@@ -881,7 +892,7 @@ def plot_component_encoding(table, ax=None, title=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`faimi_tutorial.probing.component_encoding`.
+        Output of :func:`faimi_tutorial.experiments.probing.component_encoding`.
     ax : matplotlib axes, optional
         Where to draw.
     title : str, optional
@@ -924,7 +935,7 @@ def plot_subgroup_projection(projection, title=None):
     Parameters
     ----------
     projection : pandas.DataFrame
-        Output of :func:`faimi_tutorial.probing.component_projection`.
+        Output of :func:`faimi_tutorial.experiments.probing.component_projection`.
     title : str, optional
         Figure title.
 
@@ -934,7 +945,6 @@ def plot_subgroup_projection(projection, title=None):
     """
     import numpy as np
 
-    from .probing import SUBGROUPS
 
     colours = {SUBGROUPS[0]: "#D55E00", SUBGROUPS[1]: "#0072B2", SUBGROUPS[2]: "#E69F00",
                SUBGROUPS[3]: "#56B4E9"}
@@ -972,10 +982,10 @@ def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=N
     Parameters
     ----------
     runs : pandas.DataFrame
-        One row per model (e.g. :func:`faimi_tutorial.probing.short_sweep`); when
+        One row per model (e.g. :func:`faimi_tutorial.experiments.probing.short_sweep`); when
         ``<x>_low``/``<x>_high`` exist they are drawn as horizontal intervals.
     test : ShortcutTest, optional
-        Result of :func:`faimi_tutorial.probing.short_test` on the same columns: its
+        Result of :func:`faimi_tutorial.experiments.probing.short_test` on the same columns: its
         line and slope interval are drawn.
     x, y : str
         Encoding and gap columns.
@@ -1027,7 +1037,7 @@ def plot_share_sweep(summary, metrics=("AUROC", "TPR"), groups=("A", "B"), condi
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`faimi_tutorial.representation.summarise_sweep`: columns
+        Output of :func:`faimi_tutorial.experiments.representation.summarise_sweep`: columns
         ``share``, ``subgroup``, ``<metric>_mean``, ``_low``, ``_high`` and optionally
         ``condition``.
     metrics : sequence of str, default ("AUROC", "TPR")
@@ -1092,7 +1102,7 @@ def plot_composition(table, attribute="subgroup", ax=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`faimi_tutorial.representation.composition_table`.
+        Output of :func:`faimi_tutorial.experiments.representation.composition_table`.
     attribute : str, default "subgroup"
         Which attribute to draw.
     ax : matplotlib axes, optional

@@ -76,7 +76,7 @@ class UndefinedMetricWarning(UserWarning):
 # ---------------------------------------------------------------------------
 
 
-def _check_inputs(
+def check_inputs(
     y_true, scores, groups=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate and convert the three arrays of every metric function."""
@@ -465,7 +465,7 @@ def expected_calibration_error(y_true, scores, n_bins: int = 10) -> float:
     float
         The ECE, in [0, 1].
     """
-    y, s, _ = _check_inputs(y_true, scores)
+    y, s, _ = check_inputs(y_true, scores)
     n_bins = _check_n_bins(n_bins)
     return float(_metric_rows(y, s, np.ones((1, len(y))), 0.5, n_bins)["ECE"][0])
 
@@ -571,7 +571,7 @@ class SubgroupReport:
         pandas.DataFrame
             Formatted strings; undefined values read ``"undefined"``.
         """
-        _check_metric_names(metrics)
+        check_metric_names(metrics)
         out = pd.DataFrame(index=self.table.index)
         for m in metrics:
             col = []
@@ -595,26 +595,9 @@ class SubgroupReport:
         head = f"<p>Subgroup report at threshold {self.threshold:g} ({level})</p>"
         return head + self.summary().to_html()
 
-    def plot(self, metrics: Sequence[str] = ("TPR", "FPR"), ax=None):
-        """Per-group values with their intervals, one panel per metric.
 
-        Parameters
-        ----------
-        metrics : sequence of str
-            Metric names from :data:`METRICS` (default TPR and FPR).
-        ax : matplotlib axes or array of axes, optional
-            Where to draw (one axis per metric); new figure if omitted.
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-        """
-        from .plotting import plot_subgroup_report
-
-        return plot_subgroup_report(self, metrics=metrics, ax=ax)
-
-
-def _check_metric_names(metrics: Sequence[str]) -> None:
+def check_metric_names(metrics: Sequence[str]) -> None:
+    """Raise a one-line ``ValueError`` naming any metric not in :data:`METRICS`."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"metrics={unknown!r} unknown; allowed: {', '.join(METRICS)}")
@@ -681,7 +664,7 @@ def subgroup_report(
     """
     from fairlearn.metrics import MetricFrame
 
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     threshold = _check_threshold(threshold)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")

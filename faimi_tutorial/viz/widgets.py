@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from ..data import anatomy
+from .plotting import as_array, axial_view, draw_regions, show_image
+from .plotting import slice_index as default_slice
 
 __all__ = ["CohortExplorer", "explore_cohort", "VIEWS"]
 
@@ -104,8 +107,6 @@ class CohortExplorer:
         """
         import matplotlib.pyplot as plt
 
-        from . import anatomy
-        from .plotting import _axial, _contours, _show, _slice_index, _volume
 
         if view not in VIEWS:
             raise ValueError(f"view={view!r} must be one of {', '.join(VIEWS)}")
@@ -113,11 +114,11 @@ class CohortExplorer:
         cfg = cohort.config
         if not 0 <= int(subject) < len(cohort):
             raise ValueError(f"subject={subject!r} must be in [0, {len(cohort) - 1}]")
-        k = _slice_index(cfg, None) if slice_index is None or cfg.dims == 2 else int(slice_index)
+        k = default_slice(cfg, None) if slice_index is None or cfg.dims == 2 else int(slice_index)
         if k is not None and not 0 <= k < cfg.grid.shape[2]:
             raise ValueError(f"slice_index={slice_index!r} must be in [0, {cfg.grid.shape[2] - 1}]")
-        image = _volume(cohort.images[subject])
-        twin = _volume(cohort.twins[subject]) if cohort.twins is not None else image
+        image = as_array(cohort.images[subject])
+        twin = as_array(cohort.twins[subject]) if cohort.twins is not None else image
         if view == "image":
             data, cmap, lim = image, "gray", (0.0, 1.0)
         elif view == "twin":
@@ -129,9 +130,9 @@ class CohortExplorer:
             m = max(0.05, float(np.abs(data).max()))
             cmap, lim = "RdBu_r", (-m, m)
         fig, ax = plt.subplots(figsize=(4.2, 4.4), constrained_layout=True)
-        _show(ax, _axial(data, k), cmap=cmap, vmin=lim[0], vmax=lim[1], title=view)
+        show_image(ax, axial_view(data, k), cmap=cmap, vmin=lim[0], vmax=lim[1], title=view)
         if regions:
-            _contours(ax, cfg, k)
+            draw_regions(ax, cfg, k)
         ax.set_xlabel(self.describe(subject), fontsize=7)
         return fig
 

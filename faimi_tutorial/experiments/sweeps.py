@@ -34,9 +34,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import presets
-from .metrics import GROUP_METRICS, auroc, signed_gaps  # noqa: F401 (public here too)
-from .training import TrainConfig, as_data, fit, predict
+from .. import presets
+from ..fairness.metrics import GROUP_METRICS, auroc, signed_gaps  # noqa: F401 (public here too)
+from ..training.loop import TrainConfig, as_data, fit, predict
+from .._version import __version__
+from ..data import simulate
+from ..fairness.metrics import (
+    aggregate_seeds,
+    counterfactual_flip_rate,
+    interval_verdict,
+)
+from ..fairness.postprocess import fit_threshold_optimizer
 
 
 #: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``
@@ -291,10 +299,10 @@ class Experiment:
     preset : str
         Preset of the simulator and of training (``tiny``, ``tutorial``, ``paper``).
     simulation : dict
-        Overrides of :class:`faimi_tutorial.simulate.SimulationConfig` (for
+        Overrides of :class:`faimi_tutorial.data.simulate.SimulationConfig` (for
         example ``{"bias_prevalence": (0.7, 0.3)}``).
     training : dict
-        Overrides of :class:`faimi_tutorial.training.TrainConfig` (for example
+        Overrides of :class:`faimi_tutorial.training.loop.TrainConfig` (for example
         ``{"mitigation": "reweighing"}``).
     seed : int
         Seed of training; also of the simulated cohort unless ``data_seed`` is set.
@@ -357,13 +365,12 @@ def _simulation_config(preset: str, overrides: Mapping[str, Any], seed: int) -> 
 
     One function for the cohort and its cache key, so the key always describes the cohort.
     """
-    from . import simulate
 
     return simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
 
 
 def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
-    """Default cohort factory: :func:`faimi_tutorial.simulate.generate`.
+    """Default cohort factory: :func:`faimi_tutorial.data.simulate.generate`.
 
     Parameters
     ----------
@@ -379,7 +386,6 @@ def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any
     Cohort
         The simulated cohort (with train/val/test splits and twins).
     """
-    from . import simulate
 
     return simulate.generate(_simulation_config(preset, overrides, seed), progress=False)
 
@@ -566,13 +572,12 @@ def evaluate(
     -------
     dict
         ``accuracy``, ``AUROC`` (overall); ``<metric>_g<k>`` per group for
-        :data:`~faimi_tutorial.metrics.GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``,
+        :data:`~faimi_tutorial.fairness.metrics.GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``,
         ``accuracy_gap``, ``AUROC_gap`` (bias group minus the others, signed, by
-        :func:`~faimi_tutorial.metrics.signed_gaps`); ``twin_AUROC``,
+        :func:`~faimi_tutorial.fairness.metrics.signed_gaps`); ``twin_AUROC``,
         ``flip_rate``, ``mean_abs_change``, ``mean_change`` and
         ``flip_rate_bias_group`` when twins are available.
     """
-    from .metrics import counterfactual_flip_rate
 
     data = as_data(test)
     scores = predict(model, data)
@@ -622,7 +627,7 @@ def run_experiment(
     device : str, optional
         Training device (default automatic).
     return_model : bool, default False
-        Also return the trained :class:`~faimi_tutorial.training.FitResult` and
+        Also return the trained :class:`~faimi_tutorial.training.loop.FitResult` and
         the cohort (this always trains, skipping the cache lookup, and stores
         the record).
 
@@ -633,7 +638,6 @@ def run_experiment(
         ``best_epoch``, ``epochs_run``, ``train_seconds``, ``generate_seconds`` (near 0 when
         the cohort came from the in-memory cache) and ``cached``.
     """
-    from . import __version__
 
     factory = factory or simulate_cohort
     if factory_settings is None:
@@ -767,7 +771,6 @@ def run_with_shift(
         One record per shift: the experiment's settings, ``shift``,
         ``test_prevalence`` and :func:`evaluate`'s metrics.
     """
-    from . import __version__
 
     for shift in shifts:
         shifted_prevalence((0.5, 0.5), shift)  # validates the names
@@ -778,7 +781,6 @@ def run_with_shift(
                   "data": _plain(base), "n_test": int(n_test), "shifts": list(shifts)}
 
     def compute() -> dict[str, Any]:
-        from . import simulate
 
         record, result, _ = run_experiment(experiment, cache=cache, return_model=True)
         out: dict[str, Any] = {"record": record}
@@ -956,7 +958,7 @@ def summarise(
     by: str | Sequence[str] = "value",
     values: Sequence[str] = ("TPR_gap", "FPR_gap", "accuracy", "AUROC"),
 ) -> pd.DataFrame:
-    """Mean and 95 % interval across seeds (:func:`faimi_tutorial.metrics.aggregate_seeds`).
+    """Mean and 95 % interval across seeds (:func:`faimi_tutorial.fairness.metrics.aggregate_seeds`).
 
     Parameters
     ----------
@@ -972,7 +974,6 @@ def summarise(
     pandas.DataFrame
         One row per setting, in the table's order of first appearance.
     """
-    from .metrics import aggregate_seeds
 
     by = [by] if isinstance(by, str) else list(by)
     present = [v for v in values if v in table.columns]
@@ -1047,7 +1048,6 @@ def verdicts(
     pandas.DataFrame
         One row per setting and metric: ``mean``, ``low``, ``high``, ``verdict``.
     """
-    from .metrics import interval_verdict
 
     by = [by] if isinstance(by, str) else list(by)
     rows = []
@@ -1070,7 +1070,7 @@ def threshold_optimizer_runs(
     """Post-process finished runs with fairlearn's ThresholdOptimizer.
 
     For every run in ``table`` the stored validation scores fit a group-specific
-    decision rule (:func:`faimi_tutorial.postprocess.fit_threshold_optimizer`),
+    decision rule (:func:`faimi_tutorial.fairness.postprocess.fit_threshold_optimizer`),
     which is then applied to the stored test scores: no training needed.
 
     Parameters
@@ -1089,10 +1089,9 @@ def threshold_optimizer_runs(
     pandas.DataFrame
         One row per run: ``seed``, ``mitigation``, ``accuracy``, per-group
         ``TPR_g<k>``/``FPR_g<k>``/``accuracy_g<k>`` and ``TPR_gap``, ``FPR_gap``,
-        ``accuracy_gap`` (:func:`~faimi_tutorial.metrics.signed_gaps`: bias group
+        ``accuracy_gap`` (:func:`~faimi_tutorial.fairness.metrics.signed_gaps`: bias group
         1 minus group 0), from the rule's decisions.
     """
-    from .postprocess import fit_threshold_optimizer
 
     rows = []
     for _, run in table.iterrows():

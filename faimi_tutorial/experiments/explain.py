@@ -20,7 +20,7 @@ negatives of each bias group: if a model has learned the shortcut, the bias
 group's maps light up the bias region.
 
 Regions are given as plain boolean masks (``{"disease": mask, ...}``) or as
-names of :mod:`faimi_tutorial.anatomy` regions together with the image grid.
+names of :mod:`faimi_tutorial.data.anatomy` regions together with the image grid.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .models import layer_names
-from .training import FitResult, as_data, predict
+from ..models.networks import layer_names
+from ..training.loop import FitResult, as_data, predict
+from ..data import anatomy
 
 #: Saliency methods understood by :func:`saliency`.
 METHODS: tuple[str, ...] = ("smoothgrad", "gradcam", "occlusion")
@@ -152,7 +153,7 @@ def saliency(
     ----------
     model : FitResult or torch.nn.Module
         A trained one-logit model.
-    images : any form accepted by :func:`faimi_tutorial.training.as_data`
+    images : any form accepted by :func:`faimi_tutorial.training.loop.as_data`
         ``(N, 1, *grid)`` images.
     method : {"smoothgrad", "gradcam", "occlusion"}, default "smoothgrad"
         See the module description.
@@ -164,7 +165,7 @@ def saliency(
         Noise standard deviation as a share of each image's intensity range (SmoothGrad).
     layer : str, optional
         GradCAM target layer (default: the last block, see
-        :func:`faimi_tutorial.models.layer_names`).
+        :func:`faimi_tutorial.models.networks.layer_names`).
     mask_size : int, default 8
         Occlusion patch size in voxels.
     overlap : float, default 0.5
@@ -227,8 +228,8 @@ def region_masks(
     ----------
     regions : mapping or sequence
         ``{name: boolean mask}``, ``{name: region}`` or a list of regions, where a
-        region is a name or :class:`faimi_tutorial.anatomy.Region` (these need ``grid``).
-    grid : faimi_tutorial.anatomy.Grid, optional
+        region is a name or :class:`faimi_tutorial.data.anatomy.Region` (these need ``grid``).
+    grid : faimi_tutorial.data.anatomy.Grid, optional
         Grid of the images, to rasterise named regions.
     shape : sequence of int, optional
         Expected spatial shape; masks of another shape raise ``ValueError``.
@@ -252,7 +253,6 @@ def region_masks(
         else:
             if grid is None:
                 raise ValueError(f"region {name!r} is given by name; pass grid= to rasterise it")
-            from . import anatomy
 
             mask = np.asarray(anatomy.region_mask(value, grid)).astype(bool)
         if shape is not None and tuple(mask.shape) != tuple(shape):
@@ -339,7 +339,7 @@ def attribution_table(
         Images with ``label`` and ``bias_group``.
     regions : mapping or sequence
         Regions (see :func:`region_masks`).
-    grid : faimi_tutorial.anatomy.Grid, optional
+    grid : faimi_tutorial.data.anatomy.Grid, optional
         Needed for named regions; taken from ``data.grid`` when it has one.
     method : str, default "smoothgrad"
         Saliency method (:data:`METHODS`).

@@ -3,7 +3,7 @@
 The generative model follows Stanley, Wilms and Forkert (MICCAI 2023; JAMIA 2024),
 re-implemented from the papers' description:
 
-* **Template.** The MNI152 T1 template (:mod:`faimi_tutorial.anatomy`).
+* **Template.** The MNI152 T1 template (:mod:`faimi_tutorial.data.anatomy`).
 * **Subject variation.** A velocity field ``sum_k sqrt(lambda_k) z_k phi_k`` over a
   smooth basis with decaying variances; every ``z_k ~ N(0, 1)`` is drawn
   independently. SimBA fits its basis by PCA on real subjects; offline we have none,
@@ -53,7 +53,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import anatomy, presets
+from . import anatomy
+from .. import presets
+from ..runtime import choose_device
+from ..validation import check_memory as _check
 
 __all__ = [
     "ConfigError",
@@ -75,7 +78,6 @@ __all__ = [
     "effect_table",
     "bias_energy",
     "match_bias_energy",
-    "register",
 ]
 
 BIAS_KINDS: tuple[str, ...] = ("morphological", "intensity", "both")
@@ -90,7 +92,7 @@ _CROP_MARGIN_MM = 24.0
 
 #: Fields taken from the preset's grid entry for ``dims`` when left unset (``None``);
 #: :meth:`SimulationConfig.replace` re-derives them when ``dims`` or ``preset`` changes.
-_GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
+GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
                                  "integration_spacing_mm", "crop", "disease_effect_sd",
                                  "bias_effect_sd")
 
@@ -119,7 +121,7 @@ class ConfigError(ValueError):
 # configuration
 # --------------------------------------------------------------------------------------
 
-_HELP: dict[str, str] = {
+FIELD_HELP: dict[str, str] = {
     "preset": "preset whose grid and cohort size fill unset fields (tiny, tutorial, paper)",
     "dims": "2 for an axial slice through the disease region, 3 for volumes",
     "shape": "grid size in voxels (2 or 3 numbers); default: the preset's grid for dims",
@@ -497,7 +499,7 @@ class SimulationConfig:
         if ("dims" in changes and changes["dims"] != self.dims) or (
             "preset" in changes and changes["preset"] != self.preset
         ):
-            for key in _GRID_FIELDS:
+            for key in GRID_FIELDS:
                 values[key] = None
         values.update(changes)
         return SimulationConfig(**values)
@@ -642,7 +644,7 @@ class SimulationConfig:
         str
             The description.
         """
-        return _HELP[name]
+        return FIELD_HELP[name]
 
 
 def _preset_values(name: str) -> dict[str, Any]:
@@ -1507,7 +1509,6 @@ def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
         The measured variation and the effect sizes in mm.
     """
     torch = _torch()
-    from .runtime import choose_device
 
     if int(n_subjects) < 20:
         raise ValueError(f"n_subjects={n_subjects!r} is invalid; allowed: an integer >= 20")
@@ -1818,7 +1819,6 @@ def check_memory(cfg: SimulationConfig, twins: bool = True) -> None:
     ValueError
         With the estimate and the machine's memory.
     """
-    from .validation import check_memory as _check
 
     _check(memory_estimate(cfg, twins),
            f"simulating n_subjects={cfg.n_subjects} on a {'x'.join(map(str, cfg.shape))} grid",
@@ -1852,7 +1852,6 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     torch = _torch()
     from tqdm.auto import tqdm
 
-    from .runtime import choose_device
 
     cfg = SimulationConfig.preset() if cfg is None else cfg
     device = choose_device(device if device is None else str(device))
@@ -1937,217 +1936,3 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     meta.attrs["generation_seconds"] = time.perf_counter() - start
     meta.attrs["effect_calibration"] = calibration.to_dict()
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
-
-
-# --------------------------------------------------------------------------------------
-# command line: faimi simulate
-# --------------------------------------------------------------------------------------
-
-_TUPLE_NARGS = {"shape": "+", "bias_prevalence": 2, "disease_mean": 2, "disease_sd": 2, "split": 3,
-                "crop": "*"}
-_CHOICES = {"preset": presets.PRESET_NAMES, "bias_kind": BIAS_KINDS,
-            "intensity_scope": INTENSITY_SCOPES}
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def register(subparsers) -> None:
-    """Add the ``simulate`` subcommand to the ``faimi`` command.
-
-    Every :class:`SimulationConfig` field is an option (``--bias-prevalence 0.7 0.3``,
-    ``--n-subjects 100`` ...). A bad value exits with status 2 and one line naming
-    the option, the value and the allowed range, and writes nothing.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        From ``ArgumentParser.add_subparsers``.
-    """
-    import argparse
-    import types
-
-    parser = subparsers.add_parser(
-        "simulate",
-        help="generate a synthetic cohort with known biases and write it as a dataset",
-        description="Generate a SimBA-style cohort (images, counterfactual twins, "
-        "participants.tsv, a datasheet as README.md) and write it as a BIDS dataset to --out. "
-        "Unset options take the "
-        "preset's values.",
-    )
-    parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it exists and is not empty")
-    parser.add_argument("--config", metavar="JSON", default=None,
-                        help="start from a configuration file (SimulationConfig JSON, or a "
-                        "dataset_description.json written by this command)")
-    parser.add_argument("--device", default=None, help="torch device (default: automatic)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    defaults = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
-    defaults["preset"] = "$FAIMI_PRESET or tutorial"
-    for f in dataclasses.fields(SimulationConfig):
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "type": str}
-        default = defaults[f.name]
-        if default is None:  # the help text says where the value comes from
-            kwargs["help"] = _HELP[f.name]
-        else:
-            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-            kwargs["help"] = f"{_HELP[f.name]} (default: {shown})"
-        if f.name in _TUPLE_NARGS:
-            kwargs["nargs"] = _TUPLE_NARGS[f.name]
-            kwargs["metavar"] = "X"
-        if f.name in _CHOICES:
-            kwargs["help"] += f"; one of: {', '.join(_CHOICES[f.name])}"
-        parser.add_argument(_option(f.name), **kwargs)
-    parser.set_defaults(func=_run_simulate)
-
-    def one_line_error(self, message: str) -> None:  # argparse's own errors, on one line
-        self.exit(2, f"faimi simulate: error: {message}\n")
-
-    parser.error = types.MethodType(one_line_error, parser)
-
-
-def _number(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except (TypeError, ValueError):
-            pass
-    return text
-
-
-#: Fields whose command-line values stay text.
-_TEXT_FIELDS = ("preset", "bias_kind", "intensity_scope", "disease_region", "bias_region")
-
-
-def _read_config_file(path: str) -> dict[str, Any]:
-    """The configuration object of a ``--config`` file (one-line errors as ConfigError)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except UnicodeDecodeError as err:
-        raise ConfigError("config", path, f"a UTF-8 JSON file (byte {err.start} is not "
-                          "UTF-8)") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError("config", path, f"a JSON file (line {err.lineno}, column "
-                          f"{err.colno}: {err.msg})") from None
-    except IsADirectoryError:
-        raise ConfigError("config", path, "a JSON file, not a folder") from None
-    except OSError as err:
-        raise ConfigError("config", path, f"a readable JSON file ({err.strerror})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", path, "a JSON object of SimulationConfig fields (found "
-                          f"a {type(data).__name__})")
-    if "faimi" in data:  # a dataset_description.json written by this command
-        faimi = data["faimi"]
-        if not isinstance(faimi, dict) or not isinstance(faimi.get("config"), dict):
-            raise ConfigError("config", path, "a dataset_description.json whose 'faimi' "
-                              "object holds a 'config' object")
-        data = faimi["config"]
-    return dict(data)
-
-
-def config_from_args(args: Any) -> SimulationConfig:
-    """Build the configuration from parsed ``faimi simulate`` options.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options (``None`` = not given).
-
-    Returns
-    -------
-    SimulationConfig
-        The validated configuration.
-
-    Raises
-    ------
-    ConfigError
-        For an invalid value (names the field, or ``config`` for a bad file).
-    ValueError
-        For an invalid ``$FAIMI_PRESET``.
-    """
-    base: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        base = _read_config_file(args.config)
-    given: dict[str, Any] = {}
-    for f in dataclasses.fields(SimulationConfig):
-        value = getattr(args, f.name, None)
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = tuple(_number(v) for v in value)
-        elif f.name not in _TEXT_FIELDS:
-            value = _number(value)
-        given[f.name] = value
-    if base:
-        values = {**base, **given}
-        if ("dims" in given or "preset" in given):
-            for key in _GRID_FIELDS:
-                if key not in given:
-                    values[key] = None
-        try:
-            return SimulationConfig.from_dict(values)
-        except ConfigError as err:
-            if err.field in given or err.field == "config":
-                raise
-            raise ConfigError("config", args.config, f"valid fields ({err})") from None
-        except (ValueError, TypeError, KeyError) as err:
-            raise ConfigError("config", args.config, f"valid fields ({err})") from None
-    preset = given.pop("preset", None)
-    if preset is not None and preset not in presets.PRESET_NAMES:
-        raise ConfigError("preset", preset, ", ".join(presets.PRESET_NAMES))
-    return SimulationConfig.preset(preset, **given)
-
-
-def _run_simulate(args: Any) -> int:
-    import sys
-
-    from .datasets import DatasetLock, _check_target, _write_locked, recover_leftovers
-    from .runtime import choose_device
-    from .validation import check_output_folder
-
-    def fail(message: str) -> int:
-        print(f"faimi simulate: error: {message}", file=sys.stderr)
-        return 2
-
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as err:
-        option = "--config" if err.field == "config" else _option(err.field)
-        value = " ".join(map(str, err.value)) if isinstance(err.value, (tuple, list)) \
-            else err.value
-        return fail(f"{option} {value}: allowed: {err.allowed}")
-    except ValueError as err:  # $FAIMI_PRESET
-        return fail(str(err))
-    # everything that can be checked is checked before any work
-    try:
-        device = choose_device(args.device)
-    except ValueError as err:
-        return fail(str(err).replace("device=", "--device ", 1))
-    try:
-        out = check_output_folder(args.out, "out")
-        check_memory(cfg)
-    except ValueError as err:
-        return fail(str(err).replace("out=", "--out ", 1))
-    try:
-        with DatasetLock(out):
-            for note in recover_leftovers(out):
-                print(f"faimi simulate: note: {note}", file=sys.stderr)
-            try:
-                _check_target(out, args.overwrite)
-            except FileExistsError:
-                return fail(f"--out {out}: exists and is not empty; allowed: a new or empty "
-                            "folder, or add --overwrite")
-            cohort = generate(cfg, progress=not args.quiet, device=device)
-            _write_locked(cohort, out, args.overwrite, None, not args.quiet)
-    except FileExistsError as err:  # another writer holds the folder
-        return fail(f"--out {err}")
-    except OSError as err:
-        return fail(f"--out {out}: cannot write ({err.strerror or err}); nothing was written")
-    if not args.quiet:
-        seconds = cohort.meta.attrs.get("generation_seconds", float("nan"))
-        print(f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "
-              f"in {seconds:.1f} s of generation; see {out / 'README.md'} (the datasheet)")
-    return 0

@@ -70,7 +70,7 @@ def template_files() -> dict[str, Path]:
     """
     import importlib.util
 
-    folders = [Path(__file__).resolve().parent / "data" / "mni152"]
+    folders = [Path(__file__).resolve().parent / "mni152"]
     spec = importlib.util.find_spec("nilearn")
     if spec is not None and spec.origin is not None:
         folders.append(Path(spec.origin).parent / "datasets" / "data")

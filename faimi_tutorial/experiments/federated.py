@@ -24,8 +24,12 @@ classifier with five strategies (:data:`STRATEGIES`):
 
 All five use the same client training function, :func:`client_update` (one visit of
 a model to one site), and so does the Flower app in
-:mod:`faimi_tutorial.flower_app`. Evaluation per site and per subgroup goes
-through :func:`faimi_tutorial.metrics.subgroup_report`.
+:mod:`faimi_tutorial.experiments.flower_app`; it runs the package's one training
+loop, :func:`faimi_tutorial.training.run_epochs`, with the clients' objective: any
+mitigation of chapter 3 (``FedConfig(mitigation="groupdro")``, computed on each
+site's own data), plus FedProx's proximal term for ``"fedprox"``. Evaluation per
+site and per subgroup goes through
+:func:`faimi_tutorial.fairness.metrics.subgroup_report`.
 
 Example::
 
@@ -49,9 +53,21 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from . import presets
+from .. import presets
+from ..data.simulate import Cohort
+from ..fairness.metrics import (
+    auroc,
+    counterfactual_flip_rate,
+    OVERALL,
+    signed_gaps,
+    subgroup_report,
+    UndefinedMetricWarning,
+)
+from ..models.networks import build_model, ModelConfig
+from ..runtime import choose_device
+from ..training.loop import as_data, predict, run_epochs
+from ..training.objectives import MITIGATIONS, FedProx, Objective, from_mitigation
 
 __all__ = [
     "STRATEGIES",
@@ -69,6 +85,7 @@ __all__ = [
     "init_params",
     "client_seed",
     "client_update",
+    "model_from_params",
     "fedavg",
     "train",
     "train_local",
@@ -392,11 +409,11 @@ class Federation:
 
     Attributes
     ----------
-    cohort : faimi_tutorial.simulate.Cohort
+    cohort : faimi_tutorial.data.simulate.Cohort
         The selected subjects as each site's scanner renders them (images and
         twins); ``meta`` gains ``site`` and ``scanner`` columns and ``split`` is
         ``"train"`` or ``"test"``. Write it with
-        :func:`faimi_tutorial.datasets.write_cohort` and ``participants.tsv``
+        :func:`faimi_tutorial.data.datasets.write_cohort` and ``participants.tsv``
         records every subject's site.
     specs : list of SiteSpec
         The sites, in order.
@@ -502,7 +519,6 @@ class Federation:
         Cohort
             Same subjects and metadata, images (and twins) re-rendered.
         """
-        from .simulate import Cohort
 
         scanner = _scanner(scanner)
         position = {sid: i for i, sid in enumerate(self.meta["subject_id"].astype(str))}
@@ -538,7 +554,7 @@ def make_sites(
     Parameters
     ----------
     cohort : Cohort
-        A simulated cohort (:func:`faimi_tutorial.simulate.generate`), 2D or 3D.
+        A simulated cohort (:func:`faimi_tutorial.data.simulate.generate`), 2D or 3D.
     specs : sequence of SiteSpec
         The sites (unique names).
     seed : int, default 0
@@ -556,7 +572,6 @@ def make_sites(
     ValueError
         If names repeat, or the cohort has too few subjects of some cell for the sites.
     """
-    from .simulate import Cohort
 
     specs = list(specs)
     if not specs:
@@ -668,8 +683,14 @@ class FedConfig:
         Weight decay of AdamW (>= 0).
     proximal_mu : float
         FedProx's proximal weight ``mu`` (>= 0; used by ``"fedprox"``).
+    mitigation : str
+        The clients' objective, one of :data:`~faimi_tutorial.objectives.MITIGATIONS`
+        (``"none"``: plain cross-entropy); each site computes it on its own data, in
+        every strategy (:meth:`objective`).
+    groupdro_eta, unlearning_alpha : float
+        Settings of the ``"groupdro"`` (> 0) and ``"unlearning"`` (>= 0) objectives.
     model, channels, strides, num_res_units, dropout
-        Architecture (see :class:`faimi_tutorial.models.ModelConfig`).
+        Architecture (see :class:`faimi_tutorial.models.networks.ModelConfig`).
     """
 
     rounds: int = 10
@@ -678,6 +699,9 @@ class FedConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     proximal_mu: float = 0.1
+    mitigation: str = "none"
+    groupdro_eta: float = 0.01
+    unlearning_alpha: float = 1.0
     model: str = "classifier"
     channels: tuple[int, ...] = (8, 16, 32)
     strides: tuple[int, ...] = (2, 2, 2)
@@ -692,10 +716,15 @@ class FedConfig:
             setattr(self, name, int(value))
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr <= 10:
             _fail("lr", self.lr, "0 < lr <= 10")
-        for name in ("weight_decay", "proximal_mu"):
+        for name in ("weight_decay", "proximal_mu", "unlearning_alpha"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 _fail(name, value, ">= 0")
+        eta = self.groupdro_eta
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 0:
+            _fail("groupdro_eta", eta, "> 0")
+        if self.mitigation not in MITIGATIONS:
+            _fail("mitigation", self.mitigation, ", ".join(MITIGATIONS))
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         self.model_config((1, 32, 32))  # validates the architecture fields
@@ -739,9 +768,7 @@ class FedConfig:
         return cls(**settings)
 
     def model_config(self, in_shape: Sequence[int]):
-        """The :class:`~faimi_tutorial.models.ModelConfig` for images of ``in_shape``."""
-        from .models import ModelConfig
-
+        """The :class:`~faimi_tutorial.models.networks.ModelConfig` for images of ``in_shape``."""
         return ModelConfig(
             in_shape=tuple(int(v) for v in in_shape),
             model=self.model,
@@ -754,6 +781,12 @@ class FedConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (for run configurations and caches)."""
         return asdict(self)
+
+    def objective(self) -> Objective:
+        """A fresh clients' objective for ``mitigation`` (:func:`from_mitigation`)."""
+        return from_mitigation(self.mitigation, lr=self.lr,
+                               groupdro_eta=self.groupdro_eta,
+                               unlearning_alpha=self.unlearning_alpha)
 
 
 @dataclass
@@ -818,8 +851,6 @@ def init_params(config: FedConfig, in_shape: Sequence[int], seed: int = 0) -> di
     dict of str to torch.Tensor
         A CPU ``state_dict``.
     """
-    from .models import build_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = build_model(config.model_config(in_shape))
@@ -837,8 +868,6 @@ def _build(
     reuse: bool = False,
 ) -> nn.Module:
     """A network with ``params`` loaded; ``reuse`` recycles one cached module per architecture."""
-    from .models import build_model
-
     model_config = config.model_config(in_shape)
     key = (tuple(sorted(model_config.to_dict().items())), str(device))
     model = _MODEL_CACHE.get(key) if reuse else None
@@ -854,6 +883,31 @@ def _build(
     return model
 
 
+def model_from_params(
+    config: FedConfig, in_shape: Sequence[int], params: Mapping[str, torch.Tensor],
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """The network of ``config`` with ``params`` loaded, in eval mode.
+
+    Parameters
+    ----------
+    config : FedConfig
+        Architecture.
+    in_shape : sequence of int
+        ``(channels, *grid)`` of one image.
+    params : mapping of str to tensor
+        A ``state_dict`` (e.g. a global model sent by a server).
+    device : str or torch.device, default "cpu"
+        Where the network lives.
+
+    Returns
+    -------
+    torch.nn.Module
+        A new network (not shared with the clients' cached one).
+    """
+    return _build(config, in_shape, params, torch.device(device)).eval()
+
+
 def client_update(
     params: Mapping[str, torch.Tensor] | None,
     data: Any,
@@ -864,21 +918,25 @@ def client_update(
     proximal_mu: float = 0.0,
     seed: int = 0,
     device: str | torch.device | None = None,
+    objective: Objective | None = None,
 ) -> ClientUpdate:
     """Train a model at one site, starting from given weights (and optimiser state).
 
     This is the one client training step of every strategy and of the Flower
-    ClientApp: it rebuilds the network, loads ``params``, creates AdamW (loading
-    ``optimizer_state`` when given), trains ``epochs`` epochs over the site's data
-    in seeded random mini-batches with the mean binary cross-entropy, plus
-    ``proximal_mu / 2 * ||w - params||^2`` when ``proximal_mu > 0`` (FedProx).
+    ClientApp: it rebuilds the network, loads ``params`` and trains ``epochs``
+    epochs over the site's data with :func:`faimi_tutorial.training.run_epochs`
+    (the loop of every model in the package): AdamW (loading ``optimizer_state``
+    when given), seeded mini-batches, and the clients' objective, which is the
+    configuration's ``mitigation`` (:meth:`FedConfig.objective`) computed on the
+    site's own data, with FedProx's ``proximal_mu / 2 * ||w - params||^2`` added
+    when ``proximal_mu > 0``.
 
     Parameters
     ----------
     params : mapping of str to tensor, or None
         Starting weights (``None``: initialise from ``seed``).
     data : cohort-like
-        The site's training data (anything :func:`faimi_tutorial.training.as_data`
+        The site's training data (anything :func:`faimi_tutorial.training.loop.as_data`
         accepts).
     config : FedConfig
         Architecture and optimiser settings.
@@ -889,59 +947,39 @@ def client_update(
     proximal_mu : float, default 0.0
         FedProx proximal weight (>= 0).
     seed : int, default 0
-        Seed of the batch order (see :func:`client_seed`).
+        Seed of the batch order and of the objective's heads (see
+        :func:`client_seed`).
     device : str or torch.device, optional
         Default: :func:`faimi_tutorial.choose_device`.
+    objective : Objective, optional
+        What the client minimises (default: ``config.objective()``).
 
     Returns
     -------
     ClientUpdate
     """
-    from .runtime import choose_device
-    from .training import as_data
-
     if proximal_mu < 0:
         _fail("proximal_mu", proximal_mu, ">= 0")
     epochs = config.local_epochs if epochs is None else int(epochs)
     if epochs < 1:
         _fail("epochs", epochs, "an integer >= 1")
     site = as_data(data)
-    n = len(site)
-    if n == 0:
+    if len(site) == 0:
         raise ValueError("the site has no training data (0 subjects)")
     device = choose_device(None if device is None else str(device))
     if params is None:
         params = init_params(config, site.in_shape, seed)
     model = _build(config, site.in_shape, params, device, reuse=True)
-    anchor = [torch.as_tensor(params[k]).to(device) for k, _ in model.named_parameters()] if proximal_mu > 0 else None
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if optimizer_state is not None:
-        optimiser.load_state_dict(optimizer_state)
-    generator = torch.Generator().manual_seed(int(seed))
-    y_all = torch.as_tensor(site.label, dtype=torch.float32)
-    model.train()
-    total, count, steps = 0.0, 0, 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x = site.images[idx].to(device)
-            y = y_all[idx].to(device)
-            logits = model(x).reshape(x.shape[0], -1)[:, 0]
-            bce = F.binary_cross_entropy_with_logits(logits, y)
-            loss = bce
-            if anchor is not None:
-                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
-                loss = loss + 0.5 * proximal_mu * prox
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(bce.detach()) * len(idx)
-            count += len(idx)
-            steps += 1
+    objective = config.objective() if objective is None else objective
+    if proximal_mu > 0:
+        objective = FedProx(proximal_mu, inner=objective)
+    run = run_epochs(model, site, objective, epochs=epochs,
+                     batch_size=config.batch_size, lr=config.lr,
+                     weight_decay=config.weight_decay, seed=seed,
+                     optimizer_state=optimizer_state, head_seed=seed)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    opt_state = _to_cpu(optimiser.state_dict())
-    return ClientUpdate(state, opt_state, n, total / max(count, 1), steps)
+    opt_state = _to_cpu(run.optimiser.state_dict())
+    return ClientUpdate(state, opt_state, len(site), run.train_loss, run.steps)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -1038,9 +1076,7 @@ class FedResult:
         return _build(self.config, self.in_shape, params, torch.device("cpu")).eval()
 
     def predict(self, data: Any, site: str | None = None) -> np.ndarray:
-        """Disease probabilities for ``data`` (see :func:`faimi_tutorial.training.predict`)."""
-        from .training import predict
-
+        """Disease probabilities for ``data`` (see :func:`faimi_tutorial.training.loop.predict`)."""
         return predict(self.model(site), data, device="cpu")
 
 
@@ -1359,11 +1395,10 @@ def evaluate(
 
     Returns
     -------
-    faimi_tutorial.metrics.SubgroupReport
+    faimi_tutorial.fairness.metrics.SubgroupReport
     """
     import warnings
 
-    from .metrics import UndefinedMetricWarning, subgroup_report
 
     table = site_scores(result, federation)
     if groups not in table.columns:
@@ -1394,14 +1429,13 @@ def summarise(result: FedResult, federation: Federation, threshold: float = 0.5)
     -------
     dict
         ``auroc`` and ``accuracy`` on all test subjects; ``worst_site_auroc`` and
-        ``site_auroc_gap`` over sites whose test set holds both classes (a range,
-        max - min, not a signed gap; the name is kept for the stored results);
+        ``site_auroc_range`` over sites whose test set holds both classes (a range,
+        max - min, not a signed gap);
         ``tpr_gap``, ``fpr_gap`` and ``auroc_gap``: the signed gaps of
-        :func:`faimi_tutorial.metrics.signed_gaps` (bias group 1 minus group 0);
+        :func:`faimi_tutorial.fairness.metrics.signed_gaps` (bias group 1 minus group 0);
         ``flip_rate`` (share of test predictions that change when the bias effect
         is removed, from the counterfactual twins).
     """
-    from .metrics import auroc, counterfactual_flip_rate, signed_gaps
 
     table = site_scores(result, federation, twins=federation.cohort.twins is not None)
     y, s = table["label"].to_numpy(), table["score"].to_numpy()
@@ -1415,8 +1449,8 @@ def summarise(result: FedResult, federation: Federation, threshold: float = 0.5)
         if part["label"].nunique() == 2
     ]
     out["worst_site_auroc"] = float(min(site_auc)) if site_auc else float("nan")
-    # max - min over sites: a range (named "gap" in the stored results, kept for them)
-    out["site_auroc_gap"] = float(max(site_auc) - min(site_auc)) if len(site_auc) > 1 else float("nan")
+    # max - min over sites: a range, not a gap
+    out["site_auroc_range"] = float(max(site_auc) - min(site_auc)) if len(site_auc) > 1 else float("nan")
     if table["bias_group"].nunique() == 2:
         gaps = signed_gaps(y, s, table["bias_group"].to_numpy(), threshold=threshold, bias_group=1)
         for metric in ("TPR", "FPR", "AUROC"):
@@ -1463,7 +1497,6 @@ def scanner_swap_rates(
         One row per site: ``site``, ``TPR``, ``FPR`` and ``scanner_flip`` (NaN
         except at ``swap_site``).
     """
-    from .metrics import OVERALL, counterfactual_flip_rate
 
     if swap_site not in federation.site_names:
         _fail("swap_site", swap_site, ", ".join(federation.site_names))
@@ -1513,7 +1546,7 @@ def compare(
     -------
     pandas.DataFrame
         One row per (strategy, seed) with ``seconds`` and the summary numbers;
-        aggregate with :func:`faimi_tutorial.metrics.aggregate_seeds`.
+        aggregate with :func:`faimi_tutorial.fairness.metrics.aggregate_seeds`.
     dict
         Only with ``return_results``: ``{(strategy, seed): (FedResult, Federation)}``.
     """

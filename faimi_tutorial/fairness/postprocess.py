@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .metrics import _check_inputs
+from .metrics import check_inputs
 
 #: Constraints accepted by :func:`fit_threshold_optimizer` (fairlearn's names).
 CONSTRAINTS: tuple[str, ...] = (
@@ -113,7 +113,7 @@ class FittedPostprocessor:
         numpy.ndarray of int
         """
         s = np.asarray(scores, dtype=float)
-        _check_inputs(np.zeros(len(s), dtype=int), s, groups)
+        check_inputs(np.zeros(len(s), dtype=int), s, groups)
         return np.asarray(
             self.optimizer.predict(s.reshape(-1, 1), sensitive_features=np.asarray(groups),
                                    random_state=seed)
@@ -148,7 +148,7 @@ def fit_threshold_optimizer(
 
     if constraint not in CONSTRAINTS:
         raise ValueError(f"constraint={constraint!r} unknown; allowed: {', '.join(CONSTRAINTS)}")
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     opt = ThresholdOptimizer(
         estimator=ScoreClassifier().fit(s.reshape(-1, 1)),
         constraints=constraint,
@@ -181,7 +181,7 @@ def thresholds_for_tpr(y_true, scores, groups, target_tpr: float = 0.8) -> dict:
     """
     if not 0.0 < target_tpr <= 1.0:
         raise ValueError(f"target_tpr={target_tpr!r} must lie in (0, 1]")
-    y, s, g = _check_inputs(y_true, scores, groups)
+    y, s, g = check_inputs(y_true, scores, groups)
     out = {}
     for grp in sorted(np.unique(g).tolist()):
         pos = np.sort(s[(g == grp) & (y == 1)])[::-1]

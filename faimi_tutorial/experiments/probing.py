@@ -56,9 +56,7 @@ significant at a stated level), the model's decisions use the attribute.
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -70,7 +68,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .metrics import auroc, auroc_of_resamples, bootstrap_indices
+from ..fairness.metrics import auroc, auroc_of_resamples, bootstrap_indices
+from .. import presets
+from ..fairness.metrics import mean_interval
+from ..models.networks import build_model, last_linear, layer_names
+from ..runtime import seed_everything
+from ..training.loop import (
+    TrainConfig,
+    as_data,
+    fit,
+    resolve_config,
+    stratified_split,
+)
+from ..training.objectives import AttributeHead, AttributeTask, GradientScale
+from .sweeps import evaluate
 
 __all__ = [
     "PSEUDO_LAYERS",
@@ -130,7 +141,6 @@ def _images(data: Any) -> torch.Tensor:
     elif isinstance(data, np.ndarray):
         x = torch.as_tensor(data)
     else:
-        from .training import as_data
 
         x = as_data(data).images
     x = x.float()
@@ -162,13 +172,13 @@ def collect_activations(
     Parameters
     ----------
     model : torch.nn.Module or FitResult
-        Any network (a :class:`~faimi_tutorial.training.FitResult` is unwrapped).
+        Any network (a :class:`~faimi_tutorial.training.loop.FitResult` is unwrapped).
     data : tensor, array, cohort-like or ArrayData
-        Images ``(N, C, *grid)`` or anything :func:`faimi_tutorial.training.as_data` reads.
+        Images ``(N, C, *grid)`` or anything :func:`faimi_tutorial.training.loop.as_data` reads.
     layers : sequence of str, optional
         Module names (``dict(model.named_modules())``), or ``"input"`` (the images)
         or ``"penultimate"`` (the input of the last linear layer). Default: the
-        feature blocks of a package model (:func:`faimi_tutorial.models.layer_names`).
+        feature blocks of a package model (:func:`faimi_tutorial.models.networks.layer_names`).
     batch_size : int, default 128
         Images per forward pass.
     device : str or torch.device, optional
@@ -189,7 +199,6 @@ def collect_activations(
         For an unknown layer name, or a model without known blocks when ``layers``
         is not given.
     """
-    from .models import last_linear, layer_names
 
     net = _network(model)
     if layers is None:
@@ -663,7 +672,6 @@ def probe_model(
     pandas.DataFrame
         As :func:`probe_layers`.
     """
-    from .training import as_data
 
     d = as_data(data)
     attrs = {"bias_group": d.bias_group, "label": d.label}
@@ -796,7 +804,6 @@ class _DiseaseAxis:
 
     def __init__(self, features: Any, label: Any, bias_group: Any, n_components: int,
                  fit_fraction: float, seed: int) -> None:
-        from .training import stratified_split
 
         x = np.asarray(features, dtype=np.float64)
         self.x = x.reshape(x.shape[0], -1)
@@ -1011,7 +1018,6 @@ def model_disease_shift(
     twins = getattr(data, "twins", None)
     if twins is None:
         raise ValueError("data has no twins: the shift is measured against each subject's twin")
-    from .training import as_data
 
     d = as_data(data)
     acts = collect_activations(model, d.images, [layer], max_features=max_features)[layer]
@@ -1123,7 +1129,7 @@ def untrained_model(
     seed: int = 0,
     **overrides: Any,
 ) -> nn.Module:
-    """The network :func:`faimi_tutorial.training.fit` would start from: same architecture, same seed.
+    """The network :func:`faimi_tutorial.training.loop.fit` would start from: same architecture, same seed.
 
     A reference for probing: whatever an untrained network's layers encode comes
     from the image and the architecture, not from learning.
@@ -1134,21 +1140,17 @@ def untrained_model(
         ``(channels, *grid)``, or data (a cohort, images) whose shape is read.
     config : TrainConfig or str, optional
         Training settings or preset name (default: the active preset), as given
-        to :func:`~faimi_tutorial.training.fit`.
+        to :func:`~faimi_tutorial.training.loop.fit`.
     seed : int, default 0
         The training seed whose initial weights are wanted.
     **overrides
-        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+        Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
     torch.nn.Module
         Freshly initialised, in eval mode.
     """
-    from . import presets
-    from .models import build_model
-    from .runtime import seed_everything
-    from .training import TrainConfig
 
     if isinstance(in_shape, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in in_shape):
         shape = tuple(int(v) for v in in_shape)
@@ -1215,7 +1217,6 @@ def layer_report(
         columns (``seed``: the model's training seed, or its position in the
         sequence when it has none).
     """
-    from .models import layer_names
 
     if not models:
         raise ValueError("models is empty; give at least one {name: model}")
@@ -1253,8 +1254,7 @@ def layer_report(
 
 def _interval(values: Any, *, method: str = "bootstrap", n_boot: int = 2000, confidence: float = 0.95,
               seed: int = 0) -> tuple[float, float, float]:
-    """Mean and interval over runs: :func:`faimi_tutorial.metrics.mean_interval`."""
-    from .metrics import mean_interval
+    """Mean and interval over runs: :func:`faimi_tutorial.fairness.metrics.mean_interval`."""
 
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be an integer >= 1")
@@ -1273,10 +1273,10 @@ def seed_summary(
 ) -> pd.DataFrame:
     """Mean of a value over runs (seeds) per setting, with a percentile-bootstrap interval.
 
-    The interval is :func:`faimi_tutorial.metrics.mean_interval`'s: it stays inside
+    The interval is :func:`faimi_tutorial.fairness.metrics.mean_interval`'s: it stays inside
     the range of the values, so a mean of rates stays in [0, 1]. The table keeps
     the layout of the layer tables (``<value>``, ``<value>_low``, ``<value>_high``
-    and ``depth``), ready for :func:`faimi_tutorial.plotting.plot_layer_curves`.
+    and ``depth``), ready for :func:`faimi_tutorial.viz.plotting.plot_layer_curves`.
 
     Parameters
     ----------
@@ -1406,77 +1406,6 @@ def compare_to_reference(
 # --------------------------------------------------------------------- ShorT
 
 
-class _ScaleGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, lam: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.lam = lam
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return grad * ctx.lam, None
-
-
-class GradientScale(nn.Module):
-    """Identity in the forward pass; multiplies the gradient by ``lam`` going back.
-
-    ``lam = -1`` is the gradient-reversal layer of domain-adversarial training
-    (Ganin & Lempitsky 2015): layers below are pushed to *remove* what the layer
-    above learns to predict. ``lam = 0`` blocks the gradient; ``lam > 0`` passes it on
-    (scaled), so layers below are pushed to encode it more.
-
-    Parameters
-    ----------
-    lam : float
-        Gradient multiplier (any finite number).
-    """
-
-    def __init__(self, lam: float) -> None:
-        super().__init__()
-        if not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(float(lam)):
-            raise ValueError(f"lam={lam!r} is invalid; allowed: a finite number")
-        self.lam = float(lam)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return ``x`` unchanged (the gradient is scaled on the way back)."""
-        return _ScaleGradient.apply(x, self.lam)
-
-    def extra_repr(self) -> str:
-        return f"lam={self.lam:g}"
-
-
-class AttributeHead(nn.Module):
-    """A linear head that predicts the bias attribute, behind a :class:`GradientScale`.
-
-    The head itself always learns to predict the attribute; what reaches the network
-    below is that gradient times ``lam``. The head reads the features after a
-    batch standardisation without learnable parameters: otherwise, with ``lam < 0``,
-    the network can defeat the head just by inflating the scale of its features,
-    which makes the attribute loss (and its reversed gradient) grow without bound.
-
-    Parameters
-    ----------
-    in_features : int
-        Width of the features it reads.
-    lam : float
-        Gradient multiplier into the network.
-    n_classes : int, default 2
-        Number of attribute values.
-    """
-
-    def __init__(self, in_features: int, lam: float, n_classes: int = 2) -> None:
-        super().__init__()
-        if in_features < 1 or n_classes < 2:
-            raise ValueError(f"in_features={in_features!r} must be >= 1 and n_classes={n_classes!r} >= 2")
-        self.scale = GradientScale(lam)
-        self.norm = nn.BatchNorm1d(int(in_features), affine=False)
-        self.linear = nn.Linear(int(in_features), int(n_classes))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Attribute logits ``(N, n_classes)``."""
-        return self.linear(self.norm(self.scale(features)))
-
-
 def fit_attribute_head(
     data: Any,
     config: Any = None,
@@ -1495,18 +1424,19 @@ def fit_attribute_head(
     (:class:`AttributeHead`) reads the penultimate features through
     :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
     group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
-    gradient: the model is then the plain :func:`~faimi_tutorial.training.fit` model
+    gradient: the model is then the plain :func:`~faimi_tutorial.training.loop.fit` model
     of the same seed, since both keep the epoch chosen by the configuration's
-    ``selection`` rule (:func:`~faimi_tutorial.training.selection_score`). A strong
-    reversal can stop the disease from being learnt at all. Data handling, seeding,
-    device choice, early stopping on the validation loss and the returned
-    :class:`~faimi_tutorial.training.FitResult` are those of
-    :func:`faimi_tutorial.training.fit` (with ``mitigation="none"``).
+    ``selection`` rule (:func:`~faimi_tutorial.training.loop.selection_score`). A strong
+    reversal can stop the disease from being learnt at all. This *is*
+    :func:`faimi_tutorial.training.loop.fit` with the
+    :class:`~faimi_tutorial.training.objectives.AttributeTask` objective in place of a
+    mitigation: same data handling, seeding, device choice, loop, early stopping
+    and :class:`~faimi_tutorial.training.loop.FitResult`.
 
     Parameters
     ----------
     data : cohort-like, tuple, ArrayData or path
-        Training data (see :func:`faimi_tutorial.training.as_data`).
+        Training data (see :func:`faimi_tutorial.training.loop.as_data`).
     config : TrainConfig or str, optional
         Training settings or a preset name (default: the active preset).
     lam : float, default 0.0
@@ -1522,7 +1452,7 @@ def fit_attribute_head(
     progress : bool, default True
         Progress bar over epochs.
     **overrides
-        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+        Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
@@ -1531,113 +1461,16 @@ def fit_attribute_head(
         ``attribute_accuracy`` (training batches) per epoch, and ``extras`` holds
         ``lam``, ``attribute_weight`` and the head's ``attribute_head`` state dict.
     """
-    from tqdm.auto import tqdm
-
-    from . import presets
-    from .models import build_model, forward_with_features, last_linear
-    from .runtime import choose_device, seed_everything
-    from .training import (
-        FitResult, TrainConfig, _batches, _scores_and_loss, _train_val, selection_score,
-        validation_metrics,
-    )
-
-    if not isinstance(attribute_weight, (int, float, np.integer, np.floating)) or not attribute_weight >= 0:
-        raise ValueError(f"attribute_weight={attribute_weight!r} is invalid; allowed: a number >= 0")
-    GradientScale(lam)  # validates lam
-    if config is None:
-        config = presets.active_preset()
-    if isinstance(config, str):
-        config = TrainConfig.preset(config, **overrides)
-    elif overrides:
-        settings = config.to_dict()
-        settings.update(overrides)
-        config = TrainConfig(**settings)
+    objective = AttributeTask(lam, attribute_weight)  # validates both
+    config = resolve_config(config, data, **overrides)
     if config.mitigation != "none":
         raise ValueError(f"mitigation={config.mitigation!r} is invalid here; allowed: none "
                          "(the attribute head is the intervention)")
-    seed_everything(seed)
-    device = choose_device(str(device) if device is not None else None)
-    train, valid = _train_val(data, val, config.val_fraction, seed)
-    if len(train) == 0 or len(valid) == 0:
-        raise ValueError(f"need non-empty training and validation data; got {len(train)} and {len(valid)}")
-    model_config = config.model_config(train.in_shape)
-    model = build_model(model_config).to(device)
-    n_groups = max(2, int(train.bias_group.max()) + 1)
-    head = AttributeHead(last_linear(model).in_features, lam, n_groups).to(device)
-    optimiser = torch.optim.AdamW(
-        [{"params": model.parameters()}, {"params": head.parameters(), "weight_decay": 0.0}],
-        lr=config.lr, weight_decay=config.weight_decay,
-    )
-    y_all = torch.as_tensor(train.label, dtype=torch.float32)
-    a_all = torch.as_tensor(train.bias_group, dtype=torch.long)
-    images = train.images.to(device)
-    generator = torch.Generator().manual_seed(int(seed))
-    rows: list[dict[str, float]] = []
-    best_score, best_loss, best_epoch = -math.inf, math.inf, 1
-    stale, stopped_early = 0, False
-    best_state = copy.deepcopy(model.state_dict())
-    best_head = copy.deepcopy(head.state_dict())
-    bar = tqdm(range(1, config.epochs + 1), desc=f"training (lambda={float(lam):g})",
-               disable=not progress, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        model.train()
-        head.train()
-        total = attr_total = 0.0
-        count = attr_correct = 0
-        for idx in _batches(len(train), config.batch_size, generator, None):
-            x = images[idx.to(images.device)]
-            y, a = y_all[idx].to(device), a_all[idx].to(device)
-            logits, features = forward_with_features(model, x)
-            disease_loss = F.binary_cross_entropy_with_logits(logits, y)
-            attr_logits = head(features)
-            attr_loss = F.cross_entropy(attr_logits, a)
-            loss = disease_loss + float(attribute_weight) * attr_loss
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(disease_loss.detach()) * len(idx)
-            attr_total += float(attr_loss.detach()) * len(idx)
-            attr_correct += int((attr_logits.argmax(1) == a).sum())
-            count += len(idx)
-        scores, val_loss = _scores_and_loss(model, valid, device)
-        metrics = validation_metrics(valid.label, scores, valid.bias_group)
-        rows.append({
-            "epoch": epoch,
-            "train_loss": total / max(count, 1),
-            "attribute_loss": attr_total / max(count, 1),
-            "attribute_accuracy": attr_correct / max(count, 1),
-            "val_loss": val_loss,
-            **{f"val_{k}": v for k, v in metrics.items()},
-            "seconds": time.perf_counter() - start,
-        })
-        score = selection_score(config, metrics, val_loss)
-        if not math.isnan(score) and score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            best_head = copy.deepcopy(head.state_dict())
-        if val_loss < best_loss - 1e-4:
-            best_loss, stale = val_loss, 0
-        else:
-            stale += 1
-        bar.set_postfix(val_loss=f"{val_loss:.3f}", attr_acc=f"{rows[-1]['attribute_accuracy']:.2f}")
-        if config.patience is not None and stale >= config.patience and epoch < config.epochs:
-            stopped_early = True
-            break
-    bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(
-        model=model,
-        history=pd.DataFrame(rows),
-        config=config,
-        model_config=model_config,
-        best_epoch=best_epoch,
-        seed=int(seed),
-        stopped_early=stopped_early,
-        extras={"lam": float(lam), "attribute_weight": float(attribute_weight),
-                "attribute_head": {k: v.detach().cpu() for k, v in best_head.items()}},
-    )
+    result = fit(data, config, val=val, seed=seed, device=device,
+                 progress=progress, objective=objective)
+    result.extras = {"lam": objective.lam, "attribute_weight": objective.weight,
+                     **result.extras}
+    return result
 
 
 def encoding_strength(
@@ -1672,7 +1505,6 @@ def encoding_strength(
     ProbeResult
         Held-out decoding of the bias group.
     """
-    from .training import as_data
 
     d = as_data(data)
     feats = collect_activations(model, d.images, [layer])[layer]
@@ -1693,7 +1525,7 @@ def short_evaluate(
     ----------
     model : FitResult or torch.nn.Module
         A trained model (e.g. from :func:`fit_attribute_head`, or a plain
-        :func:`faimi_tutorial.training.fit` model, which is the ``lam = 0`` case).
+        :func:`faimi_tutorial.training.loop.fit` model, which is the ``lam = 0`` case).
     test : cohort-like or ArrayData
         Held-out data with ``label`` and ``bias_group`` (and ``twins`` for the flip rate).
     lam : float, default 0.0
@@ -1708,9 +1540,8 @@ def short_evaluate(
     dict
         ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (NaN without an attribute head),
-        ``best_epoch`` and the entries of :func:`faimi_tutorial.sweeps.evaluate`.
+        ``best_epoch`` and the entries of :func:`faimi_tutorial.experiments.sweeps.evaluate`.
     """
-    from .sweeps import evaluate
 
     enc = encoding_strength(model, test, config=probe_config or ProbeConfig(n_boot=200))
     with warnings.catch_warnings():
@@ -1776,14 +1607,14 @@ def short_sweep(
         Also return the trained models (e.g. to probe every layer of the ``lam = 0``
         models, which are plain empirical-risk models: their head's gradient is blocked).
     **overrides
-        Fields of :class:`~faimi_tutorial.training.TrainConfig`.
+        Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
     pandas.DataFrame or (pandas.DataFrame, dict)
         One row per run: ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (last training epoch),
-        ``best_epoch``, and the columns of :func:`faimi_tutorial.sweeps.evaluate`
+        ``best_epoch``, and the columns of :func:`faimi_tutorial.experiments.sweeps.evaluate`
         (``AUROC``, ``TPR_gap``, ``FPR_gap``, ``flip_rate`` …). With
         ``keep_models``, also ``{(lam, seed): FitResult}``.
     """

@@ -3,7 +3,7 @@
 One concept: the *composition* of a cohort by subgroup. The module
 
 * simulates demographic subgroups whose disease presentation may differ (each subgroup
-  from its own :class:`~faimi_tutorial.simulate.SimulationConfig`, concatenated into one
+  from its own :class:`~faimi_tutorial.data.simulate.SimulationConfig`, concatenated into one
   cohort with a ``subgroup`` column), with identical presentation (same configuration,
   other seed) as the control condition;
 * composes training sets with a chosen share of one subgroup at a fixed size, drawn from
@@ -30,7 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .simulate import Cohort, SimulationConfig, generate
+from ..data.simulate import Cohort, SimulationConfig, generate
+from ..fairness.metrics import aggregate_seeds, auroc
+from ..training import loop as training
 
 __all__ = [
     "SUBGROUP_COLUMN",
@@ -414,7 +416,7 @@ def compose_training_set(cohort: Cohort, config: CompositionConfig | None = None
     -------
     Cohort
         ``n_train + n_val`` subjects with their ``split`` (``train``/``val``), ready for
-        :func:`faimi_tutorial.training.fit`.
+        :func:`faimi_tutorial.training.loop.fit`.
 
     Raises
     ------
@@ -476,7 +478,7 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
     test : Cohort, optional
         The fixed test set (default: :func:`fixed_test_set` of ``cohort``).
     train_config : TrainConfig or str, default "tutorial"
-        Settings for :func:`faimi_tutorial.training.fit`.
+        Settings for :func:`faimi_tutorial.training.loop.fit`.
     groups : tuple of two str, default ("A", "B")
         Subgroup names (A, B).
     column : str, default "subgroup"
@@ -488,7 +490,7 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
     device : str or torch.device, optional
         Training device (default: automatic).
     **train_overrides
-        Fields of :class:`faimi_tutorial.training.TrainConfig` (e.g. ``epochs=5``).
+        Fields of :class:`faimi_tutorial.training.loop.TrainConfig` (e.g. ``epochs=5``).
 
     Returns
     -------
@@ -497,8 +499,6 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
         ``n_test``, ``AUROC``, ``TPR``, ``FPR``, ``accuracy``, ``n_train_B`` (and
         ``condition`` when given).
     """
-    from . import training
-    from .metrics import auroc
 
     shares = [float(s) for s in shares]
     for s in shares:
@@ -553,9 +553,8 @@ def summarise_sweep(runs: pd.DataFrame, values: Sequence[str] = ("AUROC", "TPR")
     -------
     pandas.DataFrame
         One row per setting with ``<v>_mean``, ``<v>_low``, ``<v>_high`` (see
-        :func:`faimi_tutorial.metrics.aggregate_seeds`).
+        :func:`faimi_tutorial.fairness.metrics.aggregate_seeds`).
     """
-    from .metrics import aggregate_seeds
 
     by = [c for c in ("condition", "share", "subgroup") if c in runs.columns]
     return aggregate_seeds(runs, by, list(values), confidence=confidence)
@@ -731,7 +730,7 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
         "documentation",
         "Is the composition documented in a datasheet that ships with the data?",
         "Users cannot judge what a dataset can be used for without it (Gebru et al. 2021).",
-        "faimi_tutorial.datasets.datasheet for a simulated cohort; write one for real data.",
+        "faimi_tutorial.data.datasets.datasheet for a simulated cohort; write one for real data.",
     ),
 )
 

@@ -1,8 +1,8 @@
 """A Flower app (ServerApp + ClientApp) that reuses the package's client training code.
 
-The ClientApp's training step is :func:`faimi_tutorial.federated.client_update`,
-the very function behind :func:`faimi_tutorial.federated.train_fedavg`, with the
-same per-round seeds (:func:`faimi_tutorial.federated.client_seed`); the ServerApp
+The ClientApp's training step is :func:`faimi_tutorial.experiments.federated.client_update`,
+the very function behind :func:`faimi_tutorial.experiments.federated.train_fedavg`, with the
+same per-round seeds (:func:`faimi_tutorial.experiments.federated.client_seed`); the ServerApp
 runs Flower's own FedAvg (or FedProx) strategy. Given the same data, settings and
 seed, a Flower run therefore reproduces the package's FedAvg up to floating-point
 rounding, which chapter 5 and ``tests/test_flower.py`` check.
@@ -16,17 +16,17 @@ Three ways to run it:
 
 * **On one machine, as separate processes** (SuperLink, SuperNodes, ``flwr run``)
   and **across machines**: write the app folder with
-  ``python -m faimi_tutorial.flower_app APP_DIR`` and follow the commands in the
+  ``python -m faimi_tutorial.experiments.flower_app APP_DIR`` and follow the commands in the
   README section "Federated training across machines".
 
 Where the data comes from, on each SuperNode (its ``--node-config``):
 
 * ``data-path=/path/to/dataset`` (a folder written by
-  :func:`faimi_tutorial.datasets.write_cohort`) and optionally ``site=NAME``: the
+  :func:`faimi_tutorial.data.datasets.write_cohort`) and optionally ``site=NAME``: the
   node trains on that site's rows of ``participants.tsv`` (``split`` train/test);
 * otherwise ``partition-id=i num-partitions=n``: the node simulates the same
   cohort as every other node (the generator is deterministic) and keeps site ``i``
-  of :func:`faimi_tutorial.federated.few_large_sites` -- handy for tests and demos.
+  of :func:`faimi_tutorial.experiments.federated.few_large_sites` -- handy for tests and demos.
 
 Flower is pinned in the ``fl`` extra (``pip install "faimi-tutorial[fl]"``).
 Telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``, ``RAY_USAGE_STATS_ENABLED=0``)
@@ -59,6 +59,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from . import federated  # noqa: E402
+from .. import presets
+from ..data.datasets import read_dataset
+from ..data.simulate import generate, SimulationConfig
+from ..fairness.metrics import auroc
+from ..training.loop import predict
 
 __all__ = [
     "FLOWER_VERSION",
@@ -110,6 +115,10 @@ class FlowerSettings:
         Learning rate (0: the preset's).
     proximal_mu : float
         FedProx's proximal weight (used with ``strategy="fedprox"``).
+    mitigation : str
+        The clients' objective (see :class:`~faimi_tutorial.federated.FedConfig`):
+        ``"none"``, ``"reweighing"``, ``"group_balanced"``, ``"groupdro"`` or
+        ``"unlearning"``.
     seed : int
         Seed of the initial model and of the client batch orders.
     save_dir : str
@@ -131,11 +140,11 @@ class FlowerSettings:
     batch_size: int = 0
     lr: float = 0.0
     proximal_mu: float = 0.1
+    mitigation: str = "none"
     seed: int = 0
     save_dir: str = ""
 
     def __post_init__(self) -> None:
-        from . import presets
 
         presets.check_preset(self.preset)
         ints = {
@@ -158,6 +167,9 @@ class FlowerSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name}={value!r} is invalid; allowed: a number >= 0")
             setattr(self, name, float(value))
+        if self.mitigation not in federated.MITIGATIONS:
+            raise ValueError(f"mitigation={self.mitigation!r} is invalid; allowed: "
+                             f"{', '.join(federated.MITIGATIONS)}")
         if not isinstance(self.save_dir, str):
             raise ValueError(f"save_dir={self.save_dir!r} is invalid; allowed: a string (empty: no saving)")
 
@@ -190,9 +202,10 @@ class FlowerSettings:
         return cls(**values)
 
     def fed_config(self) -> federated.FedConfig:
-        """The :class:`~faimi_tutorial.federated.FedConfig` the clients train with."""
+        """The :class:`~faimi_tutorial.experiments.federated.FedConfig` the clients train with."""
         overrides: dict[str, Any] = {"rounds": self.rounds, "local_epochs": self.local_epochs,
-                                     "proximal_mu": self.proximal_mu}
+                                     "proximal_mu": self.proximal_mu,
+                                     "mitigation": self.mitigation}
         if self.batch_size:
             overrides["batch_size"] = self.batch_size
         if self.lr:
@@ -200,8 +213,7 @@ class FlowerSettings:
         return federated.FedConfig.preset(self.preset, **overrides)
 
     def simulation_config(self):
-        """The :class:`~faimi_tutorial.simulate.SimulationConfig` of the simulated cohort."""
-        from .simulate import SimulationConfig
+        """The :class:`~faimi_tutorial.data.simulate.SimulationConfig` of the simulated cohort."""
 
         extra = {"n_subjects": self.n_subjects} if self.n_subjects else {}
         return SimulationConfig.preset(self.preset, dims=self.dims, seed=self.data_seed, **extra)
@@ -219,7 +231,6 @@ class FlowerSettings:
 @functools.lru_cache(maxsize=4)
 def _federation(preset: str, dims: int, n_subjects: int, data_seed: int, num_sites: int, n_train: int,
                 n_test: int) -> federated.Federation:
-    from .simulate import generate
 
     settings = FlowerSettings(preset=preset, dims=dims, n_subjects=n_subjects, data_seed=data_seed)
     cohort = generate(settings.simulation_config(), progress=False, twins=False)
@@ -229,7 +240,6 @@ def _federation(preset: str, dims: int, n_subjects: int, data_seed: int, num_sit
 
 @functools.lru_cache(maxsize=4)
 def _dataset(path: str) -> Any:
-    from .datasets import read_dataset
 
     return read_dataset(path, twins=False)
 
@@ -321,7 +331,7 @@ def _to_state(arrays: Any) -> dict[str, torch.Tensor]:
 
 
 def make_client_app(base: FlowerSettings | None = None):
-    """A Flower ``ClientApp`` whose training step is :func:`faimi_tutorial.federated.client_update`.
+    """A Flower ``ClientApp`` whose training step is :func:`faimi_tutorial.experiments.federated.client_update`.
 
     Parameters
     ----------
@@ -358,16 +368,15 @@ def make_client_app(base: FlowerSettings | None = None):
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        from .metrics import auroc
-        from .training import predict
 
         settings = FlowerSettings.from_run_config(context.run_config, base)
         _train, test, _index = site_data(settings, context.node_config)
         metrics: dict[str, float | int] = {"num-examples": len(test)}
         if len(test):
-            model = federated._build(settings.fed_config(), tuple(test.images.shape[1:]),
-                                     _to_state(msg.content["arrays"]), torch.device("cpu"))
-            scores = predict(model.eval(), test, device="cpu")
+            model = federated.model_from_params(settings.fed_config(),
+                                                tuple(test.images.shape[1:]),
+                                                _to_state(msg.content["arrays"]))
+            scores = predict(model, test, device="cpu")
             metrics["accuracy"] = float(np.mean((scores >= 0.5) == test.label))
             if len(np.unique(test.label)) == 2:
                 metrics["auroc"] = auroc(test.label, scores)
@@ -574,8 +583,8 @@ dependencies = ["faimi-tutorial[fl]"]
 publisher = "faimi-tutorial"
 
 [tool.flwr.app.components]
-serverapp = "faimi_tutorial.flower_app:server_app"
-clientapp = "faimi_tutorial.flower_app:client_app"
+serverapp = "faimi_tutorial.experiments.flower_app:server_app"
+clientapp = "faimi_tutorial.experiments.flower_app:client_app"
 
 [tool.flwr.app.config]
 {config}
@@ -609,6 +618,6 @@ def write_app(directory: str | os.PathLike[str], settings: FlowerSettings | None
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the README commands and tests
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        print("usage: python -m faimi_tutorial.flower_app APP_DIR   (writes the Flower app folder)")
+        print("usage: python -m faimi_tutorial.experiments.flower_app APP_DIR   (writes the Flower app folder)")
         raise SystemExit(0 if len(sys.argv) == 2 else 2)
     print(write_app(sys.argv[1]))
