@@ -33,8 +33,10 @@ ALIASES: dict[str, str] = {
     "simulate": "data.simulate",
     "datasets": "data.datasets",
     "harmonise": "data.harmonise",
+    "labels": "data.labels",
     "metrics": "fairness.metrics",
     "postprocess": "fairness.postprocess",
+    "audit": "fairness.audit",
     "objectives": "training.objectives",
     "sweeps": "experiments.sweeps",
     "representation": "experiments.representation",
@@ -43,6 +45,7 @@ ALIASES: dict[str, str] = {
     "generalisation": "experiments.generalisation",
     "flower_app": "experiments.flower_app",
     "explain": "experiments.explain",
+    "label_experiments": "experiments.label_experiments",
     "plotting": "viz.plotting",
     "widgets": "viz.widgets",
 }

@@ -52,3 +52,19 @@ def test_thresholds_for_tpr_equalise_tpr():
         postprocess.thresholds_for_tpr(y, s, g, target_tpr=0)
     with pytest.raises(ValueError, match="no entry"):
         postprocess.apply_thresholds(s, g, {"A": 0.5})
+
+
+def test_thresholds_for_fpr_equalise_fpr():
+    y, s, g = data()
+    th = postprocess.thresholds_for_fpr(y, s, g, target_fpr=0.1)
+    assert th["B"] > th["A"]  # B's healthy scores are shifted up
+    pred = postprocess.apply_thresholds(s, g, th)
+    for grp in ("A", "B"):
+        m = (g == grp) & (y == 0)
+        assert 0.1 - 2 / m.sum() <= pred[m].mean() <= 0.1
+    assert postprocess.apply_thresholds(s, g, postprocess.thresholds_for_fpr(
+        y, s, g, target_fpr=0.0))[y == 0].sum() == 0
+    with pytest.raises(ValueError, match="target_fpr"):
+        postprocess.thresholds_for_fpr(y, s, g, target_fpr=1.0)
+    with pytest.raises(ValueError, match="no negatives"):
+        postprocess.thresholds_for_fpr(np.ones(4, int), s[:4], g[:4])

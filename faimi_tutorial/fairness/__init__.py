@@ -1,10 +1,11 @@
 """Fairness: the one metrics core (AUROC, bootstrap, signed gaps, subgroup reports,
-calibration) and post-processing (group thresholds).
+calibration), post-processing (group thresholds) and audits built on them
+(recalibration, agreement, intersections, prevalence).
 
 Every metric the book reports is defined once, in :mod:`~faimi_tutorial.fairness.metrics`.
 """
 
-from . import metrics, postprocess
+from . import audit, metrics, postprocess
 from .metrics import (
     SubgroupReport,
     auroc,
@@ -16,6 +17,7 @@ from .metrics import (
 from .postprocess import fit_threshold_optimizer
 
 __all__ = [
+    "audit",
     "metrics",
     "postprocess",
     "SubgroupReport",

@@ -284,6 +284,47 @@ def _metric_rows(
     }
 
 
+def weighted_metrics(y_true: ArrayLike, scores: ArrayLike, weights: ArrayLike, *,
+                     threshold: float = 0.5, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Every report metric for each row of a weight matrix, in one pass.
+
+    The kernel of :func:`subgroup_report`'s intervals, public so that resampled or
+    reweighted test sets (a row per replicate, each entry how often a sample
+    counts) are measured with the same definitions as the report.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}
+        True labels.
+    scores : array-like of float in [0, 1]
+        Predicted probabilities.
+    weights : array-like, shape (n_rows, n_samples)
+        Non-negative counts or weights; a row of ones is the sample itself.
+    threshold : float, default 0.5
+        The one global threshold.
+    n_bins : int, default 10
+        Bins of the expected calibration error.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One array of ``n_rows`` values per name in :data:`METRICS` (NaN where
+        undefined).
+
+    Examples
+    --------
+    >>> weighted_metrics([0, 1, 1], [0.2, 0.8, 0.3], [[1, 1, 1], [0, 1, 0]])["TPR"]
+    array([0.5, 1. ])
+    """
+    y, s, _ = check_inputs(y_true, scores)
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2 or w.shape[1] != len(y):
+        raise ValueError(f"weights must have shape (n_rows, {len(y)}); got {w.shape}")
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0):
+        raise ValueError("weights must be finite and non-negative")
+    return _metric_rows(y, s, w, _check_threshold(threshold), _check_n_bins(n_bins))
+
+
 # ---------------------------------------------------------------------------
 # the one AUROC and the one bootstrap
 # ---------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Post-processing leaves the model alone and changes only how its scores become
 decisions. :func:`fit_threshold_optimizer` wraps fairlearn's
 :class:`~fairlearn.postprocessing.ThresholdOptimizer` so that it works directly on
 scores that were already computed (of any model, CNN included), and
-:func:`thresholds_for_tpr` gives the simpler deterministic rule "one threshold per
-group, chosen so that every group reaches the same TPR".
+:func:`thresholds_for_tpr` and :func:`thresholds_for_fpr` give the simpler
+deterministic rule "one threshold per group, chosen so that every group reaches the
+same TPR" (or keeps the same FPR).
 """
 
 from __future__ import annotations
@@ -189,6 +190,43 @@ def thresholds_for_tpr(y_true, scores, groups, target_tpr: float = 0.8) -> dict:
             raise ValueError(f"group {grp!r} has no positives: no threshold reaches a TPR")
         k = int(np.ceil(target_tpr * len(pos)))  # need the k highest positives above it
         out[grp] = float(pos[k - 1])
+    return out
+
+
+def thresholds_for_fpr(y_true, scores, groups, target_fpr: float = 0.1) -> dict:
+    """One threshold per group, the lowest that keeps its FPR at most ``target_fpr``.
+
+    Where the groups' healthy members score differently, equal FPRs need different
+    thresholds (equal TPRs need them where the diseased members score differently).
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}
+        True labels.
+    scores : array-like of float in [0, 1]
+        Model scores.
+    groups : array-like
+        Group of each sample.
+    target_fpr : float, default 0.1
+        Largest FPR any group may have, in [0, 1).
+
+    Returns
+    -------
+    dict
+        Group label to threshold (``score >= threshold`` predicts positive).
+    """
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target_fpr={target_fpr!r} must lie in [0, 1)")
+    y, s, g = check_inputs(y_true, scores, groups)
+    out = {}
+    for grp in sorted(np.unique(g).tolist()):
+        neg = np.sort(s[(g == grp) & (y == 0)])[::-1]
+        if len(neg) == 0:
+            raise ValueError(f"group {grp!r} has no negatives: no threshold sets "
+                             "an FPR")
+        k = int(np.floor(target_fpr * len(neg)))  # at most k negatives at or above it
+        # just above the (k+1)-th highest negative score: ties stay below
+        out[grp] = float(np.nextafter(neg[k], np.inf))
     return out
 
 
