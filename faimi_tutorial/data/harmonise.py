@@ -26,12 +26,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from ..validation import check_finite
 
 __all__ = [
     "METHODS",
@@ -69,12 +70,11 @@ def _images(images: Any) -> torch.Tensor:
 
 
 def _threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
-        math.isfinite(threshold) and 0.0 <= threshold < 1.0
-    ):
+    value = check_finite("threshold", threshold, 0.0, 1.0)
+    if value >= 1.0:
         raise ValueError(f"threshold={threshold!r} is invalid; allowed: a number in "
                          "[0, 1)")
-    return float(threshold)
+    return value
 
 
 def _brain(flat: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -264,10 +264,7 @@ def zoom(images: Any, factor: float) -> torch.Tensor:
         Float32 images of the same shape.
     """
     x = _images(images)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
-        math.isfinite(factor) and 0.5 <= factor <= 2.0
-    ):
-        raise ValueError(f"factor={factor!r} is invalid; allowed: a number in [0.5, 2]")
+    factor = check_finite("factor", factor, 0.5, 2.0)
     dims = x.ndim - 2
     theta = torch.zeros(x.shape[0], dims, dims + 1)
     theta[:, range(dims), range(dims)] = 1.0 / float(factor)

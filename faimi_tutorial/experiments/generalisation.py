@@ -35,7 +35,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .. import presets
+from ..validation import check_finite, check_int, check_seed
 from .._version import __version__
 from ..data import harmonise as hm
 from ..data import simulate
@@ -169,22 +169,16 @@ class GeneralisationSettings:
         presets.check_preset(self.preset)
         for name, lo in (("n_subjects", 200), ("n_train", 20), ("n_test", 10),
                          ("epochs", 1), ("n_shift", 20)):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                    or value < lo):
-                _fail(name, value, f"an integer >= {lo}")
-            setattr(self, name, int(value))
+            setattr(self, name, check_int(name, getattr(self, name), lo))
         self.shape = tuple(int(v) for v in self.shape)
         if len(self.shape) != 2:
             _fail("shape", self.shape, "two integers (2D slices)")
         for name, lo, hi in (("spacing", 0.5, 20.0), ("zoom", 0.5, 2.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    math.isfinite(value) and lo <= value <= hi):
-                _fail(name, value, f"a number in [{lo:g}, {hi:g}]")
-        p = self.more_data_prevalence
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p < 1.0:
+            setattr(self, name, check_finite(name, getattr(self, name), lo, hi))
+        p = check_finite("more_data_prevalence", self.more_data_prevalence, 0.0, 1.0)
+        if not 0.0 < p < 1.0:
             _fail("more_data_prevalence", p, "a share in (0, 1)")
+        self.more_data_prevalence = p
         if self.more_data_scanner not in fl.SCANNERS:
             _fail("more_data_scanner", self.more_data_scanner, ", ".join(fl.SCANNERS))
         self.training = dict(self.training)
@@ -758,8 +752,7 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
         scores of :data:`CALIBRATION_TESTS`, for reliability curves), ``seconds``
         and ``cached``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        _fail("seed", seed, "an integer >= 0")
+    seed = check_seed(seed)
     key = {"study": "generalisation-2", "version": __version__,
            "settings": settings.to_dict(), "seed": int(seed)}
     record = cached(key, lambda: _compute_seed(settings, int(seed)),
