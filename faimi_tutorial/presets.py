@@ -113,6 +113,35 @@ TRAINING_3D: dict[str, dict[str, Any]] = {
     "paper": {"patience": None},
 }
 
+#: Federated-training settings per preset (read by
+#: :meth:`faimi_tutorial.federated.FedConfig.preset`): a small fast network for
+#: ``tiny`` and ``tutorial``; ``paper`` trains the paper's network with its optimiser.
+#: Every preset takes its weight decay from :data:`TRAINING`.
+FEDERATED: dict[str, dict[str, Any]] = {
+    "tiny": {"rounds": 2, "batch_size": 16, "lr": 3e-3, "channels": (4, 8, 16),
+             "strides": (2, 2, 2)},
+    "tutorial": {"rounds": 8, "batch_size": 16, "lr": 2e-3, "channels": (8, 16, 32),
+                 "strides": (2, 2, 2)},
+    "paper": {"rounds": 30, **{key: TRAINING["paper"][key] for key in (
+        "batch_size", "lr", "channels", "strides", "model", "num_res_units",
+        "dropout")}},
+}
+for _name, _settings in FEDERATED.items():
+    _settings["weight_decay"] = TRAINING[_name]["weight_decay"]
+del _name, _settings
+
+#: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``
+#: (which runs the same experiments with more subjects and seeds, and also with the
+#: morphological bias): overrides of the simulator (``"simulation"``) and of training
+#: (``"training"``) on top of a preset. The bias is a local contrast change in the bias
+#: region (SimBA's intensity bias) on 2D slices, so that one training takes seconds.
+#: ``faimi_tutorial.sweeps.SHORTCUT_SETTINGS`` is this table.
+SHORTCUT: dict[str, dict[str, Any]] = {
+    "simulation": {"dims": 2, "n_subjects": 1000, "bias_kind": "intensity",
+                   "intensity_factor": 1.2},
+    "training": {"epochs": 6, "groupdro_eta": 0.1, "unlearning_alpha": 1.0},
+}
+
 
 def check_preset(name: str) -> str:
     """Return ``name`` if it names a preset, else raise ``ValueError``.

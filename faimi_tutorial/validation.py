@@ -1,8 +1,17 @@
-"""Shared checks of user input: numbers, seeds, devices, paths and memory.
+"""Shared checks of user input: configuration fields, seeds, devices, paths and memory.
 
 Every check raises :class:`ValueError` whose message names the setting, the
 rejected value and what is allowed, so that the command line can print it as one
 line (and the API raises something a reader can act on).
+
+Configuration dataclasses validate themselves in ``__post_init__`` with the
+``check_*`` field checks below, which take the configuration (or its name) first,
+so that every message reads ``TrainConfig.lr=-1 is invalid; allowed: ...``, and
+return the value in its canonical type (``int``, ``float``, ``tuple``)::
+
+    def __post_init__(self) -> None:
+        self.epochs = check_positive_int(self, "epochs", self.epochs)
+        self.lr = check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
 """
 
 from __future__ import annotations
@@ -15,6 +24,17 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ConfigError",
+    "config_error",
+    "check_choice",
+    "check_range",
+    "check_probability",
+    "check_integer",
+    "check_positive_int",
+    "check_numbers",
+    "check_integers",
+    "check_text",
+    "check_flag",
     "check_finite",
     "check_int",
     "check_seed",
@@ -25,6 +45,424 @@ __all__ = [
     "check_memory",
     "format_bytes",
 ]
+
+
+# ----------------------------------------------------------------- configuration fields
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value: names the configuration, the field, the value and
+    the allowed range.
+
+    Parameters
+    ----------
+    field : str
+        The configuration field.
+    value : object
+        The rejected value.
+    allowed : str
+        The allowed range, in words.
+    config : str, optional
+        The configuration's name (e.g. ``"TrainConfig"``), the message's prefix.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str, config: str = "") -> None:
+        self.config = config
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        prefix = f"{config}." if config else ""
+        super().__init__(f"{prefix}{field}={value!r} is invalid; allowed: {allowed}")
+
+
+def _owner_name(owner: Any) -> str:
+    if owner is None or isinstance(owner, str):
+        return owner or ""
+    return owner.__name__ if isinstance(owner, type) else type(owner).__name__
+
+
+def config_error(owner: Any, name: str, value: Any, allowed: str) -> ConfigError:
+    """The error for an invalid field (to ``raise``), for checks the helpers lack.
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (its class name is used) or a name; ``None`` for none.
+    name : str
+        The field.
+    value : any
+        The rejected value.
+    allowed : str
+        What is allowed, in words.
+
+    Returns
+    -------
+    ConfigError
+        A :class:`ValueError` with the one-line message.
+    """
+    return ConfigError(name, value, allowed, _owner_name(owner))
+
+
+def check_choice(owner: Any, name: str, value: Any, choices: Any) -> Any:
+    """One of ``choices``.
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+    choices : iterable
+        The allowed values.
+
+    Returns
+    -------
+    any
+        The value.
+
+    Raises
+    ------
+    ValueError
+        If the value is not one of the choices.
+    """
+    options = tuple(choices)
+    try:
+        ok = any(value == c and type(value) is type(c) for c in options) or (
+            not isinstance(value, (bool, np.bool_)) and value in options)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise config_error(owner, name, value, ", ".join(map(str, options)))
+    return value
+
+
+def _interval(lo: float, hi: float, low_open: bool, high_open: bool) -> str:
+    if math.isinf(hi) and not math.isinf(lo):
+        return f"> {lo:g}" if low_open else f">= {lo:g}"
+    if math.isinf(lo) and not math.isinf(hi):
+        return f"< {hi:g}" if high_open else f"<= {hi:g}"
+    return f"{'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}"
+
+
+def _whole_float(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and float(value).is_integer()
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def check_range(owner: Any, name: str, value: Any, lo: float = -math.inf,
+                hi: float = math.inf, *, low_open: bool = False,
+                high_open: bool = False, optional: bool = False) -> float | None:
+    """A finite real number between ``lo`` and ``hi`` (not a boolean, not a string).
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+    lo, hi : float
+        Bounds (inclusive unless ``low_open``/``high_open``).
+    low_open, high_open : bool, default False
+        Exclude the bound.
+    optional : bool, default False
+        Also allow ``None`` (returned as is).
+
+    Returns
+    -------
+    float or None
+        The value as a float.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a finite number within the bounds.
+    """
+    if value is None and optional:
+        return None
+    interval = _interval(lo, hi, low_open, high_open)
+    allowed = f"a finite number {'in ' if interval[-1] in ')]' else ''}{interval}"
+    if optional:
+        allowed = "None or " + allowed
+    if not _is_real(value) or not math.isfinite(float(value)):
+        raise config_error(owner, name, value, allowed)
+    v = float(value)
+    if v < lo or v > hi or (low_open and v == lo) or (high_open and v == hi):
+        raise config_error(owner, name, value, allowed)
+    return v
+
+
+def check_probability(owner: Any, name: str, value: Any, *, low_open: bool = False,
+                      high_open: bool = False, optional: bool = False) -> float | None:
+    """A share or probability in ``[0, 1]`` (bounds excluded on request).
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+    low_open, high_open : bool, default False
+        Exclude 0 (1).
+    optional : bool, default False
+        Also allow ``None``.
+
+    Returns
+    -------
+    float or None
+        The value as a float.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a number in the interval.
+    """
+    return check_range(owner, name, value, 0.0, 1.0, low_open=low_open,
+                       high_open=high_open, optional=optional)
+
+
+def check_integer(owner: Any, name: str, value: Any, lo: int | None = None,
+                  hi: int | None = None, *, optional: bool = False,
+                  whole_floats: bool = False) -> int | None:
+    """An integer (not a bool) in ``[lo, hi]``.
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+    lo, hi : int, optional
+        Inclusive bounds (``None``: unbounded).
+    optional : bool, default False
+        Also allow ``None``.
+    whole_floats : bool, default False
+        Also accept floats with an integer value (``3.0``, as JSON may hold).
+
+    Returns
+    -------
+    int or None
+        The value as an ``int``.
+
+    Raises
+    ------
+    ValueError
+        If the value is not an integer within the bounds.
+    """
+    if value is None and optional:
+        return None
+    if lo is not None and hi is not None:
+        allowed = f"an integer in [{lo}, {hi}]"
+    elif lo is not None:
+        allowed = f"an integer >= {lo}"
+    elif hi is not None:
+        allowed = f"an integer <= {hi}"
+    else:
+        allowed = "an integer"
+    if optional:
+        allowed = "None or " + allowed
+    if whole_floats and _whole_float(value):
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise config_error(owner, name, value, allowed)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise config_error(owner, name, value, allowed)
+    return int(value)
+
+
+def check_positive_int(owner: Any, name: str, value: Any, *,
+                       optional: bool = False) -> int | None:
+    """An integer >= 1 (a count of epochs, rounds, samples ...).
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+    optional : bool, default False
+        Also allow ``None``.
+
+    Returns
+    -------
+    int or None
+        The value.
+
+    Raises
+    ------
+    ValueError
+        If the value is not an integer >= 1.
+    """
+    return check_integer(owner, name, value, 1, optional=optional)
+
+
+def _items(owner: Any, name: str, value: Any, allowed: str) -> tuple:
+    if isinstance(value, (str, bytes)) or value is None:  # "01" is not the pair (0, 1)
+        raise config_error(owner, name, value, allowed)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise config_error(owner, name, value, allowed) from None
+
+
+def check_numbers(owner: Any, name: str, value: Any, n: int, lo: float = -math.inf,
+                  hi: float = math.inf) -> tuple[float, ...]:
+    """Exactly ``n`` finite numbers, each in ``[lo, hi]``.
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        A sequence (a tuple or a list).
+    n : int
+        How many numbers.
+    lo, hi : float
+        Inclusive bounds of each number.
+
+    Returns
+    -------
+    tuple of float
+        The numbers.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a sequence of ``n`` numbers within the bounds.
+    """
+    interval = _interval(lo, hi, False, False)
+    allowed = f"{n} finite numbers {'in ' if interval[-1] in ')]' else ''}{interval}"
+    items = _items(owner, name, value, allowed)
+    if len(items) != n:
+        raise config_error(owner, name, value, allowed)
+    out = []
+    for item in items:
+        if not _is_real(item) or not math.isfinite(float(item)) or not lo <= item <= hi:
+            raise config_error(owner, name, value, allowed)
+        out.append(float(item))
+    return tuple(out)
+
+
+def check_integers(owner: Any, name: str, value: Any, lo: int = 1,
+                   hi: int | None = None, *, n: int | None = None,
+                   whole_floats: bool = False) -> tuple[int, ...]:
+    """A non-empty sequence of integers in ``[lo, hi]`` (exactly ``n`` when given).
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        A sequence (a tuple or a list).
+    lo, hi : int, optional
+        Inclusive bounds of each integer (``hi=None``: unbounded).
+    n : int, optional
+        Required length.
+    whole_floats : bool, default False
+        Also accept floats with an integer value.
+
+    Returns
+    -------
+    tuple of int
+        The integers.
+
+    Raises
+    ------
+    ValueError
+        If the value is not such a sequence.
+    """
+    count = "a non-empty tuple of" if n is None else f"{n}"
+    bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+    allowed = f"{count} integers {bounds}"
+    items = _items(owner, name, value, allowed)
+    if not items or (n is not None and len(items) != n):
+        raise config_error(owner, name, value, allowed)
+    out = []
+    for item in items:
+        if whole_floats and _whole_float(item):
+            item = int(item)
+        if isinstance(item, (bool, np.bool_)) or not isinstance(
+                item, (int, np.integer)) or item < lo or (hi is not None and item > hi):
+            raise config_error(owner, name, value, allowed)
+        out.append(int(item))
+    return tuple(out)
+
+
+def check_text(owner: Any, name: str, value: Any, *, empty: bool = False) -> str:
+    """A string (non-blank unless ``empty``).
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+    empty : bool, default False
+        Allow the empty string.
+
+    Returns
+    -------
+    str
+        The value.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a string, or is blank when that is not allowed.
+    """
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        raise config_error(owner, name, value,
+                           "a string" if empty else "a non-empty string")
+    return value
+
+
+def check_flag(owner: Any, name: str, value: Any) -> bool:
+    """``True`` or ``False`` (numpy booleans too; not 0 or 1).
+
+    Parameters
+    ----------
+    owner : object or str
+        The configuration (or its name), for the message.
+    name : str
+        The field.
+    value : any
+        The value to check.
+
+    Returns
+    -------
+    bool
+        The value.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a boolean.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise config_error(owner, name, value, "True or False")
+    return bool(value)
+
+
+# ----------------------------------------------------------------- other settings
 
 
 def check_finite(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf) -> float:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "faimi_tutorial"
-#: Functions allowed to draw bootstrap replicates: the shared helper, and the
-#: report's multinomial replicate weights (the same bootstrap drawn as counts, which
-#: its vectorised kernels need).
-BOOTSTRAP_OWNERS = {("metrics.py", "bootstrap_indices"), ("metrics.py", "subgroup_report")}
+#: Functions allowed to draw bootstrap replicates: the shared helper, and the subgroup
+#: report's multinomial replicate weights (``_report_intervals``: the same bootstrap
+#: drawn as counts, which its vectorised kernels need).
+BOOTSTRAP_OWNERS = {("metrics.py", "bootstrap_indices"), ("metrics.py", "_report_intervals")}
 DRAWS = {"integers", "choice", "multinomial", "randint"}
 
 

@@ -7,13 +7,14 @@ counterfactual twins) and :mod:`~faimi_tutorial.data.datasets` (writing and read
 cohorts as BIDS datasets; the ``faimi simulate`` command).
 """
 
-from . import anatomy, datasets, labels, simulate
+from . import anatomy, datasets, harmonise, labels, simulate
 from .datasets import read_dataset, write_cohort
 from .simulate import Cohort, SimulationConfig, generate
 
 __all__ = [
     "anatomy",
     "datasets",
+    "harmonise",
     "labels",
     "simulate",
     "Cohort",

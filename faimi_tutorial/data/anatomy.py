@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validation import check_integers, check_numbers, check_range, config_error
+
 __all__ = [
     "Grid",
     "Region",
@@ -109,16 +111,13 @@ class Grid:
     origin: tuple[float, float, float]
 
     def __post_init__(self) -> None:
-        shape = tuple(int(s) for s in self.shape)
-        if len(shape) not in (2, 3) or any(s < 8 for s in shape):
-            raise ValueError(f"shape={self.shape!r} must be 2 or 3 sizes, each >= 8")
-        if not (0.5 <= float(self.spacing) <= 20.0):
-            raise ValueError(f"spacing={self.spacing!r} must be in [0.5, 20] mm")
-        origin = tuple(float(o) for o in self.origin)
-        if len(origin) != 3:
-            raise ValueError(f"origin={self.origin!r} must be three MNI coordinates (mm)")
+        shape = check_integers(self, "shape", self.shape, 8, whole_floats=True)
+        if len(shape) not in (2, 3):
+            raise config_error(self, "shape", self.shape, "2 or 3 integers >= 8")
+        spacing = check_range(self, "spacing", self.spacing, 0.5, 20.0)
+        origin = check_numbers(self, "origin", self.origin, 3)
         object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "spacing", float(self.spacing))
+        object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "origin", origin)
 
     @property
@@ -287,16 +286,6 @@ def brain_mask(grid: Grid, threshold: float = 0.05) -> np.ndarray:
     return load_template(grid) > threshold
 
 
-def _finite_mm(value) -> float:
-    """A finite coordinate (mm); booleans and strings are not coordinates."""
-    if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"{value!r} is not a number")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{value!r} is not finite")
-    return v
-
-
 @dataclass(frozen=True)
 class Region:
     """A spherical region of interest at an MNI coordinate.
@@ -322,24 +311,13 @@ class Region:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("_", "").isalnum():
-            raise ValueError(
-                f"name={self.name!r} must be a non-empty identifier (letters, digits, _)"
-            )
-        try:  # finite numbers only: NaN would pass every comparison below
-            centre = tuple(_finite_mm(c) for c in self.centre_mm)
-            radius = _finite_mm(self.radius_mm)
-        except (TypeError, ValueError):
-            centre, radius = (math.nan,), math.nan
-        if len(centre) != 3 or not all(abs(c) <= 150 for c in centre):
-            raise ValueError(
-                f"centre_mm={self.centre_mm!r} must be three finite MNI coordinates within "
-                "+-150 mm"
-            )
-        if not (2.0 <= radius <= 60.0):
-            raise ValueError(f"radius_mm={self.radius_mm!r} must be a finite number in [2, 60] mm")
+        if not isinstance(self.name, str) or not self.name.replace("_", "").isalnum():
+            raise config_error(self, "name", self.name,
+                               "a non-empty identifier (letters, digits, _)")
+        centre = check_numbers(self, "centre_mm", self.centre_mm, 3, -150.0, 150.0)
+        radius = check_range(self, "radius_mm", self.radius_mm, 2.0, 60.0)
         object.__setattr__(self, "centre_mm", centre)
-        object.__setattr__(self, "radius_mm", float(self.radius_mm))
+        object.__setattr__(self, "radius_mm", radius)
 
     def to_dict(self) -> dict:
         """A JSON-ready description."""

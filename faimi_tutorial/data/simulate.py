@@ -57,6 +57,8 @@ from . import anatomy
 from .. import presets
 from ..runtime import choose_device
 from ..validation import check_memory as _check
+from ..validation import (ConfigError, check_choice, check_integer, check_integers,
+                          check_numbers, check_range, config_error)
 
 __all__ = [
     "ConfigError",
@@ -64,6 +66,7 @@ __all__ = [
     "ShapeBasis",
     "Cohort",
     "generate",
+    "cohort_from_preset",
     "regional_field",
     "integrate_velocity",
     "warp",
@@ -95,26 +98,6 @@ _CROP_MARGIN_MM = 24.0
 GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
                                  "integration_spacing_mm", "crop", "disease_effect_sd",
                                  "bias_effect_sd")
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value: names the field, the value and the allowed range.
-
-    Parameters
-    ----------
-    field : str
-        The configuration field.
-    value : object
-        The rejected value.
-    allowed : str
-        The allowed range, in words.
-    """
-
-    def __init__(self, field: str, value: Any, allowed: str) -> None:
-        self.field = field
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"{field}={value!r} is invalid; allowed: {allowed}")
 
 
 # --------------------------------------------------------------------------------------
@@ -273,168 +256,37 @@ class SimulationConfig:
     seed: int = 0
 
     # ---------------------------------------------------------------- validation
-    def __post_init__(self) -> None:  # noqa: C901 - one check per field, kept flat
+    def __post_init__(self) -> None:
         if not isinstance(self.preset, str):
             # the class attribute ``preset`` is the constructor below, not a default value
             self.preset = presets.active_preset()
-        try:
-            presets.check_preset(self.preset)
-        except ValueError:
-            raise ConfigError("preset", self.preset, ", ".join(presets.PRESET_NAMES)) from None
-        self.dims = self._int("dims", self.dims, 2, 3)
-        grid_defaults = _preset_values(self.preset)[f"grid_{self.dims}d"]
-        if self.shape is None:
-            self.shape = tuple(grid_defaults["shape"])
-        if self.spacing is None:
-            self.spacing = float(grid_defaults["spacing"])
-        if self.n_subjects is None:
-            self.n_subjects = int(grid_defaults["n_subjects"])
-        if self.integration_spacing_mm is None:
-            self.integration_spacing_mm = float(grid_defaults["integration_spacing_mm"])
-        if self.crop is None:
-            self.crop = grid_defaults.get("crop")
-        elif isinstance(self.crop, (tuple, list)) and len(self.crop) == 0:
-            self.crop = ()  # explicitly the whole brain
-        for key in ("disease_effect_sd", "bias_effect_sd"):
-            if getattr(self, key) is None:
-                setattr(self, key, float(grid_defaults.get("effect_sd", 2.0)))
-        try:
-            shape = tuple(self._int("shape", s, 8, 512) for s in self.shape)
-        except (TypeError, ValueError):
-            raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]") from None
-        if len(shape) != self.dims or any(s < 8 or s > 512 for s in shape):
-            raise ConfigError("shape", self.shape, f"{self.dims} integers in [8, 512]")
-        self.shape = shape
-        self.spacing = self._float("spacing", self.spacing, 0.5, 20.0)
-        self.n_subjects = self._int("n_subjects", self.n_subjects, 8, 1_000_000)
-        self.disease_fraction = self._float(
-            "disease_fraction", self.disease_fraction, 0.0, 1.0, open_=True
-        )
-        self.bias_prevalence = self._pair("bias_prevalence", self.bias_prevalence, 0.0, 1.0)
+        check_choice(self, "preset", self.preset, presets.PRESET_NAMES)
+        self.dims = check_integer(self, "dims", self.dims, 2, 3, whole_floats=True)
+        _fill_grid_defaults(self)
+        self.shape = check_integers(self, "shape", self.shape, 8, 512, n=self.dims,
+                                    whole_floats=True)
+        for name, (lo, hi, low_open, high_open, optional) in _NUMBER_RANGES.items():
+            setattr(self, name, check_range(self, name, getattr(self, name), lo, hi,
+                                            low_open=low_open, high_open=high_open,
+                                            optional=optional))
+        for name, (lo, hi) in _INTEGER_RANGES.items():
+            setattr(self, name, check_integer(self, name, getattr(self, name), lo, hi,
+                                              whole_floats=True))
+        for name, (n, lo, hi) in _TUPLE_RANGES.items():
+            setattr(self, name, check_numbers(self, name, getattr(self, name), n, lo,
+                                              hi))
+        if any(s <= 0 for s in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
+            raise config_error(self, "split", self.split,
+                               "three positive fractions summing to 1")
+        self.integration_spacing_mm = check_range(
+            self, "integration_spacing_mm", self.integration_spacing_mm, self.spacing,
+            40.0)
+        check_choice(self, "bias_kind", self.bias_kind, BIAS_KINDS)
+        check_choice(self, "intensity_scope", self.intensity_scope, INTENSITY_SCOPES)
         for name in ("disease_region", "bias_region"):
-            value = getattr(self, name)
-            try:
-                region = anatomy.get_region(value)
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(
-                    name, value, "a region name (" + ", ".join(sorted(anatomy.REGIONS)) + ") "
-                    "or 'x,y,z,radius' in mm"
-                ) from None
-            # keep names as names (readable in JSON); keep custom regions as Region objects
-            if anatomy.REGIONS.get(region.name) != region:
-                setattr(self, name, region)
-            else:
-                setattr(self, name, region.name)
-        self.disease_mean = self._pair("disease_mean", self.disease_mean, -20.0, 20.0)
-        self.disease_sd = self._pair("disease_sd", self.disease_sd, 0.0, 20.0)
-        self.disease_effect_sd = self._float("disease_effect_sd", self.disease_effect_sd,
-                                             0.0, 20.0)
-        if self.disease_scale_mm is not None:
-            self.disease_scale_mm = self._float("disease_scale_mm", self.disease_scale_mm,
-                                                0.0, 30.0)
-        self.bias_mean = self._float("bias_mean", self.bias_mean, -20.0, 20.0)
-        self.bias_sd = self._float("bias_sd", self.bias_sd, 0.0, 20.0)
-        self.bias_effect_sd = self._float("bias_effect_sd", self.bias_effect_sd, 0.0, 20.0)
-        if self.bias_scale_mm is not None:
-            self.bias_scale_mm = self._float("bias_scale_mm", self.bias_scale_mm, 0.0, 30.0)
-        if self.bias_kind not in BIAS_KINDS:
-            raise ConfigError("bias_kind", self.bias_kind, ", ".join(BIAS_KINDS))
-        self.intensity_factor = self._float("intensity_factor", self.intensity_factor, 0.0, 5.0,
-                                            open_low=True)
-        if self.intensity_scope not in INTENSITY_SCOPES:
-            raise ConfigError("intensity_scope", self.intensity_scope, ", ".join(INTENSITY_SCOPES))
-        self.n_basis = self._int("n_basis", self.n_basis, 0, 200)
-        self.basis_scale_mm = self._float("basis_scale_mm", self.basis_scale_mm, 0.0, 30.0)
-        self.basis_decay = self._float("basis_decay", self.basis_decay, 0.0, 4.0)
-        self.support = self._float("support", self.support, 1.2, 5.0)
-        self.noise_sd = self._float("noise_sd", self.noise_sd, 0.0, 0.5)
-        split = self._tuple("split", self.split, 3, 0.0, 1.0)
-        if any(s <= 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
-            raise ConfigError("split", self.split, "three positive fractions summing to 1")
-        self.split = split
-        self.integration_spacing_mm = self._float(
-            "integration_spacing_mm", self.integration_spacing_mm, self.spacing, 40.0
-        )
-        self.squaring_steps = self._int("squaring_steps", self.squaring_steps, 1, 12)
-        self.seed = self._int("seed", self.seed, 0, 2**63 - 1)
-        if self.dims == 2:
-            disease = anatomy.get_region(self.disease_region)
-            if self.slice_z is None:
-                self.slice_z = disease.centre_mm[2]
-            self.slice_z = self._float("slice_z", self.slice_z, -100.0, 120.0)
-            for name in ("disease_region", "bias_region"):
-                region = anatomy.get_region(getattr(self, name))
-                if abs(region.centre_mm[2] - self.slice_z) >= region.radius_mm:
-                    raise ConfigError(
-                        name, region.name,
-                        f"in 2D, a region that the slice z={self.slice_z:g} mm cuts "
-                        f"(|z - {region.centre_mm[2]:g}| < {region.radius_mm:g})",
-                    )
-        elif self.slice_z is not None:
-            raise ConfigError("slice_z", self.slice_z, "None for dims=3 (only 2D has a slice)")
-        if self.crop is not None and self.crop != ():
-            allowed = "None (the preset's), () (no crop) or 3 integers in [8, shape] (dims=3)"
-            try:
-                crop = tuple(int(c) for c in self.crop)
-            except (TypeError, ValueError):
-                raise ConfigError("crop", self.crop, allowed) from None
-            if (self.dims != 3 or len(crop) != 3
-                    or any(not 8 <= c <= s for c, s in zip(crop, self.shape))
-                    or any(float(c) != float(o) for c, o in zip(crop, self.crop))):
-                raise ConfigError("crop", self.crop, allowed)
-            self.crop = crop
-
-    @staticmethod
-    def _int(name: str, value: Any, lo: int, hi: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise ConfigError(name, value, f"an integer in [{lo}, {hi}]")
-        if not lo <= int(value) <= hi:
-            raise ConfigError(name, value, f"an integer in [{lo}, {hi}]")
-        return int(value)
-
-    @staticmethod
-    def _float(name: str, value: Any, lo: float, hi: float, open_: bool = False,
-               open_low: bool = False) -> float:
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]") from None
-        if isinstance(value, bool) or not math.isfinite(v):
-            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]")
-        if open_:
-            if not lo < v < hi:
-                raise ConfigError(name, value, f"a number in ({lo:g}, {hi:g}) (exclusive)")
-        elif open_low:
-            if not lo < v <= hi:
-                raise ConfigError(name, value, f"a number in ({lo:g}, {hi:g}]")
-        elif not lo <= v <= hi:
-            raise ConfigError(name, value, f"a number in [{lo:g}, {hi:g}]")
-        return v
-
-    @classmethod
-    def _tuple(cls, name: str, value: Any, n: int, lo: float, hi: float) -> tuple:
-        if isinstance(value, (str, bytes)):  # "01" is not the pair (0, 1)
-            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]")
-        try:
-            items = tuple(value)
-        except TypeError:
-            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]") from None
-        if len(items) != n:
-            raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]")
-        out = []
-        for item in items:
-            try:
-                out.append(cls._float(name, item, lo, hi))
-            except ConfigError:
-                raise ConfigError(name, value, f"{n} numbers in [{lo:g}, {hi:g}]") from None
-        return tuple(out)
-
-    @classmethod
-    def _pair(cls, name: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
-        return cls._tuple(name, value, 2, lo, hi)  # type: ignore[return-value]
+            setattr(self, name, _checked_region(self, name))
+        _check_slice(self)
+        self.crop = _checked_crop(self)
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -460,17 +312,8 @@ class SimulationConfig:
             For an unknown field or an invalid value (a :class:`ConfigError`).
         """
         name = presets.active_preset() if name is None else name
-        try:
-            presets.check_preset(name)
-        except ValueError:
-            raise ConfigError("preset", name, ", ".join(presets.PRESET_NAMES)) from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown SimulationConfig field(s): {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        check_choice(cls, "preset", name, presets.PRESET_NAMES)
+        known = _check_known_fields(overrides)
         values = {k: v for k, v in _preset_values(name).items() if k in known}
         values.update(overrides)
         values["preset"] = name
@@ -539,22 +382,8 @@ class SimulationConfig:
         if not isinstance(data, dict):
             raise ConfigError("config", type(data).__name__,
                               "a JSON object of SimulationConfig fields")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SimulationConfig field(s): {', '.join(map(str, unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
-        values = dict(data)
-        for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split", "crop"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
-        for key in ("disease_region", "bias_region"):
-            if isinstance(values.get(key), dict):
-                try:
-                    values[key] = anatomy.get_region(values[key])
-                except (ValueError, TypeError) as err:
-                    raise ConfigError(key, values[key], f"a region name or an object with "
-                                      f"name, centre_mm, radius_mm ({err})") from None
+        _check_known_fields(data)
+        values = _values_from_json(data)
         return cls(**values)
 
     def to_json(self) -> str:
@@ -570,45 +399,18 @@ class SimulationConfig:
     @property
     def crop_start(self) -> tuple[int, ...] | None:
         """First voxel (per axis) of the crop in :attr:`full_grid`, or ``None``."""
-        if not self.crop:
-            return None
-        full = self.full_grid
-        mid = (np.asarray(self.disease.centre_mm) + np.asarray(self.bias.centre_mm)) / 2.0
-        start = []
-        for d, (n, c) in enumerate(zip(full.shape, self.crop)):
-            centre_vox = (mid[d] - full.origin[d]) / full.spacing
-            start.append(int(min(max(round(centre_vox - (c - 1) / 2.0), 0), n - c)))
-        return tuple(start)
+        return _crop_start(self)
 
     @property
     def grid(self) -> anatomy.Grid:
         """The grid of the images (:class:`anatomy.Grid`): the crop when there is one."""
-        full = self.full_grid
-        start = self.crop_start
-        if start is None:
-            return full
-        origin = tuple(full.origin[d] + full.spacing * start[d] for d in range(3))
-        return anatomy.Grid(self.crop, full.spacing, origin)
+        return _image_grid(self)
 
     @property
     def _work_box(self) -> tuple[anatomy.Grid, tuple[slice, ...] | None]:
-        """The grid the generator works on and where the images lie in it.
-
-        Without a crop, the whole brain grid. With one, the crop plus a margin of
-        ``_CROP_MARGIN_MM`` on every side (within the brain grid, on its voxels), so
-        that displacements are integrated only where they can reach the crop.
-        """
-        full = self.full_grid
-        start = self.crop_start
-        if start is None:
-            return full, None
-        margin = int(math.ceil(_CROP_MARGIN_MM / full.spacing))
-        lo = [max(a - margin, 0) for a in start]
-        hi = [min(a + c + margin, n) for a, c, n in zip(start, self.crop, full.shape)]
-        origin = tuple(full.origin[d] + full.spacing * lo[d] for d in range(3))
-        work = anatomy.Grid(tuple(h - a for a, h in zip(lo, hi)), full.spacing, origin)
-        box = tuple(slice(a - w, a - w + c) for a, w, c in zip(start, lo, self.crop))
-        return work, box
+        """The grid the generator works on and where the images lie in it (see
+        :func:`_work_box`)."""
+        return _work_box(self)
 
     @property
     def disease(self) -> anatomy.Region:
@@ -652,6 +454,182 @@ def _preset_values(name: str) -> dict[str, Any]:
     if "grid_3d" not in values or "grid_2d" not in values:
         raise ValueError(f"presets.SIMULATION[{name!r}] lacks 'grid_2d'/'grid_3d' entries")
     return values
+
+
+def _check_known_fields(names: Any) -> set[str]:
+    """Raise for names that are not :class:`SimulationConfig` fields; return all."""
+    known = {f.name for f in dataclasses.fields(SimulationConfig)}
+    unknown = sorted(set(names) - known, key=str)
+    if unknown:
+        raise ValueError("unknown SimulationConfig field(s): "
+                         f"{', '.join(map(str, unknown))}; known: "
+                         f"{', '.join(sorted(known))}")
+    return known
+
+
+def _values_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """Field values of :meth:`SimulationConfig.to_dict` output: lists as tuples, region
+    objects as :class:`anatomy.Region`."""
+    values = dict(data)
+    for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split",
+                "crop"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    for key in ("disease_region", "bias_region"):
+        if isinstance(values.get(key), dict):
+            try:
+                values[key] = anatomy.get_region(values[key])
+            except (ValueError, TypeError) as err:
+                raise config_error(SimulationConfig, key, values[key],
+                                   "a region name or an object with name, centre_mm, "
+                                   f"radius_mm ({err})") from None
+    return values
+
+
+# ------------------------------------------------------------- crop geometry
+
+
+def _crop_start(cfg: SimulationConfig) -> tuple[int, ...] | None:
+    """First voxel (per axis) of the crop in ``cfg.full_grid``; ``None`` without one."""
+    if not cfg.crop:
+        return None
+    full = cfg.full_grid
+    mid = (np.asarray(cfg.disease.centre_mm) + np.asarray(cfg.bias.centre_mm)) / 2.0
+    start = []
+    for d, (n, c) in enumerate(zip(full.shape, cfg.crop)):
+        centre_vox = (mid[d] - full.origin[d]) / full.spacing
+        start.append(int(min(max(round(centre_vox - (c - 1) / 2.0), 0), n - c)))
+    return tuple(start)
+
+
+def _image_grid(cfg: SimulationConfig) -> anatomy.Grid:
+    """The grid of the images: the crop when there is one, else the whole brain."""
+    full = cfg.full_grid
+    start = _crop_start(cfg)
+    if start is None:
+        return full
+    origin = tuple(full.origin[d] + full.spacing * start[d] for d in range(3))
+    return anatomy.Grid(cfg.crop, full.spacing, origin)
+
+
+def _work_box(cfg: SimulationConfig) -> tuple[anatomy.Grid, tuple[slice, ...] | None]:
+    """The grid the generator works on and where the images lie in it.
+
+    Without a crop, the whole brain grid. With one, the crop plus a margin of
+    ``_CROP_MARGIN_MM`` on every side (within the brain grid, on its voxels), so
+    that displacements are integrated only where they can reach the crop.
+    """
+    full = cfg.full_grid
+    start = _crop_start(cfg)
+    if start is None:
+        return full, None
+    margin = int(math.ceil(_CROP_MARGIN_MM / full.spacing))
+    lo = [max(a - margin, 0) for a in start]
+    hi = [min(a + c + margin, n) for a, c, n in zip(start, cfg.crop, full.shape)]
+    origin = tuple(full.origin[d] + full.spacing * lo[d] for d in range(3))
+    work = anatomy.Grid(tuple(h - a for a, h in zip(lo, hi)), full.spacing, origin)
+    box = tuple(slice(a - w, a - w + c) for a, w, c in zip(start, lo, cfg.crop))
+    return work, box
+
+
+# ------------------------------------------------------------- validation of the fields
+
+#: Number fields of :class:`SimulationConfig`:
+#: (low, high, low open, high open, optional).
+_NUMBER_RANGES: dict[str, tuple[float, float, bool, bool, bool]] = {
+    "spacing": (0.5, 20.0, False, False, False),
+    "disease_fraction": (0.0, 1.0, True, True, False),
+    "disease_effect_sd": (0.0, 20.0, False, False, False),
+    "disease_scale_mm": (0.0, 30.0, False, False, True),
+    "bias_mean": (-20.0, 20.0, False, False, False),
+    "bias_sd": (0.0, 20.0, False, False, False),
+    "bias_effect_sd": (0.0, 20.0, False, False, False),
+    "bias_scale_mm": (0.0, 30.0, False, False, True),
+    "intensity_factor": (0.0, 5.0, True, False, False),
+    "basis_scale_mm": (0.0, 30.0, False, False, False),
+    "basis_decay": (0.0, 4.0, False, False, False),
+    "support": (1.2, 5.0, False, False, False),
+    "noise_sd": (0.0, 0.5, False, False, False),
+}
+
+#: Integer fields: (low, high), inclusive.
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "n_subjects": (8, 1_000_000),
+    "n_basis": (0, 200),
+    "squaring_steps": (1, 12),
+    "seed": (0, 2**63 - 1),
+}
+
+#: Fields holding a fixed number of numbers: (how many, low, high).
+_TUPLE_RANGES: dict[str, tuple[int, float, float]] = {
+    "bias_prevalence": (2, 0.0, 1.0),
+    "disease_mean": (2, -20.0, 20.0),
+    "disease_sd": (2, 0.0, 20.0),
+    "split": (3, 0.0, 1.0),
+}
+
+
+def _fill_grid_defaults(cfg: SimulationConfig) -> None:
+    """Fill the grid fields left as ``None`` from the preset's entry for ``dims``."""
+    grid = _preset_values(cfg.preset)[f"grid_{cfg.dims}d"]
+    for key, convert in (("shape", tuple), ("spacing", float), ("n_subjects", int),
+                         ("integration_spacing_mm", float)):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, convert(grid[key]))
+    if cfg.crop is None:
+        cfg.crop = grid.get("crop")
+    elif isinstance(cfg.crop, (tuple, list)) and len(cfg.crop) == 0:
+        cfg.crop = ()  # explicitly the whole brain
+    for key in ("disease_effect_sd", "bias_effect_sd"):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, float(grid.get("effect_sd", 2.0)))
+
+
+def _checked_region(cfg: SimulationConfig, name: str) -> str | anatomy.Region:
+    """A region field as a name (a known region) or an :class:`anatomy.Region`."""
+    value = getattr(cfg, name)
+    try:
+        region = anatomy.get_region(value)
+    except (ValueError, KeyError, TypeError):
+        raise config_error(cfg, name, value, "a region name (" + ", ".join(
+            sorted(anatomy.REGIONS)) + ") or 'x,y,z,radius' in mm") from None
+    # keep names as names (readable in JSON); keep custom regions as Region objects
+    return region.name if anatomy.REGIONS.get(region.name) == region else region
+
+
+def _check_slice(cfg: SimulationConfig) -> None:
+    """2D: ``slice_z`` defaults to the disease centre and must cut both regions."""
+    if cfg.dims == 3:
+        if cfg.slice_z is not None:
+            raise config_error(cfg, "slice_z", cfg.slice_z,
+                               "None for dims=3 (only 2D has a slice)")
+        return
+    if cfg.slice_z is None:
+        cfg.slice_z = anatomy.get_region(cfg.disease_region).centre_mm[2]
+    cfg.slice_z = check_range(cfg, "slice_z", cfg.slice_z, -100.0, 120.0)
+    for name in ("disease_region", "bias_region"):
+        region = anatomy.get_region(getattr(cfg, name))
+        if abs(region.centre_mm[2] - cfg.slice_z) >= region.radius_mm:
+            raise config_error(cfg, name, region.name,
+                               f"in 2D, a region that the slice z={cfg.slice_z:g} mm "
+                               f"cuts (|z - {region.centre_mm[2]:g}| < "
+                               f"{region.radius_mm:g})")
+
+
+def _checked_crop(cfg: SimulationConfig) -> tuple[int, ...] | None:
+    """``None``, ``()`` or three integers in ``[8, shape]`` (3D only)."""
+    if cfg.crop is None or cfg.crop == ():
+        return cfg.crop
+    allowed = "None (the preset's), () (no crop) or 3 integers in [8, shape] (dims=3)"
+    try:
+        crop = tuple(int(c) for c in cfg.crop)
+    except (TypeError, ValueError):
+        raise config_error(cfg, "crop", cfg.crop, allowed) from None
+    if (cfg.dims != 3 or len(crop) != 3
+            or any(not 8 <= c <= s for c, s in zip(crop, cfg.shape))
+            or any(float(c) != float(o) for c, o in zip(crop, cfg.crop))):
+        raise config_error(cfg, "crop", cfg.crop, allowed)
+    return crop
 
 
 # --------------------------------------------------------------------------------------
@@ -1936,3 +1914,38 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     meta.attrs["generation_seconds"] = time.perf_counter() - start
     meta.attrs["effect_calibration"] = calibration.to_dict()
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
+
+
+def cohort_from_preset(preset: str | None = None, *, progress: bool = False,
+                       twins: bool = True, device: Any = None,
+                       **overrides: Any) -> Cohort:
+    """Generate the cohort of a preset with some fields overridden, in one call.
+
+    The same as ``generate(SimulationConfig.preset(preset, **overrides))``: the
+    chapters' way to draw a cohort per seed or per setting.
+
+    Parameters
+    ----------
+    preset : str, optional
+        ``"tiny"``, ``"tutorial"`` or ``"paper"`` (default: the active preset).
+    progress : bool, default False
+        Show a progress bar.
+    twins : bool, default True
+        Also generate the counterfactual twins.
+    device : str or torch.device, optional
+        Where to compute (default: chosen automatically).
+    **overrides
+        Any field of :class:`SimulationConfig` (e.g. ``seed``, ``dims``).
+
+    Returns
+    -------
+    Cohort
+        Images, twins, metadata and the configuration.
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset or field, or an invalid value.
+    """
+    cfg = SimulationConfig.preset(preset, **overrides)
+    return generate(cfg, progress=progress, device=device, twins=twins)

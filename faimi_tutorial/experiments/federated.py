@@ -68,6 +68,9 @@ from ..models.networks import build_model, ModelConfig
 from ..runtime import choose_device
 from ..training.loop import as_data, predict, run_epochs
 from ..training.objectives import MITIGATIONS, FedProx, Objective, from_mitigation
+from ..validation import (check_choice, check_integer, check_numbers,
+                          check_positive_int, check_probability, check_range, check_text,
+                          config_error)
 from .runner import step
 
 __all__ = [
@@ -140,18 +143,11 @@ class Scanner:
     noise_sd: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            _fail("name", self.name, "a non-empty string")
-        checks = (
-            ("gamma", 0.25 <= self.gamma <= 4.0, "[0.25, 4]"),
-            ("contrast", 0.0 < self.contrast <= 4.0, "(0, 4]"),
-            ("brightness", -0.5 <= self.brightness <= 0.5, "[-0.5, 0.5]"),
-            ("noise_sd", 0.0 <= self.noise_sd <= 0.5, "[0, 0.5]"),
-        )
-        for name, ok, allowed in checks:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
-                _fail(name, value, allowed)
+        check_text(self, "name", self.name)
+        check_range(self, "gamma", self.gamma, 0.25, 4.0)
+        check_range(self, "contrast", self.contrast, 0.0, 4.0, low_open=True)
+        check_range(self, "brightness", self.brightness, -0.5, 0.5)
+        check_range(self, "noise_sd", self.noise_sd, 0.0, 0.5)
 
     @property
     def is_identity(self) -> bool:
@@ -246,27 +242,21 @@ class SiteSpec:
     test_prevalence: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            _fail("name", self.name, "a non-empty string")
-        for name, lo in (("n_train", 1), ("n_test", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-                _fail(name, value, f"an integer >= {lo}")
-            setattr(self, name, int(value))
-        for name in ("prevalence", "test_prevalence"):
-            value = getattr(self, name)
-            if value is None and name == "test_prevalence":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                _fail(name, value, "a share in [0, 1]")
+        check_text(self, "name", self.name)
+        self.n_train = check_integer(self, "n_train", self.n_train, 1)
+        self.n_test = check_integer(self, "n_test", self.n_test, 0)
+        check_probability(self, "prevalence", self.prevalence)
+        check_probability(self, "test_prevalence", self.test_prevalence, optional=True)
         bp = self.bias_prevalence
         if bp is not None:
-            pair = (bp, bp) if isinstance(bp, (int, float)) and not isinstance(bp, bool) else tuple(bp)
-            if len(pair) != 2 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in pair
-            ):
-                _fail("bias_prevalence", bp, "None, a share in [0, 1] or a pair of shares")
-            self.bias_prevalence = (float(pair[0]), float(pair[1]))
+            one = isinstance(bp, (int, float)) and not isinstance(bp, bool)
+            try:
+                pair = (bp, bp) if one else bp
+                self.bias_prevalence = check_numbers(self, "bias_prevalence", pair, 2,
+                                                     0.0, 1.0)
+            except ValueError:
+                raise config_error(self, "bias_prevalence", bp, "None, a share in "
+                                   "[0, 1] or a pair of shares") from None
         self.scanner = _scanner(self.scanner)
 
 
@@ -710,22 +700,15 @@ class FedConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, lo in (("rounds", 1), ("local_epochs", 1), ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-                _fail(name, value, f"an integer >= {lo}")
-            setattr(self, name, int(value))
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr <= 10:
-            _fail("lr", self.lr, "0 < lr <= 10")
-        for name in ("weight_decay", "proximal_mu", "unlearning_alpha"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                _fail(name, value, ">= 0")
-        eta = self.groupdro_eta
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 0:
-            _fail("groupdro_eta", eta, "> 0")
-        if self.mitigation not in MITIGATIONS:
-            _fail("mitigation", self.mitigation, ", ".join(MITIGATIONS))
+        for name in ("rounds", "local_epochs", "batch_size"):
+            setattr(self, name, check_positive_int(self, name, getattr(self, name)))
+        # numbers are checked, not converted: an int stays an int in cache keys
+        check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
+        check_range(self, "weight_decay", self.weight_decay, 0.0)
+        check_range(self, "proximal_mu", self.proximal_mu, 0.0)
+        check_range(self, "unlearning_alpha", self.unlearning_alpha, 0.0)
+        check_range(self, "groupdro_eta", self.groupdro_eta, 0.0, low_open=True)
+        check_choice(self, "mitigation", self.mitigation, MITIGATIONS)
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         self.model_config((1, 32, 32))  # validates the architecture fields
@@ -746,22 +729,7 @@ class FedConfig:
         FedConfig
         """
         name = presets.active_preset() if name is None else presets.check_preset(name)
-        train = presets.TRAINING[name]
-        settings: dict[str, Any] = {
-            "tiny": {"rounds": 2, "batch_size": 16, "lr": 3e-3, "channels": (4, 8, 16), "strides": (2, 2, 2)},
-            "tutorial": {"rounds": 8, "batch_size": 16, "lr": 2e-3, "channels": (8, 16, 32), "strides": (2, 2, 2)},
-            "paper": {
-                "rounds": 30,
-                "batch_size": train["batch_size"],
-                "lr": train["lr"],
-                "channels": train["channels"],
-                "strides": train["strides"],
-                "model": train["model"],
-                "num_res_units": train["num_res_units"],
-                "dropout": train["dropout"],
-            },
-        }[name]
-        settings["weight_decay"] = train["weight_decay"]
+        settings = dict(presets.FEDERATED[name])
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown FedConfig field(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
@@ -1227,13 +1195,15 @@ def train_fedavg(
 
 
 def train_travelling(
-    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None
+    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None,
+    keep_optimizer_state: bool = True,
 ) -> FedResult:
     """The travelling model: one model visits every site in turn, with its optimiser state.
 
     In every cycle the sites are visited in a new random order (seeded); at each
     site the model trains ``local_epochs`` epochs and then moves on with its
-    weights *and* its AdamW state.
+    weights *and* its AdamW state (only its weights with
+    ``keep_optimizer_state=False``: every visit starts a fresh optimiser).
 
     Parameters
     ----------
@@ -1245,12 +1215,17 @@ def train_travelling(
         Seed of the initialisation, the visiting orders and batch orders.
     device : optional
         Training device.
+    keep_optimizer_state : bool, default True
+        Carry the AdamW state from site to site (the travelling model); ``False``
+        carries the weights only (an ablation).
 
     Returns
     -------
     FedResult
         ``history`` also records the visiting order of each cycle (``order``).
     """
+    if not isinstance(keep_optimizer_state, (bool, np.bool_)):
+        _fail("keep_optimizer_state", keep_optimizer_state, "True or False")
     sites = _check_fed(federation)
     in_shape = _in_shape(federation)
     params = init_params(config, in_shape, seed)
@@ -1266,7 +1241,8 @@ def train_travelling(
         for s in order:
             upd = client_update(params, data[s], config, optimizer_state=opt_state,
                                 seed=client_seed(seed, r, index[s]), device=device)
-            params, opt_state = upd.params, upd.optimizer_state
+            params = upd.params
+            opt_state = upd.optimizer_state if keep_optimizer_state else None
             losses.append(upd.train_loss)
             weights.append(upd.n_samples)
             steps += upd.steps

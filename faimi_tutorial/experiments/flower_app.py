@@ -64,6 +64,8 @@ from ..data.datasets import read_dataset
 from ..data.simulate import generate, SimulationConfig
 from ..fairness.metrics import auroc
 from ..training.loop import predict
+from ..validation import (check_choice, check_integer, check_range,  # noqa: E402
+                          check_text)
 
 __all__ = [
     "FLOWER_VERSION",
@@ -80,6 +82,16 @@ __all__ = [
 
 #: The Flower version this app is written for (the ``fl`` extra pins it).
 FLOWER_VERSION = "1.27.0"
+
+
+#: Integer settings of :class:`FlowerSettings`: (low, high), inclusive (``None``:
+#: no bound).
+_INTEGER_FIELDS: dict[str, tuple[int, int | None]] = {
+    "dims": (2, 3), "n_subjects": (0, None), "data_seed": (0, None),
+    "num_sites": (1, 26), "n_train": (1, None), "n_test": (0, None),
+    "rounds": (1, None), "local_epochs": (1, None), "batch_size": (0, None),
+    "seed": (0, None),
+}
 
 
 @dataclass
@@ -145,33 +157,14 @@ class FlowerSettings:
     save_dir: str = ""
 
     def __post_init__(self) -> None:
-
-        presets.check_preset(self.preset)
-        ints = {
-            "dims": (2, 3), "n_subjects": (0, None), "data_seed": (0, None), "num_sites": (1, 26),
-            "n_train": (1, None), "n_test": (0, None), "rounds": (1, None), "local_epochs": (1, None),
-            "batch_size": (0, None), "seed": (0, None),
-        }
-        for name, (lo, hi) in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (
-                hi is not None and value > hi
-            ):
-                allowed = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
-                raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
-            setattr(self, name, int(value))
-        if self.strategy not in ("fedavg", "fedprox"):
-            raise ValueError(f"strategy={self.strategy!r} is invalid; allowed: fedavg, fedprox")
+        check_choice(self, "preset", self.preset, presets.PRESET_NAMES)
+        for name, (lo, hi) in _INTEGER_FIELDS.items():
+            setattr(self, name, check_integer(self, name, getattr(self, name), lo, hi))
+        check_choice(self, "strategy", self.strategy, ("fedavg", "fedprox"))
         for name in ("lr", "proximal_mu"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name}={value!r} is invalid; allowed: a number >= 0")
-            setattr(self, name, float(value))
-        if self.mitigation not in federated.MITIGATIONS:
-            raise ValueError(f"mitigation={self.mitigation!r} is invalid; allowed: "
-                             f"{', '.join(federated.MITIGATIONS)}")
-        if not isinstance(self.save_dir, str):
-            raise ValueError(f"save_dir={self.save_dir!r} is invalid; allowed: a string (empty: no saving)")
+            setattr(self, name, check_range(self, name, getattr(self, name), 0.0))
+        check_choice(self, "mitigation", self.mitigation, federated.MITIGATIONS)
+        check_text(self, "save_dir", self.save_dir, empty=True)
 
     # ------------------------------------------------------------------ conversions
     def to_run_config(self) -> dict[str, Any]:

@@ -82,6 +82,7 @@ from ..training.loop import (
 )
 from ..training.objectives import AttributeHead, AttributeTask, GradientScale
 from .sweeps import evaluate
+from ..validation import check_flag, check_integer, check_probability, check_range
 from .runner import step
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "collect_activations",
     "balanced_index",
     "probe",
+    "in_sample_scores",
     "probe_layers",
     "probe_model",
     "component_encoding",
@@ -309,22 +311,17 @@ class ProbeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
-
-        number = (int, float, np.integer, np.floating)
-        integer = (int, np.integer)
-        check("variance", isinstance(self.variance, number) and 0 < self.variance <= 1, "a number in (0, 1]")
-        check("n_folds", isinstance(self.n_folds, integer) and not isinstance(self.n_folds, bool)
-              and self.n_folds >= 2, "an integer >= 2")
-        check("C", isinstance(self.C, number) and self.C > 0, "a number > 0")
-        check("standardize", isinstance(self.standardize, (bool, np.bool_)), "True or False")
-        check("max_iter", isinstance(self.max_iter, integer) and self.max_iter >= 10, "an integer >= 10")
-        check("n_boot", isinstance(self.n_boot, integer) and self.n_boot >= 0, "an integer >= 0")
-        check("confidence", isinstance(self.confidence, number) and 0 < self.confidence < 1, "a number in (0, 1)")
-        check("threshold", isinstance(self.threshold, number) and 0 < self.threshold < 1, "a number in (0, 1)")
-        check("seed", isinstance(self.seed, integer) and self.seed >= 0, "an integer >= 0")
+        # numbers are checked, not converted (the settings enter cache keys as given)
+        check_probability(self, "variance", self.variance, low_open=True)
+        check_integer(self, "n_folds", self.n_folds, 2)
+        check_range(self, "C", self.C, 0.0, low_open=True)
+        check_flag(self, "standardize", self.standardize)
+        check_integer(self, "max_iter", self.max_iter, 10)
+        check_integer(self, "n_boot", self.n_boot, 0)
+        for name in ("confidence", "threshold"):
+            check_probability(self, name, getattr(self, name), low_open=True,
+                              high_open=True)
+        check_integer(self, "seed", self.seed, 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary of the settings."""
@@ -593,6 +590,44 @@ def probe(
                                                 config.confidence, config.seed)
     return ProbeResult(acc, lo_acc, hi_acc, auc, lo_auc, hi_auc, int(len(y)), float(np.mean(kept)),
                        scores, y, index)
+
+
+def in_sample_scores(features: Any, target: Any,
+                     config: ProbeConfig | None = None) -> np.ndarray:
+    """Scores of one probe fitted on all samples and scored on those same samples.
+
+    What a probe reports when it is scored on its own fitting data: the contrast
+    to the held-out scores of :func:`probe` (a wide probe "decodes" even random
+    labels in sample).
+
+    Parameters
+    ----------
+    features : array-like
+        ``(N, F)`` features (more axes are flattened).
+    target : array-like
+        ``(N,)`` binary target (two distinct values; the larger is positive).
+    config : ProbeConfig, optional
+        Settings (default :class:`ProbeConfig`; folds and bootstrap are not used).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` probabilities of the positive class.
+
+    Raises
+    ------
+    ValueError
+        For mismatched lengths or a target without two classes.
+    """
+    config = config or ProbeConfig()
+    x = np.asarray(features, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    y = _binary_target(target)
+    if len(y) != len(x):
+        raise ValueError(f"features hold {len(x)} samples but target holds {len(y)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter on collinear components
+        return _Probe(config).fit(x, y).predict_proba(x)[:, 1]
 
 
 def probe_layers(

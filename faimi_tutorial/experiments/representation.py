@@ -33,6 +33,7 @@ import pandas as pd
 from ..data.simulate import Cohort, SimulationConfig, generate
 from ..fairness.metrics import aggregate_seeds, auroc
 from ..training import loop as training
+from ..validation import check_integer, check_probability, check_text, config_error
 from .runner import step
 
 __all__ = [
@@ -273,27 +274,19 @@ class CompositionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        try:
-            share = float(self.share)
-        except (TypeError, ValueError):
-            raise _field_error("share", self.share, "a number in [0, 1]") from None
-        if not 0.0 <= share <= 1.0 or np.isnan(share):
-            raise _field_error("share", self.share, "a number in [0, 1]")
-        self.share = share
+        self.share = check_probability(self, "share", self.share)
         for name in ("n_train", "n_val"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
-                raise _field_error(name, value, "an integer >= 2")
-            setattr(self, name, int(value))
-        groups = tuple(self.groups)
+            setattr(self, name, check_integer(self, name, getattr(self, name), 2))
+        try:
+            groups = () if isinstance(self.groups, str) else tuple(self.groups)
+        except TypeError:
+            groups = ()
         if len(groups) != 2 or len(set(groups)) != 2:
-            raise _field_error("groups", self.groups, "two distinct subgroup names")
+            raise config_error(self, "groups", self.groups,
+                               "two distinct subgroup names")
         self.groups = groups
-        if not isinstance(self.column, str) or not self.column:
-            raise _field_error("column", self.column, "a non-empty column name")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise _field_error("seed", self.seed, "an integer >= 0")
-        self.seed = int(self.seed)
+        check_text(self, "column", self.column)
+        self.seed = check_integer(self, "seed", self.seed, 0)
 
     def counts(self, n: int | None = None) -> tuple[int, int]:
         """Numbers of A and B subjects in a set of size ``n`` (default ``n_train``).

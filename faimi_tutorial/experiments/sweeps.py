@@ -41,6 +41,7 @@ from ..fairness.metrics import (
     interval_verdict,
 )
 from ..fairness.postprocess import fit_threshold_optimizer
+from ..validation import check_choice, check_integer, check_probability, config_error
 from .runner import (  # noqa: F401 (the cache is the runner's; public here too)
     CACHE_FORMAT,
     ResultCache,
@@ -53,14 +54,9 @@ from .runner import (  # noqa: F401 (the cache is the runner's; public here too)
 )
 
 
-#: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``
-#: (which runs the same experiments with more subjects and seeds, and also with the
-#: morphological bias). The bias is a local contrast change in the bias region
-#: (SimBA's intensity bias) on 2D slices, so that one training takes seconds.
-SHORTCUT_SETTINGS: dict[str, dict[str, Any]] = {
-    "simulation": {"dims": 2, "n_subjects": 1000, "bias_kind": "intensity", "intensity_factor": 1.2},
-    "training": {"epochs": 6, "groupdro_eta": 0.1, "unlearning_alpha": 1.0},
-}
+#: Settings of the shortcut-learning chapter and of ``scripts/shortcut_findings.py``:
+#: :data:`faimi_tutorial.presets.SHORTCUT` (defined with the other presets).
+SHORTCUT_SETTINGS: dict[str, dict[str, Any]] = presets.SHORTCUT
 
 
 # --------------------------------------------------------------------- experiments
@@ -96,13 +92,16 @@ class Experiment:
     threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        presets.check_preset(self.preset)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
-        if self.data_seed is not None and (not isinstance(self.data_seed, (int, np.integer)) or self.data_seed < 0):
-            raise ValueError(f"data_seed={self.data_seed!r} must be None or a non-negative integer")
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"threshold={self.threshold!r} must be in (0, 1)")
+        check_choice(self, "preset", self.preset, presets.PRESET_NAMES)
+        # checked, not converted: the fields enter the cache key as given
+        check_integer(self, "seed", self.seed, 0)
+        check_integer(self, "data_seed", self.data_seed, 0, optional=True)
+        check_probability(self, "threshold", self.threshold, low_open=True,
+                          high_open=True)
+        for name in ("simulation", "training"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise config_error(self, name, getattr(self, name),
+                                   "a dict of field overrides")
         self.simulation = dict(self.simulation)
         self.training = dict(self.training)
         self.train_config()  # validates the training overrides

@@ -703,17 +703,9 @@ def subgroup_report(
     >>> sorted(rep.groups)
     [0, 1]
     """
-    from fairlearn.metrics import MetricFrame
-
     y, s, g = check_inputs(y_true, scores, groups)
-    threshold = _check_threshold(threshold)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
-        raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")
-    n_bins = _check_n_bins(n_bins)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
-    if isinstance(confidence, (bool, np.bool_, str)) or not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
+    threshold, n_bins = _check_report_options(threshold, n_boot, n_bins, seed,
+                                              confidence)
     labels = _check_group_labels(g)
     if len(labels) < 2:
         raise ValueError(
@@ -724,6 +716,52 @@ def subgroup_report(
         labels = sorted(labels)
     except TypeError:
         pass
+    table = _report_table(y, s, g, labels, threshold, n_bins)
+    undefined = _warn_undefined(table, labels)
+    ci_low, ci_high, contrast_low, contrast_high = _report_intervals(
+        y, s, g, labels, table, threshold, n_bins, n_boot, confidence, seed)
+    gaps = _report_gaps(table, len(labels), contrast_low, contrast_high)
+    fairness = pd.Series(
+        {
+            "equalized_odds_difference": float(
+                np.max([gaps.loc["TPR", "difference"], gaps.loc["FPR", "difference"]])
+            ),
+            "demographic_parity_difference": float(
+                gaps.loc["selection_rate", "difference"]),
+        }
+    )
+    return SubgroupReport(
+        table=table,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        gaps=gaps,
+        fairness=fairness,
+        threshold=threshold,
+        n_boot=int(n_boot),
+        confidence=float(confidence),
+        undefined=undefined,
+    )
+
+
+def _check_report_options(threshold: Any, n_boot: Any, n_bins: Any, seed: Any,
+                          confidence: Any) -> tuple[float, int]:
+    """Check the options of :func:`subgroup_report`; return threshold and bin count."""
+    threshold = _check_threshold(threshold)
+    for name, value in (("n_boot", n_boot), ("seed", seed)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name}={value!r} must be a non-negative integer")
+    n_bins = _check_n_bins(n_bins)
+    if isinstance(confidence, (bool, np.bool_, str)) or not (
+            0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
+    return threshold, n_bins
+
+
+def _report_table(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
+                  threshold: float, n_bins: int) -> pd.DataFrame:
+    """Every metric per group (rows in ``labels`` order) and overall (last row)."""
+    from fairlearn.metrics import MetricFrame
 
     frame = MetricFrame(
         metrics=_sk_metrics(threshold, n_bins),
@@ -737,13 +775,15 @@ def subgroup_report(
         x.item() if isinstance(x, np.generic) else x for x in by_group.index)}
     by_group = by_group.iloc[[position[(_label_kind(x), x)] for x in labels]]
     overall = frame.overall.astype(float)
-    table = pd.DataFrame(
+    return pd.DataFrame(
         np.vstack([by_group.to_numpy(), overall.to_numpy()[None]]),
         index=pd.Index(labels + [OVERALL], dtype=object, name="group"),
         columns=by_group.columns,
     )[list(METRICS)]
-    k = len(labels)
 
+
+def _warn_undefined(table: pd.DataFrame, labels: list) -> list[tuple[Any, str]]:
+    """Warn once per (group, metric) that is undefined; return those pairs."""
     undefined = []
     for i, grp in enumerate(labels):
         for m, why in _DEFINED_WHEN.items():
@@ -752,51 +792,68 @@ def subgroup_report(
                 warnings.warn(
                     f"{m} is undefined for group {grp!r}: {why}; reported as undefined",
                     UndefinedMetricWarning,
-                    stacklevel=2,
+                    stacklevel=3,  # the caller of subgroup_report
                 )
+    return undefined
 
+
+def _report_intervals(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
+                      table: pd.DataFrame, threshold: float, n_bins: int, n_boot: int,
+                      confidence: float, seed: int) -> tuple:
+    """Percentile intervals of every cell of ``table`` and of the two-group contrasts.
+
+    Resampling is stratified by group (each replicate keeps every group's size); the
+    overall row reuses the groups' draws.
+    """
+    k = len(labels)
     ci_low = pd.DataFrame(np.nan, index=table.index, columns=table.columns)
     ci_high = ci_low.copy()
     model_metrics = [m for m in METRICS if m not in DESCRIPTIVE]
     contrast_low = pd.Series(np.nan, index=model_metrics)
     contrast_high = contrast_low.copy()
+    if not n_boot:
+        return ci_low, ci_high, contrast_low, contrast_high
     alpha = (1.0 - confidence) / 2.0
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        boot = {}
-        counts = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            for gi in range(k + 1):
-                grp = OVERALL if gi == k else labels[gi]
-                if gi == k:
-                    # resampled group by group too, so that group sizes stay fixed
-                    mask = np.ones(len(y), dtype=bool)
-                    w = np.zeros((n_boot, len(y)))
-                    for j in range(k):
-                        w[:, g == labels[j]] = counts[j]
-                else:
-                    mask = g == grp
-                    size = int(mask.sum())
-                    w = counts[gi] = rng.multinomial(size, np.full(size, 1.0 / size), size=n_boot)
-                boot[gi] = _metric_rows(y[mask], s[mask], w, threshold, n_bins)
-                for m in METRICS:
-                    vals = boot[gi][m]
-                    if np.isfinite(vals).sum() >= max(10, n_boot // 2):
-                        col = table.columns.get_loc(m)
-                        ci_low.iat[gi, col] = np.nanquantile(vals, alpha)
-                        ci_high.iat[gi, col] = np.nanquantile(vals, 1 - alpha)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+    rng = np.random.default_rng(seed)
+    boot = {}
+    counts = {}
+    enough = max(10, n_boot // 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for gi in range(k + 1):
+            if gi == k:
+                # resampled group by group too, so that group sizes stay fixed
+                mask = np.ones(len(y), dtype=bool)
+                w = np.zeros((n_boot, len(y)))
+                for j in range(k):
+                    w[:, g == labels[j]] = counts[j]
+            else:
+                mask = g == labels[gi]
+                size = int(mask.sum())
+                w = counts[gi] = rng.multinomial(size, np.full(size, 1.0 / size),
+                                                 size=n_boot)
+            boot[gi] = _metric_rows(y[mask], s[mask], w, threshold, n_bins)
+            for m in METRICS:
+                vals = boot[gi][m]
+                if np.isfinite(vals).sum() >= enough:
+                    col = table.columns.get_loc(m)
+                    ci_low.iat[gi, col] = np.nanquantile(vals, alpha)
+                    ci_high.iat[gi, col] = np.nanquantile(vals, 1 - alpha)
+        if k == 2:
             for m in model_metrics:
                 stacked = np.stack([boot[j][m] for j in range(k)])
                 ok = np.isfinite(stacked).all(axis=0)
-                if ok.sum() >= max(10, n_boot // 2):
-                    if len(labels) == 2:
-                        signed = (stacked[1] - stacked[0])[ok]
-                        contrast_low[m] = np.quantile(signed, alpha)
-                        contrast_high[m] = np.quantile(signed, 1 - alpha)
+                if ok.sum() >= enough:
+                    signed = (stacked[1] - stacked[0])[ok]
+                    contrast_low[m] = np.quantile(signed, alpha)
+                    contrast_high[m] = np.quantile(signed, 1 - alpha)
+    return ci_low, ci_high, contrast_low, contrast_high
 
+
+def _report_gaps(table: pd.DataFrame, k: int, contrast_low: pd.Series,
+                 contrast_high: pd.Series) -> pd.DataFrame:
+    """Differences, two-group contrast, ratio and worst group of every model metric."""
+    model_metrics = [m for m in METRICS if m not in DESCRIPTIVE]
     groups_only = table.iloc[:k][model_metrics]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -817,7 +874,7 @@ def subgroup_report(
             "difference": gmax - gmin,
             "contrast": (
                 groups_only.iloc[1] - groups_only.iloc[0]
-                if len(labels) == 2
+                if k == 2
                 else pd.Series(np.nan, index=model_metrics)
             ),
             "contrast_low": contrast_low,
@@ -829,25 +886,7 @@ def subgroup_report(
         index=model_metrics,
     )
     gaps.index.name = "metric"
-    fairness = pd.Series(
-        {
-            "equalized_odds_difference": float(
-                np.max([gaps.loc["TPR", "difference"], gaps.loc["FPR", "difference"]])
-            ),
-            "demographic_parity_difference": float(gaps.loc["selection_rate", "difference"]),
-        }
-    )
-    return SubgroupReport(
-        table=table,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        gaps=gaps,
-        fairness=fairness,
-        threshold=threshold,
-        n_boot=int(n_boot),
-        confidence=float(confidence),
-        undefined=undefined,
-    )
+    return gaps
 
 
 def signed_gaps(

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from .. import presets
+from ..validation import (check_choice, check_integer, check_integers, check_range,
+                          config_error)
 
 #: Architectures known to :func:`build_model`.
 MODEL_NAMES: tuple[str, ...] = ("classifier", "simba_cnn")
@@ -66,37 +68,26 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model={self.model!r} is not known; allowed: {', '.join(MODEL_NAMES)}")
-        self.in_shape = tuple(int(v) for v in self.in_shape)
-        self.channels = tuple(int(v) for v in self.channels)
-        self.strides = tuple(int(v) for v in self.strides)
-        if len(self.in_shape) not in (3, 4) or any(v < 1 for v in self.in_shape):
-            raise ValueError(
-                f"in_shape={self.in_shape!r} must be (channels, H, W) or (channels, D, H, W) "
-                "with positive sizes"
-            )
-        if not self.channels or any(c < 1 for c in self.channels):
-            raise ValueError(f"channels={self.channels!r} must be a non-empty tuple of integers >= 1")
-        if self.model == "classifier":
-            if len(self.strides) != len(self.channels) or any(s < 1 for s in self.strides):
-                raise ValueError(
-                    f"strides={self.strides!r} must hold one integer >= 1 per channel entry "
-                    f"({len(self.channels)})"
-                )
-        if self.model == "simba_cnn":
-            smallest = min(self.in_shape[1:])
-            if smallest < 2 ** len(self.channels):
-                raise ValueError(
-                    f"in_shape={self.in_shape!r} is too small for {len(self.channels)} pooling "
-                    f"blocks; each spatial size must be >= {2 ** len(self.channels)}"
-                )
-        if not 0 <= int(self.num_res_units) <= 4:
-            raise ValueError(f"num_res_units={self.num_res_units!r} must be in [0, 4]")
-        self.num_res_units = int(self.num_res_units)
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
-        self.dropout = float(self.dropout)
+        check_choice(self, "model", self.model, MODEL_NAMES)
+        for name in ("in_shape", "channels"):
+            setattr(self, name, check_integers(self, name, getattr(self, name), 1,
+                                               whole_floats=True))
+        if len(self.in_shape) not in (3, 4):
+            raise config_error(self, "in_shape", self.in_shape, "(channels, H, W) or "
+                               "(channels, D, H, W), positive sizes")
+        # strides are used by "classifier" only: one per block there
+        blocks = len(self.channels) if self.model == "classifier" else None
+        self.strides = check_integers(self, "strides", self.strides, 1, n=blocks,
+                                      whole_floats=True)
+        smallest = min(self.in_shape[1:])
+        if self.model == "simba_cnn" and smallest < 2 ** len(self.channels):
+            raise config_error(self, "in_shape", self.in_shape,
+                               f"spatial sizes >= {2 ** len(self.channels)} for "
+                               f"{len(self.channels)} pooling blocks")
+        self.num_res_units = check_integer(self, "num_res_units", self.num_res_units,
+                                           0, 4)
+        self.dropout = check_range(self, "dropout", self.dropout, 0.0, 1.0,
+                                   high_open=True)
 
     @property
     def spatial_dims(self) -> int:

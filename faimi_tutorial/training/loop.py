@@ -67,7 +67,8 @@ from ..models.networks import (
     ARCHITECTURE_KEYS, ModelConfig, build_model, forward_with_features,
 )
 from ..runtime import choose_device, seed_everything
-from ..validation import check_output_file, check_seed
+from ..validation import (check_choice, check_output_file, check_positive_int,
+                          check_probability, check_range, check_seed)
 from . import objectives
 from .objectives import (  # noqa: F401  (the mitigations' building blocks, re-exported)
     MITIGATIONS, BiasUnlearner, GroupDROLoss, Objective, balanced_sampling_weights,
@@ -319,29 +320,20 @@ class TrainConfig:
     val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
-
-        check("epochs", isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1, "integer >= 1")
-        check("batch_size", isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1, "integer >= 1")
-        check("lr", isinstance(self.lr, (int, float)) and 0 < self.lr <= 10, "0 < lr <= 10")
-        check("weight_decay", isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, ">= 0")
-        check(
-            "patience",
-            self.patience is None or isinstance(self.patience, (int, np.integer)) and self.patience >= 1,
-            "None or integer >= 1",
-        )
-        check("mitigation", self.mitigation in MITIGATIONS, ", ".join(MITIGATIONS))
-        check("selection", self.selection in SELECTIONS, ", ".join(SELECTIONS))
-        check("selection_metric", self.selection_metric in SELECTION_METRICS, ", ".join(SELECTION_METRICS))
-        check("groupdro_eta", isinstance(self.groupdro_eta, (int, float)) and self.groupdro_eta > 0, "> 0")
-        check(
-            "unlearning_alpha",
-            isinstance(self.unlearning_alpha, (int, float)) and self.unlearning_alpha >= 0,
-            ">= 0",
-        )
-        check("val_fraction", isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1, "(0, 1)")
+        for name in ("epochs", "batch_size"):
+            setattr(self, name, check_positive_int(self, name, getattr(self, name)))
+        self.patience = check_positive_int(self, "patience", self.patience,
+                                           optional=True)
+        # numbers are checked, not converted: an int stays an int in cache keys
+        check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
+        check_range(self, "weight_decay", self.weight_decay, 0.0)
+        check_range(self, "groupdro_eta", self.groupdro_eta, 0.0, low_open=True)
+        check_range(self, "unlearning_alpha", self.unlearning_alpha, 0.0)
+        check_probability(self, "val_fraction", self.val_fraction, low_open=True,
+                          high_open=True)
+        check_choice(self, "mitigation", self.mitigation, MITIGATIONS)
+        check_choice(self, "selection", self.selection, SELECTIONS)
+        check_choice(self, "selection_metric", self.selection_metric, SELECTION_METRICS)
         self.channels = tuple(int(v) for v in self.channels)
         self.strides = tuple(int(v) for v in self.strides)
         # validate the architecture fields on a shape large enough for any depth

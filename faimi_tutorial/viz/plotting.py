@@ -1136,3 +1136,116 @@ def plot_composition(table, attribute="subgroup", ax=None):
     a.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
+
+
+def plot_intervals(summary, value, by="strategy", order=None, colours=None, ax=None,
+                   title=None):
+    """One point with its interval per row of a seed summary, as categories.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`faimi_tutorial.metrics.aggregate_seeds`: a column ``by`` and
+        columns ``<value>_mean``, ``<value>_low`` and ``<value>_high``.
+    value : str
+        The measure to draw.
+    by : str, default "strategy"
+        Column naming each row (drawn as the categories).
+    order : sequence, optional
+        Categories in drawing order (names missing from ``summary`` are skipped;
+        default: table order).
+    colours : mapping, optional
+        Colour per category (default: the book's group colours in turn).
+    ax : matplotlib axes, optional
+        Where to draw; a new figure if omitted.
+    title : str, optional
+        Panel title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``by`` or a ``<value>_mean/_low/_high`` column is missing.
+    """
+    missing = [c for c in (by, f"{value}_mean", f"{value}_low", f"{value}_high")
+               if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks column(s) {', '.join(missing)}; allowed: a "
+                         f"table with {by!r} and {value}_mean/_low/_high")
+    table = summary.set_index(by)
+    names = [s for s in (table.index if order is None else order) if s in table.index]
+    fig, (a,) = _new_axes(1, ax, width=4.5, height=3.4)
+    for i, name in enumerate(names):
+        row = table.loc[name]
+        mean, low, high = (row[f"{value}_{part}"] for part in ("mean", "low", "high"))
+        colour = (colours[name] if colours is not None
+                  else GROUP_COLOURS[i % len(GROUP_COLOURS)])
+        a.errorbar(i, mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
+                   color=colour)
+    a.set_xticks(range(len(names)), names, rotation=20)
+    if title:
+        a.set_title(title, fontsize=10)
+    return fig
+
+
+def show_bias_effect(cohort, title="", axes=None, subject=None):
+    """A bias-group subject, its counterfactual twin and their difference (2D cohorts).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A 2D cohort with twins (:func:`faimi_tutorial.simulate.generate`).
+    title : str, optional
+        Prefix of the first panel's title (e.g. the kind of bias).
+    axes : sequence of three matplotlib axes, optional
+        Where to draw; a new row of three panels if omitted.
+    subject : int, optional
+        Row of the subject (default: the first subject of the bias group).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        Without twins, for a 3D cohort, without a bias-group subject, or for a
+        subject that is out of range or not in the bias group.
+    """
+    import numpy as np
+
+    if getattr(cohort, "twins", None) is None:
+        raise ValueError("cohort has no twins; allowed: a cohort generated with "
+                         "twins=True")
+    if cohort.images.ndim != 4:
+        raise ValueError(f"cohort images have shape {tuple(cohort.images.shape)}; "
+                         "allowed: a 2D cohort (N, 1, H, W)")
+    members = np.flatnonzero(np.asarray(cohort.bias_group) == 1)
+    if subject is None:
+        if len(members) == 0:
+            raise ValueError("cohort has no subject in the bias group; allowed: a "
+                             "cohort with bias_group == 1 for some subject")
+        subject = int(members[0])
+    elif isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) \
+            or int(subject) not in set(members.tolist()):
+        raise ValueError(f"subject={subject!r} is invalid; allowed: a row of a "
+                         "bias-group subject")
+    i = int(subject)
+    image = cohort.images[i, 0].numpy()
+    twin = cohort.twins[i, 0].numpy()
+    diff = image - twin
+    lim = max(float(np.abs(diff).max()), 1e-6)
+    head = "subject in the bias group"
+    head = f"{title}: {head}" if title else head
+    panels = [(image, "gray", 0, 1, head),
+              (twin, "gray", 0, 1, "its twin without the bias"),
+              (diff, "coolwarm", -lim, lim, f"difference (max {lim:.2f})")]
+    fig, axes = _new_axes(3, axes, width=2.9, height=2.8)
+    for a, (img, cmap, lo, hi, name) in zip(axes, panels):
+        a.imshow(img.T, cmap=cmap, origin="lower", vmin=lo, vmax=hi)
+        a.set_title(name, fontsize=9)
+        a.axis("off")
+    return fig
