@@ -6,8 +6,9 @@ and scanners from :mod:`faimi_tutorial.experiments.federated`, intensity
 harmonisation from :mod:`faimi_tutorial.data.harmonise`, one training loop
 (:func:`faimi_tutorial.training.loop.fit` and its mitigations), one metrics core
 (:func:`faimi_tutorial.fairness.metrics.subgroup_report`,
-:func:`~faimi_tutorial.fairness.metrics.counterfactual_flip_rate`) and one cache
-(:func:`faimi_tutorial.experiments.sweeps.cached`).
+:func:`~faimi_tutorial.fairness.metrics.counterfactual_flip_rate`) and one cached
+runner (:mod:`faimi_tutorial.experiments.runner`: a seed's record is kept under a key
+that holds the settings, the seed and the package's source digest).
 
 One seed of the study (:func:`run_seed`) simulates a cohort and draws three sites
 from it (:func:`study_sites`): ``site-A`` (reference scanner) and ``site-B``
@@ -46,7 +47,6 @@ import pandas as pd
 
 from .. import presets
 from ..validation import check_finite, check_int, check_seed
-from .._version import __version__
 from ..data import harmonise as hm
 from ..data import simulate
 from ..fairness.metrics import (
@@ -57,7 +57,8 @@ from ..fairness.metrics import (
 )
 from ..training.loop import ArrayData, FitResult, TrainConfig, fit, predict
 from . import federated as fl
-from .sweeps import ResultCache, cached, shifted_prevalence
+from .runner import ResultCache, plain, stored, step
+from .sweeps import shifted_prevalence
 
 __all__ = [
     "SITE_SCANNERS",
@@ -78,6 +79,7 @@ __all__ = [
     "per_seed",
     "contrasts",
     "group_differences",
+    "seed_record",
     "run_seed",
     "collect",
 ]
@@ -637,7 +639,30 @@ def test_sets(federation: fl.Federation, settings: GeneralisationSettings,
     return sets
 
 
-def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
+@step
+def seed_record(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
+    """Every experiment of the study for one seed, as plain lists and numbers.
+
+    Parameters
+    ----------
+    settings : GeneralisationSettings
+        The study's settings.
+    seed : int
+        Seed of the cohort, the sites and the models (>= 0).
+
+    Returns
+    -------
+    dict
+        ``rows``, ``flips``, ``swaps`` (lists of row dictionaries), ``scores``
+        (per-subject scores of :data:`CALIBRATION_TESTS`) and ``seconds`` (compute
+        time); :func:`run_seed` turns them into tables.
+
+    Raises
+    ------
+    ValueError
+        For a negative seed.
+    """
+    seed = check_seed(seed)
     start = time.perf_counter()
     config = settings.train_config()
     federation = make_study(settings, seed)
@@ -721,8 +746,8 @@ def _compute_seed(settings: GeneralisationSettings, seed: int) -> dict[str, Any]
             groups=np.where(own.label == 1, "disease", "control"))
         for cell, row in table.iterrows():
             swaps.append({"model": name, "cell": str(cell), **row.to_dict()})
-    return {"rows": rows, "flips": flips, "swaps": swaps, "scores": scores_out,
-            "seconds": time.perf_counter() - start}
+    return plain({"rows": rows, "flips": flips, "swaps": swaps, "scores": scores_out,
+                  "seconds": time.perf_counter() - start})
 
 
 def run_seed(settings: GeneralisationSettings, seed: int, *,
@@ -736,8 +761,8 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
     seed : int
         Seed of the cohort, the sites and the models (>= 0).
     cache : ResultCache, optional
-        Default: :class:`faimi_tutorial.experiments.sweeps.ResultCache` in its
-        default folder.
+        Default: :class:`faimi_tutorial.experiments.runner.ResultCache` in its
+        default folder (:func:`seed_record` is the cached step).
     refresh : bool, default False
         Recompute even when cached.
 
@@ -752,18 +777,16 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
         scores of :data:`CALIBRATION_TESTS`, for reliability curves), ``seconds``
         and ``cached``.
     """
-    seed = check_seed(seed)
-    key = {"study": "generalisation-2", "version": __version__,
-           "settings": settings.to_dict(), "seed": int(seed)}
-    record = cached(key, lambda: _compute_seed(settings, int(seed)),
-                    cache if cache is not None else ResultCache(), refresh=refresh)
+    seed = int(check_seed(seed))
+    hit = not refresh and stored(seed_record, settings, seed, cache=cache)
+    record = seed_record(settings, seed, cache=cache, refresh=refresh)
     metrics = pd.DataFrame(record["rows"]).assign(seed=int(seed))
     flips = pd.DataFrame(record["flips"]).assign(seed=int(seed))
     swaps = pd.DataFrame(record["swaps"]).assign(seed=int(seed))
     scores = {name: pd.DataFrame(v).assign(seed=int(seed))
               for name, v in record["scores"].items()}
     return {"metrics": metrics, "flips": flips, "swaps": swaps, "scores": scores,
-            "seconds": float(record["seconds"]), "cached": bool(record["cached"])}
+            "seconds": float(record["seconds"]), "cached": bool(hit)}
 
 
 def collect(settings: GeneralisationSettings, seeds: Sequence[int], *,

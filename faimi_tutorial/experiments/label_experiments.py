@@ -5,24 +5,23 @@ noise, with a demographic group that is visible in the images (a local contrast
 change in half of each class) but says nothing about disease. :func:`fit_scores`
 trains the package's one training loop on any labelling of its training and
 validation splits and returns the model's scores on validation, test and the
-test subjects' counterfactual twins, cached on disk by a hash of everything that
-determines them (images, labels, settings, seed).
+test subjects' counterfactual twins, through the package's cached runner
+(:mod:`faimi_tutorial.experiments.runner`: the key holds the images, labels,
+settings, seed and the package's source digest).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .._version import __version__
 from ..data.simulate import Cohort, SimulationConfig, generate
 from ..training import TrainConfig, fit, predict
 from ..validation import check_int
 from .representation import concat_cohorts
-from .sweeps import ResultCache, cached
+from .runner import ResultCache, step
 
 __all__ = ["SITE_COLUMN", "two_site_cohort", "fit_scores"]
 
@@ -78,15 +77,6 @@ def two_site_cohort(n_per_site: int = 1000, noise_sd: Sequence[float] = (0.02, 0
                            for k, c in sites.items()}, column=SITE_COLUMN)
 
 
-def _digest(*arrays: Any) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(np.asarray(a))
-        h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:20]
-
-
 def _split_labels(cohort: Cohort, name: str, labels: Any) -> np.ndarray:
     n = int((cohort.meta["split"].astype(str) == name).sum())
     y = np.asarray(labels)
@@ -96,6 +86,22 @@ def _split_labels(cohort: Cohort, name: str, labels: Any) -> np.ndarray:
     if not set(np.unique(y).tolist()) <= {0, 1}:
         raise ValueError(f"{name}_labels must contain only 0 and 1")
     return y.astype(np.int64)
+
+
+@step
+def _train_and_score(cohort: Cohort, y_train: np.ndarray, y_val: np.ndarray,
+                     config: TrainConfig, seed: int) -> dict[str, Any]:
+    """One training run of :func:`fit_scores` (validated labels): scores as lists."""
+    train, val, test = cohort.train, cohort.val, cohort.test
+    result = fit((train.images, y_train, train.bias_group), config,
+                 val=(val.images, y_val, val.bias_group), seed=int(seed),
+                 progress=False)
+    out = {"val": predict(result, val).tolist(),
+           "test": predict(result, test).tolist(),
+           "best_epoch": int(result.best_epoch)}
+    if test.twins is not None:
+        out["twins"] = predict(result, test.with_twins()).tolist()
+    return out
 
 
 def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any,
@@ -135,26 +141,6 @@ def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any,
         raise ValueError(f"config must be a TrainConfig (got {type(config).__name__})")
     y_train = _split_labels(cohort, "train", train_labels)
     y_val = _split_labels(cohort, "val", val_labels)
-    key = {"study": "labels", "version": __version__, "seed": int(seed),
-           "train": config.to_dict(),
-           "images": _digest(cohort.images.numpy(),
-                             None if cohort.twins is None else cohort.twins.numpy()),
-           "meta": _digest(cohort.meta["split"].astype(str).to_numpy().astype("U5"),
-                           cohort.bias_group),
-           "labels": _digest(y_train, y_val)}
-
-    def compute() -> dict[str, Any]:
-        train, val, test = cohort.train, cohort.val, cohort.test
-        result = fit((train.images, y_train, train.bias_group), config,
-                     val=(val.images, y_val, val.bias_group), seed=int(seed),
-                     progress=False)
-        out = {"val": predict(result, val).tolist(),
-               "test": predict(result, test).tolist(),
-               "best_epoch": int(result.best_epoch)}
-        if test.twins is not None:
-            out["twins"] = predict(result, test.with_twins()).tolist()
-        return out
-
-    record = cached(key, compute, cache=cache)
+    record = _train_and_score(cohort, y_train, y_val, config, int(seed), cache=cache)
     return {k: np.asarray(record[k], dtype=float) for k in ("val", "test", "twins")
             if k in record}

@@ -802,6 +802,49 @@ def run(fn: Callable[..., Any], /, *args: Any,
     return value
 
 
+def stored(fn: Callable[..., Any], /, *args: Any,
+           cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+           **kwargs: Any) -> bool:
+    """Whether :func:`run` would find a stored result of ``fn(*args, **kwargs)``.
+
+    Parameters
+    ----------
+    fn : callable
+        The function (a :func:`step` or a plain one).
+    *args, **kwargs
+        Its arguments.
+    cache : ResultCache, folder, bool or None, default None
+        As for :func:`run`; ``False`` never holds a result.
+
+    Returns
+    -------
+    bool
+        ``True`` when an entry of this call (same key and configuration) is on
+        disk; an entry that then proves unreadable is computed again by :func:`run`.
+
+    Raises
+    ------
+    ValueError
+        If ``fn`` is not callable or an argument cannot be part of a key.
+    """
+    if not callable(fn):
+        raise ValueError(f"fn={fn!r} is invalid; allowed: a callable")
+    store = _as_cache(cache)
+    if not store.enabled:
+        return False
+    config = call_config(fn, args, kwargs)
+    path = store.path(config_hash(config, length=24), ".pkl")
+    try:
+        with open(path, "rb") as f:
+            if f.readline() != OBJECT_MAGIC:
+                return False
+            header = json.loads(f.readline())
+    except (OSError, ValueError):
+        return False
+    return isinstance(header, dict) and _canonical(header.get("config")) == _canonical(
+        config)
+
+
 _STEP_DOC = """
     Cached through :func:`faimi_tutorial.experiments.runner.run`: ``cache`` (a
     :class:`~faimi_tutorial.experiments.runner.ResultCache`, a folder, ``None`` for
