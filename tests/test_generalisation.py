@@ -183,6 +183,17 @@ def test_collect_concatenates_seeds_and_counts_cached_runs_as_free(settings, run
         gen.run_seed(settings, -1, cache=cache)
 
 
+def test_run_seed_is_a_runner_step_whose_key_holds_the_source(settings, run, cache,
+                                                                monkeypatch):
+    from faimi_tutorial.experiments import runner
+
+    assert runner.stored(gen.seed_record, settings, 0, cache=cache)
+    assert not runner.stored(gen.seed_record, settings, 1, cache=cache)
+    monkeypatch.setattr(runner, "source_digest", lambda: "edited-package")
+    assert not runner.stored(gen.seed_record, settings, 0, cache=cache)
+    assert not list(cache.directory.glob("*.json")), "no second kind of cache entry"
+
+
 def test_make_study_and_test_sets(settings):
     study = gen.make_study(settings, 0)
     assert study.site_names == list(gen.SITE_SCANNERS)
@@ -227,6 +238,28 @@ def test_findings_script_uses_the_chapters_settings():
     assert f'GeneralisationSettings.for_preset("{script.PRESET}")' in code
     with pytest.raises(SystemExit):
         script.main(["--seeds", "0"])
+
+
+def test_findings_script_reads_the_chapters_runs_from_the_runner(run, cache, tmp_path,
+                                                                 monkeypatch):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "generalisation_findings", root / "scripts" / "generalisation_findings.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "PRESET", "tiny")  # seed 0 of "tiny" is stored
+    monkeypatch.setenv("FAIMI_CACHE_DIR", str(cache.directory))
+    assert script.main(["--seeds", "1", "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "generalisation_findings.json").read_text())
+    assert meta["cached_seeds"] == [0]
+    written = pd.read_csv(tmp_path / "generalisation_runs.csv")
+    expected = run[0]["metrics"]
+    assert len(written) == len(expected)
+    np.testing.assert_allclose(written["AUROC"], expected["AUROC"])
 
 
 def test_recorded_results_have_five_seeds_per_setting():

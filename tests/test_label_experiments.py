@@ -52,6 +52,23 @@ def test_fit_scores_trains_on_the_given_labels_and_caches(cohort, tmp_path):
     assert len(cache) == 2, "other labels are another run"
 
 
+def test_fit_scores_goes_through_the_runner_whose_key_holds_the_source(
+        cohort, tmp_path, monkeypatch):
+    from faimi_tutorial.experiments import runner
+
+    config = TrainConfig.preset("tiny", epochs=1)
+    split = cohort.meta["split"].astype(str).to_numpy()
+    y = cohort.label
+    cache = ResultCache(tmp_path)
+    lx.fit_scores(cohort, y[split == "train"], y[split == "val"], config, seed=1,
+                  cache=cache)
+    assert len(list(tmp_path.glob("*.pkl"))) == 1 and not list(tmp_path.glob("*.json"))
+    monkeypatch.setattr(runner, "source_digest", lambda: "edited-package")
+    lx.fit_scores(cohort, y[split == "train"], y[split == "val"], config, seed=1,
+                  cache=cache)
+    assert len(cache) == 2, "a changed package computes again"
+
+
 def test_fit_scores_rejects_bad_labels(cohort):
     config = TrainConfig.preset("tiny", epochs=1)
     split = cohort.meta["split"].astype(str).to_numpy()

@@ -297,3 +297,25 @@ def test_layer_findings_runs_each_seed_once_through_the_runner(tmp_path, monkeyp
     assert log.read_text().split() == ["short0", "short1"]
     again = pd.read_csv(tmp_path / "out" / "layer_short.csv")
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_stored_says_whether_run_would_read_the_result(cache, tmp_path, monkeypatch):
+    def square(x, offset=0):
+        return x * x + offset
+
+    assert not runner.stored(square, 3, cache=cache)
+    assert runner.run(square, 3, cache=cache) == 9
+    assert runner.stored(square, 3, cache=cache)
+    assert runner.stored(square, x=3, offset=0, cache=cache)  # same call, same key
+    assert not runner.stored(square, 3, offset=1, cache=cache)
+    assert not runner.stored(square, 3, cache=False)
+    (next(cache.directory.glob("*.pkl"))).write_bytes(b"not an entry\n")
+    assert not runner.stored(square, 3, cache=cache)
+    with pytest.warns(CacheWarning, match="cannot be read"):
+        runner.run(square, 3, cache=cache)
+    monkeypatch.setattr(runner, "source_digest", lambda: "edited-package")
+    assert not runner.stored(square, 3, cache=cache), "changed code is another key"
+    with pytest.raises(ValueError, match="fn=3 is invalid"):
+        runner.stored(3, cache=cache)
+    with pytest.raises(ValueError, match="arguments do not fit"):
+        runner.stored(square, 1, 2, 3, cache=cache)
