@@ -643,7 +643,8 @@ def write_report(
             "<!DOCTYPE html><html><head><meta charset='utf-8'>",
             "<title>Subgroup fairness report</title><style>body{font-family:sans-serif;"
             "max-width:70em;margin:auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>",
+            "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+            "</style></head><body>",
             "<h1>Subgroup fairness report</h1>",
             f"<p>{html.escape(intro)}</p>",
         ]
