@@ -10,7 +10,8 @@ layer imports only the layers below it (``tests/test_layers.py`` checks this):
 - ``fairness``: the one metrics core and post-processing;
 - ``models``: the networks;
 - ``training``: the one training loop and its objectives (the mitigations);
-- ``experiments``: sweeps, representativeness, probing, federated training, explanations;
+- ``experiments``: sweeps, representativeness, probing, federated training,
+explanations;
 - ``viz``: figures and widgets;
 - top: ``report`` (``faimi report``) and ``cli`` (the ``faimi`` command).
 

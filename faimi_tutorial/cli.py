@@ -18,18 +18,26 @@ from collections.abc import Sequence
 from ._version import __version__
 
 #: Modules that provide a subcommand: each has ``register(subparsers)`` which adds
-#: its parser and sets ``func`` (called with the parsed namespace, returns an exit code).
+#: its parser and sets ``func`` (called with the parsed namespace, returns an exit
+#code).
 SUBCOMMANDS: tuple[str, ...] = ("data.datasets", "training.loop", "report")
 
-#: Command name -> (module of :data:`SUBCOMMANDS`, one-line help shown by ``faimi --help``
+#: Command name -> (module of :data:`SUBCOMMANDS`, one-line help shown by ``faimi
+#--help``
 #: without importing the module).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("data.datasets", "generate a synthetic cohort with known biases and write it "
-                 "as a BIDS dataset"),
-    "train": ("training.loop", "train a classifier on a dataset folder (with a bias mitigation "
-              "if asked)"),
-    "report": ("report", "subgroup fairness report of any predictions table "
-               "(CSV/TSV/Parquet)"),
+    "simulate": (
+        "data.datasets",
+        "generate a synthetic cohort with known biases and write it as a BIDS dataset",
+    ),
+    "train": (
+        "training.loop",
+        "train a classifier on a dataset folder (with a bias mitigation if asked)",
+    ),
+    "report": (
+        "report",
+        "subgroup fairness report of any predictions table (CSV/TSV/Parquet)",
+    ),
 }
 
 
@@ -52,7 +60,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Companion command of the faimi-tutorial book on fairness and bias "
         "in medical-imaging AI.",
     )
-    parser.add_argument("--version", action="version", version=f"faimi-tutorial {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"faimi-tutorial {__version__}"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     about = sub.add_parser("about", help="print versions, device and preset")
     about.set_defaults(func=_about)
@@ -70,7 +80,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _one_line_error(name: str):
     def error(self: argparse.ArgumentParser, message: str) -> None:
-        self.exit(2, f"{name}: error: {message.splitlines()[0] if message else message}\n")
+        self.exit(
+            2, f"{name}: error: {message.splitlines()[0] if message else message}\n"
+        )
 
     return error
 
@@ -102,13 +114,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
-    command = next((n for n, p in _subparsers(parser).items()
-                    if p.get_default("func") is args.func), "")
+    command = next(
+        (
+            n
+            for n, p in _subparsers(parser).items()
+            if p.get_default("func") is args.func
+        ),
+        "",
+    )
     try:
         return int(args.func(args))
     except ValueError as err:  # a bad setting found late (e.g. $FAIMI_PRESET): one line
         text = " ".join(str(err).split())
-        print(f"faimi{' ' + command if command else ''}: error: {text}", file=sys.stderr)
+        print(
+            f"faimi{' ' + command if command else ''}: error: {text}", file=sys.stderr
+        )
         return 2
 
 

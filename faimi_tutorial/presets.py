@@ -37,25 +37,56 @@ DESCRIPTIONS: dict[str, str] = {
 SIMULATION: dict[str, dict[str, Any]] = {
     "tiny": {
         "dims": 3,
-        "grid_3d": {"shape": (24, 28, 24), "spacing": 8.0, "n_subjects": 24,
-                    "integration_spacing_mm": 16.0, "effect_sd": 2.0},
-        "grid_2d": {"shape": (32, 32), "spacing": 6.0, "n_subjects": 64,
-                    "integration_spacing_mm": 12.0, "effect_sd": 2.0},
+        "grid_3d": {
+            "shape": (24, 28, 24),
+            "spacing": 8.0,
+            "n_subjects": 24,
+            "integration_spacing_mm": 16.0,
+            "effect_sd": 2.0,
+        },
+        "grid_2d": {
+            "shape": (32, 32),
+            "spacing": 6.0,
+            "n_subjects": 64,
+            "integration_spacing_mm": 12.0,
+            "effect_sd": 2.0,
+        },
     },
     "tutorial": {
         "dims": 3,
         # 3D trains on a 20^3 box (80 mm) around the disease and the near bias region
-        "grid_3d": {"shape": (48, 56, 48), "spacing": 4.0, "n_subjects": 2000,
-                    "integration_spacing_mm": 8.0, "crop": (20, 20, 20), "effect_sd": 3.0},
-        "grid_2d": {"shape": (64, 64), "spacing": 3.0, "n_subjects": 2000,
-                    "integration_spacing_mm": 6.0, "effect_sd": 2.0},
+        "grid_3d": {
+            "shape": (48, 56, 48),
+            "spacing": 4.0,
+            "n_subjects": 2000,
+            "integration_spacing_mm": 8.0,
+            "crop": (20, 20, 20),
+            "effect_sd": 3.0,
+        },
+        "grid_2d": {
+            "shape": (64, 64),
+            "spacing": 3.0,
+            "n_subjects": 2000,
+            "integration_spacing_mm": 6.0,
+            "effect_sd": 2.0,
+        },
     },
     "paper": {
         "dims": 3,
-        "grid_3d": {"shape": (99, 117, 95), "spacing": 2.0, "n_subjects": 2000,
-                    "integration_spacing_mm": 6.0, "effect_sd": 2.0},
-        "grid_2d": {"shape": (128, 128), "spacing": 1.5, "n_subjects": 5000,
-                    "integration_spacing_mm": 4.5, "effect_sd": 2.0},
+        "grid_3d": {
+            "shape": (99, 117, 95),
+            "spacing": 2.0,
+            "n_subjects": 2000,
+            "integration_spacing_mm": 6.0,
+            "effect_sd": 2.0,
+        },
+        "grid_2d": {
+            "shape": (128, 128),
+            "spacing": 1.5,
+            "n_subjects": 5000,
+            "integration_spacing_mm": 4.5,
+            "effect_sd": 2.0,
+        },
     },
 }
 
@@ -118,13 +149,35 @@ TRAINING_3D: dict[str, dict[str, Any]] = {
 #: ``tiny`` and ``tutorial``; ``paper`` trains the paper's network with its optimiser.
 #: Every preset takes its weight decay from :data:`TRAINING`.
 FEDERATED: dict[str, dict[str, Any]] = {
-    "tiny": {"rounds": 2, "batch_size": 16, "lr": 3e-3, "channels": (4, 8, 16),
-             "strides": (2, 2, 2)},
-    "tutorial": {"rounds": 8, "batch_size": 16, "lr": 2e-3, "channels": (8, 16, 32),
-                 "strides": (2, 2, 2)},
-    "paper": {"rounds": 30, **{key: TRAINING["paper"][key] for key in (
-        "batch_size", "lr", "channels", "strides", "model", "num_res_units",
-        "dropout")}},
+    "tiny": {
+        "rounds": 2,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "channels": (4, 8, 16),
+        "strides": (2, 2, 2),
+    },
+    "tutorial": {
+        "rounds": 8,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "channels": (8, 16, 32),
+        "strides": (2, 2, 2),
+    },
+    "paper": {
+        "rounds": 30,
+        **{
+            key: TRAINING["paper"][key]
+            for key in (
+                "batch_size",
+                "lr",
+                "channels",
+                "strides",
+                "model",
+                "num_res_units",
+                "dropout",
+            )
+        },
+    },
 }
 for _name, _settings in FEDERATED.items():
     _settings["weight_decay"] = TRAINING[_name]["weight_decay"]
@@ -137,8 +190,12 @@ del _name, _settings
 #: region (SimBA's intensity bias) on 2D slices, so that one training takes seconds.
 #: ``faimi_tutorial.sweeps.SHORTCUT_SETTINGS`` is this table.
 SHORTCUT: dict[str, dict[str, Any]] = {
-    "simulation": {"dims": 2, "n_subjects": 1000, "bias_kind": "intensity",
-                   "intensity_factor": 1.2},
+    "simulation": {
+        "dims": 2,
+        "n_subjects": 1000,
+        "bias_kind": "intensity",
+        "intensity_factor": 1.2,
+    },
     "training": {"epochs": 6, "groupdro_eta": 0.1, "unlearning_alpha": 1.0},
 }
 
@@ -162,7 +219,9 @@ def check_preset(name: str) -> str:
         If ``name`` is not one of :data:`PRESET_NAMES`.
     """
     if name not in PRESET_NAMES:
-        raise ValueError(f"preset={name!r} is not a preset; allowed: {', '.join(PRESET_NAMES)}")
+        raise ValueError(
+            f"preset={name!r} is not a preset; allowed: {', '.join(PRESET_NAMES)}"
+        )
     return name
 
 
@@ -181,5 +240,7 @@ def active_preset() -> str:
     """
     name = os.environ.get("FAIMI_PRESET", "tutorial").strip() or "tutorial"
     if name not in PRESET_NAMES:
-        raise ValueError(f"FAIMI_PRESET={name!r} is not a preset; allowed: {', '.join(PRESET_NAMES)}")
+        raise ValueError(
+            f"FAIMI_PRESET={name!r} is not a preset; allowed: {', '.join(PRESET_NAMES)}"
+        )
     return name

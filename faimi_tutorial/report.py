@@ -9,7 +9,8 @@ HTML pages with PNG figures and a JSON record::
 
     faimi report predictions.csv --label y --score p --group sex --group site --out rep/
 
-Every number comes from :mod:`faimi_tutorial.fairness.metrics` (one AUROC, one bootstrap,
+Every number comes from :mod:`faimi_tutorial.fairness.metrics` (one AUROC, one
+bootstrap,
 one signed contrast); this module reads and checks the table and writes files.
 """
 
@@ -47,10 +48,26 @@ __all__ = [
 ]
 
 #: Metrics shown in the report's tables and figure, in order.
-SHOWN: tuple[str, ...] = ("n", "prevalence", "TPR", "FPR", "PPV", "accuracy", "AUROC", "ECE")
+SHOWN: tuple[str, ...] = (
+    "n",
+    "prevalence",
+    "TPR",
+    "FPR",
+    "PPV",
+    "accuracy",
+    "AUROC",
+    "ECE",
+)
 #: Metrics whose signed contrast (group minus reference) is reported.
-CONTRASTED: tuple[str, ...] = ("selection_rate", "TPR", "FPR", "PPV", "accuracy", "AUROC",
-                               "ECE")
+CONTRASTED: tuple[str, ...] = (
+    "selection_rate",
+    "TPR",
+    "FPR",
+    "PPV",
+    "accuracy",
+    "AUROC",
+    "ECE",
+)
 _TRUE = {"1", "1.0", "true", "yes"}
 _FALSE = {"0", "0.0", "false", "no"}
 
@@ -70,15 +87,21 @@ def _read_any(path: Path) -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except ImportError:
-            raise PredictionsError(f"{path}: reading Parquet needs pyarrow "
-                                   "(pip install pyarrow), or save the table as CSV") from None
+            raise PredictionsError(
+                f"{path}: reading Parquet needs pyarrow "
+                "(pip install pyarrow), or save the table as CSV"
+            ) from None
     sep = "\t" if name.endswith((".tsv", ".tab")) else ","
     return pd.read_csv(path, sep=sep, keep_default_na=True)
 
 
-def read_predictions(path: str | os.PathLike[str], label: str = "label", score: str = "score",
-                     groups: Sequence[str] = ("group",), positive: str | None = None
-                     ) -> pd.DataFrame:
+def read_predictions(
+    path: str | os.PathLike[str],
+    label: str = "label",
+    score: str = "score",
+    groups: Sequence[str] = ("group",),
+    positive: str | None = None,
+) -> pd.DataFrame:
     """Read and check a predictions table.
 
     Parameters
@@ -115,8 +138,9 @@ def read_predictions(path: str | os.PathLike[str], label: str = "label", score: 
         raise
     except Exception as err:
         text = " ".join(str(err).split())
-        raise PredictionsError(f"{path}: cannot read the table ({type(err).__name__}: "
-                               f"{text})") from None
+        raise PredictionsError(
+            f"{path}: cannot read the table ({type(err).__name__}: {text})"
+        ) from None
     groups = list(groups)
     if not groups:
         raise PredictionsError(f"{path}: name at least one group column (--group)")
@@ -126,8 +150,10 @@ def read_predictions(path: str | os.PathLike[str], label: str = "label", score: 
             shown = ", ".join(map(str, table.columns[:20]))
             raise PredictionsError(f"{path}: no column {column!r} (columns: {shown})")
     if len(set(needed)) != len(needed):
-        raise PredictionsError(f"{path}: a column is named twice among label, score and "
-                               f"groups ({', '.join(needed)})")
+        raise PredictionsError(
+            f"{path}: a column is named twice among label, score and "
+            f"groups ({', '.join(needed)})"
+        )
     if len(table) == 0:
         raise PredictionsError(f"{path}: the table has no rows")
     out = pd.DataFrame(index=table.index)
@@ -137,12 +163,15 @@ def read_predictions(path: str | os.PathLike[str], label: str = "label", score: 
         values = table[column]
         missing = values.isna().to_numpy()
         if missing.any():
-            raise PredictionsError(f"{path}: column {column!r} is empty in row "
-                                   f"{_row(missing)}")
+            raise PredictionsError(
+                f"{path}: column {column!r} is empty in row {_row(missing)}"
+            )
         out[column] = values.astype(str).to_numpy()
         if out[column].nunique() < 2:
-            raise PredictionsError(f"{path}: column {column!r} has one group only "
-                                   f"({out[column].iloc[0]!r}); a report compares two or more")
+            raise PredictionsError(
+                f"{path}: column {column!r} has one group only "
+                f"({out[column].iloc[0]!r}); a report compares two or more"
+            )
     return out.reset_index(drop=True)
 
 
@@ -151,22 +180,30 @@ def _row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0]) + 1
 
 
-def _labels(values: pd.Series, path: Path, column: str, positive: str | None) -> np.ndarray:
+def _labels(
+    values: pd.Series, path: Path, column: str, positive: str | None
+) -> np.ndarray:
     missing = values.isna().to_numpy()
     if missing.any():
-        raise PredictionsError(f"{path}: column {column!r} is empty in row {_row(missing)}")
+        raise PredictionsError(
+            f"{path}: column {column!r} is empty in row {_row(missing)}"
+        )
     text = values.astype(str).str.strip().str.lower()
     if positive is not None:
         if not (text == str(positive).strip().lower()).any():
-            raise PredictionsError(f"{path}: column {column!r} never holds the positive "
-                                   f"value {positive!r}")
+            raise PredictionsError(
+                f"{path}: column {column!r} never holds the positive value {positive!r}"
+            )
         return (text == str(positive).strip().lower()).to_numpy().astype(int)
     bad = ~text.isin(_TRUE | _FALSE)
     if bad.any():
         row = _row(bad.to_numpy())
         raise PredictionsError(
-            f"{path}: column {column!r} holds {values.iloc[row - 1]!r} in row {row}; labels "
-            "must be 0/1, true/false or yes/no (or name the positive value with --positive)")
+            f"{path}: column {column!r} holds {values.iloc[row - 1]!r} in row {row}; "
+            "labels "
+            "must be 0/1, true/false or yes/no (or name the positive value with "
+            "--positive)"
+        )
     return text.isin(_TRUE).to_numpy().astype(int)
 
 
@@ -175,14 +212,18 @@ def _scores(values: pd.Series, path: Path, column: str) -> np.ndarray:
     bad = ~np.isfinite(numbers)
     if bad.any():
         row = _row(bad)
-        raise PredictionsError(f"{path}: column {column!r} holds {values.iloc[row - 1]!r} in "
-                               f"row {row}; scores must be numbers in [0, 1]")
+        raise PredictionsError(
+            f"{path}: column {column!r} holds {values.iloc[row - 1]!r} in "
+            f"row {row}; scores must be numbers in [0, 1]"
+        )
     outside = (numbers < 0) | (numbers > 1)
     if outside.any():
         row = _row(outside)
         raise PredictionsError(
-            f"{path}: column {column!r} holds {numbers[row - 1]:g} in row {row}; scores must "
-            "be probabilities in [0, 1] (apply a sigmoid or softmax to logits first)")
+            f"{path}: column {column!r} holds {numbers[row - 1]:g} in row {row}; "
+            "scores must "
+            "be probabilities in [0, 1] (apply a sigmoid or softmax to logits first)"
+        )
     return numbers
 
 
@@ -196,7 +237,8 @@ class FairnessReport:
     Attributes
     ----------
     reports : dict of str to SubgroupReport
-        Per group column, the output of :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
+        Per group column, the output of
+        :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
     contrasts : dict of str to pandas.DataFrame
         Per group column, one row per (group, metric): the signed difference group
         minus reference with its bootstrap interval (``low``, ``high``).
@@ -227,8 +269,12 @@ class FairnessReport:
             ``settings``, ``notes`` and, per group column, metrics, intervals, gaps,
             fairness summaries, contrasts and calibration tables.
         """
-        out: dict[str, Any] = {"faimi_tutorial": __version__, "settings": self.settings,
-                               "notes": self.notes, "group_columns": {}}
+        out: dict[str, Any] = {
+            "faimi_tutorial": __version__,
+            "settings": self.settings,
+            "notes": self.notes,
+            "group_columns": {},
+        }
         for column, rep in self.reports.items():
             out["group_columns"][column] = {
                 "reference": self.references[column],
@@ -240,10 +286,14 @@ class FairnessReport:
                 "ci_high": _records(rep.ci_high),
                 "gaps": _records(rep.gaps),
                 "fairness": {k: _clean(v) for k, v in rep.fairness.items()},
-                "contrasts": [{k: _clean(v) for k, v in row.items()}
-                              for row in self.contrasts[column].to_dict("records")],
-                "calibration": [{k: _clean(v) for k, v in row.items()}
-                                for row in self.calibration[column].to_dict("records")],
+                "contrasts": [
+                    {k: _clean(v) for k, v in row.items()}
+                    for row in self.contrasts[column].to_dict("records")
+                ],
+                "calibration": [
+                    {k: _clean(v) for k, v in row.items()}
+                    for row in self.calibration[column].to_dict("records")
+                ],
             }
         return out
 
@@ -257,12 +307,15 @@ def _clean(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    return {str(index): {str(k): _clean(v) for k, v in row.items()}
-            for index, row in frame.iterrows()}
+    return {
+        str(index): {str(k): _clean(v) for k, v in row.items()}
+        for index, row in frame.iterrows()
+    }
 
 
-def _calibration_table(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_bins: int
-                       ) -> pd.DataFrame:
+def _calibration_table(
+    y: np.ndarray, s: np.ndarray, g: np.ndarray, n_bins: int
+) -> pd.DataFrame:
     """Reliability table per group: the equal-width bins of the ECE."""
     rows = []
     bins = np.minimum((s * n_bins).astype(int), n_bins - 1)
@@ -271,14 +324,26 @@ def _calibration_table(y: np.ndarray, s: np.ndarray, g: np.ndarray, n_bins: int
         for b in range(n_bins):
             inb = member & (bins == b)
             if inb.any():
-                rows.append({"group": group, "bin": f"[{b / n_bins:.2f}, {(b + 1) / n_bins:.2f})",
-                             "n": int(inb.sum()), "mean_score": float(s[inb].mean()),
-                             "observed": float(y[inb].mean())})
+                rows.append(
+                    {
+                        "group": group,
+                        "bin": f"[{b / n_bins:.2f}, {(b + 1) / n_bins:.2f})",
+                        "n": int(inb.sum()),
+                        "mean_score": float(s[inb].mean()),
+                        "observed": float(y[inb].mean()),
+                    }
+                )
     return pd.DataFrame(rows, columns=["group", "bin", "n", "mean_score", "observed"])
 
 
-def _contrasts(y: np.ndarray, s: np.ndarray, g: np.ndarray, reference: str, rep: SubgroupReport,
-               **options: Any) -> pd.DataFrame:
+def _contrasts(
+    y: np.ndarray,
+    s: np.ndarray,
+    g: np.ndarray,
+    reference: str,
+    rep: SubgroupReport,
+    **options: Any,
+) -> pd.DataFrame:
     """Each group minus the reference, with the paired bootstrap of subgroup_report."""
     rows = []
     for group in rep.groups:
@@ -295,20 +360,41 @@ def _contrasts(y: np.ndarray, s: np.ndarray, g: np.ndarray, reference: str, rep:
         sign = 1.0 if pair.groups[1] == group else -1.0
         for metric in CONTRASTED:
             value = sign * pair.gaps.loc[metric, "contrast"]
-            low, high = pair.gaps.loc[metric, "contrast_low"], pair.gaps.loc[metric, "contrast_high"]
+            low, high = (
+                pair.gaps.loc[metric, "contrast_low"],
+                pair.gaps.loc[metric, "contrast_high"],
+            )
             if sign < 0:
                 low, high = -high, -low
-            rows.append({"group": group, "reference": reference, "metric": metric,
-                         "difference": float(value), "low": float(low), "high": float(high)})
-    return pd.DataFrame(rows, columns=["group", "reference", "metric", "difference", "low",
-                                       "high"])
+            rows.append(
+                {
+                    "group": group,
+                    "reference": reference,
+                    "metric": metric,
+                    "difference": float(value),
+                    "low": float(low),
+                    "high": float(high),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["group", "reference", "metric", "difference", "low", "high"]
+    )
 
 
-def fairness_report(table: pd.DataFrame, label: str = "label", score: str = "score",
-                    groups: Sequence[str] = ("group",), *, threshold: float = 0.5,
-                    n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-                    n_bins: int = 10, reference: str | None = None,
-                    source: str | os.PathLike[str] | None = None) -> FairnessReport:
+def fairness_report(
+    table: pd.DataFrame,
+    label: str = "label",
+    score: str = "score",
+    groups: Sequence[str] = ("group",),
+    *,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_bins: int = 10,
+    reference: str | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> FairnessReport:
     """Subgroup fairness report of a predictions table, one section per group column.
 
     Parameters
@@ -346,8 +432,13 @@ def fairness_report(table: pd.DataFrame, label: str = "label", score: str = "sco
         If a column is missing or an option is out of range (from
         :func:`faimi_tutorial.fairness.metrics.subgroup_report`).
     """
-    options = dict(threshold=threshold, n_boot=n_boot, confidence=confidence, seed=seed,
-                   n_bins=n_bins)
+    options = dict(
+        threshold=threshold,
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+        n_bins=n_bins,
+    )
     for column in (label, score, *groups):
         if column not in table.columns:
             raise PredictionsError(f"no column {column!r} in the table")
@@ -359,19 +450,30 @@ def fairness_report(table: pd.DataFrame, label: str = "label", score: str = "sco
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UndefinedMetricWarning)
             rep = subgroup_report(y, s, g, **options)
-        notes += [f"{column}: {w.message}" for w in caught
-                  if issubclass(w.category, UndefinedMetricWarning)]
+        notes += [
+            f"{column}: {w.message}"
+            for w in caught
+            if issubclass(w.category, UndefinedMetricWarning)
+        ]
         counts = pd.Series(g).value_counts()
-        ref = reference if reference is not None and reference in counts.index else \
-            str(counts.sort_index().idxmax())
+        ref = (
+            reference
+            if reference is not None and reference in counts.index
+            else str(counts.sort_index().idxmax())
+        )
         reports[column] = rep
         references[column] = ref
         contrasts[column] = _contrasts(y, s, g, ref, rep, **options)
         calibration[column] = _calibration_table(y, s, g, n_bins)
-    settings: dict[str, Any] = {"label": label, "score": score, "groups": list(groups),
-                                "n": int(len(table)), **options,
-                                "reference": reference, "interval":
-                                "percentile bootstrap, resampled within each group"}
+    settings: dict[str, Any] = {
+        "label": label,
+        "score": score,
+        "groups": list(groups),
+        "n": int(len(table)),
+        **options,
+        "reference": reference,
+        "interval": "percentile bootstrap, resampled within each group",
+    }
     if source is not None:
         path = Path(source)
         settings["source"] = path.name
@@ -393,31 +495,46 @@ def _interval_table(rep: SubgroupReport) -> pd.DataFrame:
 
 
 def _contrast_table(frame: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "group": frame["group"], "metric": frame["metric"],
-        "group minus reference": [
-            "undefined" if not math.isfinite(d) else
-            (f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) else f"{d:+.3f}")
-            for d, lo, hi in zip(frame["difference"], frame["low"], frame["high"])],
-        "interval excludes 0": [
-            "yes" if math.isfinite(lo) and (lo > 0 or hi < 0) else "no"
-            for lo, hi in zip(frame["low"], frame["high"])],
-    })
+    out = pd.DataFrame(
+        {
+            "group": frame["group"],
+            "metric": frame["metric"],
+            "group minus reference": [
+                "undefined"
+                if not math.isfinite(d)
+                else (
+                    f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                    if math.isfinite(lo)
+                    else f"{d:+.3f}"
+                )
+                for d, lo, hi in zip(frame["difference"], frame["low"], frame["high"])
+            ],
+            "interval excludes 0": [
+                "yes" if math.isfinite(lo) and (lo > 0 or hi < 0) else "no"
+                for lo, hi in zip(frame["low"], frame["high"])
+            ],
+        }
+    )
     return out
 
 
 def _markdown(frame: pd.DataFrame, index: bool = True) -> str:
     frame = frame.reset_index() if index else frame
-    cells = [[str(c) for c in frame.columns]] + [[_fmt(v) for v in row]
-                                                 for row in frame.itertuples(index=False)]
+    cells = [[str(c) for c in frame.columns]] + [
+        [_fmt(v) for v in row] for row in frame.itertuples(index=False)
+    ]
     lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells[1:]]
+    lines += [
+        "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+        for row in cells[1:]
+    ]
     return "\n".join(lines)
 
 
-def _figures(report: FairnessReport, table: pd.DataFrame, out: Path) -> dict[str, list[str]]:
+def _figures(
+    report: FairnessReport, table: pd.DataFrame, out: Path
+) -> dict[str, list[str]]:
     import matplotlib.pyplot as plt
-
 
     label, score = report.settings["label"], report.settings["score"]
     files: dict[str, list[str]] = {}
@@ -426,10 +543,17 @@ def _figures(report: FairnessReport, table: pd.DataFrame, out: Path) -> dict[str
         y, s, g = table[label], table[score], table[column]
         made = []
         for kind, fig in (
-            ("metrics", lambda: plot_subgroup_report(rep, ("TPR", "FPR", "AUROC", "ECE"))),
+            (
+                "metrics",
+                lambda: plot_subgroup_report(rep, ("TPR", "FPR", "AUROC", "ECE")),
+            ),
             ("roc", lambda: plot_roc_by_group(y, s, g, threshold=rep.threshold)),
-            ("calibration", lambda: plot_calibration_by_group(y, s, g,
-                                                               n_bins=report.settings["n_bins"])),
+            (
+                "calibration",
+                lambda: plot_calibration_by_group(
+                    y, s, g, n_bins=report.settings["n_bins"]
+                ),
+            ),
         ):
             figure = fig()
             title = figure.get_suptitle()
@@ -442,8 +566,12 @@ def _figures(report: FairnessReport, table: pd.DataFrame, out: Path) -> dict[str
     return files
 
 
-def write_report(report: FairnessReport, table: pd.DataFrame, out_dir: str | os.PathLike[str],
-                 formats: Sequence[str] = ("md", "html")) -> dict[str, Path]:
+def write_report(
+    report: FairnessReport,
+    table: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    formats: Sequence[str] = ("md", "html"),
+) -> dict[str, Path]:
     """Write a report as Markdown and/or HTML pages, PNG figures and a JSON record.
 
     Parameters
@@ -474,21 +602,36 @@ def write_report(report: FairnessReport, table: pd.DataFrame, out_dir: str | os.
     written["json"].write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     st = report.settings
     level = f"{st['confidence']:.0%}"
-    intro = (f"{st['n']} predictions{' from ' + st['source'] if 'source' in st else ''}; "
-             f"label `{st['label']}`, score `{st['score']}`; one global threshold "
-             f"{st['threshold']:g} (score >= threshold is positive); {level} percentile "
-             f"bootstrap intervals from {st['n_boot']} replicates resampled within each group "
-             f"(seed {st['seed']}); calibration in {st['n_bins']} equal-width bins.")
+    intro = (
+        f"{st['n']} predictions{' from ' + st['source'] if 'source' in st else ''}; "
+        f"label `{st['label']}`, score `{st['score']}`; one global threshold "
+        f"{st['threshold']:g} (score >= threshold is positive); {level} percentile "
+        f"bootstrap intervals from {st['n_boot']} replicates resampled within each "
+        "group "
+        f"(seed {st['seed']}); calibration in {st['n_bins']} equal-width bins."
+    )
     if "md" in formats:
         md = ["# Subgroup fairness report", "", intro, ""]
         for column, rep in report.reports.items():
-            md += [f"## Groups: `{column}`", "", "### Per-group metrics", "",
-                   _markdown(_interval_table(rep)), "",
-                   f"### Contrasts: each group minus the reference "
-                   f"(`{report.references[column]}`)", "",
-                   _markdown(_contrast_table(report.contrasts[column]), index=False), "",
-                   "### Calibration per group", "",
-                   _markdown(report.calibration[column], index=False), "", "### Figures", ""]
+            md += [
+                f"## Groups: `{column}`",
+                "",
+                "### Per-group metrics",
+                "",
+                _markdown(_interval_table(rep)),
+                "",
+                f"### Contrasts: each group minus the reference "
+                f"(`{report.references[column]}`)",
+                "",
+                _markdown(_contrast_table(report.contrasts[column]), index=False),
+                "",
+                "### Calibration per group",
+                "",
+                _markdown(report.calibration[column], index=False),
+                "",
+                "### Figures",
+                "",
+            ]
             md += [f"![{name}]({name})" for name in figures[column]] + [""]
         if report.notes:
             md += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
@@ -496,27 +639,41 @@ def write_report(report: FairnessReport, table: pd.DataFrame, out_dir: str | os.
         written["md"] = out / "report.md"
         written["md"].write_text("\n".join(md))
     if "html" in formats:
-        parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-                 "<title>Subgroup fairness report</title><style>body{font-family:sans-serif;"
-                 "max-width:70em;margin:auto}table{border-collapse:collapse}td,th{border:1px "
-                 "solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>",
-                 "<h1>Subgroup fairness report</h1>", f"<p>{html.escape(intro)}</p>"]
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            "<title>Subgroup fairness report</title><style>body{font-family:sans-serif;"
+            "max-width:70em;margin:auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+            "</style></head><body>",
+            "<h1>Subgroup fairness report</h1>",
+            f"<p>{html.escape(intro)}</p>",
+        ]
         for column, rep in report.reports.items():
-            parts += [f"<h2>Groups: <code>{html.escape(column)}</code></h2>",
-                      "<h3>Per-group metrics</h3>", _interval_table(rep).to_html(),
-                      "<h3>Contrasts: each group minus the reference "
-                      f"(<code>{html.escape(report.references[column])}</code>)</h3>",
-                      _contrast_table(report.contrasts[column]).to_html(index=False),
-                      "<h3>Calibration per group</h3>",
-                      report.calibration[column].to_html(index=False, float_format="%.3f"),
-                      "<h3>Figures</h3>"]
-            parts += [f"<img src='{html.escape(n)}' alt='{html.escape(n)}'>"
-                      for n in figures[column]]
+            parts += [
+                f"<h2>Groups: <code>{html.escape(column)}</code></h2>",
+                "<h3>Per-group metrics</h3>",
+                _interval_table(rep).to_html(),
+                "<h3>Contrasts: each group minus the reference "
+                f"(<code>{html.escape(report.references[column])}</code>)</h3>",
+                _contrast_table(report.contrasts[column]).to_html(index=False),
+                "<h3>Calibration per group</h3>",
+                report.calibration[column].to_html(index=False, float_format="%.3f"),
+                "<h3>Figures</h3>",
+            ]
+            parts += [
+                f"<img src='{html.escape(n)}' alt='{html.escape(n)}'>"
+                for n in figures[column]
+            ]
         if report.notes:
-            parts += ["<h2>Notes</h2><ul>"] + [f"<li>{html.escape(n)}</li>"
-                                               for n in report.notes] + ["</ul>"]
-        parts += [f"<p>Written by faimi-tutorial {__version__} (<code>faimi report</code>)."
-                  "</p></body></html>"]
+            parts += (
+                ["<h2>Notes</h2><ul>"]
+                + [f"<li>{html.escape(n)}</li>" for n in report.notes]
+                + ["</ul>"]
+            )
+        parts += [
+            f"<p>Written by faimi-tutorial {__version__} (<code>faimi report</code>)."
+            "</p></body></html>"
+        ]
         written["html"] = out / "report.html"
         written["html"].write_text("\n".join(parts) + "\n")
     return written
@@ -538,43 +695,84 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "report",
         help="subgroup fairness report of any predictions table (CSV/TSV/Parquet)",
-        description="Subgroup fairness report of a predictions table: per-group metrics at "
+        description="Subgroup fairness report of a predictions table: per-group "
+                    "metrics at "
         "one global threshold with bootstrap intervals, contrasts against a reference "
         "group, calibration per group and figures, written as Markdown/HTML pages, PNG "
         "figures and a JSON record.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("table", metavar="TABLE",
-                        help="predictions: .csv, .tsv or .parquet (optionally .gz), one row "
-                        "per prediction")
-    parser.add_argument("--label", default="label", help="column of true labels (0/1, "
-                        "true/false, yes/no)")
-    parser.add_argument("--score", default="score", help="column of predicted probabilities "
-                        "of the positive class, in [0, 1]")
-    parser.add_argument("--group", dest="groups", action="append", metavar="COLUMN",
-                        default=argparse.SUPPRESS,
-                        help="group column; repeat for several (none given: the column "
-                        "named group)")
-    parser.add_argument("--positive", default=None, metavar="VALUE",
-                        help="label value meaning positive when labels are not 0/1")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="the one global decision threshold (score >= threshold is "
-                        "positive)")
-    parser.add_argument("--reference", default=None, metavar="GROUP",
-                        help="reference group of the contrasts (default: each column's "
-                        "largest group)")
-    parser.add_argument("--n-boot", type=int, default=1000,
-                        help="bootstrap replicates of the intervals (0: none)")
-    parser.add_argument("--confidence", type=float, default=0.95,
-                        help="level of the bootstrap intervals")
+    parser.add_argument(
+        "table",
+        metavar="TABLE",
+        help="predictions: .csv, .tsv or .parquet (optionally .gz), one row "
+        "per prediction",
+    )
+    parser.add_argument(
+        "--label",
+        default="label",
+        help="column of true labels (0/1, true/false, yes/no)",
+    )
+    parser.add_argument(
+        "--score",
+        default="score",
+        help="column of predicted probabilities of the positive class, in [0, 1]",
+    )
+    parser.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        metavar="COLUMN",
+        default=argparse.SUPPRESS,
+        help="group column; repeat for several (none given: the column named group)",
+    )
+    parser.add_argument(
+        "--positive",
+        default=None,
+        metavar="VALUE",
+        help="label value meaning positive when labels are not 0/1",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="the one global decision threshold (score >= threshold is positive)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="GROUP",
+        help="reference group of the contrasts (default: each column's largest group)",
+    )
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        default=1000,
+        help="bootstrap replicates of the intervals (0: none)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="level of the bootstrap intervals",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--bins", type=int, default=10,
-                        help="equal-width score bins of the calibration tables and ECE")
-    parser.add_argument("--format", dest="formats", choices=("md", "html", "both"),
-                        default="both", help="pages to write (the JSON record and PNG "
-                        "figures are always written)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the "
-                        "report into")
+    parser.add_argument(
+        "--bins",
+        type=int,
+        default=10,
+        help="equal-width score bins of the calibration tables and ECE",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        choices=("md", "html", "both"),
+        default="both",
+        help="pages to write (the JSON record and PNG figures are always written)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write the report into"
+    )
     parser.set_defaults(func=_run_cli)
 
 
@@ -583,16 +781,31 @@ def _run_cli(args: Any) -> int:
 
     groups = getattr(args, "groups", None) or ["group"]
     try:
-        table = read_predictions(args.table, args.label, args.score, groups, args.positive)
-        report = fairness_report(table, args.label, args.score, groups,
-                                 threshold=args.threshold, n_boot=args.n_boot,
-                                 confidence=args.confidence, seed=args.seed, n_bins=args.bins,
-                                 reference=args.reference, source=args.table)
+        table = read_predictions(
+            args.table, args.label, args.score, groups, args.positive
+        )
+        report = fairness_report(
+            table,
+            args.label,
+            args.score,
+            groups,
+            threshold=args.threshold,
+            n_boot=args.n_boot,
+            confidence=args.confidence,
+            seed=args.seed,
+            n_bins=args.bins,
+            reference=args.reference,
+            source=args.table,
+        )
     except ValueError as err:
         text = " ".join(str(err).split())
         for name in ("threshold", "n_boot", "confidence", "seed", "n_bins"):
             option = "--bins" if name == "n_bins" else "--" + name.replace("_", "-")
-            text = text.replace(f"{name}=", f"{option} ", 1) if text.startswith(name) else text
+            text = (
+                text.replace(f"{name}=", f"{option} ", 1)
+                if text.startswith(name)
+                else text
+            )
         print(f"faimi report: error: {text}", file=sys.stderr)
         return 2
     import matplotlib
@@ -602,10 +815,12 @@ def _run_cli(args: Any) -> int:
     written = write_report(report, table, args.out, formats)
     for column, rep in report.reports.items():
         gaps = rep.gaps
-        print(f"{column}: groups {', '.join(map(str, rep.groups))}; TPR gap "
-              f"{_fmt(gaps.loc['TPR', 'difference'])}, FPR gap "
-              f"{_fmt(gaps.loc['FPR', 'difference'])}, AUROC gap "
-              f"{_fmt(gaps.loc['AUROC', 'difference'])} (max - min over groups)")
+        print(
+            f"{column}: groups {', '.join(map(str, rep.groups))}; TPR gap "
+            f"{_fmt(gaps.loc['TPR', 'difference'])}, FPR gap "
+            f"{_fmt(gaps.loc['FPR', 'difference'])}, AUROC gap "
+            f"{_fmt(gaps.loc['AUROC', 'difference'])} (max - min over groups)"
+        )
     for note in report.notes:
         print(f"note: {note}")
     print("wrote " + ", ".join(str(p) for p in written.values()))

@@ -56,8 +56,10 @@ def results_dir() -> Path:
     for folder in (_repo_dir(), _installed_dir()):
         if folder is not None and any(p.suffix in _SUFFIXES for p in folder.iterdir()):
             return folder
-    raise FileNotFoundError("no results folder: neither a checkout's results/ nor the "
-                            "installed faimi_tutorial/_results; reinstall faimi-tutorial")
+    raise FileNotFoundError(
+        "no results folder: neither a checkout's results/ nor the "
+        "installed faimi_tutorial/_results; reinstall faimi-tutorial"
+    )
 
 
 def available() -> list[str]:
@@ -95,9 +97,11 @@ def results_path(name: str) -> Path:
     file = name if name.endswith(_SUFFIXES) else f"{name}.csv"
     path = results_dir() / file
     if not path.is_file():
-        raise FileNotFoundError(f"{file} is not among the recorded results in {results_dir()} "
-                                f"(recorded: {', '.join(available()) or 'none'}); the "
-                                "scripts in scripts/ compute it")
+        raise FileNotFoundError(
+            f"{file} is not among the recorded results in {results_dir()} "
+            f"(recorded: {', '.join(available()) or 'none'}); the "
+            "scripts in scripts/ compute it"
+        )
     return path
 
 

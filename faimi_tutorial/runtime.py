@@ -49,7 +49,6 @@ def choose_device(prefer: str | None = None):
     """
     import torch
 
-
     if prefer:
         return check_device(prefer, "device")
     env = os.environ.get("FAIMI_DEVICE", "").strip()
@@ -107,7 +106,8 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
-    """Facts about this machine that a benchmark or a results file records beside its numbers.
+    """Facts about this machine that a benchmark or a results file records beside its
+    numbers.
 
     Returns
     -------
@@ -126,7 +126,9 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "versions": versions(),

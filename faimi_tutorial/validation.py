@@ -130,7 +130,8 @@ def check_choice(owner: Any, name: str, value: Any, choices: Any) -> Any:
     options = tuple(choices)
     try:
         ok = any(value == c and type(value) is type(c) for c in options) or (
-            not isinstance(value, (bool, np.bool_)) and value in options)
+            not isinstance(value, (bool, np.bool_)) and value in options
+        )
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -152,12 +153,21 @@ def _whole_float(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
+        value, (bool, np.bool_)
+    )
 
 
-def check_range(owner: Any, name: str, value: Any, lo: float = -math.inf,
-                hi: float = math.inf, *, low_open: bool = False,
-                high_open: bool = False, optional: bool = False) -> float | None:
+def check_range(
+    owner: Any,
+    name: str,
+    value: Any,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> float | None:
     """A finite real number between ``lo`` and ``hi`` (not a boolean, not a string).
 
     Parameters
@@ -199,8 +209,15 @@ def check_range(owner: Any, name: str, value: Any, lo: float = -math.inf,
     return v
 
 
-def check_probability(owner: Any, name: str, value: Any, *, low_open: bool = False,
-                      high_open: bool = False, optional: bool = False) -> float | None:
+def check_probability(
+    owner: Any,
+    name: str,
+    value: Any,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> float | None:
     """A share or probability in ``[0, 1]`` (bounds excluded on request).
 
     Parameters
@@ -226,13 +243,28 @@ def check_probability(owner: Any, name: str, value: Any, *, low_open: bool = Fal
     ValueError
         If the value is not a number in the interval.
     """
-    return check_range(owner, name, value, 0.0, 1.0, low_open=low_open,
-                       high_open=high_open, optional=optional)
+    return check_range(
+        owner,
+        name,
+        value,
+        0.0,
+        1.0,
+        low_open=low_open,
+        high_open=high_open,
+        optional=optional,
+    )
 
 
-def check_integer(owner: Any, name: str, value: Any, lo: int | None = None,
-                  hi: int | None = None, *, optional: bool = False,
-                  whole_floats: bool = False) -> int | None:
+def check_integer(
+    owner: Any,
+    name: str,
+    value: Any,
+    lo: int | None = None,
+    hi: int | None = None,
+    *,
+    optional: bool = False,
+    whole_floats: bool = False,
+) -> int | None:
     """An integer (not a bool) in ``[lo, hi]``.
 
     Parameters
@@ -281,8 +313,9 @@ def check_integer(owner: Any, name: str, value: Any, lo: int | None = None,
     return int(value)
 
 
-def check_positive_int(owner: Any, name: str, value: Any, *,
-                       optional: bool = False) -> int | None:
+def check_positive_int(
+    owner: Any, name: str, value: Any, *, optional: bool = False
+) -> int | None:
     """An integer >= 1 (a count of epochs, rounds, samples ...).
 
     Parameters
@@ -318,8 +351,14 @@ def _items(owner: Any, name: str, value: Any, allowed: str) -> tuple:
         raise config_error(owner, name, value, allowed) from None
 
 
-def check_numbers(owner: Any, name: str, value: Any, n: int, lo: float = -math.inf,
-                  hi: float = math.inf) -> tuple[float, ...]:
+def check_numbers(
+    owner: Any,
+    name: str,
+    value: Any,
+    n: int,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+) -> tuple[float, ...]:
     """Exactly ``n`` finite numbers, each in ``[lo, hi]``.
 
     Parameters
@@ -358,9 +397,16 @@ def check_numbers(owner: Any, name: str, value: Any, n: int, lo: float = -math.i
     return tuple(out)
 
 
-def check_integers(owner: Any, name: str, value: Any, lo: int = 1,
-                   hi: int | None = None, *, n: int | None = None,
-                   whole_floats: bool = False) -> tuple[int, ...]:
+def check_integers(
+    owner: Any,
+    name: str,
+    value: Any,
+    lo: int = 1,
+    hi: int | None = None,
+    *,
+    n: int | None = None,
+    whole_floats: bool = False,
+) -> tuple[int, ...]:
     """A non-empty sequence of integers in ``[lo, hi]`` (exactly ``n`` when given).
 
     Parameters
@@ -398,8 +444,12 @@ def check_integers(owner: Any, name: str, value: Any, lo: int = 1,
     for item in items:
         if whole_floats and _whole_float(item):
             item = int(item)
-        if isinstance(item, (bool, np.bool_)) or not isinstance(
-                item, (int, np.integer)) or item < lo or (hi is not None and item > hi):
+        if (
+            isinstance(item, (bool, np.bool_))
+            or not isinstance(item, (int, np.integer))
+            or item < lo
+            or (hi is not None and item > hi)
+        ):
             raise config_error(owner, name, value, allowed)
         out.append(int(item))
     return tuple(out)
@@ -430,8 +480,9 @@ def check_text(owner: Any, name: str, value: Any, *, empty: bool = False) -> str
         If the value is not a string, or is blank when that is not allowed.
     """
     if not isinstance(value, str) or (not empty and not value.strip()):
-        raise config_error(owner, name, value,
-                           "a string" if empty else "a non-empty string")
+        raise config_error(
+            owner, name, value, "a string" if empty else "a non-empty string"
+        )
     return value
 
 
@@ -465,7 +516,9 @@ def check_flag(owner: Any, name: str, value: Any) -> bool:
 # ----------------------------------------------------------------- other settings
 
 
-def check_finite(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf) -> float:
+def check_finite(
+    name: str, value: Any, lo: float = -math.inf, hi: float = math.inf
+) -> float:
     """A finite real number in ``[lo, hi]`` (booleans and strings are refused).
 
     Parameters
@@ -499,7 +552,9 @@ def check_finite(name: str, value: Any, lo: float = -math.inf, hi: float = math.
     return v
 
 
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+def check_int(
+    name: str, value: Any, lo: int | None = None, hi: int | None = None
+) -> int:
     """An integer (not a bool, not a float) in ``[lo, hi]``.
 
     Parameters
@@ -523,9 +578,13 @@ def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = Non
     """
     bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}={value!r} is invalid; allowed: an integer in {bounds}")
+        raise ValueError(
+            f"{name}={value!r} is invalid; allowed: an integer in {bounds}"
+        )
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value!r} is invalid; allowed: an integer in {bounds}")
+        raise ValueError(
+            f"{name}={value!r} is invalid; allowed: an integer in {bounds}"
+        )
     return int(value)
 
 
@@ -572,43 +631,60 @@ def check_device(device: Any, name: str = "device"):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{name}={device!r} is not a torch device; allowed: cpu, cuda, "
-                         "cuda:N or mps (where available)") from None
+        raise ValueError(
+            f"{name}={device!r} is not a torch device; allowed: cpu, cuda, "
+            "cuda:N or mps (where available)"
+        ) from None
     if dev.type == "cpu":
         return dev
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"{name}={device!r} is not available: this machine has no CUDA "
-                             "GPU; allowed: cpu")
+            raise ValueError(
+                f"{name}={device!r} is not available: this machine has no CUDA "
+                "GPU; allowed: cpu"
+            )
         if dev.index is not None and dev.index >= count:
-            raise ValueError(f"{name}={device!r} is not available; allowed: cpu or cuda:0 to "
-                             f"cuda:{count - 1}")
+            raise ValueError(
+                f"{name}={device!r} is not available; allowed: cpu or cuda:0 to "
+                f"cuda:{count - 1}"
+            )
         return dev
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"{name}={device!r} is not available on this machine; allowed: cpu")
+            raise ValueError(
+                f"{name}={device!r} is not available on this machine; allowed: cpu"
+            )
         return dev
-    raise ValueError(f"{name}={device!r} is not supported; allowed: cpu, cuda, cuda:N or mps")
+    raise ValueError(
+        f"{name}={device!r} is not supported; allowed: cpu, cuda, cuda:N or mps"
+    )
 
 
-def _check_nearest_parent(out: Path, name: str, text: str, inside_file: str,
-                          not_writable: str) -> None:
-    """Raise if the nearest existing parent of ``out`` is a file or cannot be written in."""
+def _check_nearest_parent(
+    out: Path, name: str, text: str, inside_file: str, not_writable: str
+) -> None:
+    """Raise if the nearest existing parent of ``out`` is a file or cannot be written
+    in."""
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"{name}={text!r} lies inside the file {parent}; allowed: "
-                                 f"{inside_file}")
+                raise ValueError(
+                    f"{name}={text!r} lies inside the file {parent}; allowed: "
+                    f"{inside_file}"
+                )
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"{name}={text!r}: cannot write in {parent}; allowed: "
-                                 f"{not_writable}")
+                raise ValueError(
+                    f"{name}={text!r}: cannot write in {parent}; allowed: "
+                    f"{not_writable}"
+                )
             return
 
 
 def check_output_folder(path: str | os.PathLike[str], name: str = "out") -> Path:
-    """A folder path that can be created or replaced: not a file, not inside a file, not ``.``.
+    """A folder path that can be created or replaced: not a file, not inside a file,
+    not ``.``.
 
     Parameters
     ----------
@@ -635,11 +711,15 @@ def check_output_folder(path: str | os.PathLike[str], name: str = "out") -> Path
     resolved = out.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents or resolved.parent == resolved:
-        raise ValueError(f"{name}={text!r} is the current folder, one of its parents or the "
-                         "root; allowed: a new or empty folder below them (e.g. ./dataset)")
+        raise ValueError(
+            f"{name}={text!r} is the current folder, one of its parents or the "
+            "root; allowed: a new or empty folder below them (e.g. ./dataset)"
+        )
     if out.exists() and not out.is_dir():
         raise ValueError(f"{name}={text!r} is a file; allowed: a new or empty folder")
-    _check_nearest_parent(out, name, text, "a folder path", "a folder in a writable place")
+    _check_nearest_parent(
+        out, name, text, "a folder path", "a folder in a writable place"
+    )
     return out
 
 
@@ -661,17 +741,23 @@ def check_output_file(path: str | os.PathLike[str], name: str = "checkpoint") ->
     Raises
     ------
     ValueError
-        If the path is a folder, lies below a file or in a folder that cannot be written.
+        If the path is a folder, lies below a file or in a folder that cannot be
+        written.
     """
     out = Path(path)
     text = str(path)
     if not text.strip() or text.endswith(("/", os.sep)):
-        raise ValueError(f"{name}={text!r} is invalid; allowed: a file path (e.g. model.pt)")
+        raise ValueError(
+            f"{name}={text!r} is invalid; allowed: a file path (e.g. model.pt)"
+        )
     if out.is_dir():
-        raise ValueError(f"{name}={text!r} is a folder; allowed: a file path (e.g. "
-                         f"{Path(text) / 'model.pt'})")
-    _check_nearest_parent(out, name, text, "a file path in a folder",
-                          "a file in a writable folder")
+        raise ValueError(
+            f"{name}={text!r} is a folder; allowed: a file path (e.g. "
+            f"{Path(text) / 'model.pt'})"
+        )
+    _check_nearest_parent(
+        out, name, text, "a file path in a folder", "a file in a writable folder"
+    )
     return out
 
 
@@ -691,11 +777,15 @@ def memory_bytes() -> int:
         try:
             value = int(env)
         except ValueError:
-            raise ValueError(f"FAIMI_MEMORY_BYTES={env!r} is invalid; allowed: a positive "
-                             "integer (bytes)") from None
+            raise ValueError(
+                f"FAIMI_MEMORY_BYTES={env!r} is invalid; allowed: a positive "
+                "integer (bytes)"
+            ) from None
         if value <= 0:
-            raise ValueError(f"FAIMI_MEMORY_BYTES={env!r} is invalid; allowed: a positive "
-                             "integer (bytes)")
+            raise ValueError(
+                f"FAIMI_MEMORY_BYTES={env!r} is invalid; allowed: a positive "
+                "integer (bytes)"
+            )
         return value
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
@@ -742,5 +832,7 @@ def check_memory(estimate: float, what: str, hint: str = "") -> None:
     """
     total = memory_bytes()
     if total and estimate > total:
-        raise ValueError(f"{what} needs about {format_bytes(estimate)} of memory, more than "
-                         f"this machine's {format_bytes(total)}" + (f"; {hint}" if hint else ""))
+        raise ValueError(
+            f"{what} needs about {format_bytes(estimate)} of memory, more than "
+            f"this machine's {format_bytes(total)}" + (f"; {hint}" if hint else "")
+        )

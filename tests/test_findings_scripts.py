@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -21,35 +22,51 @@ def _script(name: str):
 
 
 def _chapter_code(name: str) -> str:
+    """The chapter's code cells, with whitespace and trailing commas removed, so that
+    a call is found however the formatter broke its lines."""
     nb = json.loads((ROOT / "notebooks" / name).read_text())
-    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    return _flat(code)
 
 
-def _assigned(code: str, name: str):
+def _flat(text: str) -> str:
+    return re.sub(r",([)\]}])", r"\1", re.sub(r"\s+", "", text))
+
+
+def _assigned_in(name: str, chapter: str):
     """The literal value assigned to ``name`` at the top level of a chapter's code."""
-    for line in code.splitlines():
-        if line.startswith(f"{name} = "):
-            node = ast.parse(line).body[0].value
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dict":
-                return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
-            return ast.literal_eval(node)
+    nb = json.loads((ROOT / "notebooks" / chapter).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell["source"]))
+        except SyntaxError:  # shell and magic lines
+            continue
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == name):
+                value = node.value
+                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "dict":
+                    return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
+                return ast.literal_eval(value)
     raise AssertionError(f"{name} is not assigned in the chapter")
 
 
 def test_federated_script_uses_the_chapters_settings():
     script = _script("federated_findings")
     code = _chapter_code("05_federated_training.ipynb")
-    assert _assigned(code, "SIM") == script.SIM
-    assert 'FedConfig.preset("tutorial")' in code and script.PRESET == "tutorial"
+    assert _assigned_in("SIM", "05_federated_training.ipynb") == script.SIM
+    assert _flat('FedConfig.preset("tutorial")') in code and script.PRESET == "tutorial"
     large = script.LARGE
-    assert (f"few_large_sites({large['n_sites']}, n_train={large['n_train']}, "
-            f"n_test={large['n_test']})") in code
+    assert _flat(f"few_large_sites({large['n_sites']}, n_train={large['n_train']}, "
+                 f"n_test={large['n_test']})") in code
     tiny = script.TINY
-    assert (f"many_small_sites({tiny['n_sites']}, sizes={tiny['sizes']}, "
-            f"n_test={tiny['n_test']}") in code
-    assert (f"shortcut_sites(n_train={script.SCANNER['n_train']}, "
-            f"n_test={script.SCANNER['n_test']}") in code
-    assert _assigned(code, "PREVALENCES") == script.SCANNER_PREVALENCES
+    assert _flat(f"many_small_sites({tiny['n_sites']}, sizes={tiny['sizes']}, "
+                 f"n_test={tiny['n_test']}") in code
+    assert _flat(f"shortcut_sites(n_train={script.SCANNER['n_train']}, "
+                 f"n_test={script.SCANNER['n_test']}") in code
+    assert _assigned_in("PREVALENCES", "05_federated_training.ipynb") == script.SCANNER_PREVALENCES
 
 
 @pytest.mark.parametrize("name, columns", [

@@ -3,9 +3,12 @@
 A written dataset passes the official BIDS validator without errors::
 
     DIR/
-      dataset_description.json   name, BIDS version, authors, generator, configuration, seed
-      README.md                  the datasheet (Gebru et al., 2021) with the injected biases
-      participants.tsv           one row per subject: label, bias group, split, coefficients
+      dataset_description.json   name, BIDS version, authors, generator, configuration,
+      seed
+      README.md                  the datasheet (Gebru et al., 2021) with the injected
+      biases
+      participants.tsv           one row per subject: label, bias group, split,
+      coefficients
       participants.json          what each column means
       sub-0001/anat/sub-0001_T1w.nii.gz                       the image a model sees
       ...
@@ -13,9 +16,11 @@ A written dataset passes the official BIDS validator without errors::
         dataset_description.json
         sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz   same draws, bias removed
       .bidsignore                tells BIDS tools to skip SHA256SUMS
-      SHA256SUMS                 every other file's SHA-256 (``sha256sum -c SHA256SUMS``)
+      SHA256SUMS                 every other file's SHA-256 (``sha256sum -c
+      SHA256SUMS``)
 
-Folders written by version 0.1 (twins beside the images, ``datasheet.md``) are still read.
+Folders written by version 0.1 (twins beside the images, ``datasheet.md``) are still
+read.
 
 Writing is atomic: files go to a hidden ``.DIR.partial-*`` folder which replaces
 ``DIR`` only when complete (in one atomic exchange where the system allows it), so
@@ -31,7 +36,8 @@ streams are read to their CRC trailer, and ``participants.tsv`` cannot point out
 the dataset folder.
 
 :func:`read_dataset` reads such a folder back into a
-:class:`~faimi_tutorial.data.simulate.Cohort`, and also reads a user's own folder of NIfTI
+:class:`~faimi_tutorial.data.simulate.Cohort`, and also reads a user's own folder of
+NIfTI
 images with a ``participants.tsv``. :class:`CohortDataset` and
 :class:`NiftiDataset` wrap cohorts and folders as :class:`torch.utils.data.Dataset`.
 """
@@ -90,7 +96,8 @@ __all__ = [
     "DATASHEET",
 ]
 
-#: File of a written dataset that lists every other file's SHA-256 (``sha256sum`` format).
+#: File of a written dataset that lists every other file's SHA-256 (``sha256sum``
+#format).
 CHECKSUMS = "SHA256SUMS"
 #: BIDS entity that marks a counterfactual twin image.
 TWIN_ENTITY = "desc-counterfactual"
@@ -105,12 +112,16 @@ _COLUMN_HELP = {
     "label": "disease label: 1 = disease, 0 = control (ground truth by construction)",
     "bias_group": "1 = subject carries the injected bias effect, 0 = does not",
     "split": "train, val or test (stratified on label x bias_group)",
-    "disease_coef": "coefficient c of the disease field (positive = atrophy of the disease region)",
-    "bias_coef": "coefficient b of the bias field actually applied (0 outside the bias group)",
-    "bias_coef_drawn": "coefficient b drawn for every subject (applied only in the bias group)",
+    "disease_coef": "coefficient c of the disease field (positive = atrophy of the "
+                    "disease region)",
+    "bias_coef": "coefficient b of the bias field actually applied (0 outside the bias "
+                 "group)",
+    "bias_coef_drawn": "coefficient b drawn for every subject (applied only in the "
+                       "bias group)",
     "disease_region_ml": "volume (mL) of the disease region in the image",
     "bias_region_ml": "volume (mL) of the bias region in the image",
-    "disease_region_ml_twin": "volume (mL) of the disease region in the counterfactual twin",
+    "disease_region_ml_twin": "volume (mL) of the disease region in the counterfactual "
+                              "twin",
     "bias_region_ml_twin": "volume (mL) of the bias region in the counterfactual twin",
     "image": "path of the image, relative to the dataset folder",
     "twin": "path of the counterfactual twin (same draws, bias effect removed)",
@@ -118,7 +129,8 @@ _COLUMN_HELP = {
 
 
 class DatasetError(ValueError):
-    """A dataset folder is missing, corrupt or inconsistent; the message names the file."""
+    """A dataset folder is missing, corrupt or inconsistent; the message names the
+    file."""
 
 
 # --------------------------------------------------------------------------------------
@@ -140,8 +152,8 @@ def image_path(subject_id: str, twin: bool = False) -> str:
     -------
     str
         E.g. ``"sub-0001/anat/sub-0001_T1w.nii.gz"``; a twin lies in the derivative
-        dataset :data:`TWIN_FOLDER`
-        (``"derivatives/counterfactual/sub-0001/anat/sub-0001_desc-counterfactual_T1w.nii.gz"``).
+        dataset :data:`TWIN_FOLDER` (``"derivatives/counterfactual/sub-0001/anat/"``
+        followed by ``"sub-0001_desc-counterfactual_T1w.nii.gz"``).
     """
     if twin:
         return f"{TWIN_FOLDER}/{subject_id}/anat/{subject_id}_{TWIN_ENTITY}_T1w.nii.gz"
@@ -159,7 +171,9 @@ def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
     img.header["descrip"] = b"faimi-tutorial simulated T1w"
     raw = img.to_bytes()
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0, filename="") as gz:
+    with gzip.GzipFile(
+        fileobj=buf, mode="wb", compresslevel=1, mtime=0, filename=""
+    ) as gz:
         gz.write(raw)
     return buf.getvalue()
 
@@ -192,37 +206,60 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
     meta = cohort.meta
     n = len(cohort)
     calibration = effect_calibration(cfg) if cfg is not None else None
-    split = pd.Series(pd.Categorical(meta["split"].astype(str),
-                                     categories=["train", "val", "test"]), name="split")
-    table = pd.crosstab([split, meta["label"].map({0: "control", 1: "disease"}).rename("label")],
-                        meta["bias_group"].map({0: "bias group 0", 1: "bias group 1"}),
-                        margins=True, margins_name="total", dropna=False)
+    split = pd.Series(
+        pd.Categorical(meta["split"].astype(str), categories=["train", "val", "test"]),
+        name="split",
+    )
+    table = pd.crosstab(
+        [split, meta["label"].map({0: "control", 1: "disease"}).rename("label")],
+        meta["bias_group"].map({0: "bias group 0", 1: "bias group 1"}),
+        margins=True,
+        margins_name="total",
+        dropna=False,
+    )
     lines = [f"# Datasheet: {name}", ""]
     lines += [
         "Synthetic brain MRI generated by `faimi_tutorial.data.simulate` "
-        f"(faimi-tutorial {__version__}). No real person is depicted.", "",
-        "## Motivation", "",
-        "Created to teach and study bias in medical-imaging AI: because the disease and "
-        "bias effects are put into the images on purpose, the truth about every image is "
-        "known, including what it would look like without the bias (its counterfactual twin).",
+        f"(faimi-tutorial {__version__}). No real person is depicted.",
         "",
-        "## Composition", "",
+        "## Motivation",
+        "",
+        "Created to teach and study bias in medical-imaging AI: because the disease "
+        "and "
+        "bias effects are put into the images on purpose, the truth about every image "
+        "is "
+        "known, including what it would look like without the bias (its counterfactual "
+        "twin).",
+        "",
+        "## Composition",
+        "",
     ]
     if cfg is not None:
         grid = cfg.grid
         lines += [
-            f"- {n} subjects, one {'2D axial slice' if cfg.dims == 2 else '3D T1-weighted volume'}"
-            f" each, grid {' x '.join(map(str, cfg.grid.shape))} at {cfg.spacing:g} mm in MNI152 space"
-            + (f" (slice at z = {grid.slice_z:g} mm)" if cfg.dims == 2 else "") + "."
-            + (f" These are a subset of the {cfg.n_subjects} subjects generated with this "
-               "configuration." if n != cfg.n_subjects else ""),
+            f"- {n} subjects, one "
+            f"{'2D axial slice' if cfg.dims == 2 else '3D T1-weighted volume'}"
+            f" each, grid {' x '.join(map(str, cfg.grid.shape))} at {cfg.spacing:g} mm "
+            "in MNI152 space"
+            + (f" (slice at z = {grid.slice_z:g} mm)" if cfg.dims == 2 else "")
+            + "."
+            + (
+                f" These are a subset of the {cfg.n_subjects} subjects generated with "
+                "this "
+                "configuration."
+                if n != cfg.n_subjects
+                else ""
+            ),
         ]
     lines += [
         "- Every subject also has a counterfactual twin "
-        f"(`{TWIN_FOLDER}/sub-*/anat/*_{TWIN_ENTITY}_T1w.nii.gz`, column `twin`): the same draws with the bias effect "
+        f"(`{TWIN_FOLDER}/sub-*/anat/*_{TWIN_ENTITY}_T1w.nii.gz`, column `twin`): the "
+        "same draws with the bias effect "
         "removed. Outside the bias group the twin equals the image.",
-        "- Intensities are in [0, 1]. `participants.tsv` holds labels, bias groups, splits, "
-        "every drawn coefficient and region volumes; `participants.json` describes the columns.",
+        "- Intensities are in [0, 1]. `participants.tsv` holds labels, bias groups, "
+        "splits, "
+        "every drawn coefficient and region volumes; `participants.json` describes the "
+        "columns.",
         "",
         "Subjects per split, label and bias group:",
         "",
@@ -234,34 +271,56 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         prev_d, prev_c = cfg.bias_prevalence
         lines += [
             f"- **Disease effect**: a deformation of the *{cfg.disease.name}* region "
-            f"({cfg.disease.description or 'sphere'}, radius {cfg.disease.radius_mm:g} mm at MNI "
-            f"{tuple(cfg.disease.centre_mm)}), coefficient c ~ N({cfg.disease_mean[0]:g}, "
+            f"({cfg.disease.description or 'sphere'}, radius {cfg.disease.radius_mm:g} "
+            "mm at MNI "
+            f"{tuple(cfg.disease.centre_mm)}), coefficient c ~ "
+            f"N({cfg.disease_mean[0]:g}, "
             f"{cfg.disease_sd[0]:g}) for disease and N({cfg.disease_mean[1]:g}, "
             f"{cfg.disease_sd[1]:g}) for controls; one unit of c changes the region's "
-            f"volume by {cfg.disease_effect_sd:g} natural SDs ({calibration.disease_mm:.2f} mm "
+            f"volume by {cfg.disease_effect_sd:g} natural SDs "
+            f"({calibration.disease_mm:.2f} mm "
             "peak displacement; positive = atrophy).",
             f"- **Bias effect** ({cfg.bias_kind}): in the *{cfg.bias.name}* region "
-            f"({cfg.bias.description or 'sphere'}, radius {cfg.bias.radius_mm:g} mm at MNI "
+            f"({cfg.bias.description or 'sphere'}, radius {cfg.bias.radius_mm:g} mm at "
+            "MNI "
             f"{tuple(cfg.bias.centre_mm)})"
-            + (f", b ~ N({cfg.bias_mean:g}, {cfg.bias_sd:g}); one unit of b changes the "
-               f"region's volume by {cfg.bias_effect_sd:g} natural SDs "
-               f"({calibration.bias_mm:.2f} mm peak displacement)"
-               if cfg.morphological_bias else "")
-            + (f"; contrast stretched by {cfg.intensity_factor:g} about mid-grey "
-               f"({cfg.intensity_scope})" if cfg.intensity_bias else "")
+            + (
+                f", b ~ N({cfg.bias_mean:g}, {cfg.bias_sd:g}); one unit of b changes "
+                "the "
+                f"region's volume by {cfg.bias_effect_sd:g} natural SDs "
+                f"({calibration.bias_mm:.2f} mm peak displacement)"
+                if cfg.morphological_bias
+                else ""
+            )
+            + (
+                f"; contrast stretched by {cfg.intensity_factor:g} about mid-grey "
+                f"({cfg.intensity_scope})"
+                if cfg.intensity_bias
+                else ""
+            )
             + ". Only the bias group carries it.",
-            f"- **Prevalence**: the bias group makes up {prev_d:.0%} of disease cases and "
+            f"- **Prevalence**: the bias group makes up {prev_d:.0%} of disease cases "
+            "and "
             f"{prev_c:.0%} of controls"
-            + (" (no association with the label)." if abs(prev_d - prev_c) < 1e-9 else
-               ": the bias feature is correlated with the label, a shortcut a model can learn."),
+            + (
+                " (no association with the label)."
+                if abs(prev_d - prev_c) < 1e-9
+                else ": the bias feature is correlated with the label, a shortcut a "
+                     "model can learn."
+            ),
             f"- **Subject variation**: {cfg.n_basis} smooth shape fields, RMS "
-            f"{cfg.basis_scale_mm:g} mm; additive noise sd {cfg.noise_sd:g}. Natural spread "
+            f"{cfg.basis_scale_mm:g} mm; additive noise sd {cfg.noise_sd:g}. Natural "
+            "spread "
             f"of the regions' volumes across subjects (SD): {cfg.disease.name} "
-            f"{calibration.disease_sd_ml:.3f} mL, {cfg.bias.name} {calibration.bias_sd_ml:.3f} mL"
-            f"; of the bias region's mean intensity: {calibration.bias_intensity_sd:.4f}.",
+            f"{calibration.disease_sd_ml:.3f} mL, {cfg.bias.name} "
+            f"{calibration.bias_sd_ml:.3f} mL"
+            "; of the bias region's mean intensity: "
+            f"{calibration.bias_intensity_sd:.4f}.",
             "",
-            "Relative strength of the effects, measured on these subjects (effect in natural "
-            "SDs of the same quantity across subjects; leaks as a percentage of the disease "
+            "Relative strength of the effects, measured on these subjects (effect in "
+            "natural "
+            "SDs of the same quantity across subjects; leaks as a percentage of the "
+            "disease "
             "effect on the same quantity):",
             "",
             _markdown_table(_effect_rows(cohort)),
@@ -270,29 +329,47 @@ def datasheet(cohort: Cohort, name: str = "faimi-tutorial simulated cohort") -> 
         lines += ["- Unknown: no generating configuration was recorded."]
     lines += [
         "",
-        "## Collection process", "",
-        "Generated, not collected: a SimBA-style generator (Stanley et al., MICCAI 2023; "
-        "JAMIA 2024) deforms the MNI152 template (shipped with nilearn) with a subject shape "
-        "field plus regional disease and bias fields, integrated by scaling and squaring. "
-        + (f"Seed {cfg.seed}; the full configuration is in `dataset_description.json`; "
-           "regenerating with it gives byte-identical files." if cfg is not None else ""),
+        "## Collection process",
         "",
-        "## Preprocessing/cleaning/labeling", "",
+        "Generated, not collected: a SimBA-style generator (Stanley et al., MICCAI "
+        "2023; "
+        "JAMIA 2024) deforms the MNI152 template (shipped with nilearn) with a subject "
+        "shape "
+        "field plus regional disease and bias fields, integrated by scaling and "
+        "squaring. "
+        + (
+            f"Seed {cfg.seed}; the full configuration is in "
+            "`dataset_description.json`; "
+            "regenerating with it gives byte-identical files."
+            if cfg is not None
+            else ""
+        ),
+        "",
+        "## Preprocessing/cleaning/labeling",
+        "",
         "None needed: images are in MNI space and the labels are true by construction. "
-        "Splits are stratified on label x bias group, and every coefficient (disease, bias, "
-        "shape) is drawn by stratified sampling within each label x bias group x split cell, "
+        "Splits are stratified on label x bias group, and every coefficient (disease, "
+        "bias, "
+        "shape) is drawn by stratified sampling within each label x bias group x split "
+        "cell, "
         "so the cells share one distribution of effect sizes.",
         "",
-        "## Uses", "",
-        "Teaching and methods research on shortcut learning, subgroup performance gaps, "
-        "counterfactual fairness, bias mitigation and bias encoding. Not for clinical use and "
+        "## Uses",
+        "",
+        "Teaching and methods research on shortcut learning, subgroup performance "
+        "gaps, "
+        "counterfactual fairness, bias mitigation and bias encoding. Not for clinical "
+        "use and "
         "not evidence about any real disease: effect sizes are chosen, not measured.",
         "",
-        "## Distribution", "",
-        "Regenerate it with `faimi simulate` (see `dataset_description.json`); the MNI152 "
+        "## Distribution",
+        "",
+        "Regenerate it with `faimi simulate` (see `dataset_description.json`); the "
+        "MNI152 "
         "template is distributed with nilearn under its own licence.",
         "",
-        "## Maintenance", "",
+        "## Maintenance",
+        "",
         "Maintained with the faimi-tutorial book; a new package version may change the "
         "images for the same configuration (the version is recorded in "
         "`dataset_description.json`).",
@@ -306,14 +383,18 @@ def _effect_rows(cohort: Cohort) -> pd.DataFrame:
     if cohort.twins is None:
         return pd.DataFrame({"note": ["no twins: effects not measured"]})
     table = effect_table(cohort)
-    out = pd.DataFrame({
-        "region": table["region"], "quantity": table["quantity"],
-        "effect": table["effect_size"].map(lambda v: f"{v:.4g}"),
-        "natural SD": table["natural_sd"].map(lambda v: f"{v:.4g}"),
-        "effect (SDs)": table["effect_sd"].map(lambda v: f"{v:.2f}"),
-        "% of disease effect": table["percent_of_disease_effect"].map(
-            lambda v: "" if not np.isfinite(v) else f"{v:.2f}"),
-    })
+    out = pd.DataFrame(
+        {
+            "region": table["region"],
+            "quantity": table["quantity"],
+            "effect": table["effect_size"].map(lambda v: f"{v:.4g}"),
+            "natural SD": table["natural_sd"].map(lambda v: f"{v:.4g}"),
+            "effect (SDs)": table["effect_sd"].map(lambda v: f"{v:.2f}"),
+            "% of disease effect": table["percent_of_disease_effect"].map(
+                lambda v: "" if not np.isfinite(v) else f"{v:.2f}"
+            ),
+        }
+    )
     out.index.name = "effect"
     return out
 
@@ -324,7 +405,9 @@ def _markdown_table(table: pd.DataFrame) -> str:
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, row in table.iterrows():
         key = key if isinstance(key, tuple) else (key,)
-        rows.append("| " + " | ".join([str(k) for k in key] + [str(v) for v in row]) + " |")
+        rows.append(
+            "| " + " | ".join([str(k) for k in key] + [str(v) for v in row]) + " |"
+        )
     return "\n".join(rows)
 
 
@@ -336,15 +419,24 @@ def _description(cohort: Cohort, name: str) -> dict[str, Any]:
         "DatasetType": "raw",
         "License": "CC0 (synthetic data); MNI152 template: see nilearn",
         "Authors": ["faimi-tutorial contributors"],
-        "GeneratedBy": [{"Name": "faimi-tutorial", "Version": __version__,
-                         "Description": "faimi_tutorial.data.simulate (SimBA-style generator)"}],
-        "ReferencesAndLinks": ["doi:10.1007/978-3-031-43895-0_46", "doi:10.1093/jamia/ocae165"],
+        "GeneratedBy": [
+            {
+                "Name": "faimi-tutorial",
+                "Version": __version__,
+                "Description": "faimi_tutorial.data.simulate (SimBA-style generator)",
+            }
+        ],
+        "ReferencesAndLinks": [
+            "doi:10.1007/978-3-031-43895-0_46",
+            "doi:10.1093/jamia/ocae165",
+        ],
         "faimi": {
             "package_version": __version__,
             "n_subjects": len(cohort),
             "subset": cfg is not None and len(cohort) != cfg.n_subjects,
-            "twins": f"{TWIN_FOLDER}/sub-*/anat/*_{TWIN_ENTITY}_T1w.nii.gz: same draws, "
-                     "bias effect removed",
+            "twins": f"{TWIN_FOLDER}/sub-*/anat/*_{TWIN_ENTITY}_T1w.nii.gz: same "
+                     "draws, "
+            "bias effect removed",
         },
     }
     if cfg is not None:
@@ -360,9 +452,14 @@ def _twin_description(name: str) -> dict[str, Any]:
         "Name": f"{name}: counterfactual twins",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "faimi-tutorial", "Version": __version__,
-                         "Description": "the same draws as the raw images, bias effect "
-                         "removed (faimi_tutorial.data.simulate)"}],
+        "GeneratedBy": [
+            {
+                "Name": "faimi-tutorial",
+                "Version": __version__,
+                "Description": "the same draws as the raw images, bias effect "
+                "removed (faimi_tutorial.data.simulate)",
+            }
+        ],
         "SourceDatasets": [{"URL": "../../"}],
     }
 
@@ -432,7 +529,8 @@ class DatasetLock:
         who = f" (process {holder})" if holder.isdigit() else ""
         return FileExistsError(
             f"{self.out}: another process{who} is writing this dataset now (lock "
-            f"{self.path.name}); wait for it to finish, or choose another folder")
+            f"{self.path.name}); wait for it to finish, or choose another folder"
+        )
 
     def release(self) -> None:
         """Release the lock and remove its file."""
@@ -453,7 +551,8 @@ class DatasetLock:
 
 
 def recover_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
-    """Clean what an interrupted writer of ``out_dir`` left behind (call under its lock).
+    """Clean what an interrupted writer of ``out_dir`` left behind (call under its
+    lock).
 
     ``.NAME.partial-*`` folders (unfinished writes) are removed. ``.NAME.old-*``
     folders (a replaced dataset) are moved back to ``NAME`` when ``NAME`` is
@@ -473,10 +572,14 @@ def recover_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
     actions: list[str] = []
     if not out.parent.is_dir():
         return actions
-    olds = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(
+        out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime
+    )
     if olds and not out.exists():
         olds[-1].rename(out)
-        actions.append(f"restored {out} from {olds[-1].name} (an earlier write was interrupted)")
+        actions.append(
+            f"restored {out} from {olds[-1].name} (an earlier write was interrupted)"
+        )
         olds = olds[:-1]
     for p in olds + sorted(out.parent.glob(f".{out.name}.partial-*")):
         shutil.rmtree(p, ignore_errors=True)
@@ -485,7 +588,8 @@ def recover_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
 
 
 def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if
+    unsupported."""
 
     if not sys.platform.startswith("linux"):
         return False
@@ -505,11 +609,18 @@ def _check_target(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
+        raise FileExistsError(
+            f"{out} exists and is not empty; pass overwrite=True to replace it"
+        )
 
 
-def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: bool = False,
-                 name: str | None = None, progress: bool = False) -> Path:
+def write_cohort(
+    cohort: Cohort,
+    out_dir: str | os.PathLike[str],
+    overwrite: bool = False,
+    name: str | None = None,
+    progress: bool = False,
+) -> Path:
     """Write a cohort as a BIDS-like folder, atomically.
 
     The folder is locked while it is written (:class:`DatasetLock`): a second writer
@@ -549,17 +660,22 @@ def write_cohort(cohort: Cohort, out_dir: str | os.PathLike[str], overwrite: boo
         return _write_locked(cohort, out, overwrite, name, progress)
 
 
-def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
-                  progress: bool) -> Path:
-    """:func:`write_cohort` for a caller that holds the folder's :class:`DatasetLock`."""
+def _write_locked(
+    cohort: Cohort, out: Path, overwrite: bool, name: str | None, progress: bool
+) -> Path:
+    """:func:`write_cohort` for a caller that holds the folder's
+    :class:`DatasetLock`."""
     from tqdm.auto import tqdm
 
     recover_leftovers(out)
     _check_target(out, overwrite)
     cfg = cohort.config
     if name is None:
-        name = "faimi-tutorial simulated cohort" if cfg is None else (
-            f"faimi-tutorial {cfg.preset} {cfg.dims}D cohort (seed {cfg.seed})")
+        name = (
+            "faimi-tutorial simulated cohort"
+            if cfg is None
+            else (f"faimi-tutorial {cfg.preset} {cfg.dims}D cohort (seed {cfg.seed})")
+        )
     affine = cfg.grid.affine if cfg is not None else np.eye(4)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -575,14 +691,25 @@ def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
         ids = meta["subject_id"].astype(str).tolist()
         for sid in ids:
             _check_subject_id(sid, "subject_id")
-        images = cohort.images.detach().cpu().numpy() if hasattr(cohort.images, "detach") \
+        images = (
+            cohort.images.detach().cpu().numpy()
+            if hasattr(cohort.images, "detach")
             else np.asarray(cohort.images)
+        )
         twins = None
         if cohort.twins is not None:
-            twins = cohort.twins.detach().cpu().numpy() if hasattr(cohort.twins, "detach") \
+            twins = (
+                cohort.twins.detach().cpu().numpy()
+                if hasattr(cohort.twins, "detach")
                 else np.asarray(cohort.twins)
-        for i in tqdm(range(len(ids)), desc="writing", unit="subject", disable=not progress,
-                      leave=False):
+            )
+        for i in tqdm(
+            range(len(ids)),
+            desc="writing",
+            unit="subject",
+            disable=not progress,
+            leave=False,
+        ):
             anat = tmp / ids[i] / "anat"
             anat.mkdir(parents=True)
             put(image_path(ids[i]), _nifti_bytes(_as_volume(images[i]), affine))
@@ -595,40 +722,72 @@ def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
         table["image"] = [image_path(s) for s in ids]
         if twins is not None:
             table["twin"] = [image_path(s, twin=True) for s in ids]
-        put("participants.tsv",
-            table.to_csv(sep="\t", index=False, lineterminator="\n").encode())
-        sidecar = {c: {"Description": _COLUMN_HELP.get(c, _column_help(c))} for c in table.columns}
+        put(
+            "participants.tsv",
+            table.to_csv(sep="\t", index=False, lineterminator="\n").encode(),
+        )
+        sidecar = {
+            c: {"Description": _COLUMN_HELP.get(c, _column_help(c))}
+            for c in table.columns
+        }
         sidecar["label"]["Levels"] = {"0": "control", "1": "disease"}
-        sidecar["bias_group"]["Levels"] = {"0": "no bias effect", "1": "bias effect applied"}
+        sidecar["bias_group"]["Levels"] = {
+            "0": "no bias effect",
+            "1": "bias effect applied",
+        }
         put("participants.json", (json.dumps(sidecar, indent=2) + "\n").encode())
         put(DATASHEET, datasheet(cohort, name).encode())
         put(".bidsignore", f"{CHECKSUMS}\n".encode())
         if twins is not None:
-            put(f"{TWIN_FOLDER}/dataset_description.json",
-                (json.dumps(_twin_description(name), indent=2) + "\n").encode())
-            put(f"{TWIN_FOLDER}/README.md", (
-                f"# Counterfactual twins of {name}\n\nEach image is a subject of the parent "
-                "dataset (two folders up) generated from the same draws without the bias "
-                f"effect; see the parent's {DATASHEET} (the datasheet).\n").encode())
-            # one sidecar for every twin (BIDS inheritance): what a derivative must state
-            put(f"{TWIN_FOLDER}/{TWIN_ENTITY}_T1w.json", (json.dumps({
-                "Description": "counterfactual twin: the subject's image without the bias "
-                               "effect (same template, shape, disease draws)",
-                "SkullStripped": True,
-            }, indent=2) + "\n").encode())
+            put(
+                f"{TWIN_FOLDER}/dataset_description.json",
+                (json.dumps(_twin_description(name), indent=2) + "\n").encode(),
+            )
+            put(
+                f"{TWIN_FOLDER}/README.md",
+                (
+                    f"# Counterfactual twins of {name}\n\nEach image is a subject of "
+                    "the parent "
+                    "dataset (two folders up) generated from the same draws without "
+                    "the bias "
+                    f"effect; see the parent's {DATASHEET} (the datasheet).\n"
+                ).encode(),
+            )
+            # one sidecar for every twin (BIDS inheritance): what a derivative must
+            # state
+            put(
+                f"{TWIN_FOLDER}/{TWIN_ENTITY}_T1w.json",
+                (
+                    json.dumps(
+                        {
+                            "Description": "counterfactual twin: the subject's image "
+                                           "without the bias "
+                            "effect (same template, shape, disease draws)",
+                            "SkullStripped": True,
+                        },
+                        indent=2,
+                    )
+                    + "\n"
+                ).encode(),
+            )
         description = _description(cohort, name)
         description["faimi"]["checksums"] = CHECKSUMS
         try:
             text = json.dumps(description, indent=2, allow_nan=False) + "\n"
         except ValueError:
-            raise ValueError("the cohort's configuration holds NaN or infinite values; "
-                             "nothing was written") from None
+            raise ValueError(
+                "the cohort's configuration holds NaN or infinite values; "
+                "nothing was written"
+            ) from None
         put("dataset_description.json", text.encode())
         # written last: every other file's SHA-256, in `sha256sum` format
-        (tmp / CHECKSUMS).write_text("".join(f"{h}  {rel}\n" for rel, h in sorted(sums.items())))
+        (tmp / CHECKSUMS).write_text(
+            "".join(f"{h}  {rel}\n" for rel, h in sorted(sums.items()))
+        )
         if out.exists():
             if not _exchange(tmp, out):
-                # no atomic exchange here: two renames; a stop between them is repaired by
+                # no atomic exchange here: two renames; a stop between them is repaired
+                # by
                 # the next writer (recover_leftovers) from the .old folder
                 old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
                 out.rename(old)
@@ -649,7 +808,9 @@ def _write_locked(cohort: Cohort, out: Path, overwrite: bool, name: str | None,
 
 def _column_help(column: str) -> str:
     if column.startswith("z_"):
-        return f"coefficient z_{column[2:]} of subject shape basis field {int(column[2:])}"
+        return (
+            f"coefficient z_{column[2:]} of subject shape basis field {int(column[2:])}"
+        )
     return column.replace("_", " ")
 
 
@@ -659,24 +820,44 @@ def _column_help(column: str) -> str:
 
 
 def _check_subject_id(sid: str, column: str = "participant_id") -> str:
-    """A subject identifier that is one plain folder name (never a path out of the dataset)."""
-    bad = (not sid or sid in (".", "..") or "/" in sid or "\\" in sid or "\x00" in sid
-           or sid != sid.strip() or Path(sid).is_absolute() or ":" in sid)
+    """A subject identifier that is one plain folder name (never a path out of the
+    dataset)."""
+    bad = (
+        not sid
+        or sid in (".", "..")
+        or "/" in sid
+        or "\\" in sid
+        or "\x00" in sid
+        or sid != sid.strip()
+        or Path(sid).is_absolute()
+        or ":" in sid
+    )
     if bad:
-        raise DatasetError(f"{column} {sid!r} is not a subject identifier; allowed: one folder "
-                           "name such as sub-0001 (no '/', '\\', ':' or '..')")
+        raise DatasetError(
+            f"{column} {sid!r} is not a subject identifier; allowed: one folder "
+            "name such as sub-0001 (no '/', '\\', ':' or '..')"
+        )
     return sid
 
 
 def _inside(root: Path, rel: str, what: str, tsv: Path) -> Path:
     """``root / rel`` when it stays inside ``root`` (no absolute paths, no ``..``)."""
-    if not rel or "\x00" in rel or Path(rel).is_absolute() or rel.startswith(("/", "\\")):
-        raise DatasetError(f"{tsv}: {what} {rel!r} is not a path inside the dataset folder")
+    if (
+        not rel
+        or "\x00" in rel
+        or Path(rel).is_absolute()
+        or rel.startswith(("/", "\\"))
+    ):
+        raise DatasetError(
+            f"{tsv}: {what} {rel!r} is not a path inside the dataset folder"
+        )
     target = root / rel
     try:
         target.resolve().relative_to(root.resolve())
     except ValueError:
-        raise DatasetError(f"{tsv}: {what} {rel!r} points outside the dataset folder") from None
+        raise DatasetError(
+            f"{tsv}: {what} {rel!r} points outside the dataset folder"
+        ) from None
     return target
 
 
@@ -688,18 +869,23 @@ def _header_class(first: bytes, path: Path):
     import nibabel as nib
 
     if len(first) < 348:
-        raise DatasetError(f"{path}: cannot read NIfTI image (file too short for a header)")
+        raise DatasetError(
+            f"{path}: cannot read NIfTI image (file too short for a header)"
+        )
     for order in ("little", "big"):
         size = int.from_bytes(first[:4], order)
         if size == 348:
             return nib.Nifti1Header
         if size == 540:
             return nib.Nifti2Header
-    raise DatasetError(f"{path}: cannot read NIfTI image (not a NIfTI-1 or NIfTI-2 header)")
+    raise DatasetError(
+        f"{path}: cannot read NIfTI image (not a NIfTI-1 or NIfTI-2 header)"
+    )
 
 
-def _load_nifti(path: Path, expected_shape: tuple[int, ...] | None = None,
-                sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _load_nifti(
+    path: Path, expected_shape: tuple[int, ...] | None = None, sha256: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one NIfTI file safely.
 
     The header is parsed first: its declared shape must match ``expected_shape`` and
@@ -710,7 +896,6 @@ def _load_nifti(path: Path, expected_shape: tuple[int, ...] | None = None,
     import zlib
 
     import nibabel as nib
-
 
     if not path.is_file():
         raise DatasetError(f"{path}: file not found (listed in participants.tsv)")
@@ -728,24 +913,33 @@ def _load_nifti(path: Path, expected_shape: tuple[int, ...] | None = None,
     except DatasetError:
         raise
     except Exception as err:  # nibabel and zlib raise many kinds for corrupt files
-        raise DatasetError(f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})") \
-            from None
+        raise DatasetError(
+            f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})"
+        ) from None
     if expected_shape is not None and shape != tuple(expected_shape):
-        raise DatasetError(f"{path}: image shape {shape} differs from the dataset's "
-                           f"{tuple(expected_shape)} (read from its header; nothing decoded)")
+        raise DatasetError(
+            f"{path}: image shape {shape} differs from the dataset's "
+            f"{tuple(expected_shape)} (read from its header; nothing decoded)"
+        )
     declared = offset + int(np.prod(shape, dtype=np.float64)) * itemsize
     total = memory_bytes()
     if total and declared > total // 2:
-        raise DatasetError(f"{path}: header declares {shape} ({format_bytes(declared)}), more "
-                           f"than half this machine's memory ({format_bytes(total)})")
+        raise DatasetError(
+            f"{path}: header declares {shape} ({format_bytes(declared)}), more "
+            f"than half this machine's memory ({format_bytes(total)})"
+        )
     reachable = len(raw) * _MAX_GZIP_RATIO + 65536 if gz else len(raw)
     if declared > reachable:
-        raise DatasetError(f"{path}: header declares {shape} ({format_bytes(declared)}) but the "
-                           f"file ({format_bytes(len(raw))}) cannot hold that much; it is "
-                           "truncated or corrupt")
+        raise DatasetError(
+            f"{path}: header declares {shape} ({format_bytes(declared)}) but the "
+            f"file ({format_bytes(len(raw))}) cannot hold that much; it is "
+            "truncated or corrupt"
+        )
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise DatasetError(f"{path}: SHA-256 differs from the one in {CHECKSUMS} (the file is "
-                           "corrupt or was changed after the dataset was written)")
+        raise DatasetError(
+            f"{path}: SHA-256 differs from the one in {CHECKSUMS} (the file is "
+            "corrupt or was changed after the dataset was written)"
+        )
     if gz:
         d = zlib.decompressobj(wbits=31)
         try:
@@ -753,25 +947,35 @@ def _load_nifti(path: Path, expected_shape: tuple[int, ...] | None = None,
         except zlib.error as err:
             raise DatasetError(f"{path}: corrupt gzip data ({err})") from None
         if d.unconsumed_tail:
-            raise DatasetError(f"{path}: holds more data than its header declares "
-                               f"({format_bytes(declared)})")
+            raise DatasetError(
+                f"{path}: holds more data than its header declares "
+                f"({format_bytes(declared)})"
+            )
         if not d.eof:
-            raise DatasetError(f"{path}: gzip stream is truncated (no complete trailer; the "
-                               "file was cut short)")
+            raise DatasetError(
+                f"{path}: gzip stream is truncated (no complete trailer; the "
+                "file was cut short)"
+            )
         if d.unused_data.strip(b"\x00"):
             raise DatasetError(f"{path}: unexpected bytes after the gzip stream")
     else:
         body = raw
     if len(body) < declared:
-        raise DatasetError(f"{path}: image data is truncated ({format_bytes(len(body))} of "
-                           f"{format_bytes(declared)} declared)")
+        raise DatasetError(
+            f"{path}: image data is truncated ({format_bytes(len(body))} of "
+            f"{format_bytes(declared)} declared)"
+        )
     try:
-        img = nib.Nifti2Image.from_bytes(body) if header.sizeof_hdr == 540 \
+        img = (
+            nib.Nifti2Image.from_bytes(body)
+            if header.sizeof_hdr == 540
             else nib.Nifti1Image.from_bytes(body)
+        )
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as err:  # nibabel raises many kinds for corrupt files
-        raise DatasetError(f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})") \
-            from None
+        raise DatasetError(
+            f"{path}: cannot read NIfTI image ({type(err).__name__}: {err})"
+        ) from None
     if not np.all(np.isfinite(data)):
         raise DatasetError(f"{path}: image holds NaN or infinite values")
     return data, img.affine
@@ -782,8 +986,10 @@ def _read_checksums(root: Path, required: bool) -> dict[str, str] | None:
     sums = root / CHECKSUMS
     if not sums.is_file():
         if required:
-            raise DatasetError(f"{sums}: file not found; dataset_description.json says the "
-                               "dataset carries checksums")
+            raise DatasetError(
+                f"{sums}: file not found; dataset_description.json says the "
+                "dataset carries checksums"
+            )
         return None
     out: dict[str, str] = {}
     try:
@@ -792,7 +998,11 @@ def _read_checksums(root: Path, required: bool) -> dict[str, str] | None:
         raise DatasetError(f"{sums}: cannot read ({err})") from None
     for n, line in enumerate(lines, 1):
         digest, sep, rel = line.partition("  ")
-        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if (
+            not sep
+            or len(digest) != 64
+            or any(c not in "0123456789abcdef" for c in digest)
+        ):
             raise DatasetError(f"{sums}: line {n} is not '<sha256>  <path>'")
         out[rel.lstrip("*")] = digest
     return out
@@ -809,15 +1019,20 @@ def _verify(root: Path, rel: str, sums: dict[str, str] | None) -> None:
     except OSError as err:
         raise DatasetError(f"{path}: cannot read ({err})") from None
     if digest != sums[rel]:
-        raise DatasetError(f"{path}: SHA-256 differs from the one in {CHECKSUMS} (the file is "
-                           "corrupt or was changed after the dataset was written)")
+        raise DatasetError(
+            f"{path}: SHA-256 differs from the one in {CHECKSUMS} (the file is "
+            "corrupt or was changed after the dataset was written)"
+        )
 
 
 def _find_image(root: Path, sid: str, twin: bool) -> Path | None:
     entity = f"_{TWIN_ENTITY}" if twin else ""
     # twins: the derivative dataset first, then beside the image (version 0.1 layout)
-    folders = [root / TWIN_FOLDER / sid / "anat", root / sid / "anat"] if twin \
+    folders = (
+        [root / TWIN_FOLDER / sid / "anat", root / sid / "anat"]
+        if twin
         else [root / sid / "anat"]
+    )
     for anat in folders:
         for ext in (".nii.gz", ".nii"):
             p = anat / f"{sid}{entity}_T1w{ext}"
@@ -827,10 +1042,14 @@ def _find_image(root: Path, sid: str, twin: bool) -> Path | None:
         # a subject's own folder, two levels at most (sub-X/*.nii*, sub-X/anat/*.nii*);
         # nothing that resolves outside the dataset folder
         base = root.resolve()
-        hits = sorted(p for pattern in ("*.nii", "*.nii.gz", "*/*.nii", "*/*.nii.gz")
-                      for p in (root / sid).glob(pattern)
-                      if TWIN_ENTITY not in p.name and p.is_file()
-                      and p.resolve().is_relative_to(base))
+        hits = sorted(
+            p
+            for pattern in ("*.nii", "*.nii.gz", "*/*.nii", "*/*.nii.gz")
+            for p in (root / sid).glob(pattern)
+            if TWIN_ENTITY not in p.name
+            and p.is_file()
+            and p.resolve().is_relative_to(base)
+        )
         return hits[0] if hits else None
     return None
 
@@ -838,13 +1057,19 @@ def _find_image(root: Path, sid: str, twin: bool) -> Path | None:
 def _read_table(root: Path) -> pd.DataFrame:
     tsv = root / "participants.tsv"
     if not tsv.is_file():
-        raise DatasetError(f"{tsv}: file not found; a dataset folder needs a participants.tsv")
+        raise DatasetError(
+            f"{tsv}: file not found; a dataset folder needs a participants.tsv"
+        )
     try:
         table = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str})
     except Exception as err:
-        raise DatasetError(f"{tsv}: cannot parse ({type(err).__name__}: {err})") from None
+        raise DatasetError(
+            f"{tsv}: cannot parse ({type(err).__name__}: {err})"
+        ) from None
     if "participant_id" not in table.columns:
-        raise DatasetError(f"{tsv}: no participant_id column (columns: {', '.join(table.columns)})")
+        raise DatasetError(
+            f"{tsv}: no participant_id column (columns: {', '.join(table.columns)})"
+        )
     if len(table) == 0:
         raise DatasetError(f"{tsv}: no subjects (the table has a header but no rows)")
     ids = table["participant_id"]
@@ -878,44 +1103,63 @@ def _read_config(root: Path) -> tuple[SimulationConfig | None, int | None, bool]
     if faimi is None:
         return None, None, False
     if not isinstance(faimi, dict):
-        raise DatasetError(f"{desc}: 'faimi' holds {type(faimi).__name__}; allowed: an object")
+        raise DatasetError(
+            f"{desc}: 'faimi' holds {type(faimi).__name__}; allowed: an object"
+        )
     written = faimi.get("n_subjects")
-    if written is not None and (isinstance(written, bool) or not isinstance(written, int)
-                                or written < 0):
-        raise DatasetError(f"{desc}: faimi.n_subjects={written!r}; allowed: a non-negative "
-                           "integer")
+    if written is not None and (
+        isinstance(written, bool) or not isinstance(written, int) or written < 0
+    ):
+        raise DatasetError(
+            f"{desc}: faimi.n_subjects={written!r}; allowed: a non-negative integer"
+        )
     checksums = faimi.get("checksums")
     if checksums is not None and checksums != CHECKSUMS:
-        raise DatasetError(f"{desc}: faimi.checksums={checksums!r}; allowed: {CHECKSUMS!r}")
+        raise DatasetError(
+            f"{desc}: faimi.checksums={checksums!r}; allowed: {CHECKSUMS!r}"
+        )
     cfg = faimi.get("config")
     if cfg is None:
         return None, written, checksums is not None
     if not isinstance(cfg, dict):
-        raise DatasetError(f"{desc}: faimi.config holds {type(cfg).__name__}; allowed: an object")
+        raise DatasetError(
+            f"{desc}: faimi.config holds {type(cfg).__name__}; allowed: an object"
+        )
     try:
         return SimulationConfig.from_dict(cfg), written, checksums is not None
     except (ValueError, TypeError, KeyError) as err:
         raise DatasetError(f"{desc}: invalid faimi configuration ({err})") from None
 
 
-def _int_column(table: pd.DataFrame, column: str, tsv: Path, default: int | None) -> np.ndarray:
+def _int_column(
+    table: pd.DataFrame, column: str, tsv: Path, default: int | None
+) -> np.ndarray:
     if column not in table.columns:
         if default is None:
-            raise DatasetError(f"{tsv}: no {column!r} column (columns: {', '.join(table.columns)})")
+            raise DatasetError(
+                f"{tsv}: no {column!r} column (columns: {', '.join(table.columns)})"
+            )
         return np.full(len(table), default, dtype=np.int64)
     values = pd.to_numeric(table[column], errors="coerce")
     bad = values.isna() | (values != values.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DatasetError(
-            f"{tsv}: column {column!r} row {row + 1} holds {table[column].iloc[row]!r}; "
-            "allowed: integers")
+            f"{tsv}: column {column!r} row {row + 1} holds "
+            f"{table[column].iloc[row]!r}; "
+            "allowed: integers"
+        )
     return values.to_numpy().astype(np.int64)
 
 
-def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool = True,
-                 label_column: str = "label", group_column: str = "bias_group",
-                 rescale: bool | None = None) -> Cohort | NiftiDataset:
+def read_dataset(
+    path: str | os.PathLike[str],
+    lazy: bool = False,
+    twins: bool = True,
+    label_column: str = "label",
+    group_column: str = "bias_group",
+    rescale: bool | None = None,
+) -> Cohort | NiftiDataset:
     """Read a dataset folder (written by :func:`write_cohort`, or a user's own).
 
     A user's folder needs a ``participants.tsv`` with ``participant_id`` and a label
@@ -953,15 +1197,19 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
 
     root = Path(path)
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a dataset folder (does not exist or is not a folder)")
+        raise DatasetError(
+            f"{root}: not a dataset folder (does not exist or is not a folder)"
+        )
     tsv = root / "participants.tsv"
     table = _read_table(root)
     cfg, written, has_sums = _read_config(root)
     sums = _read_checksums(root, required=has_sums)
     if written is not None and len(table) != written:
         raise DatasetError(
-            f"{tsv}: {len(table)} rows but dataset_description.json says {written} subjects "
-            "(n_subjects) were written")
+            f"{tsv}: {len(table)} rows but dataset_description.json says {written} "
+            "subjects "
+            "(n_subjects) were written"
+        )
     label = _int_column(table, label_column, tsv, None)
     if not set(np.unique(label)) <= {0, 1}:
         raise DatasetError(f"{tsv}: column {label_column!r} must hold 0 and 1 only")
@@ -970,30 +1218,42 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
     paths, twin_paths = [], []
     for i, sid in enumerate(ids):
         rel = table["image"].iloc[i] if "image" in table.columns else None
-        p = _inside(root, rel, "image", tsv) if isinstance(rel, str) \
+        p = (
+            _inside(root, rel, "image", tsv)
+            if isinstance(rel, str)
             else _find_image(root, sid, twin=False)
+        )
         if p is None:
-            raise DatasetError(f"{root / sid}: no NIfTI image found for {sid} (participants.tsv)")
+            raise DatasetError(
+                f"{root / sid}: no NIfTI image found for {sid} (participants.tsv)"
+            )
         paths.append(p)
         if twins:
             rel_t = table["twin"].iloc[i] if "twin" in table.columns else None
-            twin_paths.append(_inside(root, rel_t, "twin", tsv) if isinstance(rel_t, str)
-                              else _find_image(root, sid, twin=True))
+            twin_paths.append(
+                _inside(root, rel_t, "twin", tsv)
+                if isinstance(rel_t, str)
+                else _find_image(root, sid, twin=True)
+            )
     if twins and any(p is None for p in twin_paths):
         twin_paths = []
     meta = table.rename(columns={"participant_id": "subject_id"}).drop(
-        columns=[c for c in ("image", "twin") if c in table.columns])
+        columns=[c for c in ("image", "twin") if c in table.columns]
+    )
     meta["label"] = label
     meta["bias_group"] = group
     if "split" not in meta.columns:
-
         meta["split"] = stratified_split(label, group, (0.6, 0.2, 0.2), seed=0)
     bad_split = ~meta["split"].astype(str).isin(["train", "val", "test"])
     if bad_split.any():
         row = int(np.flatnonzero(bad_split.to_numpy())[0])
-        raise DatasetError(f"{tsv}: split {meta['split'].iloc[row]!r} in row {row + 1}; "
-                           "allowed: train, val, test")
-    meta["split"] = pd.Categorical(meta["split"].astype(str), categories=["train", "val", "test"])
+        raise DatasetError(
+            f"{tsv}: split {meta['split'].iloc[row]!r} in row {row + 1}; "
+            "allowed: train, val, test"
+        )
+    meta["split"] = pd.Categorical(
+        meta["split"].astype(str), categories=["train", "val", "test"]
+    )
     if rescale is None:
         rescale = cfg is None
     expected = None
@@ -1003,22 +1263,32 @@ def read_dataset(path: str | os.PathLike[str], lazy: bool = False, twins: bool =
         # every table and image read must be the one written; images are checked as read
         for rel in ("participants.tsv", "dataset_description.json"):
             _verify(root, rel, sums)
-    dataset = NiftiDataset(paths, twin_paths or None, meta, cfg, rescale, expected,
-                           checksums=sums, root=root)
+    dataset = NiftiDataset(
+        paths,
+        twin_paths or None,
+        meta,
+        cfg,
+        rescale,
+        expected,
+        checksums=sums,
+        root=root,
+    )
     if lazy:
         return dataset
     if expected is not None:
-
         n_arrays = len(paths) * (2 if twin_paths else 1)
-        check_memory(n_arrays * float(np.prod(expected)) * 4 * 1.5,
-                     f"reading {n_arrays} images of {expected} from {root}",
-                     "read it with lazy=True (images on demand)")
+        check_memory(
+            n_arrays * float(np.prod(expected)) * 4 * 1.5,
+            f"reading {n_arrays} images of {expected} from {root}",
+            "read it with lazy=True (images on demand)",
+        )
     arrays = [dataset.load(i) for i in range(len(dataset))]
     images = torch.from_numpy(np.stack(arrays))
     twin_images = None
     if dataset.twin_paths is not None:
-        twin_images = torch.from_numpy(np.stack([dataset.load(i, twin=True)
-                                                 for i in range(len(dataset))]))
+        twin_images = torch.from_numpy(
+            np.stack([dataset.load(i, twin=True) for i in range(len(dataset))])
+        )
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
 
 
@@ -1054,10 +1324,17 @@ class NiftiDataset:
         The dataset folder (needed with ``checksums``).
     """
 
-    def __init__(self, paths: Sequence[Path], twin_paths: Sequence[Path] | None,
-                 meta: pd.DataFrame, config: SimulationConfig | None = None,
-                 rescale: bool = False, expected_shape: tuple[int, ...] | None = None,
-                 checksums: dict[str, str] | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        twin_paths: Sequence[Path] | None,
+        meta: pd.DataFrame,
+        config: SimulationConfig | None = None,
+        rescale: bool = False,
+        expected_shape: tuple[int, ...] | None = None,
+        checksums: dict[str, str] | None = None,
+        root: Path | None = None,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.twin_paths = None if twin_paths is None else [Path(p) for p in twin_paths]
         self.meta = meta.reset_index(drop=True)
@@ -1116,10 +1393,16 @@ class NiftiDataset:
         data, _ = _load_nifti(path, want, digest)
         shape = tuple(data.shape)
         if want is not None and shape != tuple(want):
-            raise DatasetError(f"{path}: image shape {shape} differs from the dataset's {want}")
+            raise DatasetError(
+                f"{path}: image shape {shape} differs from the dataset's {want}"
+            )
         if self._first_shape is None:
             self._first_shape = shape
-        if len(shape) == 3 and shape[2] == 1 and (self.config is None or self.config.dims == 2):
+        if (
+            len(shape) == 3
+            and shape[2] == 1
+            and (self.config is None or self.config.dims == 2)
+        ):
             data = data[..., 0]
         if self.rescale:
             lo, hi = float(data.min()), float(data.max())
@@ -1130,12 +1413,16 @@ class NiftiDataset:
         import torch
 
         image = torch.from_numpy(self.load(int(index)))
-        return (image, torch.tensor(int(self.label[index])),
-                torch.tensor(int(self.bias_group[index])))
+        return (
+            image,
+            torch.tensor(int(self.label[index])),
+            torch.tensor(int(self.bias_group[index])),
+        )
 
 
 class CohortDataset:
-    """A torch dataset view of an in-memory cohort: items ``(image, label, bias_group)``.
+    """A torch dataset view of an in-memory cohort: items ``(image, label,
+    bias_group)``.
 
     Parameters
     ----------
@@ -1166,10 +1453,19 @@ class CohortDataset:
 # command line: faimi simulate
 # --------------------------------------------------------------------------------------
 
-_TUPLE_NARGS = {"shape": "+", "bias_prevalence": 2, "disease_mean": 2, "disease_sd": 2, "split": 3,
-                "crop": "*"}
-_CHOICES = {"preset": presets.PRESET_NAMES, "bias_kind": BIAS_KINDS,
-            "intensity_scope": INTENSITY_SCOPES}
+_TUPLE_NARGS = {
+    "shape": "+",
+    "bias_prevalence": 2,
+    "disease_mean": 2,
+    "disease_sd": 2,
+    "split": 3,
+    "crop": "*",
+}
+_CHOICES = {
+    "preset": presets.PRESET_NAMES,
+    "bias_kind": BIAS_KINDS,
+    "intensity_scope": INTENSITY_SCOPES,
+}
 
 
 def _option(name: str) -> str:
@@ -1195,18 +1491,32 @@ def register(subparsers) -> None:
         "simulate",
         help="generate a synthetic cohort with known biases and write it as a dataset",
         description="Generate a SimBA-style cohort (images, counterfactual twins, "
-        "participants.tsv, a datasheet as README.md) and write it as a BIDS dataset to --out. "
+        "participants.tsv, a datasheet as README.md) and write it as a BIDS dataset to "
+        "--out. "
         "Unset options take the "
         "preset's values.",
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it exists and is not empty")
-    parser.add_argument("--config", metavar="JSON", default=None,
-                        help="start from a configuration file (SimulationConfig JSON, or a "
-                        "dataset_description.json written by this command)")
-    parser.add_argument("--device", default=None, help="torch device (default: automatic)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="dataset folder to write"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DIR if it exists and is not empty",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        default=None,
+        help="start from a configuration file (SimulationConfig JSON, or a "
+        "dataset_description.json written by this command)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: automatic)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar or summary"
+    )
     defaults = {f.name: f.default for f in dataclasses.fields(SimulationConfig)}
     defaults["preset"] = "$FAIMI_PRESET or tutorial"
     for f in dataclasses.fields(SimulationConfig):
@@ -1215,7 +1525,9 @@ def register(subparsers) -> None:
         if default is None:  # the help text says where the value comes from
             kwargs["help"] = FIELD_HELP[f.name]
         else:
-            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            shown = (
+                " ".join(map(str, default)) if isinstance(default, tuple) else default
+            )
             kwargs["help"] = f"{FIELD_HELP[f.name]} (default: {shown})"
         if f.name in _TUPLE_NARGS:
             kwargs["nargs"] = _TUPLE_NARGS[f.name]
@@ -1225,7 +1537,9 @@ def register(subparsers) -> None:
         parser.add_argument(_option(f.name), **kwargs)
     parser.set_defaults(func=_run_simulate)
 
-    def one_line_error(self, message: str) -> None:  # argparse's own errors, on one line
+    def one_line_error(
+        self, message: str
+    ) -> None:  # argparse's own errors, on one line
         self.exit(2, f"faimi simulate: error: {message}\n")
 
     parser.error = types.MethodType(one_line_error, parser)
@@ -1241,32 +1555,52 @@ def _number(text: str) -> Any:
 
 
 #: Fields whose command-line values stay text.
-_TEXT_FIELDS = ("preset", "bias_kind", "intensity_scope", "disease_region", "bias_region")
+_TEXT_FIELDS = (
+    "preset",
+    "bias_kind",
+    "intensity_scope",
+    "disease_region",
+    "bias_region",
+)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
-    """The configuration object of a ``--config`` file (one-line errors as ConfigError)."""
+    """The configuration object of a ``--config`` file (one-line errors as
+    ConfigError)."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except UnicodeDecodeError as err:
-        raise ConfigError("config", path, f"a UTF-8 JSON file (byte {err.start} is not "
-                          "UTF-8)") from None
+        raise ConfigError(
+            "config", path, f"a UTF-8 JSON file (byte {err.start} is not UTF-8)"
+        ) from None
     except json.JSONDecodeError as err:
-        raise ConfigError("config", path, f"a JSON file (line {err.lineno}, column "
-                          f"{err.colno}: {err.msg})") from None
+        raise ConfigError(
+            "config",
+            path,
+            f"a JSON file (line {err.lineno}, column {err.colno}: {err.msg})",
+        ) from None
     except IsADirectoryError:
         raise ConfigError("config", path, "a JSON file, not a folder") from None
     except OSError as err:
-        raise ConfigError("config", path, f"a readable JSON file ({err.strerror})") from None
+        raise ConfigError(
+            "config", path, f"a readable JSON file ({err.strerror})"
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError("config", path, "a JSON object of SimulationConfig fields (found "
-                          f"a {type(data).__name__})")
+        raise ConfigError(
+            "config",
+            path,
+            f"a JSON object of SimulationConfig fields (found a {type(data).__name__})",
+        )
     if "faimi" in data:  # a dataset_description.json written by this command
         faimi = data["faimi"]
         if not isinstance(faimi, dict) or not isinstance(faimi.get("config"), dict):
-            raise ConfigError("config", path, "a dataset_description.json whose 'faimi' "
-                              "object holds a 'config' object")
+            raise ConfigError(
+                "config",
+                path,
+                "a dataset_description.json whose 'faimi' "
+                "object holds a 'config' object",
+            )
         data = faimi["config"]
     return dict(data)
 
@@ -1306,7 +1640,7 @@ def config_from_args(args: Any) -> SimulationConfig:
         given[f.name] = value
     if base:
         values = {**base, **given}
-        if ("dims" in given or "preset" in given):
+        if "dims" in given or "preset" in given:
             for key in GRID_FIELDS:
                 if key not in given:
                     values[key] = None
@@ -1326,7 +1660,6 @@ def config_from_args(args: Any) -> SimulationConfig:
 
 def _run_simulate(args: Any) -> int:
 
-
     def fail(message: str) -> int:
         print(f"faimi simulate: error: {message}", file=sys.stderr)
         return 2
@@ -1335,8 +1668,11 @@ def _run_simulate(args: Any) -> int:
         cfg = config_from_args(args)
     except ConfigError as err:
         option = "--config" if err.field == "config" else _option(err.field)
-        value = " ".join(map(str, err.value)) if isinstance(err.value, (tuple, list)) \
+        value = (
+            " ".join(map(str, err.value))
+            if isinstance(err.value, (tuple, list))
             else err.value
+        )
         return fail(f"{option} {value}: allowed: {err.allowed}")
     except ValueError as err:  # $FAIMI_PRESET
         return fail(str(err))
@@ -1357,16 +1693,22 @@ def _run_simulate(args: Any) -> int:
             try:
                 _check_target(out, args.overwrite)
             except FileExistsError:
-                return fail(f"--out {out}: exists and is not empty; allowed: a new or empty "
-                            "folder, or add --overwrite")
+                return fail(
+                    f"--out {out}: exists and is not empty; allowed: a new or empty "
+                    "folder, or add --overwrite"
+                )
             cohort = generate(cfg, progress=not args.quiet, device=device)
             _write_locked(cohort, out, args.overwrite, None, not args.quiet)
     except FileExistsError as err:  # another writer holds the folder
         return fail(f"--out {err}")
     except OSError as err:
-        return fail(f"--out {out}: cannot write ({err.strerror or err}); nothing was written")
+        return fail(
+            f"--out {out}: cannot write ({err.strerror or err}); nothing was written"
+        )
     if not args.quiet:
         seconds = cohort.meta.attrs.get("generation_seconds", float("nan"))
-        print(f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "
-              f"in {seconds:.1f} s of generation; see {out / 'README.md'} (the datasheet)")
+        print(
+            f"wrote {len(cohort)} subjects (and their counterfactual twins) to {out} "
+            f"in {seconds:.1f} s of generation; see {out / 'README.md'} (the datasheet)"
+        )
     return 0

@@ -49,8 +49,19 @@ METHODS: tuple[str, ...] = ("none", "zscore", "histogram")
 
 #: Percentiles of the brain intensities used as landmarks (Nyul & Udupa's deciles,
 #: with the 1st and 99th percentiles as the ends of the standard scale).
-LANDMARKS: tuple[float, ...] = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0,
-                                90.0, 99.0)
+LANDMARKS: tuple[float, ...] = (
+    1.0,
+    10.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    70.0,
+    80.0,
+    90.0,
+    99.0,
+)
 
 
 def _images(images: Any) -> torch.Tensor:
@@ -64,16 +75,18 @@ def _images(images: Any) -> torch.Tensor:
     if x.shape[0] == 0:
         raise ValueError("images is empty (0 images); allowed: at least one image")
     if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or infinite values; allowed: finite "
-                         "numbers")
+        raise ValueError(
+            "images contain NaN or infinite values; allowed: finite numbers"
+        )
     return x
 
 
 def _threshold(threshold: float) -> float:
     value = check_finite("threshold", threshold, 0.0, 1.0)
     if value >= 1.0:
-        raise ValueError(f"threshold={threshold!r} is invalid; allowed: a number in "
-                         "[0, 1)")
+        raise ValueError(
+            f"threshold={threshold!r} is invalid; allowed: a number in [0, 1)"
+        )
     return value
 
 
@@ -120,8 +133,9 @@ def normalise_intensity(images: Any, threshold: float = 0.2) -> torch.Tensor:
     mean = (flat * mask).sum(dim=1, keepdim=True) / count
     var = (((flat - mean) * mask) ** 2).sum(dim=1, keepdim=True) / count
     z = (flat - mean) / var.sqrt().clamp(min=1e-6)
-    out = torch.where(mask > 0, (0.5 + 0.15 * z).clamp(0.0, 1.0),
-                      torch.zeros_like(flat))
+    out = torch.where(
+        mask > 0, (0.5 + 0.15 * z).clamp(0.0, 1.0), torch.zeros_like(flat)
+    )
     return out.reshape(x.shape)
 
 
@@ -157,8 +171,9 @@ def reference_landmarks(images: Any, threshold: float = 0.2) -> np.ndarray:
     return np.maximum.accumulate(mean)
 
 
-def match_histograms(images: Any, reference: Any,
-                     threshold: float = 0.2) -> torch.Tensor:
+def match_histograms(
+    images: Any, reference: Any, threshold: float = 0.2
+) -> torch.Tensor:
     """Map each image's brain intensities onto the reference landmarks (Nyul-Udupa).
 
     Each image's own percentile landmarks are mapped to ``reference`` piecewise
@@ -183,8 +198,11 @@ def match_histograms(images: Any, reference: Any,
     x = _images(images)
     threshold = _threshold(threshold)
     ref = np.asarray(reference, dtype=np.float64).reshape(-1)
-    if (ref.shape != (len(LANDMARKS),) or not np.all(np.isfinite(ref))
-            or np.any(np.diff(ref) < 0)):
+    if (
+        ref.shape != (len(LANDMARKS),)
+        or not np.all(np.isfinite(ref))
+        or np.any(np.diff(ref) < 0)
+    ):
         raise ValueError(
             f"reference has {ref.size} values; allowed: {len(LANDMARKS)} increasing "
             "finite landmarks from reference_landmarks()"
@@ -239,8 +257,10 @@ def harmonise(
     if method == "zscore":
         return normalise_intensity(images, threshold)
     if reference is None:
-        raise ValueError("reference=None is invalid for method='histogram'; allowed: "
-                         "the landmarks of reference_landmarks(training images)")
+        raise ValueError(
+            "reference=None is invalid for method='histogram'; allowed: "
+            "the landmarks of reference_landmarks(training images)"
+        )
     return match_histograms(images, reference, threshold)
 
 
@@ -269,5 +289,6 @@ def zoom(images: Any, factor: float) -> torch.Tensor:
     theta = torch.zeros(x.shape[0], dims, dims + 1)
     theta[:, range(dims), range(dims)] = 1.0 / float(factor)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
+    return F.grid_sample(
+        x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )

@@ -27,8 +27,9 @@ def check_binary(label: ArrayLike, name: str = "label") -> np.ndarray:
     """Labels 0/1 (or booleans) as a non-empty int64 array, else ``ValueError``."""
     y = np.asarray(label)
     if y.ndim != 1 or len(y) == 0:
-        raise ValueError(f"{name} must be a non-empty one-dimensional array "
-                         f"(got shape {y.shape})")
+        raise ValueError(
+            f"{name} must be a non-empty one-dimensional array (got shape {y.shape})"
+        )
     try:
         values = set(np.unique(y).tolist())
     except TypeError as err:
@@ -44,8 +45,9 @@ def _groups(groups: ArrayLike | None, n: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     g = np.asarray(groups)
     if g.ndim != 1 or len(g) != n:
-        raise ValueError(f"groups must be one-dimensional with {n} entries "
-                         f"(got shape {g.shape})")
+        raise ValueError(
+            f"groups must be one-dimensional with {n} entries (got shape {g.shape})"
+        )
     if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in g.tolist()):
         raise ValueError("groups contains missing values")
     return g
@@ -56,13 +58,16 @@ def _rates(rate: float | Mapping[Any, float], name: str, present: list) -> dict:
     if isinstance(rate, Mapping):
         unknown = [k for k in rate if k not in present]
         if unknown:
-            raise ValueError(f"{name} names groups {unknown!r} that are not in groups "
-                             f"(present: {present!r})")
+            raise ValueError(
+                f"{name} names groups {unknown!r} that are not in groups "
+                f"(present: {present!r})"
+            )
         out = {g: rate.get(g, 0.0) for g in present}
     else:
         out = {g: rate for g in present}
-    return {g: check_finite(f"{name} of group {g!r}", r, 0.0, 1.0)
-            for g, r in out.items()}
+    return {
+        g: check_finite(f"{name} of group {g!r}", r, 0.0, 1.0) for g, r in out.items()
+    }
 
 
 def noisy_labels(
@@ -150,7 +155,10 @@ def noisy_labels(
 
 
 def verified_sample(
-    groups: ArrayLike, n_per_group: int, *, strata: ArrayLike | None = None,
+    groups: ArrayLike,
+    n_per_group: int,
+    *,
+    strata: ArrayLike | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Positions of a random subset to verify: ``n_per_group`` subjects per group.
@@ -199,7 +207,9 @@ def verified_sample(
         for level, k in zip(levels, shares):
             idx = np.flatnonzero((g == grp) & (st == level))
             if len(idx) < k:
-                raise ValueError(f"group {grp!r} (stratum {level!r}) has {len(idx)} "
-                                 f"members, fewer than the {k} to verify")
+                raise ValueError(
+                    f"group {grp!r} (stratum {level!r}) has {len(idx)} "
+                    f"members, fewer than the {k} to verify"
+                )
             chosen.append(rng.choice(idx, size=int(k), replace=False))
     return np.sort(np.concatenate(chosen))

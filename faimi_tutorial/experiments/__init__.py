@@ -11,8 +11,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("explain", "federated", "flower_app", "generalisation", "label_experiments",
-            "probing", "representation", "runner", "sweeps")
+_MODULES = (
+    "explain",
+    "federated",
+    "flower_app",
+    "generalisation",
+    "label_experiments",
+    "probing",
+    "representation",
+    "runner",
+    "sweeps",
+)
 
 __all__ = list(_MODULES)
 

@@ -83,12 +83,26 @@ def _sign(model: nn.Module, x: torch.Tensor, target: str) -> torch.Tensor:
     return torch.where(z >= 0, 1.0, -1.0)
 
 
-def _smoothgrad(model: nn.Module, x: torch.Tensor, sign: torch.Tensor, n_samples: int, noise: float, seed: int) -> torch.Tensor:
+def _smoothgrad(
+    model: nn.Module,
+    x: torch.Tensor,
+    sign: torch.Tensor,
+    n_samples: int,
+    noise: float,
+    seed: int,
+) -> torch.Tensor:
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    span = (x.amax(dim=tuple(range(1, x.ndim)), keepdim=True) - x.amin(dim=tuple(range(1, x.ndim)), keepdim=True)).clamp(min=1e-6)
+    span = (
+        x.amax(dim=tuple(range(1, x.ndim)), keepdim=True)
+        - x.amin(dim=tuple(range(1, x.ndim)), keepdim=True)
+    ).clamp(min=1e-6)
     total = torch.zeros_like(x)
     for _ in range(n_samples):
-        eps = torch.randn(x.shape, generator=generator).to(x.device) * noise * span if noise > 0 else 0.0
+        eps = (
+            torch.randn(x.shape, generator=generator).to(x.device) * noise * span
+            if noise > 0
+            else 0.0
+        )
         xi = (x + eps).detach().requires_grad_(True)
         z = model(xi).reshape(x.shape[0], -1)[:, 0]
         (grad,) = torch.autograd.grad((z * sign).sum(), xi)
@@ -96,7 +110,9 @@ def _smoothgrad(model: nn.Module, x: torch.Tensor, sign: torch.Tensor, n_samples
     return (total / n_samples)[:, 0]
 
 
-def _gradcam(model: nn.Module, x: torch.Tensor, sign: torch.Tensor, layer: str | None) -> torch.Tensor:
+def _gradcam(
+    model: nn.Module, x: torch.Tensor, sign: torch.Tensor, layer: str | None
+) -> torch.Tensor:
     from monai.visualize import GradCAM
 
     view = TwoClassView(model)
@@ -104,22 +120,39 @@ def _gradcam(model: nn.Module, x: torch.Tensor, sign: torch.Tensor, layer: str |
     cam = GradCAM(view, target_layers=target_layer, postprocessing=lambda m: m)
     maps = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch's note on full backward hooks
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # torch's note on full backward hooks
         for i in range(x.shape[0]):
             class_idx = 1 if sign[i] > 0 else 0
             maps.append(cam(x[i : i + 1], class_idx=class_idx).detach())
     return torch.cat(maps)[:, 0].clamp(min=0)
 
 
-def _occlusion(model: nn.Module, x: torch.Tensor, sign: torch.Tensor, mask_size: int, overlap: float) -> torch.Tensor:
+def _occlusion(
+    model: nn.Module,
+    x: torch.Tensor,
+    sign: torch.Tensor,
+    mask_size: int,
+    overlap: float,
+) -> torch.Tensor:
     from monai.visualize import OcclusionSensitivity
 
     view = TwoClassView(model)
-    occ = OcclusionSensitivity(view, mask_size=mask_size, n_batch=64, verbose=False, overlap=overlap, activate=False)
+    occ = OcclusionSensitivity(
+        view,
+        mask_size=mask_size,
+        n_batch=64,
+        verbose=False,
+        overlap=overlap,
+        activate=False,
+    )
     maps = []
     spatial = tuple(x.shape[2:])
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # MONAI's indexing deprecation notices
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # MONAI's indexing deprecation notices
         for i in range(x.shape[0]):
             c = 1 if sign[i] > 0 else 0
             base = view(x[i : i + 1])[0, c]
@@ -162,7 +195,8 @@ def saliency(
     n_samples : int, default 16
         Noisy copies per image (SmoothGrad).
     noise : float, default 0.1
-        Noise standard deviation as a share of each image's intensity range (SmoothGrad).
+        Noise standard deviation as a share of each image's intensity range
+        (SmoothGrad).
     layer : str, optional
         GradCAM target layer (default: the last block, see
         :func:`faimi_tutorial.models.networks.layer_names`).
@@ -186,9 +220,13 @@ def saliency(
         For an unknown method or target, or invalid numbers.
     """
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not known; allowed: {', '.join(METHODS)}")
+        raise ValueError(
+            f"method={method!r} is not known; allowed: {', '.join(METHODS)}"
+        )
     if target not in TARGETS:
-        raise ValueError(f"target={target!r} is not known; allowed: {', '.join(TARGETS)}")
+        raise ValueError(
+            f"target={target!r} is not known; allowed: {', '.join(TARGETS)}"
+        )
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples!r} must be >= 1")
     if noise < 0:
@@ -214,7 +252,11 @@ def saliency(
             out.append(maps.detach().float().cpu())
     finally:
         net.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, *x_all.shape[2:]), dtype=np.float32)
+    return (
+        torch.cat(out).numpy()
+        if out
+        else np.zeros((0, *x_all.shape[2:]), dtype=np.float32)
+    )
 
 
 def region_masks(
@@ -228,7 +270,8 @@ def region_masks(
     ----------
     regions : mapping or sequence
         ``{name: boolean mask}``, ``{name: region}`` or a list of regions, where a
-        region is a name or :class:`faimi_tutorial.data.anatomy.Region` (these need ``grid``).
+        region is a name or :class:`faimi_tutorial.data.anatomy.Region` (these need
+        ``grid``).
     grid : faimi_tutorial.data.anatomy.Grid, optional
         Grid of the images, to rasterise named regions.
     shape : sequence of int, optional
@@ -249,19 +292,28 @@ def region_masks(
     masks: dict[str, np.ndarray] = {}
     for name, value in items:
         if isinstance(value, (np.ndarray, torch.Tensor)):
-            mask = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value).astype(bool)
+            mask = np.asarray(
+                value.cpu() if isinstance(value, torch.Tensor) else value
+            ).astype(bool)
         else:
             if grid is None:
-                raise ValueError(f"region {name!r} is given by name; pass grid= to rasterise it")
+                raise ValueError(
+                    f"region {name!r} is given by name; pass grid= to rasterise it"
+                )
 
             mask = np.asarray(anatomy.region_mask(value, grid)).astype(bool)
         if shape is not None and tuple(mask.shape) != tuple(shape):
-            raise ValueError(f"mask of region {name!r} has shape {mask.shape}; images have {tuple(shape)}")
+            raise ValueError(
+                f"mask of region {name!r} has shape {mask.shape}; images have "
+                f"{tuple(shape)}"
+            )
         masks[str(name)] = mask
     return masks
 
 
-def attribution_share(maps: np.ndarray, masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
+def attribution_share(
+    maps: np.ndarray, masks: Mapping[str, np.ndarray]
+) -> pd.DataFrame:
     """Share of each map's total attribution that lies inside each region.
 
     Parameters
@@ -278,7 +330,9 @@ def attribution_share(maps: np.ndarray, masks: Mapping[str, np.ndarray]) -> pd.D
     """
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim < 3:
-        raise ValueError(f"maps has shape {maps.shape}; expected (N, *grid) with a 2D or 3D grid")
+        raise ValueError(
+            f"maps has shape {maps.shape}; expected (N, *grid) with a 2D or 3D grid"
+        )
     if maps.size and maps.min() < 0:
         raise ValueError("maps must be non-negative")
     flat = maps.reshape(maps.shape[0], -1)
@@ -287,14 +341,20 @@ def attribution_share(maps: np.ndarray, masks: Mapping[str, np.ndarray]) -> pd.D
     for name, mask in masks.items():
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != maps.shape[1:]:
-            raise ValueError(f"mask {name!r} has shape {mask.shape}; maps have {maps.shape[1:]}")
+            raise ValueError(
+                f"mask {name!r} has shape {mask.shape}; maps have {maps.shape[1:]}"
+            )
         inside = flat[:, mask.reshape(-1)].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[name] = np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
+            out[name] = np.where(
+                total > 0, inside / np.where(total > 0, total, 1), np.nan
+            )
     return pd.DataFrame(out)
 
 
-def chance_share(masks: Mapping[str, np.ndarray], within: np.ndarray | None = None) -> pd.Series:
+def chance_share(
+    masks: Mapping[str, np.ndarray], within: np.ndarray | None = None
+) -> pd.Series:
     """Share each region would get from a uniform map (its share of the voxels).
 
     Parameters
@@ -365,7 +425,11 @@ def attribution_table(
     masks = region_masks(regions, grid, shape=arrays.in_shape[1:])
     scores = predict(model, arrays)
     pred = scores >= threshold
-    outcome = np.where(pred & (arrays.label == 1), "TP", np.where(~pred & (arrays.label == 0), "TN", ""))
+    outcome = np.where(
+        pred & (arrays.label == 1),
+        "TP",
+        np.where(~pred & (arrays.label == 0), "TN", ""),
+    )
     rng = np.random.default_rng(seed)
     chosen = []
     for g in np.unique(arrays.bias_group):
@@ -378,7 +442,13 @@ def attribution_table(
     columns = ["index", "label", "bias_group", "score", "outcome", *masks]
     if len(index) == 0:
         return pd.DataFrame(columns=columns)
-    maps = saliency(model, arrays.images[torch.as_tensor(index)], method, seed=seed, **saliency_kwargs)
+    maps = saliency(
+        model,
+        arrays.images[torch.as_tensor(index)],
+        method,
+        seed=seed,
+        **saliency_kwargs,
+    )
     shares = attribution_share(maps, masks)
     table = pd.DataFrame(
         {
@@ -418,9 +488,16 @@ def attribution_by_group(
         ``sd``; plus one ``"TP+TN"`` row per group and region averaging both.
     """
     table = attribution_table(model, data, regions, **kwargs)
-    region_names = [c for c in table.columns if c not in ("index", "label", "bias_group", "score", "outcome")]
+    region_names = [
+        c
+        for c in table.columns
+        if c not in ("index", "label", "bias_group", "score", "outcome")
+    ]
     long = table.melt(
-        id_vars=["bias_group", "outcome"], value_vars=region_names, var_name="region", value_name="share"
+        id_vars=["bias_group", "outcome"],
+        value_vars=region_names,
+        var_name="region",
+        value_name="share",
     )
     both = long.assign(outcome="TP+TN")
     long = pd.concat([long, both], ignore_index=True)

@@ -1,4 +1,5 @@
-"""Sites and federated training: local-only, centralised, FedAvg, FedProx, travelling model.
+"""Sites and federated training: local-only, centralised, FedAvg, FedProx, travelling
+model.
 
 Hospitals rarely pool their images. This module splits a simulated cohort into
 *sites* that differ in their scanner (an intensity transform, contrast and noise:
@@ -33,7 +34,8 @@ site and per subgroup goes through
 
 Example::
 
-    cohort = ft.simulate.generate(ft.simulate.SimulationConfig.preset("tutorial", dims=2))
+    cohort = ft.simulate.generate(ft.simulate.SimulationConfig.preset("tutorial",
+    dims=2))
     fed = ft.federated.make_sites(cohort, ft.federated.few_large_sites())
     cfg = ft.federated.FedConfig.preset("tutorial")
     result = ft.federated.train(fed, "fedavg", cfg, seed=0)
@@ -68,9 +70,16 @@ from ..models.networks import build_model, ModelConfig
 from ..runtime import choose_device
 from ..training.loop import as_data, predict, run_epochs
 from ..training.objectives import MITIGATIONS, FedProx, Objective, from_mitigation
-from ..validation import (check_choice, check_integer, check_numbers,
-                          check_positive_int, check_probability, check_range, check_text,
-                          config_error)
+from ..validation import (
+    check_choice,
+    check_integer,
+    check_numbers,
+    check_positive_int,
+    check_probability,
+    check_range,
+    check_text,
+    config_error,
+)
 from .runner import step
 
 __all__ = [
@@ -115,7 +124,8 @@ def _fail(name: str, value: Any, allowed: str) -> None:
 
 @dataclass(frozen=True)
 class Scanner:
-    """How one site's scanner renders an image: an intensity transform, contrast and noise.
+    """How one site's scanner renders an image: an intensity transform, contrast and
+    noise.
 
     An image ``x`` in [0, 1] becomes
     ``clip((x ** gamma - 0.5) * contrast + 0.5 + brightness + noise, 0, 1)`` with
@@ -152,7 +162,12 @@ class Scanner:
     @property
     def is_identity(self) -> bool:
         """True when the scanner changes nothing."""
-        return (self.gamma, self.contrast, self.brightness, self.noise_sd) == (1.0, 1.0, 0.0, 0.0)
+        return (self.gamma, self.contrast, self.brightness, self.noise_sd) == (
+            1.0,
+            1.0,
+            0.0,
+            0.0,
+        )
 
     def apply(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """Render ``images`` (values in [0, 1]) as this scanner would.
@@ -177,7 +192,9 @@ class Scanner:
         x = (x - 0.5) * float(self.contrast) + 0.5 + float(self.brightness)
         if self.noise_sd > 0:
             generator = torch.Generator().manual_seed(int(seed))
-            x = x + float(self.noise_sd) * torch.randn(x.shape, generator=generator, dtype=torch.float32)
+            x = x + float(self.noise_sd) * torch.randn(
+                x.shape, generator=generator, dtype=torch.float32
+            )
         return x.clamp(0.0, 1.0)
 
 
@@ -252,11 +269,16 @@ class SiteSpec:
             one = isinstance(bp, (int, float)) and not isinstance(bp, bool)
             try:
                 pair = (bp, bp) if one else bp
-                self.bias_prevalence = check_numbers(self, "bias_prevalence", pair, 2,
-                                                     0.0, 1.0)
+                self.bias_prevalence = check_numbers(
+                    self, "bias_prevalence", pair, 2, 0.0, 1.0
+                )
             except ValueError:
-                raise config_error(self, "bias_prevalence", bp, "None, a share in "
-                                   "[0, 1] or a pair of shares") from None
+                raise config_error(
+                    self,
+                    "bias_prevalence",
+                    bp,
+                    "None, a share in [0, 1] or a pair of shares",
+                ) from None
         self.scanner = _scanner(self.scanner)
 
 
@@ -288,7 +310,11 @@ def few_large_sites(
     list of SiteSpec
         Sites named ``site-A``, ``site-B``, ...
     """
-    if isinstance(n_sites, bool) or not isinstance(n_sites, int) or not 1 <= n_sites <= 26:
+    if (
+        isinstance(n_sites, bool)
+        or not isinstance(n_sites, int)
+        or not 1 <= n_sites <= 26
+    ):
         _fail("n_sites", n_sites, "an integer in [1, 26]")
     names = list(SCANNERS)
     specs = []
@@ -299,8 +325,12 @@ def few_large_sites(
                 n_train=n_train,
                 n_test=n_test,
                 prevalence=0.5 if prevalences is None else prevalences[i],
-                bias_prevalence=None if bias_prevalences is None else bias_prevalences[i],
-                scanner=(scanners[i] if scanners is not None else names[i % len(names)]),
+                bias_prevalence=None
+                if bias_prevalences is None
+                else bias_prevalences[i],
+                scanner=(
+                    scanners[i] if scanners is not None else names[i % len(names)]
+                ),
             )
         )
     return specs
@@ -352,7 +382,9 @@ def many_small_sites(
     ]
 
 
-def shortcut_sites(n_train: int = 240, n_test: int = 60, prevalences: tuple[float, float] = (0.8, 0.2)) -> list[SiteSpec]:
+def shortcut_sites(
+    n_train: int = 240, n_test: int = 60, prevalences: tuple[float, float] = (0.8, 0.2)
+) -> list[SiteSpec]:
     """Two sites whose scanner predicts the disease: a site-level shortcut.
 
     ``site-A`` (a bright scanner) sees mostly patients, ``site-B`` (the reference
@@ -373,8 +405,22 @@ def shortcut_sites(n_train: int = 240, n_test: int = 60, prevalences: tuple[floa
     list of SiteSpec
     """
     return [
-        SiteSpec("site-A", n_train, n_test, prevalence=prevalences[0], scanner="bright", test_prevalence=0.5),
-        SiteSpec("site-B", n_train, n_test, prevalence=prevalences[1], scanner="reference", test_prevalence=0.5),
+        SiteSpec(
+            "site-A",
+            n_train,
+            n_test,
+            prevalence=prevalences[0],
+            scanner="bright",
+            test_prevalence=0.5,
+        ),
+        SiteSpec(
+            "site-B",
+            n_train,
+            n_test,
+            prevalence=prevalences[1],
+            scanner="reference",
+            test_prevalence=0.5,
+        ),
     ]
 
 
@@ -384,7 +430,9 @@ def _stochastic_round(x: float, rng: np.random.Generator) -> int:
     return int(base + (1 if frac > 1e-9 and rng.random() < frac else 0))
 
 
-def _cell_counts(n: int, prevalence: float, bias: tuple[float, float], rng: np.random.Generator) -> dict:
+def _cell_counts(
+    n: int, prevalence: float, bias: tuple[float, float], rng: np.random.Generator
+) -> dict:
     n_dis = min(n, _stochastic_round(n * prevalence, rng))
     out = {}
     for label, n_class, p in ((1, n_dis, bias[0]), (0, n - n_dis, bias[1])):
@@ -486,15 +534,20 @@ class Federation:
                     "site": spec.name,
                     "n_train": len(tr),
                     "n_test": int(self._mask("test", spec.name).sum()),
-                    "disease_share": float(tr["label"].mean()) if len(tr) else float("nan"),
-                    "bias_share": float(tr["bias_group"].mean()) if len(tr) else float("nan"),
+                    "disease_share": float(tr["label"].mean())
+                    if len(tr)
+                    else float("nan"),
+                    "bias_share": float(tr["bias_group"].mean())
+                    if len(tr)
+                    else float("nan"),
                     "scanner": spec.scanner.name,
                 }
             )
         return pd.DataFrame(rows).set_index("site")
 
     def rescan(self, cohort: Any, scanner: Scanner | str, seed: int = 0) -> Any:
-        """The subjects of ``cohort`` (a subset of this federation) seen by another scanner.
+        """The subjects of ``cohort`` (a subset of this federation) seen by another
+        scanner.
 
         Parameters
         ----------
@@ -516,7 +569,9 @@ class Federation:
         try:
             idx = [position[s] for s in cohort.meta["subject_id"].astype(str)]
         except KeyError as err:
-            raise ValueError(f"subject {err.args[0]!r} is not part of this federation") from None
+            raise ValueError(
+                f"subject {err.args[0]!r} is not part of this federation"
+            ) from None
         raw = self.raw_images[torch.as_tensor(idx, dtype=torch.long)]
         images = scanner.apply(raw, seed)
         twins = None
@@ -570,7 +625,11 @@ def make_sites(
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         _fail("specs", names, "sites with unique names")
-    if isinstance(extra_test, bool) or not isinstance(extra_test, int) or extra_test < 0:
+    if (
+        isinstance(extra_test, bool)
+        or not isinstance(extra_test, int)
+        or extra_test < 0
+    ):
         _fail("extra_test", extra_test, "an integer >= 0")
     meta = cohort.meta
     label = meta["label"].to_numpy(dtype=np.int64)
@@ -578,9 +637,14 @@ def make_sites(
     split = meta["split"].astype(str).to_numpy()
     rng = np.random.default_rng([int(seed), 7])
     pools: dict[str, dict[tuple[int, int], list[int]]] = {}
-    for part, members in (("train", np.isin(split, ["train", "val"])), ("test", split == "test")):
+    for part, members in (
+        ("train", np.isin(split, ["train", "val"])),
+        ("test", split == "test"),
+    ):
         pools[part] = {
-            (y, a): list(rng.permutation(np.flatnonzero(members & (label == y) & (group == a))))
+            (y, a): list(
+                rng.permutation(np.flatnonzero(members & (label == y) & (group == a)))
+            )
             for y in (0, 1)
             for a in (0, 1)
         }
@@ -601,11 +665,29 @@ def make_sites(
     plan = []
     for spec in specs:
         bias = spec.bias_prevalence if spec.bias_prevalence is not None else cohort_bias
-        test_prev = spec.prevalence if spec.test_prevalence is None else spec.test_prevalence
-        plan.append((spec.name, spec.scanner, bias,
-                     [("train", spec.n_train, spec.prevalence), ("test", spec.n_test, test_prev)]))
+        test_prev = (
+            spec.prevalence if spec.test_prevalence is None else spec.test_prevalence
+        )
+        plan.append(
+            (
+                spec.name,
+                spec.scanner,
+                bias,
+                [
+                    ("train", spec.n_train, spec.prevalence),
+                    ("test", spec.n_test, test_prev),
+                ],
+            )
+        )
     if extra_test:
-        plan.append(("shared-test", SCANNERS["reference"], cohort_bias, [("test", extra_test, 0.5)]))
+        plan.append(
+            (
+                "shared-test",
+                SCANNERS["reference"],
+                cohort_bias,
+                [("test", extra_test, 0.5)],
+            )
+        )
     for name, _scn, bias, parts in plan:
         for part, n, prevalence in parts:
             if n == 0:
@@ -614,8 +696,10 @@ def make_sites(
                 pool = pools[part][cell]
                 if k > len(pool):
                     raise ValueError(
-                        f"site {name!r} needs {k} {part} subjects with label={cell[0]} and "
-                        f"bias_group={cell[1]} but only {len(pool)} are left; generate a larger cohort "
+                        f"site {name!r} needs {k} {part} subjects with label={cell[0]} "
+                        "and "
+                        f"bias_group={cell[1]} but only {len(pool)} are left; generate "
+                        "a larger cohort "
                         f"(n_subjects) or make the sites smaller"
                     )
                 for _ in range(k):
@@ -647,7 +731,9 @@ def make_sites(
     out = Cohort(images, twins, new_meta, cohort.config)
     specs_out = list(specs)
     if extra_test:
-        specs_out.append(SiteSpec("shared-test", n_train=1, n_test=extra_test, scanner="reference"))
+        specs_out.append(
+            SiteSpec("shared-test", n_train=1, n_test=extra_test, scanner="reference")
+        )
     return Federation(out, specs_out, raw, int(seed), raw_twins)
 
 
@@ -732,12 +818,16 @@ class FedConfig:
         settings = dict(presets.FEDERATED[name])
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown FedConfig field(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+            raise ValueError(
+                f"unknown FedConfig field(s) {sorted(unknown)}; allowed: "
+                f"{[f.name for f in fields(cls)]}"
+            )
         settings.update(overrides)
         return cls(**settings)
 
     def model_config(self, in_shape: Sequence[int]):
-        """The :class:`~faimi_tutorial.models.networks.ModelConfig` for images of ``in_shape``."""
+        """The :class:`~faimi_tutorial.models.networks.ModelConfig` for images of
+        ``in_shape``."""
         return ModelConfig(
             in_shape=tuple(int(v) for v in in_shape),
             model=self.model,
@@ -753,9 +843,12 @@ class FedConfig:
 
     def objective(self) -> Objective:
         """A fresh clients' objective for ``mitigation`` (:func:`from_mitigation`)."""
-        return from_mitigation(self.mitigation, lr=self.lr,
-                               groupdro_eta=self.groupdro_eta,
-                               unlearning_alpha=self.unlearning_alpha)
+        return from_mitigation(
+            self.mitigation,
+            lr=self.lr,
+            groupdro_eta=self.groupdro_eta,
+            unlearning_alpha=self.unlearning_alpha,
+        )
 
 
 @dataclass
@@ -800,10 +893,16 @@ def client_seed(seed: int, round_index: int, site_index: int) -> int:
     int
         A 31-bit seed.
     """
-    return int(np.random.default_rng([int(seed), int(round_index), int(site_index), 5]).integers(2**31 - 1))
+    return int(
+        np.random.default_rng(
+            [int(seed), int(round_index), int(site_index), 5]
+        ).integers(2**31 - 1)
+    )
 
 
-def init_params(config: FedConfig, in_shape: Sequence[int], seed: int = 0) -> dict[str, torch.Tensor]:
+def init_params(
+    config: FedConfig, in_shape: Sequence[int], seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Freshly initialised weights (seeded; the global RNG state is left untouched).
 
     Parameters
@@ -836,7 +935,8 @@ def _build(
     device,
     reuse: bool = False,
 ) -> nn.Module:
-    """A network with ``params`` loaded; ``reuse`` recycles one cached module per architecture."""
+    """A network with ``params`` loaded; ``reuse`` recycles one cached module per
+    architecture."""
     model_config = config.model_config(in_shape)
     key = (tuple(sorted(model_config.to_dict().items())), str(device))
     model = _MODEL_CACHE.get(key) if reuse else None
@@ -853,7 +953,9 @@ def _build(
 
 
 def model_from_params(
-    config: FedConfig, in_shape: Sequence[int], params: Mapping[str, torch.Tensor],
+    config: FedConfig,
+    in_shape: Sequence[int],
+    params: Mapping[str, torch.Tensor],
     device: str | torch.device = "cpu",
 ) -> nn.Module:
     """The network of ``config`` with ``params`` loaded, in eval mode.
@@ -942,10 +1044,18 @@ def client_update(
     objective = config.objective() if objective is None else objective
     if proximal_mu > 0:
         objective = FedProx(proximal_mu, inner=objective)
-    run = run_epochs(model, site, objective, epochs=epochs,
-                     batch_size=config.batch_size, lr=config.lr,
-                     weight_decay=config.weight_decay, seed=seed,
-                     optimizer_state=optimizer_state, head_seed=seed)
+    run = run_epochs(
+        model,
+        site,
+        objective,
+        epochs=epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        seed=seed,
+        optimizer_state=optimizer_state,
+        head_seed=seed,
+    )
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     opt_state = _to_cpu(run.optimiser.state_dict())
     return ClientUpdate(state, opt_state, len(site), run.train_loss, run.steps)
@@ -984,9 +1094,22 @@ def fedavg(
     params = list(params)
     if not params:
         _fail("params", params, "at least one state dict")
-    w = np.ones(len(params)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(params),) or np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
-        _fail("weights", weights, "one non-negative finite weight per client, with a positive sum")
+    w = (
+        np.ones(len(params))
+        if weights is None
+        else np.asarray(weights, dtype=np.float64)
+    )
+    if (
+        w.shape != (len(params),)
+        or np.any(w < 0)
+        or not np.isfinite(w).all()
+        or w.sum() <= 0
+    ):
+        _fail(
+            "weights",
+            weights,
+            "one non-negative finite weight per client, with a positive sum",
+        )
     w = w / w.sum()
     keys = list(params[0])
     out = {}
@@ -1035,7 +1158,8 @@ class FedResult:
     seed: int
 
     def model(self, site: str | None = None) -> nn.Module:
-        """The network (of ``site`` for local-only training), in eval mode on the CPU."""
+        """The network (of ``site`` for local-only training), in eval mode on the
+        CPU."""
         if self.params is None:
             if site is None or site not in self.site_params:
                 _fail("site", site, ", ".join(self.site_params))
@@ -1045,7 +1169,8 @@ class FedResult:
         return _build(self.config, self.in_shape, params, torch.device("cpu")).eval()
 
     def predict(self, data: Any, site: str | None = None) -> np.ndarray:
-        """Disease probabilities for ``data`` (see :func:`faimi_tutorial.training.loop.predict`)."""
+        """Disease probabilities for ``data`` (see
+        :func:`faimi_tutorial.training.loop.predict`)."""
         return predict(self.model(site), data, device="cpu")
 
 
@@ -1064,8 +1189,11 @@ def _in_shape(federation: Federation) -> tuple[int, ...]:
     return tuple(int(v) for v in federation.cohort.images.shape[1:])
 
 
-def train_local(federation: Federation, config: FedConfig, seed: int = 0, device: Any = None) -> FedResult:
-    """Local-only training: each site trains its own model for ``rounds * local_epochs`` epochs.
+def train_local(
+    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None
+) -> FedResult:
+    """Local-only training: each site trains its own model for ``rounds *
+    local_epochs`` epochs.
 
     Parameters
     ----------
@@ -1092,17 +1220,32 @@ def train_local(federation: Federation, config: FedConfig, seed: int = 0, device
         if site not in sites:
             continue
         upd = client_update(
-            init, federation.train_site(site), config, epochs=config.rounds * config.local_epochs,
-            seed=client_seed(seed, 0, i), device=device,
+            init,
+            federation.train_site(site),
+            config,
+            epochs=config.rounds * config.local_epochs,
+            seed=client_seed(seed, 0, i),
+            device=device,
         )
         site_params[site] = upd.params
         losses.append(upd.train_loss)
         steps += upd.steps
-    hist = _history([{"round": 1, "train_loss": float(np.mean(losses)), "steps": steps, "seconds": time.perf_counter() - start}])
+    hist = _history(
+        [
+            {
+                "round": 1,
+                "train_loss": float(np.mean(losses)),
+                "steps": steps,
+                "seconds": time.perf_counter() - start,
+            }
+        ]
+    )
     return FedResult("local", None, site_params, config, in_shape, hist, int(seed))
 
 
-def train_central(federation: Federation, config: FedConfig, seed: int = 0, device: Any = None) -> FedResult:
+def train_central(
+    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None
+) -> FedResult:
     """Centralised training on all sites' data pooled, ``rounds * local_epochs`` epochs.
 
     Parameters
@@ -1127,11 +1270,25 @@ def train_central(federation: Federation, config: FedConfig, seed: int = 0, devi
     rows = []
     for r in range(config.rounds):
         start = time.perf_counter()
-        upd = client_update(params, pooled, config, epochs=config.local_epochs, seed=client_seed(seed, r, 0), device=device,
-                            optimizer_state=rows[-1]["_opt"] if rows else None)
+        upd = client_update(
+            params,
+            pooled,
+            config,
+            epochs=config.local_epochs,
+            seed=client_seed(seed, r, 0),
+            device=device,
+            optimizer_state=rows[-1]["_opt"] if rows else None,
+        )
         params = upd.params
-        rows.append({"round": r + 1, "train_loss": upd.train_loss, "steps": upd.steps,
-                     "seconds": time.perf_counter() - start, "_opt": upd.optimizer_state})
+        rows.append(
+            {
+                "round": r + 1,
+                "train_loss": upd.train_loss,
+                "steps": upd.steps,
+                "seconds": time.perf_counter() - start,
+                "_opt": upd.optimizer_state,
+            }
+        )
     hist = _history([{k: v for k, v in row.items() if k != "_opt"} for row in rows])
     return FedResult("central", params, {}, config, in_shape, hist, int(seed))
 
@@ -1179,26 +1336,43 @@ def train_fedavg(
     for r in range(config.rounds):
         start = time.perf_counter()
         updates = [
-            client_update(params, data[s], config, proximal_mu=proximal_mu,
-                          seed=client_seed(seed, r, index[s]), device=device)
+            client_update(
+                params,
+                data[s],
+                config,
+                proximal_mu=proximal_mu,
+                seed=client_seed(seed, r, index[s]),
+                device=device,
+            )
             for s in sites
         ]
         params = fedavg([u.params for u in updates], [u.n_samples for u in updates])
         if callback is not None:
             callback(r, updates, params)
         n = np.array([u.n_samples for u in updates], dtype=float)
-        rows.append({"round": r + 1,
-                     "train_loss": float(np.sum(n * [u.train_loss for u in updates]) / n.sum()),
-                     "steps": int(sum(u.steps for u in updates)), "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "round": r + 1,
+                "train_loss": float(
+                    np.sum(n * [u.train_loss for u in updates]) / n.sum()
+                ),
+                "steps": int(sum(u.steps for u in updates)),
+                "seconds": time.perf_counter() - start,
+            }
+        )
     name = "fedprox" if proximal_mu > 0 else "fedavg"
     return FedResult(name, params, {}, config, in_shape, _history(rows), int(seed))
 
 
 def train_travelling(
-    federation: Federation, config: FedConfig, seed: int = 0, device: Any = None,
+    federation: Federation,
+    config: FedConfig,
+    seed: int = 0,
+    device: Any = None,
     keep_optimizer_state: bool = True,
 ) -> FedResult:
-    """The travelling model: one model visits every site in turn, with its optimiser state.
+    """The travelling model: one model visits every site in turn, with its optimiser
+    state.
 
     In every cycle the sites are visited in a new random order (seeded); at each
     site the model trains ``local_epochs`` epochs and then moves on with its
@@ -1239,23 +1413,39 @@ def train_travelling(
         order = [sites[i] for i in rng.permutation(len(sites))]
         losses, weights, steps = [], [], 0
         for s in order:
-            upd = client_update(params, data[s], config, optimizer_state=opt_state,
-                                seed=client_seed(seed, r, index[s]), device=device)
+            upd = client_update(
+                params,
+                data[s],
+                config,
+                optimizer_state=opt_state,
+                seed=client_seed(seed, r, index[s]),
+                device=device,
+            )
             params = upd.params
             opt_state = upd.optimizer_state if keep_optimizer_state else None
             losses.append(upd.train_loss)
             weights.append(upd.n_samples)
             steps += upd.steps
         orders.append(order)
-        rows.append({"round": r + 1, "train_loss": float(np.average(losses, weights=weights)),
-                     "steps": steps, "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "round": r + 1,
+                "train_loss": float(np.average(losses, weights=weights)),
+                "steps": steps,
+                "seconds": time.perf_counter() - start,
+            }
+        )
     hist = _history(rows)
     hist["order"] = [",".join(o) for o in orders]
     return FedResult("travelling", params, {}, config, in_shape, hist, int(seed))
 
 
 def train(
-    federation: Federation, strategy: str, config: FedConfig | None = None, seed: int = 0, device: Any = None
+    federation: Federation,
+    strategy: str,
+    config: FedConfig | None = None,
+    seed: int = 0,
+    device: Any = None,
 ) -> FedResult:
     """Train with one of :data:`STRATEGIES`.
 
@@ -1291,10 +1481,13 @@ def train(
     raise AssertionError  # pragma: no cover
 
 
-# ----------------------------------------------------------------------------- evaluation
+# -----------------------------------------------------------------------------
+# evaluation
 
 
-def site_scores(result: FedResult, federation: Federation, twins: bool = False) -> pd.DataFrame:
+def site_scores(
+    result: FedResult, federation: Federation, twins: bool = False
+) -> pd.DataFrame:
     """Test-set scores with each subject's site and groups.
 
     A global model scores every test subject; local-only models score their own
@@ -1327,10 +1520,14 @@ def site_scores(result: FedResult, federation: Federation, twins: bool = False) 
         for site in np.unique(sites):
             mask = sites == site
             if site in result.site_params:
-                out[mask] = result.predict(images[torch.as_tensor(np.flatnonzero(mask))], site=site)
+                out[mask] = result.predict(
+                    images[torch.as_tensor(np.flatnonzero(mask))], site=site
+                )
             else:
                 sub = images[torch.as_tensor(np.flatnonzero(mask))]
-                out[mask] = np.mean([result.predict(sub, site=s) for s in result.site_params], axis=0)
+                out[mask] = np.mean(
+                    [result.predict(sub, site=s) for s in result.site_params], axis=0
+                )
         return out
 
     table["score"] = score(test.images)
@@ -1376,7 +1573,6 @@ def evaluate(
     """
     import warnings
 
-
     table = site_scores(result, federation)
     if groups not in table.columns:
         _fail("groups", groups, "site, bias_group or scanner")
@@ -1385,12 +1581,18 @@ def evaluate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         return subgroup_report(
-            table["label"].to_numpy(), table["score"].to_numpy(), table[groups].astype(str).to_numpy(),
-            threshold=threshold, n_boot=n_boot, seed=seed,
+            table["label"].to_numpy(),
+            table["score"].to_numpy(),
+            table[groups].astype(str).to_numpy(),
+            threshold=threshold,
+            n_boot=n_boot,
+            seed=seed,
         )
 
 
-def summarise(result: FedResult, federation: Federation, threshold: float = 0.5) -> dict[str, float]:
+def summarise(
+    result: FedResult, federation: Federation, threshold: float = 0.5
+) -> dict[str, float]:
     """Headline test numbers of one run (no bootstrap: use several seeds for intervals).
 
     Parameters
@@ -1409,7 +1611,8 @@ def summarise(result: FedResult, federation: Federation, threshold: float = 0.5)
         ``site_auroc_range`` over sites whose test set holds both classes (a range,
         max - min, not a signed gap);
         ``tpr_gap``, ``fpr_gap`` and ``auroc_gap``: the signed gaps of
-        :func:`faimi_tutorial.fairness.metrics.signed_gaps` (bias group 1 minus group 0);
+        :func:`faimi_tutorial.fairness.metrics.signed_gaps` (bias group 1 minus group
+        0);
         ``flip_rate`` (share of test predictions that change when the bias effect
         is removed, from the counterfactual twins).
     """
@@ -1427,13 +1630,19 @@ def summarise(result: FedResult, federation: Federation, threshold: float = 0.5)
     ]
     out["worst_site_auroc"] = float(min(site_auc)) if site_auc else float("nan")
     # max - min over sites: a range, not a gap
-    out["site_auroc_range"] = float(max(site_auc) - min(site_auc)) if len(site_auc) > 1 else float("nan")
+    out["site_auroc_range"] = (
+        float(max(site_auc) - min(site_auc)) if len(site_auc) > 1 else float("nan")
+    )
     if table["bias_group"].nunique() == 2:
-        gaps = signed_gaps(y, s, table["bias_group"].to_numpy(), threshold=threshold, bias_group=1)
+        gaps = signed_gaps(
+            y, s, table["bias_group"].to_numpy(), threshold=threshold, bias_group=1
+        )
         for metric in ("TPR", "FPR", "AUROC"):
             out[f"{metric.lower()}_gap"] = gaps[f"{metric}_gap"]
     if "twin_score" in table:
-        flips = counterfactual_flip_rate(s, table["twin_score"].to_numpy(), threshold=threshold)
+        flips = counterfactual_flip_rate(
+            s, table["twin_score"].to_numpy(), threshold=threshold
+        )
         out["flip_rate"] = float(flips.loc["overall", "flip_rate"])
     return out
 
@@ -1477,17 +1686,25 @@ def scanner_swap_rates(
 
     if swap_site not in federation.site_names:
         _fail("swap_site", swap_site, ", ".join(federation.site_names))
-    report = evaluate(result, federation, "site", threshold=threshold, n_boot=0, min_size=1)
+    report = evaluate(
+        result, federation, "site", threshold=threshold, n_boot=0, min_size=1
+    )
     test = federation.test_site(swap_site)
     original = result.predict(test)
     swapped = result.predict(federation.rescan(test, scanner, seed=seed))
     flips = counterfactual_flip_rate(original, swapped, threshold=threshold)
     rows = []
     for site in sorted(s for s in report.table.index if s != OVERALL):
-        rows.append({"site": site, "TPR": float(report.table.loc[site, "TPR"]),
-                     "FPR": float(report.table.loc[site, "FPR"]),
-                     "scanner_flip": float(flips.loc["overall", "flip_rate"])
-                     if site == swap_site else float("nan")})
+        rows.append(
+            {
+                "site": site,
+                "TPR": float(report.table.loc[site, "TPR"]),
+                "FPR": float(report.table.loc[site, "FPR"]),
+                "scanner_flip": float(flips.loc["overall", "flip_rate"])
+                if site == swap_site
+                else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -1536,14 +1753,26 @@ def compare(
     config = FedConfig.preset() if config is None else config
     rows = []
     results: dict[tuple[str, int], tuple[FedResult, Federation]] = {}
-    bar = tqdm(total=len(strategies) * len(seeds), desc="federated runs", disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(strategies) * len(seeds),
+        desc="federated runs",
+        disable=not progress,
+        leave=False,
+    )
     for seed in seeds:
         fed = federation(seed) if callable(federation) else federation
         for strategy in strategies:
             start = time.perf_counter()
             result = train(fed, strategy, config, seed=int(seed), device=device)
             seconds = time.perf_counter() - start
-            rows.append({"strategy": strategy, "seed": int(seed), "seconds": seconds, **summarise(result, fed)})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "seed": int(seed),
+                    "seconds": seconds,
+                    **summarise(result, fed),
+                }
+            )
             if return_results:
                 results[(strategy, int(seed))] = (result, fed)
             bar.update(1)

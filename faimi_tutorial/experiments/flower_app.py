@@ -1,8 +1,11 @@
 """A Flower app (ServerApp + ClientApp) that reuses the package's client training code.
 
-The ClientApp's training step is :func:`faimi_tutorial.experiments.federated.client_update`,
-the very function behind :func:`faimi_tutorial.experiments.federated.train_fedavg`, with the
-same per-round seeds (:func:`faimi_tutorial.experiments.federated.client_seed`); the ServerApp
+The ClientApp's training step is
+:func:`faimi_tutorial.experiments.federated.client_update`,
+the very function behind :func:`faimi_tutorial.experiments.federated.train_fedavg`,
+with the
+same per-round seeds (:func:`faimi_tutorial.experiments.federated.client_seed`); the
+ServerApp
 runs Flower's own FedAvg (or FedProx) strategy. Given the same data, settings and
 seed, a Flower run therefore reproduces the package's FedAvg up to floating-point
 rounding, which chapter 5 and ``tests/test_flower.py`` check.
@@ -16,7 +19,8 @@ Three ways to run it:
 
 * **On one machine, as separate processes** (SuperLink, SuperNodes, ``flwr run``)
   and **across machines**: write the app folder with
-  ``python -m faimi_tutorial.experiments.flower_app APP_DIR`` and follow the commands in the
+  ``python -m faimi_tutorial.experiments.flower_app APP_DIR`` and follow the commands
+  in the
   README section "Federated training across machines".
 
 Where the data comes from, on each SuperNode (its ``--node-config``):
@@ -26,7 +30,8 @@ Where the data comes from, on each SuperNode (its ``--node-config``):
   node trains on that site's rows of ``participants.tsv`` (``split`` train/test);
 * otherwise ``partition-id=i num-partitions=n``: the node simulates the same
   cohort as every other node (the generator is deterministic) and keeps site ``i``
-  of :func:`faimi_tutorial.experiments.federated.few_large_sites` -- handy for tests and demos.
+  of :func:`faimi_tutorial.experiments.federated.few_large_sites` -- handy for tests
+  and demos.
 
 Flower is pinned in the ``fl`` extra (``pip install "faimi-tutorial[fl]"``).
 Telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``, ``RAY_USAGE_STATS_ENABLED=0``)
@@ -42,7 +47,8 @@ import os
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
-# Ray (Flower's simulation backend): no usage reporting, no metrics agent, no device tips
+# Ray (Flower's simulation backend): no usage reporting, no metrics agent, no device
+# tips
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_enable_metrics_collection", "0")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
@@ -64,8 +70,12 @@ from ..data.datasets import read_dataset
 from ..data.simulate import generate, SimulationConfig
 from ..fairness.metrics import auroc
 from ..training.loop import predict
-from ..validation import (check_choice, check_integer, check_range,  # noqa: E402
-                          check_text)
+from ..validation import (
+    check_choice,
+    check_integer,
+    check_range,  # noqa: E402
+    check_text,
+)
 
 __all__ = [
     "FLOWER_VERSION",
@@ -87,9 +97,15 @@ FLOWER_VERSION = "1.27.0"
 #: Integer settings of :class:`FlowerSettings`: (low, high), inclusive (``None``:
 #: no bound).
 _INTEGER_FIELDS: dict[str, tuple[int, int | None]] = {
-    "dims": (2, 3), "n_subjects": (0, None), "data_seed": (0, None),
-    "num_sites": (1, 26), "n_train": (1, None), "n_test": (0, None),
-    "rounds": (1, None), "local_epochs": (1, None), "batch_size": (0, None),
+    "dims": (2, 3),
+    "n_subjects": (0, None),
+    "data_seed": (0, None),
+    "num_sites": (1, 26),
+    "n_train": (1, None),
+    "n_test": (0, None),
+    "rounds": (1, None),
+    "local_epochs": (1, None),
+    "batch_size": (0, None),
     "seed": (0, None),
 }
 
@@ -172,7 +188,9 @@ class FlowerSettings:
         return {k.replace("_", "-"): v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_run_config(cls, run_config: Mapping[str, Any] | None, base: FlowerSettings | None = None) -> FlowerSettings:
+    def from_run_config(
+        cls, run_config: Mapping[str, Any] | None, base: FlowerSettings | None = None
+    ) -> FlowerSettings:
         """Settings from a Flower run configuration, on top of ``base``.
 
         Parameters
@@ -195,10 +213,14 @@ class FlowerSettings:
         return cls(**values)
 
     def fed_config(self) -> federated.FedConfig:
-        """The :class:`~faimi_tutorial.experiments.federated.FedConfig` the clients train with."""
-        overrides: dict[str, Any] = {"rounds": self.rounds, "local_epochs": self.local_epochs,
-                                     "proximal_mu": self.proximal_mu,
-                                     "mitigation": self.mitigation}
+        """The :class:`~faimi_tutorial.experiments.federated.FedConfig` the clients
+        train with."""
+        overrides: dict[str, Any] = {
+            "rounds": self.rounds,
+            "local_epochs": self.local_epochs,
+            "proximal_mu": self.proximal_mu,
+            "mitigation": self.mitigation,
+        }
         if self.batch_size:
             overrides["batch_size"] = self.batch_size
         if self.lr:
@@ -206,26 +228,46 @@ class FlowerSettings:
         return federated.FedConfig.preset(self.preset, **overrides)
 
     def simulation_config(self):
-        """The :class:`~faimi_tutorial.data.simulate.SimulationConfig` of the simulated cohort."""
+        """The :class:`~faimi_tutorial.data.simulate.SimulationConfig` of the simulated
+        cohort."""
 
         extra = {"n_subjects": self.n_subjects} if self.n_subjects else {}
-        return SimulationConfig.preset(self.preset, dims=self.dims, seed=self.data_seed, **extra)
+        return SimulationConfig.preset(
+            self.preset, dims=self.dims, seed=self.data_seed, **extra
+        )
 
     def in_shape(self) -> tuple[int, ...]:
         """``(1, *grid)`` of the simulated images."""
         return (1, *self.simulation_config().shape)
 
     def federation(self) -> federated.Federation:
-        """The simulated federation (the same on every node: generation is deterministic)."""
-        return _federation(self.preset, self.dims, self.n_subjects, self.data_seed, self.num_sites,
-                           self.n_train, self.n_test)
+        """The simulated federation (the same on every node: generation is
+        deterministic)."""
+        return _federation(
+            self.preset,
+            self.dims,
+            self.n_subjects,
+            self.data_seed,
+            self.num_sites,
+            self.n_train,
+            self.n_test,
+        )
 
 
 @functools.lru_cache(maxsize=4)
-def _federation(preset: str, dims: int, n_subjects: int, data_seed: int, num_sites: int, n_train: int,
-                n_test: int) -> federated.Federation:
+def _federation(
+    preset: str,
+    dims: int,
+    n_subjects: int,
+    data_seed: int,
+    num_sites: int,
+    n_train: int,
+    n_test: int,
+) -> federated.Federation:
 
-    settings = FlowerSettings(preset=preset, dims=dims, n_subjects=n_subjects, data_seed=data_seed)
+    settings = FlowerSettings(
+        preset=preset, dims=dims, n_subjects=n_subjects, data_seed=data_seed
+    )
     cohort = generate(settings.simulation_config(), progress=False, twins=False)
     specs = federated.few_large_sites(num_sites, n_train=n_train, n_test=n_test)
     return federated.make_sites(cohort, specs, seed=data_seed)
@@ -242,7 +284,8 @@ LOOPBACK = "127.0.0.1"
 
 
 def client_save_dir(save_dir: str, node_config: Mapping[str, Any]) -> Path | None:
-    """Where a client may write its updates: ``save_dir`` inside the SuperNode's save root.
+    """Where a client may write its updates: ``save_dir`` inside the SuperNode's save
+    root.
 
     ``save-dir`` comes from whoever submits the run; the folder it may write to is
     the SuperNode operator's choice: ``--node-config "save-root=/some/folder"``, else
@@ -268,18 +311,25 @@ def client_save_dir(save_dir: str, node_config: Mapping[str, Any]) -> Path | Non
     """
     if not save_dir:
         return None
-    root_text = str(node_config.get("save-root", "") or os.environ.get("FAIMI_FL_SAVE_ROOT", "")
-                    or os.getcwd())
+    root_text = str(
+        node_config.get("save-root", "")
+        or os.environ.get("FAIMI_FL_SAVE_ROOT", "")
+        or os.getcwd()
+    )
     root = Path(root_text).resolve()
     target = (root / save_dir).resolve()
     if not target.is_relative_to(root):
-        raise ValueError(f"save-dir={save_dir!r} leads outside the folder this SuperNode allows "
-                         f"({root}); allowed: a folder inside it (set it with --node-config "
-                         "\"save-root=...\")")
+        raise ValueError(
+            f"save-dir={save_dir!r} leads outside the folder this SuperNode allows "
+            f"({root}); allowed: a folder inside it (set it with --node-config "
+            '"save-root=...")'
+        )
     return target
 
 
-def site_data(settings: FlowerSettings, node_config: Mapping[str, Any]) -> tuple[Any, Any, int]:
+def site_data(
+    settings: FlowerSettings, node_config: Mapping[str, Any]
+) -> tuple[Any, Any, int]:
     """The training and test data of the node this ClientApp runs on.
 
     Parameters
@@ -305,14 +355,23 @@ def site_data(settings: FlowerSettings, node_config: Mapping[str, Any]) -> tuple
         site = str(node_config.get("site", "") or "")
         if site:
             if "site" not in cohort.meta:
-                raise ValueError(f"{path} has no site column in participants.tsv; cannot select site={site!r}")
+                raise ValueError(
+                    f"{path} has no site column in participants.tsv; cannot select "
+                    f"site={site!r}"
+                )
             mask &= cohort.meta["site"].astype(str).to_numpy() == site
         split = cohort.meta["split"].astype(str).to_numpy()
-        return cohort.subset(mask & (split != "test")), cohort.subset(mask & (split == "test")), index
+        return (
+            cohort.subset(mask & (split != "test")),
+            cohort.subset(mask & (split == "test")),
+            index,
+        )
     fed = settings.federation()
     names = [s for s in fed.site_names if s != "shared-test"]
     if not 0 <= index < len(names):
-        raise ValueError(f"partition-id={index} is invalid; allowed: 0 to {len(names) - 1}")
+        raise ValueError(
+            f"partition-id={index} is invalid; allowed: 0 to {len(names) - 1}"
+        )
     return fed.train_site(names[index]), fed.test_site(names[index]), index
 
 
@@ -324,7 +383,8 @@ def _to_state(arrays: Any) -> dict[str, torch.Tensor]:
 
 
 def make_client_app(base: FlowerSettings | None = None):
-    """A Flower ``ClientApp`` whose training step is :func:`faimi_tutorial.experiments.federated.client_update`.
+    """A Flower ``ClientApp`` whose training step is
+    :func:`faimi_tutorial.experiments.federated.client_update`.
 
     Parameters
     ----------
@@ -348,16 +408,31 @@ def make_client_app(base: FlowerSettings | None = None):
         server_round = int(msg.content["config"]["server-round"])
         mu = float(msg.content["config"].get("proximal-mu", 0.0))
         update = federated.client_update(
-            _to_state(msg.content["arrays"]), train_data, config, proximal_mu=mu,
-            seed=federated.client_seed(settings.seed, server_round - 1, index), device="cpu",
+            _to_state(msg.content["arrays"]),
+            train_data,
+            config,
+            proximal_mu=mu,
+            seed=federated.client_seed(settings.seed, server_round - 1, index),
+            device="cpu",
         )
         out = client_save_dir(settings.save_dir, context.node_config)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            torch.save({"params": update.params, "n_samples": update.n_samples, "site_index": index},
-                       out / f"client-round-{server_round}-site-{index}.pt")
-        metrics = MetricRecord({"num-examples": update.n_samples, "train-loss": update.train_loss})
-        return Message(RecordDict({"arrays": ArrayRecord(update.params), "metrics": metrics}), reply_to=msg)
+            torch.save(
+                {
+                    "params": update.params,
+                    "n_samples": update.n_samples,
+                    "site_index": index,
+                },
+                out / f"client-round-{server_round}-site-{index}.pt",
+            )
+        metrics = MetricRecord(
+            {"num-examples": update.n_samples, "train-loss": update.train_loss}
+        )
+        return Message(
+            RecordDict({"arrays": ArrayRecord(update.params), "metrics": metrics}),
+            reply_to=msg,
+        )
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
@@ -366,15 +441,19 @@ def make_client_app(base: FlowerSettings | None = None):
         _train, test, _index = site_data(settings, context.node_config)
         metrics: dict[str, float | int] = {"num-examples": len(test)}
         if len(test):
-            model = federated.model_from_params(settings.fed_config(),
-                                                tuple(test.images.shape[1:]),
-                                                _to_state(msg.content["arrays"]))
+            model = federated.model_from_params(
+                settings.fed_config(),
+                tuple(test.images.shape[1:]),
+                _to_state(msg.content["arrays"]),
+            )
             scores = predict(model, test, device="cpu")
             metrics["accuracy"] = float(np.mean((scores >= 0.5) == test.label))
             if len(np.unique(test.label)) == 2:
                 metrics["auroc"] = auroc(test.label, scores)
         else:
-            metrics["num-examples"] = 1  # Flower weights by this key; an empty site counts as one
+            metrics["num-examples"] = (
+                1  # Flower weights by this key; an empty site counts as one
+            )
             metrics["accuracy"] = float("nan")
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
@@ -384,8 +463,11 @@ def make_client_app(base: FlowerSettings | None = None):
 # ---------------------------------------------------------------------------- server
 
 
-def make_server_app(base: FlowerSettings | None = None, history: list | None = None,
-                    status: dict | None = None):
+def make_server_app(
+    base: FlowerSettings | None = None,
+    history: list | None = None,
+    status: dict | None = None,
+):
     """A Flower ``ServerApp`` running Flower's FedAvg (or FedProx) over the sites.
 
     Parameters
@@ -415,8 +497,13 @@ def make_server_app(base: FlowerSettings | None = None, history: list | None = N
         config = settings.fed_config()
         initial = federated.init_params(config, settings.in_shape(), settings.seed)
         n = settings.num_sites
-        kwargs = dict(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
-                      min_available_nodes=n)
+        kwargs = dict(
+            fraction_train=1.0,
+            fraction_evaluate=1.0,
+            min_train_nodes=n,
+            min_evaluate_nodes=n,
+            min_available_nodes=n,
+        )
         if settings.strategy == "fedprox":
             strategy = FedProx(proximal_mu=settings.proximal_mu, **kwargs)
         else:
@@ -432,16 +519,27 @@ def make_server_app(base: FlowerSettings | None = None, history: list | None = N
                 torch.save(state, out / f"global-round-{server_round}.pt")
             return None
 
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial), num_rounds=settings.rounds,
-                                train_config=ConfigRecord({"local-epochs": settings.local_epochs}),
-                                evaluate_fn=record)
-        train_metrics = {int(r): dict(m) for r, m in result.train_metrics_clientapp.items()}
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(initial),
+            num_rounds=settings.rounds,
+            train_config=ConfigRecord({"local-epochs": settings.local_epochs}),
+            evaluate_fn=record,
+        )
+        train_metrics = {
+            int(r): dict(m) for r, m in result.train_metrics_clientapp.items()
+        }
         if status is not None:
             status["rounds_aggregated"] = len(train_metrics)
             status["train_metrics"] = train_metrics
         if settings.save_dir:
-            torch.save({"rounds_aggregated": len(train_metrics), "train_metrics": train_metrics},
-                       Path(settings.save_dir) / "server-status.pt")
+            torch.save(
+                {
+                    "rounds_aggregated": len(train_metrics),
+                    "train_metrics": train_metrics,
+                },
+                Path(settings.save_dir) / "server-status.pt",
+            )
 
     return app
 
@@ -459,7 +557,9 @@ def __getattr__(name: str) -> Any:
 # ---------------------------------------------------------------------------- running
 
 
-def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int = 1) -> list[tuple[int, dict]]:
+def run_simulation(
+    settings: FlowerSettings, quiet: bool = True, num_cpus: int = 1
+) -> list[tuple[int, dict]]:
     """Run the app on Flower's simulation engine (Ray), in this process.
 
     Parameters
@@ -490,15 +590,21 @@ def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int =
         logger.setLevel(logging.ERROR)
     backend = {
         "client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0},
-        "init_args": {"num_cpus": max(num_cpus, min(2, os.cpu_count() or 1)), "log_to_driver": not quiet,
-                      "include_dashboard": False, "logging_level": logging.ERROR if quiet else logging.WARNING,
-                      # every Ray server (GCS, raylet, object manager) on the loopback only
-                      "_node_ip_address": LOOPBACK},
+        "init_args": {
+            "num_cpus": max(num_cpus, min(2, os.cpu_count() or 1)),
+            "log_to_driver": not quiet,
+            "include_dashboard": False,
+            "logging_level": logging.ERROR if quiet else logging.WARNING,
+            # every Ray server (GCS, raylet, object manager) on the loopback only
+            "_node_ip_address": LOOPBACK,
+        },
     }
     # Ray's C++ core writes a few diagnostics straight to file descriptor 2; when quiet,
     # they go to a temporary file (shown only if the run fails).
     saved_root = os.environ.get("FAIMI_FL_SAVE_ROOT")
-    if settings.save_dir:  # a local run: the caller runs the nodes, so its save_dir is allowed
+    if (
+        settings.save_dir
+    ):  # a local run: the caller runs the nodes, so its save_dir is allowed
         os.environ["FAIMI_FL_SAVE_ROOT"] = str(Path(settings.save_dir).resolve())
     captured = tempfile.TemporaryFile() if quiet else None
     saved_fd = None
@@ -531,7 +637,8 @@ def run_simulation(settings: FlowerSettings, quiet: bool = True, num_cpus: int =
     done = status.get("rounds_aggregated", 0)
     if len(history) != settings.rounds + 1 or done != settings.rounds:
         raise RuntimeError(
-            f"the Flower run aggregated client updates in {done} of {settings.rounds} rounds "
+            f"the Flower run aggregated client updates in {done} of {settings.rounds} "
+            "rounds "
             f"(a ClientApp failed; run with quiet=False to see why)\n{log_tail}"
         )
     return history
@@ -560,7 +667,9 @@ def pyproject_text(settings: FlowerSettings | None = None) -> str:
             return repr(value)
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    config = "\n".join(f"{k} = {toml_value(v)}" for k, v in settings.to_run_config().items())
+    config = "\n".join(
+        f"{k} = {toml_value(v)}" for k, v in settings.to_run_config().items()
+    )
     return f"""[build-system]
 requires = ["hatchling"]
 build-backend = "hatchling.build"
@@ -584,8 +693,11 @@ clientapp = "faimi_tutorial.experiments.flower_app:client_app"
 """
 
 
-def write_app(directory: str | os.PathLike[str], settings: FlowerSettings | None = None) -> Path:
-    """Write the Flower app folder that ``flwr run`` submits (only a ``pyproject.toml``).
+def write_app(
+    directory: str | os.PathLike[str], settings: FlowerSettings | None = None
+) -> Path:
+    """Write the Flower app folder that ``flwr run`` submits (only a
+    ``pyproject.toml``).
 
     The app's code is this installed package, so every machine taking part needs
     ``pip install "faimi-tutorial[fl]"``; the folder only names the components and
@@ -609,8 +721,13 @@ def write_app(directory: str | os.PathLike[str], settings: FlowerSettings | None
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover - exercised by the README commands and tests
+if (
+    __name__ == "__main__"
+):  # pragma: no cover - exercised by the README commands and tests
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        print("usage: python -m faimi_tutorial.experiments.flower_app APP_DIR   (writes the Flower app folder)")
+        print(
+            "usage: python -m faimi_tutorial.experiments.flower_app APP_DIR   (writes "
+            "the Flower app folder)"
+        )
         raise SystemExit(0 if len(sys.argv) == 2 else 2)
     print(write_app(sys.argv[1]))

@@ -135,7 +135,11 @@ SUBGROUPS: tuple[str, ...] = (
 
 
 def _network(model: Any) -> nn.Module:
-    return model.model if hasattr(model, "model") and isinstance(model.model, nn.Module) else model
+    return (
+        model.model
+        if hasattr(model, "model") and isinstance(model.model, nn.Module)
+        else model
+    )
 
 
 def _images(data: Any) -> torch.Tensor:
@@ -144,20 +148,26 @@ def _images(data: Any) -> torch.Tensor:
     elif isinstance(data, np.ndarray):
         x = torch.as_tensor(data)
     else:
-
         x = as_data(data).images
     x = x.float()
     return x
 
 
 def _pool_to(t: torch.Tensor, max_features: int | None) -> torch.Tensor:
-    """Average-pool the spatial axes of ``(N, C, *grid)`` until ``C * prod(grid) <= max_features``."""
+    """Average-pool the spatial axes of ``(N, C, *grid)`` until ``C * prod(grid) <=
+    max_features``."""
     if max_features is None or t.ndim < 3 or t[0].numel() <= max_features:
         return t
     c, grid = t.shape[1], list(t.shape[2:])
     while c * int(np.prod(grid)) > max_features and max(grid) > 1:
         grid = [max(1, g // 2) if g == max(grid) else g for g in grid]
-    pool = F.adaptive_avg_pool3d if len(grid) == 3 else F.adaptive_avg_pool2d if len(grid) == 2 else F.adaptive_avg_pool1d
+    pool = (
+        F.adaptive_avg_pool3d
+        if len(grid) == 3
+        else F.adaptive_avg_pool2d
+        if len(grid) == 2
+        else F.adaptive_avg_pool1d
+    )
     return pool(t, tuple(grid))
 
 
@@ -177,11 +187,13 @@ def collect_activations(
     model : torch.nn.Module or FitResult
         Any network (a :class:`~faimi_tutorial.training.loop.FitResult` is unwrapped).
     data : tensor, array, cohort-like or ArrayData
-        Images ``(N, C, *grid)`` or anything :func:`faimi_tutorial.training.loop.as_data` reads.
+        Images ``(N, C, *grid)`` or anything
+        :func:`faimi_tutorial.training.loop.as_data` reads.
     layers : sequence of str, optional
         Module names (``dict(model.named_modules())``), or ``"input"`` (the images)
         or ``"penultimate"`` (the input of the last linear layer). Default: the
-        feature blocks of a package model (:func:`faimi_tutorial.models.networks.layer_names`).
+        feature blocks of a package model
+        (:func:`faimi_tutorial.models.networks.layer_names`).
     batch_size : int, default 128
         Images per forward pass.
     device : str or torch.device, optional
@@ -217,8 +229,10 @@ def collect_activations(
     unknown = [n for n in layers if n not in modules and n not in PSEUDO_LAYERS]
     if unknown:
         names = [n for n in modules if n][:12]
-        raise ValueError(f"layers {unknown!r} are not modules of the model; allowed: "
-                         f"{list(PSEUDO_LAYERS)} or module names such as {names}")
+        raise ValueError(
+            f"layers {unknown!r} are not modules of the model; allowed: "
+            f"{list(PSEUDO_LAYERS)} or module names such as {names}"
+        )
     if device is None:
         try:
             device = next(net.parameters()).device
@@ -248,7 +262,9 @@ def collect_activations(
     try:
         for name in layers:
             if name == "penultimate":
-                handles.append(last_linear(net).register_forward_pre_hook(pre_hook(name)))
+                handles.append(
+                    last_linear(net).register_forward_pre_hook(pre_hook(name))
+                )
             elif name != "input":
                 handles.append(modules[name].register_forward_hook(output_hook(name)))
         with torch.no_grad():
@@ -265,7 +281,9 @@ def collect_activations(
         for h in handles:
             h.remove()
         net.train(was_training)
-    return {n: torch.cat(store[n]).numpy().astype(np.float32, copy=False) for n in layers}
+    return {
+        n: torch.cat(store[n]).numpy().astype(np.float32, copy=False) for n in layers
+    }
 
 
 # --------------------------------------------------------------------- probes
@@ -319,8 +337,9 @@ class ProbeConfig:
         check_integer(self, "max_iter", self.max_iter, 10)
         check_integer(self, "n_boot", self.n_boot, 0)
         for name in ("confidence", "threshold"):
-            check_probability(self, name, getattr(self, name), low_open=True,
-                              high_open=True)
+            check_probability(
+                self, name, getattr(self, name), low_open=True, high_open=True
+            )
         check_integer(self, "seed", self.seed, 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -364,8 +383,16 @@ class ProbeResult:
 
     def as_dict(self) -> dict[str, float]:
         """The summary numbers (without the per-sample arrays)."""
-        keys = ("accuracy", "accuracy_low", "accuracy_high", "auroc", "auroc_low", "auroc_high",
-                "n", "n_components")
+        keys = (
+            "accuracy",
+            "accuracy_low",
+            "accuracy_high",
+            "auroc",
+            "auroc_low",
+            "auroc_high",
+            "n",
+            "n_components",
+        )
         return {k: getattr(self, k) for k in keys}
 
 
@@ -373,7 +400,9 @@ def _binary_target(target: Any, name: str = "target") -> np.ndarray:
     y = np.asarray(target).reshape(-1)
     values = np.unique(y)
     if len(values) != 2:
-        raise ValueError(f"{name} must hold exactly two classes; got {values.tolist()[:10]}")
+        raise ValueError(
+            f"{name} must hold exactly two classes; got {values.tolist()[:10]}"
+        )
     return (y == values[1]).astype(np.int64)
 
 
@@ -404,7 +433,11 @@ def balanced_index(*codes: Any, seed: int = 0) -> np.ndarray:
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f"codes have different lengths: {[len(a) for a in arrays]}")
-    keys = pd.MultiIndex.from_arrays(arrays).codes if len(arrays) > 1 else [pd.factorize(arrays[0])[0]]
+    keys = (
+        pd.MultiIndex.from_arrays(arrays).codes
+        if len(arrays) > 1
+        else [pd.factorize(arrays[0])[0]]
+    )
     cell = np.zeros(n, dtype=np.int64)
     for k in keys:
         cell = cell * (int(np.max(k)) + 1 if len(k) else 1) + np.asarray(k)
@@ -413,7 +446,10 @@ def balanced_index(*codes: Any, seed: int = 0) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     smallest = counts.min()
     rng = np.random.default_rng(seed)
-    keep = [rng.choice(np.flatnonzero(cell == v), size=smallest, replace=False) for v in values]
+    keep = [
+        rng.choice(np.flatnonzero(cell == v), size=smallest, replace=False)
+        for v in values
+    ]
     return np.sort(np.concatenate(keep))
 
 
@@ -428,7 +464,8 @@ def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 
 
 class _PCA:
-    """Principal components by an eigen-decomposition of the smaller Gram/covariance matrix.
+    """Principal components by an eigen-decomposition of the smaller Gram/covariance
+    matrix.
 
     Keeps the leading components that explain ``variance`` of the total (or exactly
     ``n_components``). With more features than samples the ``n x n`` Gram matrix is
@@ -436,7 +473,9 @@ class _PCA:
     the sign of each component.
     """
 
-    def __init__(self, variance: float | None = 0.99, n_components: int | None = None) -> None:
+    def __init__(
+        self, variance: float | None = 0.99, n_components: int | None = None
+    ) -> None:
         self.variance = variance
         self.n_components = n_components
 
@@ -490,7 +529,8 @@ class _Probe:
             self.scale_ = z.std(0) + 1e-12
         else:
             # one global factor: components keep their relative variances (so the
-            # L2 penalty shrinks weak directions most) and C means the same in every layer
+            # L2 penalty shrinks weak directions most) and C means the same in every
+            # layer
             self.scale_ = np.sqrt(np.mean(z.var(0))) + 1e-12
         self.lr = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
         self.lr.fit(z / self.scale_, y)
@@ -500,9 +540,16 @@ class _Probe:
         return self.lr.predict_proba(self.pca.transform(x) / self.scale_)
 
 
-def _bootstrap(y: np.ndarray, s: np.ndarray, threshold: float, n_boot: int, confidence: float,
-               seed: int) -> tuple[float, float, float, float]:
-    """Percentile intervals of a probe's accuracy and AUROC (class-stratified bootstrap)."""
+def _bootstrap(
+    y: np.ndarray,
+    s: np.ndarray,
+    threshold: float,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float, float, float]:
+    """Percentile intervals of a probe's accuracy and AUROC (class-stratified
+    bootstrap)."""
     if n_boot == 0:
         return (math.nan,) * 4
     correct = ((s >= threshold).astype(np.int64) == y).astype(np.float64)
@@ -512,8 +559,12 @@ def _bootstrap(y: np.ndarray, s: np.ndarray, threshold: float, n_boot: int, conf
     acc = correct[replicates].mean(axis=1)
     auc = auroc_of_resamples(y, s, replicates)
     a = (1 - confidence) / 2 * 100
-    return (float(np.percentile(acc, a)), float(np.percentile(acc, 100 - a)),
-            float(np.percentile(auc, a)), float(np.percentile(auc, 100 - a)))
+    return (
+        float(np.percentile(acc, a)),
+        float(np.percentile(acc, 100 - a)),
+        float(np.percentile(auc, a)),
+        float(np.percentile(auc, 100 - a)),
+    )
 
 
 def probe(
@@ -571,7 +622,8 @@ def probe(
     smallest = int(min((y == 0).sum(), (y == 1).sum()))
     if smallest < config.n_folds:
         raise ValueError(
-            f"the smaller class has {smallest} samples (after balancing); need at least "
+            f"the smaller class has {smallest} samples (after balancing); need at "
+            "least "
             f"n_folds={config.n_folds}"
         )
     fold = _folds(y, config.n_folds, config.seed)
@@ -586,14 +638,27 @@ def probe(
             kept.append(pipe.pca.n_components_)
     acc = float(((scores >= config.threshold).astype(np.int64) == y).mean())
     auc = float(auroc(y, scores))
-    lo_acc, hi_acc, lo_auc, hi_auc = _bootstrap(y, scores, config.threshold, config.n_boot,
-                                                config.confidence, config.seed)
-    return ProbeResult(acc, lo_acc, hi_acc, auc, lo_auc, hi_auc, int(len(y)), float(np.mean(kept)),
-                       scores, y, index)
+    lo_acc, hi_acc, lo_auc, hi_auc = _bootstrap(
+        y, scores, config.threshold, config.n_boot, config.confidence, config.seed
+    )
+    return ProbeResult(
+        acc,
+        lo_acc,
+        hi_acc,
+        auc,
+        lo_auc,
+        hi_auc,
+        int(len(y)),
+        float(np.mean(kept)),
+        scores,
+        y,
+        index,
+    )
 
 
-def in_sample_scores(features: Any, target: Any,
-                     config: ProbeConfig | None = None) -> np.ndarray:
+def in_sample_scores(
+    features: Any, target: Any, config: ProbeConfig | None = None
+) -> np.ndarray:
     """Scores of one probe fitted on all samples and scored on those same samples.
 
     What a probe reports when it is scored on its own fitting data: the contrast
@@ -661,14 +726,23 @@ def probe_layers(
     balance = dict(balance or {})
     unknown = set(balance) - set(targets)
     if unknown:
-        raise ValueError(f"balance names {sorted(unknown)} that are not targets ({sorted(targets)})")
+        raise ValueError(
+            f"balance names {sorted(unknown)} that are not targets ({sorted(targets)})"
+        )
     rows = []
     for depth, (layer, feats) in enumerate(activations.items()):
         feats = np.asarray(feats)
         for name, target in targets.items():
             result = probe(feats, target, config, balance=balance.get(name))
-            rows.append({"layer": layer, "depth": depth, "target": name,
-                         "features": int(np.prod(feats.shape[1:])), **result.as_dict()})
+            rows.append(
+                {
+                    "layer": layer,
+                    "depth": depth,
+                    "target": name,
+                    "features": int(np.prod(feats.shape[1:])),
+                    **result.as_dict(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -714,13 +788,16 @@ def probe_model(
     unknown = [t for t in targets if t not in attrs]
     if unknown:
         raise ValueError(f"targets {unknown!r} are not known; allowed: {sorted(attrs)}")
-    acts = collect_activations(model, d.images, layers, batch_size=batch_size, max_features=max_features)
+    acts = collect_activations(
+        model, d.images, layers, batch_size=batch_size, max_features=max_features
+    )
     other = {"bias_group": "label", "label": "bias_group"}
     balance = {t: attrs[other[t]] for t in targets} if balanced else None
     return probe_layers(acts, {t: attrs[t] for t in targets}, config, balance=balance)
 
 
-# --------------------------------------------------------------------- single components
+# --------------------------------------------------------------------- single
+# components
 
 
 def component_encoding(
@@ -764,9 +841,17 @@ def component_encoding(
     x_all = x_all.reshape(x_all.shape[0], -1)
     if not isinstance(n_components, (int, np.integer)) or n_components < 1:
         raise ValueError(f"n_components={n_components!r} must be an integer >= 1")
-    k_max = int(min(n_components, x_all.shape[1], x_all.shape[0] // config.n_folds * (config.n_folds - 1) - 1))
+    k_max = int(
+        min(
+            n_components,
+            x_all.shape[1],
+            x_all.shape[0] // config.n_folds * (config.n_folds - 1) - 1,
+        )
+    )
     if k_max < 1:
-        raise ValueError(f"too few samples ({x_all.shape[0]}) for {config.n_folds} folds")
+        raise ValueError(
+            f"too few samples ({x_all.shape[0]}) for {config.n_folds} folds"
+        )
     explained = _PCA(n_components=k_max).fit(x_all)
     explained = explained.explained_variance_ / (x_all.var(0, ddof=1).sum() + 1e-300)
     balance = dict(balance or {})
@@ -774,10 +859,14 @@ def component_encoding(
     for name, target in targets.items():
         y_all = _binary_target(target, name)
         if len(y_all) != len(x_all):
-            raise ValueError(f"target {name!r} holds {len(y_all)} entries for {len(x_all)} samples")
+            raise ValueError(
+                f"target {name!r} holds {len(y_all)} entries for {len(x_all)} samples"
+            )
         index = np.arange(len(y_all))
         if balance.get(name) is not None:
-            index = balanced_index(y_all, np.asarray(balance[name]).reshape(-1), seed=config.seed)
+            index = balanced_index(
+                y_all, np.asarray(balance[name]).reshape(-1), seed=config.seed
+            )
         x, y = x_all[index], y_all[index]
         fold = _folds(y, config.n_folds, config.seed)
         scores = np.zeros((k_max, len(y)))
@@ -791,17 +880,25 @@ def component_encoding(
                 lr.fit(z_fit[:, [k]] / sd[k], y[fit])
                 scores[k, held] = lr.predict_proba(z_held[:, [k]] / sd[k])[:, 1]
         for k in range(k_max):
-            lo_acc, hi_acc, lo, hi = _bootstrap(y, scores[k], config.threshold, config.n_boot,
-                                                config.confidence, config.seed)
-            rows.append({
-                "component": k + 1,
-                "target": name,
-                "explained_variance": float(explained[k]),
-                "auroc": float(auroc(y, scores[k])),
-                "auroc_low": lo,
-                "auroc_high": hi,
-                "accuracy": float(((scores[k] >= config.threshold) == y).mean()),
-            })
+            lo_acc, hi_acc, lo, hi = _bootstrap(
+                y,
+                scores[k],
+                config.threshold,
+                config.n_boot,
+                config.confidence,
+                config.seed,
+            )
+            rows.append(
+                {
+                    "component": k + 1,
+                    "target": name,
+                    "explained_variance": float(explained[k]),
+                    "auroc": float(auroc(y, scores[k])),
+                    "auroc_low": lo,
+                    "auroc_high": hi,
+                    "accuracy": float(((scores[k] >= config.threshold) == y).mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -825,7 +922,12 @@ def subgroup_names(label: Any, bias_group: Any) -> np.ndarray:
         raise ValueError(f"label holds {len(y)} entries but bias_group holds {len(a)}")
     if not (set(np.unique(y)) <= {0, 1} and set(np.unique(a)) <= {0, 1}):
         raise ValueError("label and bias_group must hold codes 0 and 1")
-    lookup = {(1, 1): SUBGROUPS[0], (0, 0): SUBGROUPS[1], (1, 0): SUBGROUPS[2], (0, 1): SUBGROUPS[3]}
+    lookup = {
+        (1, 1): SUBGROUPS[0],
+        (0, 0): SUBGROUPS[1],
+        (1, 0): SUBGROUPS[2],
+        (0, 1): SUBGROUPS[3],
+    }
     return np.array([lookup[(i, j)] for i, j in zip(y, a)], dtype=object)
 
 
@@ -838,8 +940,15 @@ class _DiseaseAxis:
     disease, and the best other component for the bias group is the bias component.
     """
 
-    def __init__(self, features: Any, label: Any, bias_group: Any, n_components: int,
-                 fit_fraction: float, seed: int) -> None:
+    def __init__(
+        self,
+        features: Any,
+        label: Any,
+        bias_group: Any,
+        n_components: int,
+        fit_fraction: float,
+        seed: int,
+    ) -> None:
 
         x = np.asarray(features, dtype=np.float64)
         self.x = x.reshape(x.shape[0], -1)
@@ -847,7 +956,9 @@ class _DiseaseAxis:
         self.a = np.asarray(bias_group).astype(int).reshape(-1)
         self.names = subgroup_names(self.y, self.a)
         if len(self.y) != len(self.x):
-            raise ValueError(f"features hold {len(self.x)} samples but label holds {len(self.y)}")
+            raise ValueError(
+                f"features hold {len(self.x)} samples but label holds {len(self.y)}"
+            )
         if not isinstance(n_components, (int, np.integer)) or n_components < 2:
             raise ValueError(f"n_components={n_components!r} must be an integer >= 2")
         if not 0 < fit_fraction < 1:
@@ -865,7 +976,9 @@ class _DiseaseAxis:
         self.sign_b = 1.0 if self.auc_a[self.b] >= 0.5 else -1.0
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return self.pca.transform(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1))
+        return self.pca.transform(
+            np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
+        )
 
     def disease(self, x: np.ndarray) -> np.ndarray:
         """Oriented coordinates on the disease component."""
@@ -878,7 +991,9 @@ class _DiseaseAxis:
             "bias_component": b + 1,
             "disease_component_fit_auroc": float(max(self.auc_y[d], 1 - self.auc_y[d])),
             "bias_component_fit_auroc": float(max(self.auc_a[b], 1 - self.auc_a[b])),
-            "bias_auroc_of_disease_component": float(max(self.auc_a[d], 1 - self.auc_a[d])),
+            "bias_auroc_of_disease_component": float(
+                max(self.auc_a[d], 1 - self.auc_a[d])
+            ),
         }
 
 
@@ -891,7 +1006,8 @@ def component_projection(
     fit_fraction: float = 0.5,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Held-out subjects' coordinates on the most disease- and most bias-predictive components.
+    """Held-out subjects' coordinates on the most disease- and most bias-predictive
+    components.
 
     A PCA with ``n_components`` is fitted on a stratified ``fit_fraction`` of the
     subjects; on that same part, the component whose values best separate the
@@ -924,14 +1040,16 @@ def component_projection(
     axis = _DiseaseAxis(features, label, bias_group, n_components, fit_fraction, seed)
     held = axis.held
     z_held = axis.transform(axis.x[held])
-    out = pd.DataFrame({
-        "index": held,
-        "disease_component": axis.sign_d * z_held[:, axis.d],
-        "bias_component": axis.sign_b * z_held[:, axis.b],
-        "label": axis.y[held],
-        "bias_group": axis.a[held],
-        "subgroup": axis.names[held],
-    })
+    out = pd.DataFrame(
+        {
+            "index": held,
+            "disease_component": axis.sign_d * z_held[:, axis.d],
+            "bias_component": axis.sign_b * z_held[:, axis.b],
+            "label": axis.y[held],
+            "bias_group": axis.a[held],
+            "subgroup": axis.names[held],
+        }
+    )
     out["aligned"] = out["label"] == out["bias_group"]
     out.attrs.update(axis.attrs())
     return out
@@ -992,7 +1110,9 @@ def disease_shift(
     twin = twin.reshape(twin.shape[0], -1)
     axis = _DiseaseAxis(features, label, bias_group, n_components, fit_fraction, seed)
     if twin.shape != axis.x.shape:
-        raise ValueError(f"twin_features have shape {twin.shape}; features have {axis.x.shape}")
+        raise ValueError(
+            f"twin_features have shape {twin.shape}; features have {axis.x.shape}"
+        )
     held = axis.held
     z = axis.disease(axis.x[held])
     scale = float(z.std(ddof=1)) if len(z) > 1 else 1.0
@@ -1000,13 +1120,19 @@ def disease_shift(
     y_held = axis.y[held]
     members = held[axis.a[held] == 1]
     shift = (axis.disease(axis.x[members]) - axis.disease(twin[members])) / scale
-    out = pd.DataFrame({
-        "index": members,
-        "label": axis.y[members],
-        "subgroup": axis.names[members],
-        "shift": shift,
-    })
-    separation = (z[y_held == 1].mean() - z[y_held == 0].mean()) / scale if len(set(y_held)) == 2 else math.nan
+    out = pd.DataFrame(
+        {
+            "index": members,
+            "label": axis.y[members],
+            "subgroup": axis.names[members],
+            "shift": shift,
+        }
+    )
+    separation = (
+        (z[y_held == 1].mean() - z[y_held == 0].mean()) / scale
+        if len(set(y_held)) == 2
+        else math.nan
+    )
     out.attrs.update({**axis.attrs(), "disease_separation": float(separation)})
     return out
 
@@ -1053,14 +1179,29 @@ def model_disease_shift(
     """
     twins = getattr(data, "twins", None)
     if twins is None:
-        raise ValueError("data has no twins: the shift is measured against each subject's twin")
+        raise ValueError(
+            "data has no twins: the shift is measured against each subject's twin"
+        )
 
     d = as_data(data)
-    acts = collect_activations(model, d.images, [layer], max_features=max_features)[layer]
-    twin_acts = collect_activations(model, _images(twins), [layer], max_features=max_features)[layer]
-    table = disease_shift(acts, twin_acts, d.label, d.bias_group, n_components,
-                          fit_fraction=fit_fraction, seed=seed)
-    mean, low, high = _interval(table["shift"], n_boot=n_boot, confidence=confidence, seed=seed)
+    acts = collect_activations(model, d.images, [layer], max_features=max_features)[
+        layer
+    ]
+    twin_acts = collect_activations(
+        model, _images(twins), [layer], max_features=max_features
+    )[layer]
+    table = disease_shift(
+        acts,
+        twin_acts,
+        d.label,
+        d.bias_group,
+        n_components,
+        fit_fraction=fit_fraction,
+        seed=seed,
+    )
+    mean, low, high = _interval(
+        table["shift"], n_boot=n_boot, confidence=confidence, seed=seed
+    )
     sep = table.attrs["disease_separation"]
     return {
         "layer": layer,
@@ -1137,7 +1278,10 @@ def twin_sensitivity(
     images = _images(data)
     twin_images = _images(twins)
     if twin_images.shape != images.shape:
-        raise ValueError(f"twins have shape {tuple(twin_images.shape)}; images have {tuple(images.shape)}")
+        raise ValueError(
+            f"twins have shape {tuple(twin_images.shape)}; images have "
+            f"{tuple(images.shape)}"
+        )
     if hasattr(data, "bias_group"):
         members = np.flatnonzero(np.asarray(data.bias_group) == 1)
     else:
@@ -1151,10 +1295,23 @@ def twin_sensitivity(
     rows = []
     for depth, layer in enumerate(acts):
         a, t = acts[layer].astype(np.float64), twin_acts[layer].astype(np.float64)
-        ratio = np.linalg.norm(a - t, axis=1) / np.maximum(np.linalg.norm(a, axis=1), 1e-12)
-        mean, low, high = _interval(ratio, n_boot=n_boot, confidence=confidence, seed=seed)
-        rows.append({"layer": layer, "depth": depth, "sensitivity": mean, "sensitivity_low": low,
-                     "sensitivity_high": high, "median": float(np.median(ratio)), "n": int(len(ratio))})
+        ratio = np.linalg.norm(a - t, axis=1) / np.maximum(
+            np.linalg.norm(a, axis=1), 1e-12
+        )
+        mean, low, high = _interval(
+            ratio, n_boot=n_boot, confidence=confidence, seed=seed
+        )
+        rows.append(
+            {
+                "layer": layer,
+                "depth": depth,
+                "sensitivity": mean,
+                "sensitivity_low": low,
+                "sensitivity_high": high,
+                "median": float(np.median(ratio)),
+                "n": int(len(ratio)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -1165,7 +1322,8 @@ def untrained_model(
     seed: int = 0,
     **overrides: Any,
 ) -> nn.Module:
-    """The network :func:`faimi_tutorial.training.loop.fit` would start from: same architecture, same seed.
+    """The network :func:`faimi_tutorial.training.loop.fit` would start from: same
+    architecture, same seed.
 
     A reference for probing: whatever an untrained network's layers encode comes
     from the image and the architecture, not from learning.
@@ -1188,7 +1346,9 @@ def untrained_model(
         Freshly initialised, in eval mode.
     """
 
-    if isinstance(in_shape, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in in_shape):
+    if isinstance(in_shape, (tuple, list)) and all(
+        isinstance(v, (int, np.integer)) for v in in_shape
+    ):
         shape = tuple(int(v) for v in in_shape)
     else:
         shape = tuple(_images(in_shape).shape[1:])
@@ -1196,7 +1356,9 @@ def untrained_model(
         config = presets.active_preset()
     if isinstance(config, str):
         dims = len(shape) - 1
-        config = TrainConfig.preset(config, dims=dims if dims in (2, 3) else None, **overrides)
+        config = TrainConfig.preset(
+            config, dims=dims if dims in (2, 3) else None, **overrides
+        )
     elif overrides:
         config = TrainConfig(**{**config.to_dict(), **overrides})
     seed_everything(seed)
@@ -1215,7 +1377,8 @@ def layer_report(
     targets: Sequence[str] = ("bias_group", "label"),
     seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
-    """Probes, twin sensitivity and disease-direction shift of several models, layer by layer.
+    """Probes, twin sensitivity and disease-direction shift of several models, layer by
+    layer.
 
     Every model is read on the same data (subjects none of them was trained on,
     with counterfactual twins), so the curves can be compared with each other and
@@ -1267,16 +1430,33 @@ def layer_report(
     layers = list(layers)
     probes, sensitivity, shift = [], [], []
     for name, run_seed, model in runs:
-        probes.append(probe_model(model, data, layers, config, targets=targets,
-                                  max_features=max_features).assign(model=name, seed=run_seed))
-        sensitivity.append(twin_sensitivity(model, data, layers, n_boot=max(config.n_boot, 1),
-                                            confidence=config.confidence,
-                                            seed=config.seed).assign(model=name, seed=run_seed))
+        probes.append(
+            probe_model(
+                model, data, layers, config, targets=targets, max_features=max_features
+            ).assign(model=name, seed=run_seed)
+        )
+        sensitivity.append(
+            twin_sensitivity(
+                model,
+                data,
+                layers,
+                n_boot=max(config.n_boot, 1),
+                confidence=config.confidence,
+                seed=config.seed,
+            ).assign(model=name, seed=run_seed)
+        )
         rows = []
         for depth, layer in enumerate(layers):
-            row = model_disease_shift(model, data, layer, n_components, n_boot=max(config.n_boot, 1),
-                                      confidence=config.confidence, seed=seed,
-                                      max_features=max_features)
+            row = model_disease_shift(
+                model,
+                data,
+                layer,
+                n_components,
+                n_boot=max(config.n_boot, 1),
+                confidence=config.confidence,
+                seed=seed,
+                max_features=max_features,
+            )
             rows.append({"depth": depth, **row})
         shift.append(pd.DataFrame(rows).assign(model=name, seed=run_seed))
     return {
@@ -1286,17 +1466,27 @@ def layer_report(
     }
 
 
-# --------------------------------------------------------------------- statistics over seeds
+# --------------------------------------------------------------------- statistics over
+# seeds
 
 
-def _interval(values: Any, *, method: str = "bootstrap", n_boot: int = 2000, confidence: float = 0.95,
-              seed: int = 0) -> tuple[float, float, float]:
-    """Mean and interval over runs: :func:`faimi_tutorial.fairness.metrics.mean_interval`."""
+def _interval(
+    values: Any,
+    *,
+    method: str = "bootstrap",
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean and interval over runs:
+    :func:`faimi_tutorial.fairness.metrics.mean_interval`."""
 
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be an integer >= 1")
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    return mean_interval(v, confidence=confidence, method=method, n_boot=int(n_boot), seed=seed)
+    return mean_interval(
+        v, confidence=confidence, method=method, n_boot=int(n_boot), seed=seed
+    )
 
 
 def seed_summary(
@@ -1308,9 +1498,11 @@ def seed_summary(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Mean of a value over runs (seeds) per setting, with a percentile-bootstrap interval.
+    """Mean of a value over runs (seeds) per setting, with a percentile-bootstrap
+    interval.
 
-    The interval is :func:`faimi_tutorial.fairness.metrics.mean_interval`'s: it stays inside
+    The interval is :func:`faimi_tutorial.fairness.metrics.mean_interval`'s: it stays
+    inside
     the range of the values, so a mean of rates stays in [0, 1]. The table keeps
     the layout of the layer tables (``<value>``, ``<value>_low``, ``<value>_high``
     and ``depth``), ready for :func:`faimi_tutorial.viz.plotting.plot_layer_curves`.
@@ -1340,16 +1532,26 @@ def seed_summary(
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in [*by, value] if c not in table.columns]
     if missing:
-        raise ValueError(f"columns {missing!r} are not in the table (has {list(table.columns)})")
+        raise ValueError(
+            f"columns {missing!r} are not in the table (has {list(table.columns)})"
+        )
     rows = []
     for key, part in table.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        mean, low, high = _interval(part[value], n_boot=n_boot, confidence=confidence, seed=seed)
+        mean, low, high = _interval(
+            part[value], n_boot=n_boot, confidence=confidence, seed=seed
+        )
         row = dict(zip(by, key))
         if "depth" in part.columns and "depth" not in by:
             row["depth"] = part["depth"].iloc[0]
-        row.update({value: mean, f"{value}_low": low, f"{value}_high": high,
-                    "n_runs": int(part[value].notna().sum())})
+        row.update(
+            {
+                value: mean,
+                f"{value}_low": low,
+                f"{value}_high": high,
+                "n_runs": int(part[value].notna().sum()),
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -1367,7 +1569,8 @@ def compare_to_reference(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Differences to a reference setting, paired by seed, with an interval over the pairs.
+    """Differences to a reference setting, paired by seed, with an interval over the
+    pairs.
 
     For every other value of ``column`` (e.g. every model), and every ``by``
     setting (e.g. every layer), the difference ``value(other) - value(reference)``
@@ -1417,10 +1620,14 @@ def compare_to_reference(
     by = [by] if isinstance(by, str) else list(by)
     missing = [c for c in [*by, value, column, pair] if c not in table.columns]
     if missing:
-        raise ValueError(f"columns {missing!r} are not in the table (has {list(table.columns)})")
+        raise ValueError(
+            f"columns {missing!r} are not in the table (has {list(table.columns)})"
+        )
     if not (table[column] == reference).any():
-        raise ValueError(f"reference={reference!r} does not occur in column {column!r}; "
-                         f"values: {list(dict.fromkeys(table[column]))}")
+        raise ValueError(
+            f"reference={reference!r} does not occur in column {column!r}; "
+            f"values: {list(dict.fromkeys(table[column]))}"
+        )
     rows = []
     groups = table.groupby(by, sort=False) if by else [((), table)]
     for key, part in groups:
@@ -1431,12 +1638,25 @@ def compare_to_reference(
                 continue
             cur = part[part[column] == other].groupby(pair)[value].mean()
             diff = (cur - ref).dropna()
-            mean, low, high = _interval(diff, method=method, n_boot=n_boot, confidence=confidence, seed=seed)
-            verdict = ("higher" if low > 0 else "lower" if high < 0 else "no difference shown")
-            rows.append({**dict(zip(by, key)), column: other, "reference": reference,
-                         "difference": mean, "difference_low": low, "difference_high": high,
-                         "n_pairs": int(len(diff)), "n_positive": int((diff > 0).sum()),
-                         "verdict": verdict})
+            mean, low, high = _interval(
+                diff, method=method, n_boot=n_boot, confidence=confidence, seed=seed
+            )
+            verdict = (
+                "higher" if low > 0 else "lower" if high < 0 else "no difference shown"
+            )
+            rows.append(
+                {
+                    **dict(zip(by, key)),
+                    column: other,
+                    "reference": reference,
+                    "difference": mean,
+                    "difference_low": low,
+                    "difference_high": high,
+                    "n_pairs": int(len(diff)),
+                    "n_positive": int((diff > 0).sum()),
+                    "verdict": verdict,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -1461,7 +1681,8 @@ def fit_attribute_head(
     (:class:`AttributeHead`) reads the penultimate features through
     :class:`GradientScale` ``(lam)``, so the network is pushed to encode the bias
     group less (``lam < 0``) or more (``lam > 0``). ``lam = 0`` blocks the head's
-    gradient: the model is then the plain :func:`~faimi_tutorial.training.loop.fit` model
+    gradient: the model is then the plain :func:`~faimi_tutorial.training.loop.fit`
+    model
     of the same seed, since both keep the epoch chosen by the configuration's
     ``selection`` rule (:func:`~faimi_tutorial.training.loop.selection_score`). A strong
     reversal can stop the disease from being learnt at all. This *is*
@@ -1501,12 +1722,24 @@ def fit_attribute_head(
     objective = AttributeTask(lam, attribute_weight)  # validates both
     config = resolve_config(config, data, **overrides)
     if config.mitigation != "none":
-        raise ValueError(f"mitigation={config.mitigation!r} is invalid here; allowed: none "
-                         "(the attribute head is the intervention)")
-    result = fit(data, config, val=val, seed=seed, device=device,
-                 progress=progress, objective=objective)
-    result.extras = {"lam": objective.lam, "attribute_weight": objective.weight,
-                     **result.extras}
+        raise ValueError(
+            f"mitigation={config.mitigation!r} is invalid here; allowed: none "
+            "(the attribute head is the intervention)"
+        )
+    result = fit(
+        data,
+        config,
+        val=val,
+        seed=seed,
+        device=device,
+        progress=progress,
+        objective=objective,
+    )
+    result.extras = {
+        "lam": objective.lam,
+        "attribute_weight": objective.weight,
+        **result.extras,
+    }
     return result
 
 
@@ -1518,7 +1751,8 @@ def encoding_strength(
     *,
     balanced: bool = True,
 ) -> ProbeResult:
-    """How strongly a frozen model encodes the bias group: a held-out probe on one layer.
+    """How strongly a frozen model encodes the bias group: a held-out probe on one
+    layer.
 
     This is the "encoding" axis of ShorT: a linear read-out of the attribute from the
     model's features (Brown et al. retrain a linear head on frozen features; here the
@@ -1564,7 +1798,8 @@ def short_evaluate(
         A trained model (e.g. from :func:`fit_attribute_head`, or a plain
         :func:`faimi_tutorial.training.loop.fit` model, which is the ``lam = 0`` case).
     test : cohort-like or ArrayData
-        Held-out data with ``label`` and ``bias_group`` (and ``twins`` for the flip rate).
+        Held-out data with ``label`` and ``bias_group`` (and ``twins`` for the flip
+        rate).
     lam : float, default 0.0
         The model's gradient multiplier, recorded in the row.
     probe_config : ProbeConfig, optional
@@ -1577,7 +1812,8 @@ def short_evaluate(
     dict
         ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (NaN without an attribute head),
-        ``best_epoch`` and the entries of :func:`faimi_tutorial.experiments.sweeps.evaluate`.
+        ``best_epoch`` and the entries of
+        :func:`faimi_tutorial.experiments.sweeps.evaluate`.
     """
 
     enc = encoding_strength(model, test, config=probe_config or ProbeConfig(n_boot=200))
@@ -1585,8 +1821,11 @@ def short_evaluate(
         warnings.simplefilter("ignore")
         ev = evaluate(model, test, threshold=threshold)
     history = getattr(model, "history", None)
-    attr = (float(history["attribute_accuracy"].iloc[-1])
-            if isinstance(history, pd.DataFrame) and "attribute_accuracy" in history else math.nan)
+    attr = (
+        float(history["attribute_accuracy"].iloc[-1])
+        if isinstance(history, pd.DataFrame) and "attribute_accuracy" in history
+        else math.nan
+    )
     return {
         "lam": float(lam),
         "seed": int(getattr(model, "seed", -1)),
@@ -1643,16 +1882,19 @@ def short_sweep(
         Progress bar over runs.
     keep_models : bool, default False
         Also return the trained models (e.g. to probe every layer of the ``lam = 0``
-        models, which are plain empirical-risk models: their head's gradient is blocked).
+        models, which are plain empirical-risk models: their head's gradient is
+        blocked).
     **overrides
         Fields of :class:`~faimi_tutorial.training.loop.TrainConfig`.
 
     Returns
     -------
     pandas.DataFrame or (pandas.DataFrame, dict)
-        One row per run: ``lam``, ``seed``, ``encoding_auroc`` (with ``_low``/``_high``),
+        One row per run: ``lam``, ``seed``, ``encoding_auroc`` (with
+        ``_low``/``_high``),
         ``encoding_accuracy``, ``attribute_accuracy`` (last training epoch),
-        ``best_epoch``, and the columns of :func:`faimi_tutorial.experiments.sweeps.evaluate`
+        ``best_epoch``, and the columns of
+        :func:`faimi_tutorial.experiments.sweeps.evaluate`
         (``AUROC``, ``TPR_gap``, ``FPR_gap``, ``flip_rate`` …). With
         ``keep_models``, also ``{(lam, seed): FitResult}``.
     """
@@ -1661,16 +1903,29 @@ def short_sweep(
     lambdas = [float(v) for v in lambdas]
     seeds = [int(s) for s in seeds]
     if not lambdas or not seeds:
-        raise ValueError(f"lambdas={lambdas!r} and seeds={seeds!r} must both be non-empty")
+        raise ValueError(
+            f"lambdas={lambdas!r} and seeds={seeds!r} must both be non-empty"
+        )
     test = cohort.test if test is None else test
     probe_config = probe_config or ProbeConfig(n_boot=200)
     rows = []
     kept: dict[tuple[float, int], Any] = {}
     runs = [(lam, s) for s in seeds for lam in lambdas]
     for lam, s in tqdm(runs, desc="ShorT sweep", disable=not progress, leave=False):
-        result = fit_attribute_head(cohort, config, lam=lam, attribute_weight=attribute_weight,
-                                    seed=s, progress=False, **overrides)
-        rows.append(short_evaluate(result, test, lam=lam, probe_config=probe_config, threshold=threshold))
+        result = fit_attribute_head(
+            cohort,
+            config,
+            lam=lam,
+            attribute_weight=attribute_weight,
+            seed=s,
+            progress=False,
+            **overrides,
+        )
+        rows.append(
+            short_evaluate(
+                result, test, lam=lam, probe_config=probe_config, threshold=threshold
+            )
+        )
         if keep_models:
             kept[(lam, s)] = result
     table = pd.DataFrame(rows)
@@ -1686,7 +1941,8 @@ class ShortcutTest:
     x, y : str
         The encoding column and the gap column.
     slope, slope_low, slope_high : float
-        Least-squares slope of gap on encoding and its bootstrap interval (runs resampled).
+        Least-squares slope of gap on encoding and its bootstrap interval (runs
+        resampled).
     intercept : float
         Intercept of that line.
     spearman, spearman_p : float
@@ -1727,13 +1983,19 @@ class ShortcutTest:
     def verdict(self) -> str:
         """One sentence stating the verdict and the test behind it."""
         where = f" within each {self.within}" if self.within else ""
-        stats_text = (f"Spearman rho {self.spearman:+.2f}{where}, p = {self.spearman_p:.3g} "
-                      f"over {self.n_runs} models, alpha = {self.alpha:g}")
+        stats_text = (
+            f"Spearman rho {self.spearman:+.2f}{where}, p = {self.spearman_p:.3g} "
+            f"over {self.n_runs} models, alpha = {self.alpha:g}"
+        )
         if self.shortcut:
             direction = "rises" if self.spearman > 0 else "falls"
-            return f"shortcut: the {self.y} {direction} with the {self.x} ({stats_text})"
-        return (f"no shortcut shown: no monotone trend of the {self.y} with the {self.x} "
-                f"({stats_text})")
+            return (
+                f"shortcut: the {self.y} {direction} with the {self.x} ({stats_text})"
+            )
+        return (
+            f"no shortcut shown: no monotone trend of the {self.y} with the {self.x} "
+            f"({stats_text})"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The fields and the verdict as a plain dictionary."""
@@ -1796,7 +2058,9 @@ def short_test(
 
     for col in (x, y) + ((within,) if within is not None else ()):
         if col not in runs.columns:
-            raise ValueError(f"column {col!r} is not in runs (has {list(runs.columns)})")
+            raise ValueError(
+                f"column {col!r} is not in runs (has {list(runs.columns)})"
+            )
     if n_boot < 1:
         raise ValueError(f"n_boot={n_boot!r} must be >= 1")
     if not 0 < confidence < 1:
@@ -1809,7 +2073,9 @@ def short_test(
         data[[x, y]] = data[[x, y]] - data.groupby("group")[[x, y]].transform("mean")
     data = data[[x, y]].dropna()
     if len(data) < 3:
-        raise ValueError(f"need at least 3 runs with finite {x} and {y}; got {len(data)}")
+        raise ValueError(
+            f"need at least 3 runs with finite {x} and {y}; got {len(data)}"
+        )
     u, v = data[x].to_numpy(), data[y].to_numpy()
     slope, intercept = np.polyfit(u, v, 1)
     slopes = []
@@ -1817,7 +2083,19 @@ def short_test(
         if np.ptp(u[idx]) > 0:
             slopes.append(np.polyfit(u[idx], v[idx], 1)[0])
     a = (1 - confidence) / 2 * 100
-    lo, hi = (np.percentile(slopes, [a, 100 - a]) if slopes else (math.nan, math.nan))
+    lo, hi = np.percentile(slopes, [a, 100 - a]) if slopes else (math.nan, math.nan)
     rho, p = stats.spearmanr(u, v)
-    return ShortcutTest(x, y, float(slope), float(lo), float(hi), float(intercept), float(rho),
-                        float(p), int(len(u)), float(confidence), float(alpha), within)
+    return ShortcutTest(
+        x,
+        y,
+        float(slope),
+        float(lo),
+        float(hi),
+        float(intercept),
+        float(rho),
+        float(p),
+        int(len(u)),
+        float(confidence),
+        float(alpha),
+        within,
+    )

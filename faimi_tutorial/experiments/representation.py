@@ -3,7 +3,8 @@
 One concept: the *composition* of a cohort by subgroup. The module
 
 * simulates demographic subgroups whose disease presentation may differ (each subgroup
-  from its own :class:`~faimi_tutorial.data.simulate.SimulationConfig`, concatenated into one
+  from its own :class:`~faimi_tutorial.data.simulate.SimulationConfig`, concatenated
+  into one
   cohort with a ``subgroup`` column), with identical presentation (same configuration,
   other seed) as the control condition;
 * composes training sets with a chosen share of one subgroup at a fixed size, drawn from
@@ -15,9 +16,10 @@ One concept: the *composition* of a cohort by subgroup. The module
 Example
 -------
 >>> configs = subgroup_configs(SimulationConfig.preset("tiny", dims=2), "other_region")
->>> cohort = simulate_subgroups(configs)                                   # doctest: +SKIP
->>> test = fixed_test_set(cohort, n_per_group=40)                          # doctest: +SKIP
->>> train = compose_training_set(cohort, CompositionConfig(share=0.25, n_train=200))  # doctest: +SKIP
+>>> cohort = simulate_subgroups(configs)  # doctest: +SKIP
+>>> test = fixed_test_set(cohort, n_per_group=40)  # doctest: +SKIP
+>>> train = compose_training_set(  # doctest: +SKIP
+...     cohort, CompositionConfig(share=0.25, n_train=200))
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ __all__ = [
 #: Name of the metadata column that holds the demographic subgroup.
 SUBGROUP_COLUMN: str = "subgroup"
 
-#: How subgroup B's disease presentation may differ from A's (see :func:`subgroup_configs`).
+#: How subgroup B's disease presentation may differ from A's (see
+#:func:`subgroup_configs`).
 PRESENTATIONS: tuple[str, ...] = ("identical", "other_region", "weaker")
 
 _GRID_FIELDS = ("dims", "shape", "spacing", "slice_z")
@@ -81,7 +84,8 @@ def subgroup_configs(
     weaker_factor: float = 0.4,
     seed_offset: int = 1000,
 ) -> dict[str, SimulationConfig]:
-    """Configurations of two subgroups, A (``base``) and B (A's, changed by ``presentation``).
+    """Configurations of two subgroups, A (``base``) and B (A's, changed by
+    ``presentation``).
 
     B always gets another seed (``base.seed + seed_offset``), so its subjects are new
     people; what else differs is set by ``presentation``:
@@ -122,7 +126,11 @@ def subgroup_configs(
     """
     if presentation not in PRESENTATIONS:
         raise _field_error("presentation", presentation, ", ".join(PRESENTATIONS))
-    if len(groups) != 2 or len(set(groups)) != 2 or not all(isinstance(g, str) and g for g in groups):
+    if (
+        len(groups) != 2
+        or len(set(groups)) != 2
+        or not all(isinstance(g, str) and g for g in groups)
+    ):
         raise _field_error("groups", groups, "two distinct non-empty names")
     if not 0.0 <= float(weaker_factor) < 1.0:
         raise _field_error("weaker_factor", weaker_factor, "[0, 1)")
@@ -135,13 +143,19 @@ def subgroup_configs(
         changes["disease_region"] = other_region
     elif presentation == "weaker":
         if base.disease_scale_mm is not None:  # an explicit displacement: scale it
-            changes["disease_scale_mm"] = float(base.disease_scale_mm) * float(weaker_factor)
+            changes["disease_scale_mm"] = float(base.disease_scale_mm) * float(
+                weaker_factor
+            )
         else:  # else the effect in natural SDs
-            changes["disease_effect_sd"] = float(base.disease_effect_sd) * float(weaker_factor)
+            changes["disease_effect_sd"] = float(base.disease_effect_sd) * float(
+                weaker_factor
+            )
     return {groups[0]: base, groups[1]: base.replace(**changes)}
 
 
-def concat_cohorts(cohorts: Mapping[str, Cohort], column: str = SUBGROUP_COLUMN) -> Cohort:
+def concat_cohorts(
+    cohorts: Mapping[str, Cohort], column: str = SUBGROUP_COLUMN
+) -> Cohort:
     """One cohort from several, with a column naming where each subject came from.
 
     Subject identifiers get the subgroup name as a prefix (``sub-0001`` of group ``B``
@@ -174,45 +188,69 @@ def concat_cohorts(cohorts: Mapping[str, Cohort], column: str = SUBGROUP_COLUMN)
     names = list(cohorts)
     for name in names:
         if not isinstance(name, str) or not name.isalnum():
-            raise _field_error("cohorts", name, "subgroup names that are alphanumeric strings")
+            raise _field_error(
+                "cohorts", name, "subgroup names that are alphanumeric strings"
+            )
     parts = [cohorts[n] for n in names]
     shapes = {tuple(p.images.shape[1:]) for p in parts}
     if len(shapes) != 1:
-        raise _field_error("cohorts", sorted(shapes), "cohorts whose images share one shape")
+        raise _field_error(
+            "cohorts", sorted(shapes), "cohorts whose images share one shape"
+        )
     configs = [p.config for p in parts]
     if all(c is not None for c in configs):
         for f in _GRID_FIELDS:
             values = {repr(getattr(c, f)) for c in configs}
             if len(values) != 1:
-                raise _field_error("cohorts", f"{f} differs: {sorted(values)}", "cohorts on one grid")
+                raise _field_error(
+                    "cohorts", f"{f} differs: {sorted(values)}", "cohorts on one grid"
+                )
     has_twins = [p.twins is not None for p in parts]
     if any(has_twins) and not all(has_twins):
-        raise _field_error("cohorts", f"twins present in {sum(has_twins)} of {len(parts)}",
-                           "all parts with twins or none")
+        raise _field_error(
+            "cohorts",
+            f"twins present in {sum(has_twins)} of {len(parts)}",
+            "all parts with twins or none",
+        )
     metas = []
     for name, part in zip(names, parts):
         if column in part.meta.columns:
-            raise _field_error("column", column, "a name that is not already a metadata column")
+            raise _field_error(
+                "column", column, "a name that is not already a metadata column"
+            )
         meta = part.meta.copy()
         meta.attrs = {}
-        ids = meta["subject_id"].astype(str) if "subject_id" in meta else pd.Series(
-            [f"sub-{i + 1:04d}" for i in range(len(meta))])
-        meta["subject_id"] = [s.replace("sub-", f"sub-{name}", 1) if s.startswith("sub-")
-                              else f"{name}-{s}" for s in ids]
+        ids = (
+            meta["subject_id"].astype(str)
+            if "subject_id" in meta
+            else pd.Series([f"sub-{i + 1:04d}" for i in range(len(meta))])
+        )
+        meta["subject_id"] = [
+            s.replace("sub-", f"sub-{name}", 1)
+            if s.startswith("sub-")
+            else f"{name}-{s}"
+            for s in ids
+        ]
         meta.insert(1, column, name)
         metas.append(meta)
     meta = pd.concat(metas, ignore_index=True)
     meta[column] = pd.Categorical(meta[column], categories=names)
     if "split" in meta and not isinstance(meta["split"].dtype, pd.CategoricalDtype):
-        meta["split"] = pd.Categorical(meta["split"].astype(str), categories=["train", "val", "test"])
+        meta["split"] = pd.Categorical(
+            meta["split"].astype(str), categories=["train", "val", "test"]
+        )
     meta.attrs["subgroup_configs"] = {n: c for n, c in zip(names, configs)}
     images = torch.cat([p.images for p in parts], 0)
     twins = torch.cat([p.twins for p in parts], 0) if all(has_twins) else None
     return Cohort(images=images, twins=twins, meta=meta, config=configs[0])
 
 
-def simulate_subgroups(configs: Mapping[str, SimulationConfig], progress: bool = False,
-                       device: Any = None, twins: bool = False) -> Cohort:
+def simulate_subgroups(
+    configs: Mapping[str, SimulationConfig],
+    progress: bool = False,
+    device: Any = None,
+    twins: bool = False,
+) -> Cohort:
     """Generate each subgroup from its own configuration and concatenate them.
 
     Parameters
@@ -233,8 +271,10 @@ def simulate_subgroups(configs: Mapping[str, SimulationConfig], progress: bool =
     """
     if not configs:
         raise _field_error("configs", configs, "at least one subgroup configuration")
-    parts = {name: generate(cfg, progress=progress, device=device, twins=twins)
-             for name, cfg in configs.items()}
+    parts = {
+        name: generate(cfg, progress=progress, device=device, twins=twins)
+        for name, cfg in configs.items()
+    }
     return concat_cohorts(parts)
 
 
@@ -250,12 +290,14 @@ class CompositionConfig:
     Parameters
     ----------
     share : float
-        Share of ``groups[1]`` (subgroup B) in the training and validation sets, in [0, 1].
+        Share of ``groups[1]`` (subgroup B) in the training and validation sets, in [0,
+        1].
         The number of B subjects is ``round(share * n_train)``.
     n_train : int
         Training-set size (>= 2).
     n_val : int
-        Validation-set size (>= 2), composed with the same share from the validation pool.
+        Validation-set size (>= 2), composed with the same share from the validation
+        pool.
     groups : tuple of two str
         Subgroup names ``(A, B)``.
     column : str
@@ -282,8 +324,9 @@ class CompositionConfig:
         except TypeError:
             groups = ()
         if len(groups) != 2 or len(set(groups)) != 2:
-            raise config_error(self, "groups", self.groups,
-                               "two distinct subgroup names")
+            raise config_error(
+                self, "groups", self.groups, "two distinct subgroup names"
+            )
         self.groups = groups
         check_text(self, "column", self.column)
         self.seed = check_integer(self, "seed", self.seed, 0)
@@ -311,33 +354,57 @@ def _meta(data: Any) -> pd.DataFrame:
         return data
     meta = getattr(data, "meta", None)
     if not isinstance(meta, pd.DataFrame):
-        raise _field_error("data", type(data).__name__, "a Cohort or a metadata DataFrame")
+        raise _field_error(
+            "data", type(data).__name__, "a Cohort or a metadata DataFrame"
+        )
     return meta
 
 
 def _require(meta: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in meta.columns]
     if missing:
-        raise _field_error("columns", missing, f"columns of the metadata ({', '.join(map(str, meta.columns))})")
+        raise _field_error(
+            "columns",
+            missing,
+            f"columns of the metadata ({', '.join(map(str, meta.columns))})",
+        )
 
 
-def _draw_balanced(rng: np.random.Generator, positions: np.ndarray, label: np.ndarray,
-                   k: int, what: str) -> np.ndarray:
+def _draw_balanced(
+    rng: np.random.Generator,
+    positions: np.ndarray,
+    label: np.ndarray,
+    k: int,
+    what: str,
+) -> np.ndarray:
     """``k`` positions, as label-balanced as the pool allows, in a nested order.
 
     The pool is put in a label-alternating random order, so that the first ``k`` of it
     are balanced and a smaller draw is a prefix of a larger one.
     """
     if k > len(positions):
-        raise ValueError(f"{what}: asked for {k} subjects but the pool holds {len(positions)}")
-    by_label = [rng.permutation(positions[label[positions] == v]) for v in np.unique(label[positions])]
-    order = [p for row in itertools.zip_longest(*by_label) for p in row if p is not None]
+        raise ValueError(
+            f"{what}: asked for {k} subjects but the pool holds {len(positions)}"
+        )
+    by_label = [
+        rng.permutation(positions[label[positions] == v])
+        for v in np.unique(label[positions])
+    ]
+    order = [
+        p for row in itertools.zip_longest(*by_label) for p in row if p is not None
+    ]
     return np.asarray(order[:k], dtype=np.int64)
 
 
-def fixed_test_set(cohort: Cohort, n_per_group: int | None = None, *,
-                   groups: Sequence[str] | None = None, column: str = SUBGROUP_COLUMN,
-                   split: str = "test", seed: int = 0) -> Cohort:
+def fixed_test_set(
+    cohort: Cohort,
+    n_per_group: int | None = None,
+    *,
+    groups: Sequence[str] | None = None,
+    column: str = SUBGROUP_COLUMN,
+    split: str = "test",
+    seed: int = 0,
+) -> Cohort:
     """A test set balanced per subgroup (and per label within it), fixed by its seed.
 
     It depends only on the cohort's ``split`` pool, ``n_per_group`` and ``seed``, never
@@ -348,7 +415,8 @@ def fixed_test_set(cohort: Cohort, n_per_group: int | None = None, *,
     cohort : Cohort
         A cohort with ``column`` and ``split`` in its metadata.
     n_per_group : int, optional
-        Subjects per subgroup (default: the smallest group's pool, so all groups are equal).
+        Subjects per subgroup (default: the smallest group's pool, so all groups are
+        equal).
     groups : sequence of str, optional
         Subgroups to include (default: all).
     column : str, default "subgroup"
@@ -370,25 +438,43 @@ def fixed_test_set(cohort: Cohort, n_per_group: int | None = None, *,
     """
     meta = cohort.meta
     _require(meta, [column, "split", "label"])
-    groups = list(meta[column].astype(str).unique()) if groups is None else [str(g) for g in groups]
+    groups = (
+        list(meta[column].astype(str).unique())
+        if groups is None
+        else [str(g) for g in groups]
+    )
     pool = meta["split"].astype(str).to_numpy() == split
     sub = meta[column].astype(str).to_numpy()
     sizes = {g: int(np.sum(pool & (sub == g))) for g in groups}
     if n_per_group is None:
         n_per_group = min(sizes.values())
-    if isinstance(n_per_group, bool) or not isinstance(n_per_group, (int, np.integer)) or n_per_group < 2:
+    if (
+        isinstance(n_per_group, bool)
+        or not isinstance(n_per_group, (int, np.integer))
+        or n_per_group < 2
+    ):
         raise _field_error("n_per_group", n_per_group, "an integer >= 2")
     label = meta["label"].to_numpy()
     picks = []
     for i, g in enumerate(groups):
         rng = np.random.default_rng([int(seed), 101, i])
-        picks.append(np.sort(_draw_balanced(rng, np.flatnonzero(pool & (sub == g)), label,
-                                            int(n_per_group), f"n_per_group (group {g}, {split} pool)")))
+        picks.append(
+            np.sort(
+                _draw_balanced(
+                    rng,
+                    np.flatnonzero(pool & (sub == g)),
+                    label,
+                    int(n_per_group),
+                    f"n_per_group (group {g}, {split} pool)",
+                )
+            )
+        )
     return cohort.subset(np.concatenate(picks))
 
 
-def compose_training_set(cohort: Cohort, config: CompositionConfig | None = None,
-                         **overrides: Any) -> Cohort:
+def compose_training_set(
+    cohort: Cohort, config: CompositionConfig | None = None, **overrides: Any
+) -> Cohort:
     """Training and validation subjects with an exact share of subgroup B.
 
     ``round(share * n_train)`` subjects of B and the rest of A are drawn from the
@@ -428,19 +514,26 @@ def compose_training_set(cohort: Cohort, config: CompositionConfig | None = None
     label = meta["label"].to_numpy()
     for g in config.groups:
         if not np.any(sub == g):
-            raise _field_error("groups", config.groups, f"names found in column {config.column!r} "
-                               f"({', '.join(sorted(set(sub)))})")
+            raise _field_error(
+                "groups",
+                config.groups,
+                f"names found in column {config.column!r} "
+                f"({', '.join(sorted(set(sub)))})",
+            )
     picks = []
     for j, (part, n) in enumerate((("train", config.n_train), ("val", config.n_val))):
         counts = config.counts(n)
         for i, (g, k) in enumerate(zip(config.groups, counts)):
-            # one permutation per (seed, part, group): independent of the share -> nested draws
+            # one permutation per (seed, part, group): independent of the share ->
+            # nested draws
             rng = np.random.default_rng([config.seed, 211, j, i])
             pool = np.flatnonzero((split == part) & (sub == g))
             if k > len(pool):
                 raise ValueError(
-                    f"share={config.share:g} with n_{part}={n} needs {k} subjects of group {g} "
-                    f"in the {part} pool, which holds {len(pool)}; lower n_{part} or simulate more"
+                    f"share={config.share:g} with n_{part}={n} needs {k} subjects of "
+                    f"group {g} "
+                    f"in the {part} pool, which holds {len(pool)}; lower n_{part} or "
+                    "simulate more"
                 )
             picks.append(_draw_balanced(rng, pool, label, len(pool), f"group {g}")[:k])
     return cohort.subset(np.concatenate(picks))
@@ -452,13 +545,24 @@ def compose_training_set(cohort: Cohort, config: CompositionConfig | None = None
 
 
 @step
-def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
-                seeds: Sequence[int] = (0, 1, 2), *, n_train: int = 200, n_val: int = 60,
-                test: Cohort | None = None, train_config: Any = "tutorial",
-                groups: tuple[str, str] = ("A", "B"), column: str = SUBGROUP_COLUMN,
-                threshold: float = 0.5, condition: str | None = None, device: Any = None,
-                **train_overrides: Any) -> pd.DataFrame:
-    """Train one model per (share of B, seed) and evaluate it per subgroup on one test set.
+def share_sweep(
+    cohort: Cohort,
+    shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    n_train: int = 200,
+    n_val: int = 60,
+    test: Cohort | None = None,
+    train_config: Any = "tutorial",
+    groups: tuple[str, str] = ("A", "B"),
+    column: str = SUBGROUP_COLUMN,
+    threshold: float = 0.5,
+    condition: str | None = None,
+    device: Any = None,
+    **train_overrides: Any,
+) -> pd.DataFrame:
+    """Train one model per (share of B, seed) and evaluate it per subgroup on one test
+    set.
 
     Parameters
     ----------
@@ -497,7 +601,9 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
 
     shares = [float(s) for s in shares]
     for s in shares:
-        CompositionConfig(share=s, n_train=n_train, n_val=n_val, groups=groups, column=column)
+        CompositionConfig(
+            share=s, n_train=n_train, n_val=n_val, groups=groups, column=column
+        )
     if not seeds:
         raise _field_error("seeds", seeds, "at least one seed")
     if test is None:
@@ -507,18 +613,33 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
     rows = []
     for seed in seeds:
         for share in shares:
-            comp = CompositionConfig(share=share, n_train=n_train, n_val=n_val, groups=groups,
-                                     column=column, seed=int(seed))
+            comp = CompositionConfig(
+                share=share,
+                n_train=n_train,
+                n_val=n_val,
+                groups=groups,
+                column=column,
+                seed=int(seed),
+            )
             data = compose_training_set(cohort, comp)
-            fitted = training.fit(data, train_config, seed=int(seed), progress=False,
-                                  device=device, **train_overrides)
+            fitted = training.fit(
+                data,
+                train_config,
+                seed=int(seed),
+                progress=False,
+                device=device,
+                **train_overrides,
+            )
             scores = training.predict(fitted, test)
             for g in groups:
                 m = g_test == g
                 y, s = y_test[m], scores[m]
                 pred = s >= threshold
                 row = {
-                    "share": share, "seed": int(seed), "subgroup": g, "n_test": int(m.sum()),
+                    "share": share,
+                    "seed": int(seed),
+                    "subgroup": g,
+                    "n_test": int(m.sum()),
                     "AUROC": auroc(y, s),
                     "TPR": float(pred[y == 1].mean()) if np.any(y == 1) else np.nan,
                     "FPR": float(pred[y == 0].mean()) if np.any(y == 0) else np.nan,
@@ -531,8 +652,11 @@ def share_sweep(cohort: Cohort, shares: Sequence[float] = (0.0, 0.25, 0.5, 0.75,
     return pd.DataFrame(rows)
 
 
-def summarise_sweep(runs: pd.DataFrame, values: Sequence[str] = ("AUROC", "TPR"),
-                    confidence: float = 0.95) -> pd.DataFrame:
+def summarise_sweep(
+    runs: pd.DataFrame,
+    values: Sequence[str] = ("AUROC", "TPR"),
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Mean and t-interval over seeds of each (condition,) share and subgroup.
 
     Parameters
@@ -560,8 +684,11 @@ def summarise_sweep(runs: pd.DataFrame, values: Sequence[str] = ("AUROC", "TPR")
 # --------------------------------------------------------------------------------------
 
 
-def composition_table(data: Any, attributes: Sequence[str] = (SUBGROUP_COLUMN, "label", "bias_group"),
-                      split_column: str | None = "split") -> pd.DataFrame:
+def composition_table(
+    data: Any,
+    attributes: Sequence[str] = (SUBGROUP_COLUMN, "label", "bias_group"),
+    split_column: str | None = "split",
+) -> pd.DataFrame:
     """Counts and proportions of every value of every attribute, per split.
 
     Parameters
@@ -572,7 +699,8 @@ def composition_table(data: Any, attributes: Sequence[str] = (SUBGROUP_COLUMN, "
         Columns to tabulate (missing ones raise; values are tabulated as they are,
         missing values as ``"<missing>"``).
     split_column : str or None, default "split"
-        Column of the split; ``None`` (or absent) tabulates the whole table as ``"all"``.
+        Column of the split; ``None`` (or absent) tabulates the whole table as
+        ``"all"``.
 
     Returns
     -------
@@ -592,17 +720,37 @@ def composition_table(data: Any, attributes: Sequence[str] = (SUBGROUP_COLUMN, "
     for name in split_names + (["all"] if "all" not in split_names else []):
         part = meta if name == "all" else meta[splits == name]
         for attr in attributes:
-            counts = part[attr].astype(object).where(part[attr].notna(), "<missing>").astype(str).value_counts()
+            counts = (
+                part[attr]
+                .astype(object)
+                .where(part[attr].notna(), "<missing>")
+                .astype(str)
+                .value_counts()
+            )
             for value, n in sorted(counts.items()):
-                rows.append({"split": name, "attribute": attr, "value": value, "n": int(n),
-                             "proportion": float(n) / max(len(part), 1)})
-    return pd.DataFrame(rows, columns=["split", "attribute", "value", "n", "proportion"])
+                rows.append(
+                    {
+                        "split": name,
+                        "attribute": attr,
+                        "value": value,
+                        "n": int(n),
+                        "proportion": float(n) / max(len(part), 1),
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["split", "attribute", "value", "n", "proportion"]
+    )
 
 
-def intersectional_counts(data: Any, attributes: Sequence[str] = (SUBGROUP_COLUMN, "label"),
-                          min_count: int = 30, split: str | None = None,
-                          split_column: str = "split") -> pd.DataFrame:
-    """Subjects in every combination of attribute values, flagging cells too small to evaluate.
+def intersectional_counts(
+    data: Any,
+    attributes: Sequence[str] = (SUBGROUP_COLUMN, "label"),
+    min_count: int = 30,
+    split: str | None = None,
+    split_column: str = "split",
+) -> pd.DataFrame:
+    """Subjects in every combination of attribute values, flagging cells too small to
+    evaluate.
 
     Every combination of the observed values is listed, including empty ones (an
     empty intersection is the most important finding of an audit).
@@ -632,7 +780,11 @@ def intersectional_counts(data: Any, attributes: Sequence[str] = (SUBGROUP_COLUM
     if not attributes:
         raise _field_error("attributes", attributes, "at least one column")
     _require(meta, attributes)
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
+    if (
+        isinstance(min_count, bool)
+        or not isinstance(min_count, (int, np.integer))
+        or min_count < 1
+    ):
         raise _field_error("min_count", min_count, "an integer >= 1")
     if split is not None:
         _require(meta, [split_column])
@@ -676,7 +828,8 @@ class ChecklistItem:
 CHECKLIST: tuple[ChecklistItem, ...] = (
     ChecklistItem(
         "attributes recorded",
-        "Are the attributes you must be fair across (sex, age band, ethnicity, site, scanner) "
+        "Are the attributes you must be fair across (sex, age band, ethnicity, site, "
+        "scanner) "
         "recorded for every subject?",
         "What is not recorded cannot be audited or evaluated per group.",
         "Count missing values per attribute (composition_table shows '<missing>').",
@@ -684,25 +837,30 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
     ChecklistItem(
         "target population",
         "Does the training composition match the population the model will serve?",
-        "A group rare in training gets worse performance when its disease looks different.",
-        "Compare composition_table with published prevalence of each group in the clinic.",
+        "A group rare in training gets worse performance when its disease looks "
+        "different.",
+        "Compare composition_table with published prevalence of each group in the "
+        "clinic.",
     ),
     ChecklistItem(
         "every group in every split",
         "Does every subgroup appear in the training, validation and test splits?",
-        "A group absent from training is served by a model that never saw it; absent from "
+        "A group absent from training is served by a model that never saw it; absent "
+        "from "
         "test, its performance is unknown.",
         "composition_table by split.",
     ),
     ChecklistItem(
         "labels per group",
         "Are both classes present in every subgroup, with similar label prevalence?",
-        "Label prevalence that differs by group lets a model learn group as a proxy for disease.",
+        "Label prevalence that differs by group lets a model learn group as a proxy "
+        "for disease.",
         "intersectional_counts over (subgroup, label).",
     ),
     ChecklistItem(
         "intersections",
-        "Are the intersections (e.g. older women at one site) large enough to evaluate?",
+        "Are the intersections (e.g. older women at one site) large enough to "
+        "evaluate?",
         "Gaps hide in intersections that no single attribute reveals; tiny cells give "
         "intervals too wide to read.",
         "intersectional_counts with min_count; report the cells flagged too_small.",
@@ -711,9 +869,11 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
         "presentation",
         "Is there evidence that the disease presents differently in some group "
         "(anatomy, severity, imaging appearance)?",
-        "Representativeness matters most where presentation differs: a model cannot learn "
+        "Representativeness matters most where presentation differs: a model cannot "
+        "learn "
         "a presentation it has not seen.",
-        "Literature, clinicians; per-group performance of models trained on other groups.",
+        "Literature, clinicians; per-group performance of models trained on other "
+        "groups.",
     ),
     ChecklistItem(
         "acquisition",
@@ -724,15 +884,22 @@ CHECKLIST: tuple[ChecklistItem, ...] = (
     ChecklistItem(
         "documentation",
         "Is the composition documented in a datasheet that ships with the data?",
-        "Users cannot judge what a dataset can be used for without it (Gebru et al. 2021).",
-        "faimi_tutorial.data.datasets.datasheet for a simulated cohort; write one for real data.",
+        "Users cannot judge what a dataset can be used for without it (Gebru et al. "
+        "2021).",
+        "faimi_tutorial.data.datasets.datasheet for a simulated cohort; write one for "
+        "real data.",
     ),
 )
 
 
-def checklist(data: Any = None, column: str = SUBGROUP_COLUMN, min_count: int = 30,
-              split_column: str = "split") -> pd.DataFrame:
-    """The representativeness checklist as a table, answered where the data can answer it.
+def checklist(
+    data: Any = None,
+    column: str = SUBGROUP_COLUMN,
+    min_count: int = 30,
+    split_column: str = "split",
+) -> pd.DataFrame:
+    """The representativeness checklist as a table, answered where the data can answer
+    it.
 
     Parameters
     ----------
@@ -759,25 +926,40 @@ def checklist(data: Any = None, column: str = SUBGROUP_COLUMN, min_count: int = 
     findings = {t: "check by hand" for t in table["topic"]}
     if column in meta.columns:
         n_missing = int(meta[column].isna().sum())
-        findings["attributes recorded"] = f"{column}: {n_missing} missing of {len(meta)}"
+        findings["attributes recorded"] = (
+            f"{column}: {n_missing} missing of {len(meta)}"
+        )
         shares = meta[column].astype(str).value_counts(normalize=True).sort_index()
-        findings["target population"] = "shares " + ", ".join(f"{k}: {v:.0%}" for k, v in shares.items()) \
+        findings["target population"] = (
+            "shares "
+            + ", ".join(f"{k}: {v:.0%}" for k, v in shares.items())
             + " (compare with the clinic)"
+        )
         if split_column in meta.columns:
             crossed = intersectional_counts(meta, [split_column, column], min_count=1)
             empty = crossed[crossed["n"] == 0]
-            findings["every group in every split"] = "yes" if empty.empty else "no: " + "; ".join(
-                f"{r[column]} absent from {r[split_column]}" for _, r in empty.iterrows())
+            findings["every group in every split"] = (
+                "yes"
+                if empty.empty
+                else "no: "
+                + "; ".join(
+                    f"{r[column]} absent from {r[split_column]}"
+                    for _, r in empty.iterrows()
+                )
+            )
         if "label" in meta.columns:
             prev = meta.groupby(meta[column].astype(str), observed=True)["label"].mean()
             findings["labels per group"] = "disease prevalence " + ", ".join(
-                f"{k}: {v:.0%}" for k, v in prev.items())
+                f"{k}: {v:.0%}" for k, v in prev.items()
+            )
             cells = intersectional_counts(meta, [column, "label"], min_count=min_count)
             small = cells[cells["too_small"]]
-            findings["intersections"] = (f"all {len(cells)} subgroup x label cells have >= {min_count}"
-                                         if small.empty else
-                                         f"{len(small)} of {len(cells)} cells below {min_count} "
-                                         f"(smallest n = {int(cells['n'].min())})")
+            findings["intersections"] = (
+                f"all {len(cells)} subgroup x label cells have >= {min_count}"
+                if small.empty
+                else f"{len(small)} of {len(cells)} cells below {min_count} "
+                f"(smallest n = {int(cells['n'].min())})"
+            )
     else:
         findings["attributes recorded"] = f"no column {column!r}: subgroup not recorded"
     table["finding"] = table["topic"].map(findings)

@@ -105,8 +105,9 @@ def plain(obj: Any) -> Any:
 
 
 def _canonical(config: Any) -> str:
-    return json.dumps(plain(config), sort_keys=True, separators=(",", ":"),
-                      allow_nan=True)
+    return json.dumps(
+        plain(config), sort_keys=True, separators=(",", ":"), allow_nan=True
+    )
 
 
 def config_hash(config: Any, length: int = 16) -> str:
@@ -149,9 +150,15 @@ def source_digest() -> str:
 
 def _code_digest(code: Any) -> str:
     """Digest of a code object's bytecode, names and constants (stable across runs)."""
-    parts = [code.co_code.hex(), list(code.co_names), list(code.co_varnames),
-             [(_code_digest(c) if hasattr(c, "co_code") else repr(c))
-              for c in code.co_consts]]
+    parts = [
+        code.co_code.hex(),
+        list(code.co_names),
+        list(code.co_varnames),
+        [
+            (_code_digest(c) if hasattr(c, "co_code") else repr(c))
+            for c in code.co_consts
+        ],
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -174,8 +181,10 @@ def _installed(module_name: str | None) -> bool:
     if not file:
         return module is not None and module_name in sys.builtin_module_names
     paths = sysconfig.get_paths()
-    roots = [str(Path(paths[k]).resolve())
-             for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    roots = [
+        str(Path(paths[k]).resolve())
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+    ]
     return any(str(Path(file).resolve()).startswith(r) for r in roots)
 
 
@@ -189,9 +198,10 @@ def _opaque(value: Any) -> dict[str, Any]:
     try:
         data = pickle.dumps(value, protocol=4)
     except Exception as err:  # noqa: BLE001 - any failure means: no key
-        raise ValueError(f"cannot build a cache key from a {type(value).__qualname__} "
-                         f"({err}); pass cache=False to call without the cache"
-                         ) from None
+        raise ValueError(
+            f"cannot build a cache key from a {type(value).__qualname__} "
+            f"({err}); pass cache=False to call without the cache"
+        ) from None
     return {"type": _type_name(value), "pickle": hashlib.sha256(data).hexdigest()[:16]}
 
 
@@ -225,8 +235,10 @@ class _Describer:
 
     def _describe(self, value: Any, seen: frozenset[int]) -> Any:
         if isinstance(value, types.ModuleType):
-            return {"module": value.__name__,
-                    "version": str(getattr(value, "__version__", ""))}
+            return {
+                "module": value.__name__,
+                "version": str(getattr(value, "__version__", "")),
+            }
         if isinstance(value, type):
             return {"class": _type_name(value)}
         if isinstance(value, Mapping):
@@ -238,14 +250,22 @@ class _Describer:
             return {"set": sorted((self(v, seen) for v in value), key=json.dumps)}
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
-            return {"tensor": _hash_buffer(t.reshape(-1).view(torch.uint8).numpy()),
-                    "shape": list(t.shape), "dtype": str(t.dtype)}
+            return {
+                "tensor": _hash_buffer(t.reshape(-1).view(torch.uint8).numpy()),
+                "shape": list(t.shape),
+                "dtype": str(t.dtype),
+            }
         if isinstance(value, np.ndarray):
             if value.dtype.hasobject:
-                return {"object_array": [self(v, seen) for v in value.ravel().tolist()],
-                        "shape": list(value.shape)}
-            return {"array": _hash_buffer(value), "shape": list(value.shape),
-                    "dtype": str(value.dtype)}
+                return {
+                    "object_array": [self(v, seen) for v in value.ravel().tolist()],
+                    "shape": list(value.shape),
+                }
+            return {
+                "array": _hash_buffer(value),
+                "shape": list(value.shape),
+                "dtype": str(value.dtype),
+            }
         if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
             return self._table(value, seen)
         if isinstance(value, np.random.Generator):
@@ -253,16 +273,26 @@ class _Describer:
         if isinstance(value, torch.Generator):
             return {"torch_generator": self(value.get_state(), seen)}
         if isinstance(value, torch.nn.Module):
-            return {"module_type": _type_name(value), "architecture": repr(value),
-                    "training": value.training,
-                    "state": self(dict(value.state_dict()), seen)}
-        if callable(value) and (hasattr(value, "__code__") or hasattr(value, "__func__")
-                                or isinstance(value, functools.partial)):
+            return {
+                "module_type": _type_name(value),
+                "architecture": repr(value),
+                "training": value.training,
+                "state": self(dict(value.state_dict()), seen),
+            }
+        if callable(value) and (
+            hasattr(value, "__code__")
+            or hasattr(value, "__func__")
+            or isinstance(value, functools.partial)
+        ):
             return self.function(value, seen)
         if dataclasses.is_dataclass(value):
-            return {"type": _type_name(value),
-                    "fields": {f.name: self(getattr(value, f.name), seen)
-                               for f in dataclasses.fields(value)}}
+            return {
+                "type": _type_name(value),
+                "fields": {
+                    f.name: self(getattr(value, f.name), seen)
+                    for f in dataclasses.fields(value)
+                },
+            }
         state = getattr(value, "__dict__", None)
         if isinstance(state, dict):
             return {"type": _type_name(value), "state": self(state, seen)}
@@ -274,8 +304,11 @@ class _Describer:
             content = _hash_buffer(hashed)
         except TypeError:  # cells that pandas cannot hash (lists …)
             content = _opaque(value)["pickle"]
-        out: dict[str, Any] = {"table": _type_name(value), "content": content,
-                               "length": int(len(value))}
+        out: dict[str, Any] = {
+            "table": _type_name(value),
+            "content": content,
+            "length": int(len(value)),
+        }
         if isinstance(value, pd.DataFrame):
             out["columns"] = [str(c) for c in value.columns]
             out["dtypes"] = [str(d) for d in value.dtypes]
@@ -291,8 +324,11 @@ class _Describer:
         if explicit is not None and not callable(explicit):
             return {"cache_key": plain(explicit)}
         if isinstance(func, functools.partial):
-            return {"partial": self(func.func, seen), "args": self(func.args, seen),
-                    "keywords": self(func.keywords, seen)}
+            return {
+                "partial": self(func.func, seen),
+                "args": self(func.args, seen),
+                "keywords": self(func.keywords, seen),
+            }
         func = getattr(func, "__wrapped_step__", func)
         inner = getattr(func, "__func__", func)  # a bound method: its function
         desc: dict[str, Any] = {
@@ -313,13 +349,17 @@ class _Describer:
             desc["closure"] = dict(zip(code.co_freevars, values))
             if not _installed(desc["module"]):
                 space = getattr(inner, "__globals__", {})
-                names = sorted(n for n in _global_names(code)
-                               if n in space and not n.startswith("__"))
+                names = sorted(
+                    n
+                    for n in _global_names(code)
+                    if n in space and not n.startswith("__")
+                )
                 desc["globals"] = {n: self(space[n], seen) for n in names}
         else:  # a callable object: its type and state
             desc["state"] = self(getattr(func, "__dict__", repr(func)), seen)
         if getattr(func, "__self__", None) is not None and not isinstance(
-                func.__self__, types.ModuleType):
+            func.__self__, types.ModuleType
+        ):
             desc["self"] = self(func.__self__, seen)
         return desc
 
@@ -412,10 +452,12 @@ class ResultCache:
         ``False`` makes every lookup miss and every store a no-op.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None,
-                 enabled: bool = True) -> None:
-        self.directory = (Path(directory) if directory is not None
-                          else default_cache_dir())
+    def __init__(
+        self, directory: str | os.PathLike[str] | None = None, enabled: bool = True
+    ) -> None:
+        self.directory = (
+            Path(directory) if directory is not None else default_cache_dir()
+        )
         self.enabled = bool(enabled)
 
     def __repr__(self) -> str:
@@ -425,8 +467,10 @@ class ResultCache:
         """File of ``key`` (``.json`` for records, ``.pkl`` for objects)."""
         key = str(key)
         if not key or "/" in key or "\\" in key or key.startswith(".") or "\x00" in key:
-            raise ValueError(f"key={key!r} is invalid; allowed: a file-name-safe text "
-                             "such as a config_hash")
+            raise ValueError(
+                f"key={key!r} is invalid; allowed: a file-name-safe text "
+                "such as a config_hash"
+            )
         return self.directory / f"{key}{suffix}"
 
     def check(self) -> None:
@@ -443,12 +487,16 @@ class ResultCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ValueError(f"{where} cannot be created: {err.strerror or err}; "
-                             "set FAIMI_CACHE_DIR to a writable folder") from None
+            raise ValueError(
+                f"{where} cannot be created: {err.strerror or err}; "
+                "set FAIMI_CACHE_DIR to a writable folder"
+            ) from None
         writable = os.access(self.directory, os.W_OK | os.X_OK)
         if not self.directory.is_dir() or not writable:
-            raise ValueError(f"{where} is not a writable folder; "
-                             "set FAIMI_CACHE_DIR to a writable folder")
+            raise ValueError(
+                f"{where} is not a writable folder; "
+                "set FAIMI_CACHE_DIR to a writable folder"
+            )
 
     def _load(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -482,8 +530,10 @@ class ResultCache:
         data = self._load(path)
         if data is None or not _is_plain_record(data["record"]):
             if path.exists():
-                _warn(f"cache entry {path.name} in {self.directory} cannot be read; "
-                      "it is computed again")
+                _warn(
+                    f"cache entry {path.name} in {self.directory} cannot be read; "
+                    "it is computed again"
+                )
             return None
         if config is not None and _canonical(data["config"]) != _canonical(config):
             return None
@@ -505,8 +555,14 @@ class ResultCache:
         if not self.enabled:
             return
         target = self.path(key)
-        text = json.dumps({"format": CACHE_FORMAT, "config": plain(config),
-                           "record": plain(dict(record))}, indent=1)
+        text = json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "config": plain(config),
+                "record": plain(dict(record)),
+            },
+            indent=1,
+        )
         self._write(target, text.encode("utf-8"))
 
     def load(self, key: str, config: Any) -> tuple[bool, Any]:
@@ -543,15 +599,18 @@ class ResultCache:
                 raise ValueError("not an entry of this cache")
             if _canonical(header["config"]) != _canonical(config):
                 return False, None
-            if (len(payload) != header.get("bytes")
-                    or zlib.crc32(payload) != header.get("crc32")):
+            if len(payload) != header.get("bytes") or zlib.crc32(payload) != header.get(
+                "crc32"
+            ):
                 raise ValueError("truncated or damaged")
             value = pickle.loads(payload)
             if not isinstance(value, dict) or "result" not in value:
                 raise ValueError("not an entry of this cache")
         except Exception as err:  # noqa: BLE001 - any failure to read is a miss
-            _warn(f"cache entry {path.name} in {self.directory} cannot be read "
-                  f"({err}); it is computed again")
+            _warn(
+                f"cache entry {path.name} in {self.directory} cannot be read "
+                f"({err}); it is computed again"
+            )
             return False, None
         _set_random_state(value.get("random"))
         return True, value["result"]
@@ -577,23 +636,32 @@ class ResultCache:
         if not self.enabled:
             return False
         try:
-            payload = pickle.dumps({"result": value, "random": _random_state()},
-                                   protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(
+                {"result": value, "random": _random_state()},
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
         except Exception as err:  # noqa: BLE001 - an unpicklable result is not stored
-            _warn(f"the result of cache entry {key} cannot be stored ({err}); "
-                  "it is computed again at every call")
+            _warn(
+                f"the result of cache entry {key} cannot be stored ({err}); "
+                "it is computed again at every call"
+            )
             return False
-        header = {"format": OBJECT_MAGIC.decode().strip(), "config": plain(config),
-                  "type": _type_name(value), "bytes": len(payload),
-                  "crc32": zlib.crc32(payload)}
+        header = {
+            "format": OBJECT_MAGIC.decode().strip(),
+            "config": plain(config),
+            "type": _type_name(value),
+            "bytes": len(payload),
+            "crc32": zlib.crc32(payload),
+        }
         text = json.dumps(header, allow_nan=True).encode()
         data = OBJECT_MAGIC + text + b"\n" + payload
         self._write(self.path(key, ".pkl"), data)
         return True
 
     def __contains__(self, key: str) -> bool:
-        return self.enabled and (self.path(key).exists()
-                                 or self.path(key, ".pkl").exists())
+        return self.enabled and (
+            self.path(key).exists() or self.path(key, ".pkl").exists()
+        )
 
     def _own_files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -635,8 +703,11 @@ class ResultCache:
 
 
 def _random_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def _set_random_state(state: Any) -> None:
@@ -655,8 +726,10 @@ def _as_cache(cache: ResultCache | str | os.PathLike[str] | bool | None) -> Resu
         return cache
     if isinstance(cache, (str, os.PathLike)):
         return ResultCache(cache)
-    raise ValueError(f"cache={cache!r} is invalid; allowed: None (the default folder), "
-                     "False (no cache), a folder or a ResultCache")
+    raise ValueError(
+        f"cache={cache!r} is invalid; allowed: None (the default folder), "
+        "False (no cache), a folder or a ResultCache"
+    )
 
 
 def cached(
@@ -711,8 +784,11 @@ def _accepts(valid: Callable[[dict[str, Any]], bool], record: dict[str, Any]) ->
 # --------------------------------------------------------------------- the runner
 
 
-def call_config(fn: Callable[..., Any], args: Sequence[Any] = (),
-                kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def call_config(
+    fn: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything that determines the result of ``fn(*args, **kwargs)``, described.
 
     Parameters
@@ -751,14 +827,22 @@ def call_config(fn: Callable[..., Any], args: Sequence[Any] = (),
         arguments = {"args": list(args), "kwargs": kwargs}
     arguments = {k: v for k, v in arguments.items() if k not in NOT_IN_KEY}
     describer = _Describer()
-    return {"version": __version__, "source": source_digest(),
-            "function": describer.function(target, frozenset({id(target)})),
-            "arguments": describer(arguments)}
+    return {
+        "version": __version__,
+        "source": source_digest(),
+        "function": describer.function(target, frozenset({id(target)})),
+        "arguments": describer(arguments),
+    }
 
 
-def run(fn: Callable[..., Any], /, *args: Any,
-        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-        refresh: bool = False, **kwargs: Any) -> Any:
+def run(
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    refresh: bool = False,
+    **kwargs: Any,
+) -> Any:
     """``fn(*args, **kwargs)``, computed once and then read from the cache.
 
     Parameters
@@ -873,22 +957,29 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
         raise ValueError(f"fn={fn!r} is invalid; allowed: a callable")
     params = inspect.signature(fn).parameters
     if "cache" in params or "refresh" in params:
-        raise ValueError(f"{fn.__qualname__} already has a 'cache' or 'refresh' "
-                         "parameter")
+        raise ValueError(
+            f"{fn.__qualname__} already has a 'cache' or 'refresh' parameter"
+        )
 
     @functools.wraps(fn)
-    def wrapper(*args: Any,
-                cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-                refresh: bool = False, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+        refresh: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         return run(fn, *args, cache=cache, refresh=refresh, **kwargs)
 
     sig = inspect.signature(fn)
-    extra = [inspect.Parameter("cache", inspect.Parameter.KEYWORD_ONLY, default=None),
-             inspect.Parameter("refresh", inspect.Parameter.KEYWORD_ONLY,
-                               default=False)]
+    extra = [
+        inspect.Parameter("cache", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("refresh", inspect.Parameter.KEYWORD_ONLY, default=False),
+    ]
     plist = list(sig.parameters.values())
-    at = next((i for i, p in enumerate(plist)
-               if p.kind is inspect.Parameter.VAR_KEYWORD), len(plist))
+    at = next(
+        (i for i, p in enumerate(plist) if p.kind is inspect.Parameter.VAR_KEYWORD),
+        len(plist),
+    )
     wrapper.__signature__ = sig.replace(parameters=plist[:at] + extra + plist[at:])
     wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n" + _STEP_DOC
     wrapper.__wrapped_step__ = fn

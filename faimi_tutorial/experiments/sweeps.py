@@ -13,7 +13,8 @@ any setting runs afresh. The cache lives in ``$FAIMI_CACHE_DIR`` when set,
 else in ``~/.cache/faimi-tutorial/sweeps``.
 
 >>> import faimi_tutorial as ft
->>> exp = ft.sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.7, 0.3)})
+>>> exp = ft.sweeps.Experiment(
+...     preset="tiny", simulation={"bias_prevalence": (0.7, 0.3)})
 >>> len(ft.sweeps.config_hash(exp.to_dict()))
 16
 """
@@ -31,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from .. import presets
-from ..fairness.metrics import GROUP_METRICS, auroc, signed_gaps  # noqa: F401 (public here too)
+# noqa: F401 (public here too)
+from ..fairness.metrics import GROUP_METRICS, auroc, signed_gaps
 from ..training.loop import TrainConfig, as_data, fit, predict
 from .._version import __version__
 from ..data import simulate
@@ -96,12 +98,14 @@ class Experiment:
         # checked, not converted: the fields enter the cache key as given
         check_integer(self, "seed", self.seed, 0)
         check_integer(self, "data_seed", self.data_seed, 0, optional=True)
-        check_probability(self, "threshold", self.threshold, low_open=True,
-                          high_open=True)
+        check_probability(
+            self, "threshold", self.threshold, low_open=True, high_open=True
+        )
         for name in ("simulation", "training"):
             if not isinstance(getattr(self, name), Mapping):
-                raise config_error(self, name, getattr(self, name),
-                                   "a dict of field overrides")
+                raise config_error(
+                    self, name, getattr(self, name), "a dict of field overrides"
+                )
         self.simulation = dict(self.simulation)
         self.training = dict(self.training)
         self.train_config()  # validates the training overrides
@@ -136,12 +140,16 @@ CohortFactory = Callable[[str, Mapping[str, Any], int], Any]
 
 
 def _simulation_config(preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
-    """The simulator configuration of an experiment: the preset, its overrides, the cohort seed.
+    """The simulator configuration of an experiment: the preset, its overrides, the
+    cohort seed.
 
-    One function for the cohort and its cache key, so the key always describes the cohort.
+    One function for the cohort and its cache key, so the key always describes the
+    cohort.
     """
 
-    return simulate.SimulationConfig.preset(preset, **{**dict(overrides), "seed": int(seed)})
+    return simulate.SimulationConfig.preset(
+        preset, **{**dict(overrides), "seed": int(seed)}
+    )
 
 
 def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
@@ -162,10 +170,14 @@ def simulate_cohort(preset: str, overrides: Mapping[str, Any], seed: int) -> Any
         The simulated cohort (with train/val/test splits and twins).
     """
 
-    return simulate.generate(_simulation_config(preset, overrides, seed), progress=False)
+    return simulate.generate(
+        _simulation_config(preset, overrides, seed), progress=False
+    )
 
 
-def simulation_settings(preset: str, overrides: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def simulation_settings(
+    preset: str, overrides: Mapping[str, Any], seed: int
+) -> dict[str, Any]:
     """The full simulator configuration of an experiment (for the cache key).
 
     Parameters
@@ -189,7 +201,9 @@ _COHORTS: OrderedDict[str, Any] = OrderedDict()
 _COHORT_SLOTS = 2
 
 
-def _cohort(factory: CohortFactory, preset: str, overrides: Mapping[str, Any], seed: int) -> Any:
+def _cohort(
+    factory: CohortFactory, preset: str, overrides: Mapping[str, Any], seed: int
+) -> Any:
     """Generate a cohort, keeping the last few in memory (sweeps reuse them)."""
     key = config_hash([factory_key(factory), preset, overrides, seed])
     if key in _COHORTS:
@@ -202,8 +216,13 @@ def _cohort(factory: CohortFactory, preset: str, overrides: Mapping[str, Any], s
     return cohort
 
 
-def twin_gaps(record: Mapping[str, Any] | str, cache: ResultCache | None = None, *,
-              threshold: float = 0.5, bias_group: int = 1) -> dict[str, float]:
+def twin_gaps(
+    record: Mapping[str, Any] | str,
+    cache: ResultCache | None = None,
+    *,
+    threshold: float = 0.5,
+    bias_group: int = 1,
+) -> dict[str, float]:
     """The same model's signed gaps on the counterfactual twins of its test subjects.
 
     The twins are the test subjects with the bias effect removed, so
@@ -235,9 +254,16 @@ def twin_gaps(record: Mapping[str, Any] | str, cache: ResultCache | None = None,
     test = load_scores(record, cache)["test"]
     if "twin_score" not in test:
         raise ValueError("the experiment's cohort had no counterfactual twins")
-    gaps = signed_gaps(test["label"], test["twin_score"], test["bias_group"],
-                       threshold=threshold, bias_group=bias_group)
-    return {f"{m}_gap_twin": gaps[f"{m}_gap"] for m in ("TPR", "FPR", "accuracy", "AUROC")}
+    gaps = signed_gaps(
+        test["label"],
+        test["twin_score"],
+        test["bias_group"],
+        threshold=threshold,
+        bias_group=bias_group,
+    )
+    return {
+        f"{m}_gap_twin": gaps[f"{m}_gap"] for m in ("TPR", "FPR", "accuracy", "AUROC")
+    }
 
 
 def evaluate(
@@ -268,7 +294,8 @@ def evaluate(
     -------
     dict
         ``accuracy``, ``AUROC`` (overall); ``<metric>_g<k>`` per group for
-        :data:`~faimi_tutorial.fairness.metrics.GROUP_METRICS`; ``TPR_gap``, ``FPR_gap``,
+        :data:`~faimi_tutorial.fairness.metrics.GROUP_METRICS`; ``TPR_gap``,
+        ``FPR_gap``,
         ``accuracy_gap``, ``AUROC_gap`` (bias group minus the others, signed, by
         :func:`~faimi_tutorial.fairness.metrics.signed_gaps`); ``twin_AUROC``,
         ``flip_rate``, ``mean_abs_change``, ``mean_change`` and
@@ -277,20 +304,30 @@ def evaluate(
 
     data = as_data(test)
     scores = predict(model, data)
-    out = signed_gaps(data.label, scores, data.bias_group, threshold=threshold,
-                      bias_group=bias_group, per_group=True)
+    out = signed_gaps(
+        data.label,
+        scores,
+        data.bias_group,
+        threshold=threshold,
+        bias_group=bias_group,
+        per_group=True,
+    )
     if twins is None:
         twins = getattr(test, "twins", None)
     if twins is not None:
         twin_scores = predict(model, twins)
         out["twin_AUROC"] = auroc(data.label, twin_scores)
-        flips = counterfactual_flip_rate(scores, twin_scores, threshold=threshold, groups=data.bias_group)
+        flips = counterfactual_flip_rate(
+            scores, twin_scores, threshold=threshold, groups=data.bias_group
+        )
         out["flip_rate"] = float(flips.loc["overall", "flip_rate"])
         out["mean_abs_change"] = float(flips.loc["overall", "mean_abs_change"])
         out["mean_change"] = float(flips.loc["overall", "mean_change"])
         if bias_group in flips.index:
             out["flip_rate_bias_group"] = float(flips.loc[bias_group, "flip_rate"])
-            out["mean_abs_change_bias_group"] = float(flips.loc[bias_group, "mean_abs_change"])
+            out["mean_abs_change_bias_group"] = float(
+                flips.loc[bias_group, "mean_abs_change"]
+            )
     return out
 
 
@@ -330,20 +367,30 @@ def run_experiment(
     -------
     dict or (dict, FitResult, cohort)
         A flat record: the experiment's settings, :func:`evaluate`'s metrics,
-        ``best_epoch``, ``epochs_run``, ``train_seconds``, ``generate_seconds`` (near 0 when
+        ``best_epoch``, ``epochs_run``, ``train_seconds``, ``generate_seconds`` (near 0
+        when
         the cohort came from the in-memory cache) and ``cached``.
     """
 
     factory = factory or simulate_cohort
     if factory_settings is None:
-        factory_settings = simulation_settings if factory is simulate_cohort else (
-            lambda preset, overrides, seed: {"overrides": _plain(overrides), "seed": seed}
+        factory_settings = (
+            simulation_settings
+            if factory is simulate_cohort
+            else (
+                lambda preset, overrides, seed: {
+                    "overrides": _plain(overrides),
+                    "seed": seed,
+                }
+            )
         )
     key_config = {
         "version": __version__,
         "source": source_digest(),
         "factory": factory_key(factory),
-        "data": factory_settings(experiment.preset, experiment.simulation, experiment.cohort_seed),
+        "data": factory_settings(
+            experiment.preset, experiment.simulation, experiment.cohort_seed
+        ),
         "training": experiment.train_config().to_dict(),
         "seed": experiment.seed,
         "threshold": experiment.threshold,
@@ -353,10 +400,18 @@ def run_experiment(
 
     def compute() -> dict[str, Any]:
         start = time.perf_counter()
-        cohort = _cohort(factory, experiment.preset, experiment.simulation, experiment.cohort_seed)
+        cohort = _cohort(
+            factory, experiment.preset, experiment.simulation, experiment.cohort_seed
+        )
         generate_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        result = fit(cohort, experiment.train_config(), seed=experiment.seed, device=device, progress=False)
+        result = fit(
+            cohort,
+            experiment.train_config(),
+            seed=experiment.seed,
+            device=device,
+            progress=False,
+        )
         seconds = time.perf_counter() - start
         test = cohort.test
         record = evaluate(result, test, threshold=experiment.threshold)
@@ -386,8 +441,11 @@ def run_experiment(
 
     def valid(record: dict[str, Any]) -> bool:
         # a usable record has the overall metrics as numbers and well-formed scores
-        numbers = all(isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)
-                      for k in ("accuracy", "AUROC", "n_test"))
+        numbers = all(
+            isinstance(record.get(k), (int, float))
+            and not isinstance(record.get(k), bool)
+            for k in ("accuracy", "AUROC", "n_test")
+        )
         return numbers and _valid_scores(cache_obj.get(f"{key}.scores", key_config))
 
     model_config = {"model_of": key_config}
@@ -396,9 +454,14 @@ def run_experiment(
         stored, model_and_cohort = cache_obj.load(model_key, model_config)
         if stored:
             trained["result"], trained["cohort"] = model_and_cohort
-    record = cached(key_config, compute, cache_obj,
-                    refresh=refresh or (return_model and not trained),
-                    require=[f"{key}.scores"], valid=valid)
+    record = cached(
+        key_config,
+        compute,
+        cache_obj,
+        refresh=refresh or (return_model and not trained),
+        require=[f"{key}.scores"],
+        valid=valid,
+    )
     if return_model and not record["cached"]:
         cache_obj.store(model_key, (trained["result"], trained["cohort"]), model_config)
     settings = {
@@ -407,7 +470,11 @@ def run_experiment(
         "data_seed": experiment.cohort_seed,
         "mitigation": experiment.train_config().mitigation,
         **{f"sim.{k}": _label(v) for k, v in experiment.simulation.items()},
-        **{f"train.{k}": _label(v) for k, v in experiment.training.items() if k != "mitigation"},
+        **{
+            f"train.{k}": _label(v)
+            for k, v in experiment.training.items()
+            if k != "mitigation"
+        },
         "key": config_hash(key_config),
     }
     record = {**settings, **record}
@@ -481,17 +548,27 @@ def run_with_shift(
         shifted_prevalence((0.5, 0.5), shift)  # validates the names
     if int(n_test) < 8:
         raise ValueError(f"n_test={n_test!r} is invalid; allowed: an integer >= 8")
-    base = _simulation_config(experiment.preset, experiment.simulation, experiment.cohort_seed)
-    key_config = {"version": __version__, "shift_of": experiment.to_dict(),
-                  "data": _plain(base), "n_test": int(n_test), "shifts": list(shifts)}
+    base = _simulation_config(
+        experiment.preset, experiment.simulation, experiment.cohort_seed
+    )
+    key_config = {
+        "version": __version__,
+        "shift_of": experiment.to_dict(),
+        "data": _plain(base),
+        "n_test": int(n_test),
+        "shifts": list(shifts),
+    }
 
     def compute() -> dict[str, Any]:
 
         record, result, _ = run_experiment(experiment, cache=cache, return_model=True)
         out: dict[str, Any] = {"record": record}
         for shift in shifts:
-            cfg = base.replace(n_subjects=int(n_test), seed=int(base.seed) + 100_003,
-                               bias_prevalence=shifted_prevalence(base.bias_prevalence, shift))
+            cfg = base.replace(
+                n_subjects=int(n_test),
+                seed=int(base.seed) + 100_003,
+                bias_prevalence=shifted_prevalence(base.bias_prevalence, shift),
+            )
             test = simulate.generate(cfg, progress=False)
             metrics = evaluate(result, test, threshold=experiment.threshold)
             out[shift] = {**metrics, "test_prevalence": _label(cfg.bias_prevalence)}
@@ -500,13 +577,24 @@ def run_with_shift(
     stored = cached(key_config, compute, cache if cache is not None else ResultCache())
     rows = []
     for shift in shifts:
-        rows.append({**{k: v for k, v in stored["record"].items() if k in (
-            "preset", "seed", "data_seed", "mitigation", "key") or "." in k},
-            "shift": shift, **stored[shift]})
+        rows.append(
+            {
+                **{
+                    k: v
+                    for k, v in stored["record"].items()
+                    if k in ("preset", "seed", "data_seed", "mitigation", "key")
+                    or "." in k
+                },
+                "shift": shift,
+                **stored[shift],
+            }
+        )
     return rows
 
 
-def load_scores(record: Mapping[str, Any] | str, cache: ResultCache | None = None) -> dict[str, pd.DataFrame]:
+def load_scores(
+    record: Mapping[str, Any] | str, cache: ResultCache | None = None
+) -> dict[str, pd.DataFrame]:
     """Validation and test scores of a finished experiment, from the cache.
 
     Every experiment stores its model's scores beside its record, so that
@@ -535,27 +623,37 @@ def load_scores(record: Mapping[str, Any] | str, cache: ResultCache | None = Non
     key = record if isinstance(record, str) else record["key"]
     stored = cache.get(f"{key}.scores")
     if stored is None:
-        raise ValueError(f"no scores stored for experiment {key!r} in {cache.directory}")
+        raise ValueError(
+            f"no scores stored for experiment {key!r} in {cache.directory}"
+        )
     if not _valid_scores(stored):
-        raise ValueError(f"the scores stored for experiment {key!r} in {cache.directory} are "
-                         "malformed; run the experiment again with refresh=True")
+        raise ValueError(
+            f"the scores stored for experiment {key!r} in {cache.directory} are "
+            "malformed; run the experiment again with refresh=True"
+        )
     return {split: pd.DataFrame(values) for split, values in stored.items()}
 
 
 def _valid_scores(stored: Any) -> bool:
-    """Stored scores: ``{"val"|"test": {"label", "bias_group", "score"[, "twin_score"]}}``,
+    """Stored scores: ``{"val"|"test": {"label", "bias_group", "score"[,
+    "twin_score"]}}``,
     equal-length lists of numbers, scores in [0, 1]."""
     if not isinstance(stored, dict) or not {"val", "test"} <= set(stored):
         return False
     for part in stored.values():
-        if not isinstance(part, dict) or not {"label", "bias_group", "score"} <= set(part):
+        if not isinstance(part, dict) or not {"label", "bias_group", "score"} <= set(
+            part
+        ):
             return False
         lengths = set()
         for name, values in part.items():
             if not isinstance(values, list) or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ):
                 return False
-            if name in ("score", "twin_score") and not all(0.0 <= v <= 1.0 for v in values):
+            if name in ("score", "twin_score") and not all(
+                0.0 <= v <= 1.0 for v in values
+            ):
                 return False
             lengths.add(len(values))
         if len(lengths) != 1:
@@ -565,11 +663,17 @@ def _valid_scores(stored: Any) -> bool:
 
 def _label(value: Any) -> Any:
     """A table-friendly label: tuples of shares read like ``70/30``."""
-    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float, np.number)) for v in value):
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, (int, float, np.number)) for v in value
+    ):
         if all(0 <= float(v) <= 1 for v in value):
             return "/".join(f"{100 * float(v):g}" for v in value)
         return "/".join(f"{float(v):g}" for v in value)
-    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+    return (
+        value
+        if isinstance(value, (int, float, str, bool)) or value is None
+        else str(value)
+    )
 
 
 def run_all(
@@ -600,7 +704,12 @@ def run_all(
     from tqdm.auto import tqdm
 
     experiments = list(experiments)
-    rows = [run_experiment(e, **kwargs) for e in tqdm(experiments, desc="experiments", disable=not progress, leave=False)]
+    rows = [
+        run_experiment(e, **kwargs)
+        for e in tqdm(
+            experiments, desc="experiments", disable=not progress, leave=False
+        )
+    ]
     return pd.DataFrame(rows)
 
 
@@ -643,9 +752,16 @@ def sweep(
         raise ValueError("seeds=[] must hold at least one seed")
     section, _, name = parameter.rpartition(".")
     if not section:
-        section = "training" if name in {f.name for f in dataclasses.fields(TrainConfig)} else "simulation"
+        section = (
+            "training"
+            if name in {f.name for f in dataclasses.fields(TrainConfig)}
+            else "simulation"
+        )
     if section not in ("simulation", "training"):
-        raise ValueError(f"parameter={parameter!r} must be 'simulation.<field>' or 'training.<field>'")
+        raise ValueError(
+            f"parameter={parameter!r} must be 'simulation.<field>' or "
+            "'training.<field>'"
+        )
     runs = []
     for seed in seeds:
         for value in values:
@@ -655,7 +771,11 @@ def sweep(
     table.insert(0, "parameter", name)
     order = {(_label(v)): i for i, v in enumerate(values)}
     table["_order"] = table["value"].map(order)
-    return table.sort_values(["_order", "seed"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    return (
+        table.sort_values(["_order", "seed"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def summarise(
@@ -663,7 +783,8 @@ def summarise(
     by: str | Sequence[str] = "value",
     values: Sequence[str] = ("TPR_gap", "FPR_gap", "accuracy", "AUROC"),
 ) -> pd.DataFrame:
-    """Mean and 95 % interval across seeds (:func:`faimi_tutorial.fairness.metrics.aggregate_seeds`).
+    """Mean and 95 % interval across seeds
+    (:func:`faimi_tutorial.fairness.metrics.aggregate_seeds`).
 
     Parameters
     ----------
@@ -683,8 +804,15 @@ def summarise(
     by = [by] if isinstance(by, str) else list(by)
     present = [v for v in values if v in table.columns]
     out = aggregate_seeds(table, by, present)
-    first = table.drop_duplicates(by)[by].reset_index(drop=True).reset_index().rename(columns={"index": "_order"})
-    out = out.merge(first, on=by, how="left").sort_values("_order").drop(columns="_order")
+    first = (
+        table.drop_duplicates(by)[by]
+        .reset_index(drop=True)
+        .reset_index()
+        .rename(columns={"index": "_order"})
+    )
+    out = (
+        out.merge(first, on=by, how="left").sort_values("_order").drop(columns="_order")
+    )
     return out.reset_index(drop=True)
 
 
@@ -721,8 +849,15 @@ def format_summary(
     out = summary[by].copy()
     for v in values:
         out[v] = [
-            f"{m:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) and np.isfinite(hi) else "")
-            for m, lo, hi in zip(summary[f"{v}_mean"], summary[f"{v}_low"], summary[f"{v}_high"])
+            f"{m:.{digits}f}"
+            + (
+                f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+                if np.isfinite(lo) and np.isfinite(hi)
+                else ""
+            )
+            for m, lo, hi in zip(
+                summary[f"{v}_mean"], summary[f"{v}_low"], summary[f"{v}_high"]
+            )
         ]
     if "n_runs" in summary:
         out["n_runs"] = summary["n_runs"].to_numpy()
@@ -759,9 +894,16 @@ def verdicts(
     for _, row in summary.iterrows():
         for m in metrics:
             low, high = float(row[f"{m}_low"]), float(row[f"{m}_high"])
-            rows.append({**{b: row[b] for b in by}, "metric": m, "mean": float(row[f"{m}_mean"]),
-                         "low": low, "high": high,
-                         "verdict": interval_verdict(low, high, null=null)})
+            rows.append(
+                {
+                    **{b: row[b] for b in by},
+                    "metric": m,
+                    "mean": float(row[f"{m}_mean"]),
+                    "low": low,
+                    "high": high,
+                    "verdict": interval_verdict(low, high, null=null),
+                }
+            )
     return pd.DataFrame(rows).set_index(by + ["metric"])
 
 
@@ -794,7 +936,8 @@ def threshold_optimizer_runs(
     pandas.DataFrame
         One row per run: ``seed``, ``mitigation``, ``accuracy``, per-group
         ``TPR_g<k>``/``FPR_g<k>``/``accuracy_g<k>`` and ``TPR_gap``, ``FPR_gap``,
-        ``accuracy_gap`` (:func:`~faimi_tutorial.fairness.metrics.signed_gaps`: bias group
+        ``accuracy_gap`` (:func:`~faimi_tutorial.fairness.metrics.signed_gaps`: bias
+        group
         1 minus group 0), from the rule's decisions.
     """
 
@@ -802,10 +945,20 @@ def threshold_optimizer_runs(
     for _, run in table.iterrows():
         scores = load_scores(run["key"], cache)
         val, test = scores["val"], scores["test"]
-        rule = fit_threshold_optimizer(val["label"], val["score"], val["bias_group"], constraint=constraint)
-        decisions = rule.predict(test["score"], test["bias_group"], seed=int(run["seed"]))
-        gaps = signed_gaps(test["label"], decisions.astype(float), test["bias_group"], per_group=True)
-        row: dict[str, Any] = {"seed": int(run["seed"]), "mitigation": label, "accuracy": gaps["accuracy"]}
+        rule = fit_threshold_optimizer(
+            val["label"], val["score"], val["bias_group"], constraint=constraint
+        )
+        decisions = rule.predict(
+            test["score"], test["bias_group"], seed=int(run["seed"])
+        )
+        gaps = signed_gaps(
+            test["label"], decisions.astype(float), test["bias_group"], per_group=True
+        )
+        row: dict[str, Any] = {
+            "seed": int(run["seed"]),
+            "mitigation": label,
+            "accuracy": gaps["accuracy"],
+        }
         for g in (0, 1):
             for m in ("TPR", "FPR", "accuracy"):
                 row[f"{m}_g{g}"] = gaps.get(f"{m}_g{g}", float("nan"))

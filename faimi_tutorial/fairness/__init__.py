@@ -2,7 +2,8 @@
 calibration), post-processing (group thresholds) and audits built on them
 (recalibration, agreement, intersections, prevalence).
 
-Every metric the book reports is defined once, in :mod:`~faimi_tutorial.fairness.metrics`.
+Every metric the book reports is defined once, in
+:mod:`~faimi_tutorial.fairness.metrics`.
 """
 
 from . import audit, metrics, postprocess

@@ -145,8 +145,9 @@ def _logit(s: np.ndarray) -> np.ndarray:
     return np.log(s) - np.log1p(-s)
 
 
-def fit_recalibration(y_val: ArrayLike, scores_val: ArrayLike,
-                      method: str = "platt") -> Recalibrator:
+def fit_recalibration(
+    y_val: ArrayLike, scores_val: ArrayLike, method: str = "platt"
+) -> Recalibrator:
     """Fit a recalibration map on validation data (never on the test set).
 
     Parameters
@@ -174,8 +175,9 @@ def fit_recalibration(y_val: ArrayLike, scores_val: ArrayLike,
     from sklearn.linear_model import LogisticRegression
 
     if method not in RECALIBRATIONS:
-        raise ValueError(f"method={method!r} is invalid; allowed: "
-                         f"{', '.join(RECALIBRATIONS)}")
+        raise ValueError(
+            f"method={method!r} is invalid; allowed: {', '.join(RECALIBRATIONS)}"
+        )
     y, s, _ = check_inputs(y_val, scores_val)
     if y.min() == y.max():
         raise ValueError("y_val holds a single class; recalibration needs both")
@@ -186,9 +188,15 @@ def fit_recalibration(y_val: ArrayLike, scores_val: ArrayLike,
     return Recalibrator(method=method, model=model, n_fit=len(y))
 
 
-def calibration_in_the_large(y_true: ArrayLike, scores: ArrayLike, groups: ArrayLike, *,
-                             n_boot: int = 1000, confidence: float = 0.95,
-                             seed: int = 0) -> pd.DataFrame:
+def calibration_in_the_large(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    groups: ArrayLike,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Mean score against observed rate per group: the signed part of miscalibration.
 
     ECE (:func:`~faimi_tutorial.metrics.expected_calibration_error`) says how far
@@ -232,11 +240,20 @@ def calibration_in_the_large(y_true: ArrayLike, scores: ArrayLike, groups: Array
     for grp in sorted(np.unique(g).tolist(), key=str) + ["overall"]:
         idx = np.arange(len(g)) if grp == "overall" else np.flatnonzero(g == grp)
         diff = s[idx] - y[idx]
-        row = {"n": float(len(idx)), "mean_score": float(s[idx].mean()),
-               "observed": float(y[idx].mean()), "difference": float(diff.mean())}
-        low, high = (_percentiles(diff[bootstrap_indices(len(idx), n_boot, seed=rng)]
-                                  .mean(axis=1), confidence)
-                     if n_boot else (np.nan, np.nan))
+        row = {
+            "n": float(len(idx)),
+            "mean_score": float(s[idx].mean()),
+            "observed": float(y[idx].mean()),
+            "difference": float(diff.mean()),
+        }
+        low, high = (
+            _percentiles(
+                diff[bootstrap_indices(len(idx), n_boot, seed=rng)].mean(axis=1),
+                confidence,
+            )
+            if n_boot
+            else (np.nan, np.nan)
+        )
         row["difference_low"], row["difference_high"] = low, high
         rows.append(row)
         names.append(grp)
@@ -246,9 +263,15 @@ def calibration_in_the_large(y_true: ArrayLike, scores: ArrayLike, groups: Array
 # --------------------------------------------------------------------- ensembles
 
 
-def ensemble_spread(member_scores: ArrayLike, groups: ArrayLike, *,
-                    threshold: float = 0.5, n_boot: int = 1000,
-                    confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def ensemble_spread(
+    member_scores: ArrayLike,
+    groups: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Disagreement between ensemble members, per group, with bootstrap intervals.
 
     Parameters
@@ -282,8 +305,9 @@ def ensemble_spread(member_scores: ArrayLike, groups: ArrayLike, *,
     """
     m = np.asarray(member_scores, dtype=float)
     if m.ndim != 2 or m.shape[0] < 2:
-        raise ValueError(f"member_scores must have shape (n_members >= 2, n_subjects); "
-                         f"got {m.shape}")
+        raise ValueError(
+            f"member_scores must have shape (n_members >= 2, n_subjects); got {m.shape}"
+        )
     if not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
         raise ValueError("member_scores must be finite values in [0, 1]")
     g = np.asarray(groups)
@@ -304,8 +328,11 @@ def ensemble_spread(member_scores: ArrayLike, groups: ArrayLike, *,
         draws = bootstrap_indices(len(idx), n_boot, seed=rng) if n_boot else None
         for name, values in (("score_sd", sd[idx]), ("split_decision", split[idx])):
             row[name] = float(values.mean())
-            low, high = (_percentiles(values[draws].mean(axis=1), confidence)
-                         if n_boot else (np.nan, np.nan))
+            low, high = (
+                _percentiles(values[draws].mean(axis=1), confidence)
+                if n_boot
+                else (np.nan, np.nan)
+            )
             row[f"{name}_low"], row[f"{name}_high"] = low, high
         rows.append(row)
         names.append(grp)
@@ -325,9 +352,15 @@ def _agreement_and_kappa(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.n
     return po, kappa
 
 
-def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLike, *,
-                       n_boot: int = 1000, confidence: float = 0.95,
-                       seed: int = 0) -> pd.DataFrame:
+def agreement_by_group(
+    labels_a: ArrayLike,
+    labels_b: ArrayLike,
+    groups: ArrayLike,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Agreement and Cohen's kappa between two labellings, per group, with intervals.
 
     Kappa is the agreement beyond what the two labellings' rates of positives
@@ -370,8 +403,10 @@ def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLi
     b = _binary(labels_b, "labels_b")
     g = np.asarray(groups)
     if not (a.ndim == b.ndim == g.ndim == 1 and len(a) == len(b) == len(g)):
-        raise ValueError("labels_a, labels_b and groups must be one-dimensional of "
-                         f"one length (got {len(a)}, {len(b)} and {len(g)})")
+        raise ValueError(
+            "labels_a, labels_b and groups must be one-dimensional of "
+            f"one length (got {len(a)}, {len(b)} and {len(g)})"
+        )
     n_boot = _check_n_boot(n_boot)
     confidence = _check_confidence(confidence)
     rng = np.random.default_rng(seed)
@@ -379,17 +414,25 @@ def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLi
     for grp in sorted(np.unique(g).tolist(), key=str) + ["overall"]:
         idx = np.arange(len(g)) if grp == "overall" else np.flatnonzero(g == grp)
         po, kappa = _agreement_and_kappa(a[idx][None], b[idx][None])
-        row = {"n": float(len(idx)), "positive_a": float(a[idx].mean()),
-               "positive_b": float(b[idx].mean()), "agreement": float(po[0]),
-               "kappa": float(kappa[0])}
+        row = {
+            "n": float(len(idx)),
+            "positive_a": float(a[idx].mean()),
+            "positive_b": float(b[idx].mean()),
+            "agreement": float(po[0]),
+            "kappa": float(kappa[0]),
+        }
         if n_boot:
             draws = idx[bootstrap_indices(len(idx), n_boot, seed=rng)]
             bpo, bkappa = _agreement_and_kappa(a[draws], b[draws])
             row["agreement_low"], row["agreement_high"] = _percentiles(bpo, confidence)
             row["kappa_low"], row["kappa_high"] = _percentiles(bkappa, confidence)
         else:
-            row.update(agreement_low=np.nan, agreement_high=np.nan,
-                       kappa_low=np.nan, kappa_high=np.nan)
+            row.update(
+                agreement_low=np.nan,
+                agreement_high=np.nan,
+                kappa_low=np.nan,
+                kappa_high=np.nan,
+            )
         rows.append(row)
         names.append(grp)
     return pd.DataFrame(rows, index=pd.Index(names, dtype=object, name="group"))
@@ -399,9 +442,16 @@ def agreement_by_group(labels_a: ArrayLike, labels_b: ArrayLike, groups: ArrayLi
 
 
 def intersectional_report(
-    y_true: ArrayLike, scores: ArrayLike, attributes: Mapping[str, ArrayLike], *,
-    metrics: Sequence[str] = ("TPR",), threshold: float = 0.5, n_boot: int = 1000,
-    confidence: float = 0.95, seed: int = 0, min_count: int = 30,
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    attributes: Mapping[str, ArrayLike],
+    *,
+    metrics: Sequence[str] = ("TPR",),
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    min_count: int = 30,
 ) -> pd.DataFrame:
     """A metric on each group of each attribute and of their intersection, vs the rest.
 
@@ -456,15 +506,18 @@ def intersectional_report(
     metrics = list(metrics)
     bad = [m for m in metrics if m not in METRICS or m in DESCRIPTIVE]
     if bad or not metrics:
-        raise ValueError(f"metrics={bad or metrics!r} invalid; allowed: "
-                         f"{', '.join(m for m in METRICS if m not in DESCRIPTIVE)}")
+        raise ValueError(
+            f"metrics={bad or metrics!r} invalid; allowed: "
+            f"{', '.join(m for m in METRICS if m not in DESCRIPTIVE)}"
+        )
     min_count = check_int("min_count", min_count, 0)
     columns = {}
     for name, values in attributes.items():
         v = np.asarray(values)
         if v.shape != y.shape:
-            raise ValueError(f"attribute {name!r} has shape {v.shape}; "
-                             f"expected {y.shape}")
+            raise ValueError(
+                f"attribute {name!r} has shape {v.shape}; expected {y.shape}"
+            )
         if len(np.unique(v.astype(str))) < 2:
             raise ValueError(f"attribute {name!r} has a single value")
         columns[str(name)] = v.astype(str)
@@ -480,32 +533,44 @@ def intersectional_report(
             if member.all():
                 continue
             sides = [np.flatnonzero(member), np.flatnonzero(~member)]
-            point = weighted_metrics(y, s, np.vstack([member, ~member]).astype(float),
-                                     threshold=threshold)
+            point = weighted_metrics(
+                y, s, np.vstack([member, ~member]).astype(float), threshold=threshold
+            )
             boot = []
             for idx in sides:  # resampled within the group and within the rest
                 w = np.zeros((n_boot, len(y)))
                 if n_boot:
                     draws = idx[bootstrap_indices(len(idx), n_boot, seed=rng)]
-                    np.add.at(w, (np.repeat(np.arange(n_boot), len(idx)),
-                                  draws.ravel()), 1.0)
-                boot.append(weighted_metrics(y, s, w, threshold=threshold)
-                            if n_boot else None)
+                    np.add.at(
+                        w, (np.repeat(np.arange(n_boot), len(idx)), draws.ravel()), 1.0
+                    )
+                boot.append(
+                    weighted_metrics(y, s, w, threshold=threshold) if n_boot else None
+                )
             for m in metrics:
                 n_metric = int((member & base.get(m, np.ones_like(member))).sum())
                 low = high = gap_low = gap_high = float("nan")
                 if n_boot:
                     low, high = _percentiles(boot[0][m], confidence)
-                    gap_low, gap_high = _percentiles(boot[0][m] - boot[1][m],
-                                                     confidence)
-                rows.append({
-                    "level": level, "group": grp, "metric": m,
-                    "n": int(member.sum()), "n_metric": n_metric,
-                    "value": float(point[m][0]), "low": low, "high": high,
-                    "gap": float(point[m][0] - point[m][1]),
-                    "gap_low": gap_low, "gap_high": gap_high,
-                    "too_small": n_metric < min_count,
-                })
+                    gap_low, gap_high = _percentiles(
+                        boot[0][m] - boot[1][m], confidence
+                    )
+                rows.append(
+                    {
+                        "level": level,
+                        "group": grp,
+                        "metric": m,
+                        "n": int(member.sum()),
+                        "n_metric": n_metric,
+                        "value": float(point[m][0]),
+                        "low": low,
+                        "high": high,
+                        "gap": float(point[m][0] - point[m][1]),
+                        "gap_low": gap_low,
+                        "gap_high": gap_high,
+                        "too_small": n_metric < min_count,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -549,9 +614,15 @@ def predictive_values(tpr: float, fpr: float, prevalence: ArrayLike) -> pd.DataF
     return pd.DataFrame({"prevalence": p, "PPV": ppv, "NPV": npv, "accuracy": tp + tn})
 
 
-def prevalence_table(y_true: ArrayLike, scores: ArrayLike,
-                     prevalences: Sequence[float], *, threshold: float = 0.5,
-                     n_draws: int = 20, seed: int = 0) -> pd.DataFrame:
+def prevalence_table(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    prevalences: Sequence[float],
+    *,
+    threshold: float = 0.5,
+    n_draws: int = 20,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One model's scores on test sets of other prevalences, beside Bayes' rule.
 
     For each prevalence the test set is subsampled without replacement (all of the
@@ -591,15 +662,23 @@ def prevalence_table(y_true: ArrayLike, scores: ArrayLike,
     if p.ndim != 1 or len(p) == 0 or not np.all((p > 0) & (p < 1)):
         raise ValueError("prevalences must be numbers in (0, 1)")
     n_draws = check_int("n_draws", n_draws, 2)
+
     def rates(weights: np.ndarray) -> dict[str, np.ndarray]:
         """The report's kernel on each row of 0/1 weights (one subsample per row)."""
         r = weighted_metrics(y, s, weights, threshold=threshold)
         with np.errstate(invalid="ignore", divide="ignore"):
-            npv = np.where(r["selection_rate"] < 1,
-                           r["TNR"] * (1 - r["prevalence"]) / (1 - r["selection_rate"]),
-                           np.nan)
-        return {"PPV": r["PPV"], "NPV": npv, "accuracy": r["accuracy"],
-                "TPR": r["TPR"], "FPR": r["FPR"]}
+            npv = np.where(
+                r["selection_rate"] < 1,
+                r["TNR"] * (1 - r["prevalence"]) / (1 - r["selection_rate"]),
+                np.nan,
+            )
+        return {
+            "PPV": r["PPV"],
+            "NPV": npv,
+            "accuracy": r["accuracy"],
+            "TPR": r["TPR"],
+            "FPR": r["FPR"],
+        }
 
     full = {k: float(v[0]) for k, v in rates(np.ones((1, len(y)))).items()}
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
@@ -609,8 +688,10 @@ def prevalence_table(y_true: ArrayLike, scores: ArrayLike,
         n_pos = min(len(pos), int(np.floor(len(neg) * prev / (1 - prev))))
         n_neg = min(len(neg), int(np.floor(len(pos) * (1 - prev) / prev)))
         if n_pos < 1 or n_neg < 1:
-            raise ValueError(f"prevalence {prev:g} cannot be reached with {len(pos)} "
-                             f"positives and {len(neg)} negatives")
+            raise ValueError(
+                f"prevalence {prev:g} cannot be reached with {len(pos)} "
+                f"positives and {len(neg)} negatives"
+            )
         weights = np.zeros((int(n_draws), len(y)))
         for row in weights:
             row[rng.choice(pos, n_pos, replace=False)] = 1.0
@@ -619,7 +700,15 @@ def prevalence_table(y_true: ArrayLike, scores: ArrayLike,
         bayes = predictive_values(full["TPR"], full["FPR"], [prev]).iloc[0]
         for m in ("PPV", "NPV", "accuracy", "TPR", "FPR"):
             mean, low, high = mean_interval(draws[m], seed=seed)
-            rows.append({"prevalence": float(prev), "metric": m, "n": n_pos + n_neg,
-                         "measured": mean, "low": low, "high": high,
-                         "predicted": float(bayes[m]) if m in bayes else full[m]})
+            rows.append(
+                {
+                    "prevalence": float(prev),
+                    "metric": m,
+                    "n": n_pos + n_neg,
+                    "measured": mean,
+                    "low": low,
+                    "high": high,
+                    "predicted": float(bayes[m]) if m in bayes else full[m],
+                }
+            )
     return pd.DataFrame(rows)

@@ -68,7 +68,8 @@ _DEFINED_WHEN = {
 
 
 class UndefinedMetricWarning(UserWarning):
-    """A metric is undefined for a group (for example TPR in a group with no positives)."""
+    """A metric is undefined for a group (for example TPR in a group with no
+    positives)."""
 
 
 # ---------------------------------------------------------------------------
@@ -84,7 +85,8 @@ def check_inputs(
     s = np.asarray(scores)
     if y.ndim != 1 or s.ndim != 1:
         raise ValueError(
-            f"y_true and scores must be one-dimensional (got shapes {y.shape} and {s.shape})"
+            f"y_true and scores must be one-dimensional (got shapes {y.shape} and "
+            f"{s.shape})"
         )
     if len(y) != len(s):
         raise ValueError(
@@ -97,7 +99,9 @@ def check_inputs(
     except (TypeError, ValueError) as err:
         raise ValueError(f"scores must be numbers in [0, 1]: {err}") from None
     if not np.all(np.isfinite(s)):
-        raise ValueError("scores contain NaN or infinite values; allowed range is [0, 1]")
+        raise ValueError(
+            "scores contain NaN or infinite values; allowed range is [0, 1]"
+        )
     if s.min() < 0 or s.max() > 1:
         raise ValueError(
             f"scores must lie in [0, 1] (got min {s.min():.4g}, max {s.max():.4g}); "
@@ -133,7 +137,8 @@ def _check_labels(y: np.ndarray) -> np.ndarray:
 
 
 def _as_groups(groups) -> np.ndarray:
-    """Group labels as an array without numpy's silent coercion of mixed lists to text."""
+    """Group labels as an array without numpy's silent coercion of mixed lists to
+    text."""
     if isinstance(groups, (np.ndarray, pd.Series, pd.Index, pd.Categorical)):
         return np.asarray(groups)
     items = list(groups)
@@ -143,8 +148,13 @@ def _as_groups(groups) -> np.ndarray:
 
 
 def _typed(g: np.ndarray, labels: list) -> np.ndarray:
-    """An object array of one kind of plain labels as a typed array (bool, number, str)."""
-    if g.dtype == object and labels and _label_kind(labels[0]) in ("bool", "number", "str"):
+    """An object array of one kind of plain labels as a typed array (bool, number,
+    str)."""
+    if (
+        g.dtype == object
+        and labels
+        and _label_kind(labels[0]) in ("bool", "number", "str")
+    ):
         return np.asarray(g.tolist())
     return g
 
@@ -170,14 +180,19 @@ def _check_group_labels(g: np.ndarray) -> list:
         labels = [x.item() if isinstance(x, np.generic) else x for x in pd.unique(g)]
     except TypeError as err:
         raise ValueError(f"groups must hold hashable labels ({err})") from None
-    # every element, not the distinct ones: True and 1 are equal, so unique() merges them
+    # every element, not the distinct ones: True and 1 are equal, so unique() merges
+    # them
     kinds = sorted({_label_kind(x) for x in (g if g.dtype == object else labels)})
     if len(kinds) > 1:
-        raise ValueError(f"groups mixes label types ({', '.join(kinds)}); allowed: labels of "
-                         "one type, e.g. all integers, all booleans or all strings")
+        raise ValueError(
+            f"groups mixes label types ({', '.join(kinds)}); allowed: labels of "
+            "one type, e.g. all integers, all booleans or all strings"
+        )
     if any(_label_kind(x) == "str" and x == OVERALL for x in labels):
-        raise ValueError(f"groups contains the label {OVERALL!r}, which names the row of all "
-                         "subjects together; rename that group")
+        raise ValueError(
+            f"groups contains the label {OVERALL!r}, which names the row of all "
+            "subjects together; rename that group"
+        )
     return labels
 
 
@@ -187,15 +202,20 @@ def _check_threshold(threshold: float) -> float:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise ValueError(f"threshold={threshold!r} must be a number in [0, 1]") from None
+        raise ValueError(
+            f"threshold={threshold!r} must be a number in [0, 1]"
+        ) from None
     if not 0.0 <= value <= 1.0:  # NaN fails too
         raise ValueError(f"threshold={threshold!r} must lie in [0, 1]")
     return value
 
 
 def _check_n_bins(n_bins) -> int:
-    if isinstance(n_bins, (bool, np.bool_)) or not isinstance(n_bins, (int, np.integer)) \
-            or n_bins < 1:
+    if (
+        isinstance(n_bins, (bool, np.bool_))
+        or not isinstance(n_bins, (int, np.integer))
+        or n_bins < 1
+    ):
         raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
     return int(n_bins)
 
@@ -284,8 +304,14 @@ def _metric_rows(
     }
 
 
-def weighted_metrics(y_true: ArrayLike, scores: ArrayLike, weights: ArrayLike, *,
-                     threshold: float = 0.5, n_bins: int = 10) -> dict[str, np.ndarray]:
+def weighted_metrics(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    weights: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    n_bins: int = 10,
+) -> dict[str, np.ndarray]:
     """Every report metric for each row of a weight matrix, in one pass.
 
     The kernel of :func:`subgroup_report`'s intervals, public so that resampled or
@@ -371,26 +397,36 @@ def auroc(y_true: ArrayLike, scores: ArrayLike) -> float:
     return float(roc_auc_score(y, s))
 
 
-def _check_auroc_inputs(y_true: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as 0/1 integers and scores as finite floats, or a ValueError saying why."""
+def _check_auroc_inputs(
+    y_true: ArrayLike, scores: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as 0/1 integers and scores as finite floats, or a ValueError saying
+    why."""
     y = np.asarray(y_true)
     s = np.asarray(scores)
     if y.ndim != 1 or s.ndim != 1:
         raise ValueError(
-            f"y_true and scores must be one-dimensional (got shapes {y.shape} and {s.shape})"
+            f"y_true and scores must be one-dimensional (got shapes {y.shape} and "
+            f"{s.shape})"
         )
     if len(y) != len(s):
-        raise ValueError(f"y_true and scores have different lengths ({len(y)} and {len(s)})")
+        raise ValueError(
+            f"y_true and scores have different lengths ({len(y)} and {len(s)})"
+        )
     try:
         s = s.astype(float)
     except (TypeError, ValueError) as err:
         raise ValueError(f"scores must be finite numbers: {err}") from None
     if not np.all(np.isfinite(s)):
-        raise ValueError("scores contain NaN or infinite values; AUROC needs finite scores")
+        raise ValueError(
+            "scores contain NaN or infinite values; AUROC needs finite scores"
+        )
     return _check_labels(y), s
 
 
-def auroc_of_resamples(y_true: ArrayLike, scores: ArrayLike, indices: ArrayLike) -> np.ndarray:
+def auroc_of_resamples(
+    y_true: ArrayLike, scores: ArrayLike, indices: ArrayLike
+) -> np.ndarray:
     """:func:`auroc` of every bootstrap replicate, in one vectorised pass.
 
     Each row of ``indices`` (for example from :func:`bootstrap_indices`) is one
@@ -421,21 +457,30 @@ def auroc_of_resamples(y_true: ArrayLike, scores: ArrayLike, indices: ArrayLike)
     y, s = _check_auroc_inputs(y_true, scores)
     idx = np.asarray(indices)
     if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"indices must be a 2-D integer array (got shape {idx.shape}, "
-                         f"dtype {idx.dtype})")
+        raise ValueError(
+            f"indices must be a 2-D integer array (got shape {idx.shape}, "
+            f"dtype {idx.dtype})"
+        )
     if idx.size and (idx.min() < 0 or idx.max() >= len(y)):
         raise ValueError(f"indices must lie in [0, {len(y) - 1}]")
     counts = np.zeros((len(idx), len(y)))
     if idx.size:
-        np.add.at(counts, (np.repeat(np.arange(len(idx)), idx.shape[1]), idx.ravel()), 1.0)
+        np.add.at(
+            counts, (np.repeat(np.arange(len(idx)), idx.shape[1]), idx.ravel()), 1.0
+        )
     if len(y) == 0:
         return np.full(len(idx), np.nan)
     _, _, _, pos, neg = _tie_blocks(y, s, counts)
     return _auroc_blocks(pos, neg)
 
 
-def bootstrap_indices(n: int, n_boot: int, *, seed: int | np.random.Generator = 0,
-                      strata: ArrayLike | None = None) -> np.ndarray:
+def bootstrap_indices(
+    n: int,
+    n_boot: int,
+    *,
+    seed: int | np.random.Generator = 0,
+    strata: ArrayLike | None = None,
+) -> np.ndarray:
     """Bootstrap resamples of ``range(n)``: indices drawn with replacement.
 
     Every resampling bootstrap in the package draws its replicates here.
@@ -465,7 +510,11 @@ def bootstrap_indices(n: int, n_boot: int, *, seed: int | np.random.Generator = 
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n={n!r} must be a positive integer")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+    if (
+        isinstance(n_boot, bool)
+        or not isinstance(n_boot, (int, np.integer))
+        or n_boot < 0
+    ):
         raise ValueError(f"n_boot={n_boot!r} must be a non-negative integer")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, n_boot = int(n), int(n_boot)
@@ -512,7 +561,8 @@ def expected_calibration_error(y_true, scores, n_bins: int = 10) -> float:
 
 
 def _sk_metrics(threshold: float, n_bins: int) -> dict:
-    """Point-estimate metric functions ``(y, s) -> float`` for fairlearn's MetricFrame."""
+    """Point-estimate metric functions ``(y, s) -> float`` for fairlearn's
+    MetricFrame."""
     from sklearn import metrics as skm
 
     def binarise(s):
@@ -522,7 +572,9 @@ def _sk_metrics(threshold: float, n_bins: int) -> dict:
         y = np.asarray(y)
         if (y == 0).sum() == 0:
             return np.nan
-        return float(skm.recall_score(y, binarise(s), pos_label=0, zero_division=np.nan))
+        return float(
+            skm.recall_score(y, binarise(s), pos_label=0, zero_division=np.nan)
+        )
 
     def fpr(y, s):
         value = tnr(y, s)
@@ -536,10 +588,14 @@ def _sk_metrics(threshold: float, n_bins: int) -> dict:
         "n": lambda y, s: float(len(y)),
         "prevalence": lambda y, s: float(np.mean(y)),
         "selection_rate": lambda y, s: float(np.mean(binarise(s))),
-        "TPR": lambda y, s: float(skm.recall_score(y, binarise(s), zero_division=np.nan)),
+        "TPR": lambda y, s: float(
+            skm.recall_score(y, binarise(s), zero_division=np.nan)
+        ),
         "FPR": fpr,
         "TNR": tnr,
-        "PPV": lambda y, s: float(skm.precision_score(y, binarise(s), zero_division=np.nan)),
+        "PPV": lambda y, s: float(
+            skm.precision_score(y, binarise(s), zero_division=np.nan)
+        ),
         "accuracy": lambda y, s: float(skm.accuracy_score(y, binarise(s))),
         "AUROC": auroc,
         "AP": ap,
@@ -596,10 +652,13 @@ class SubgroupReport:
 
     @property
     def groups(self) -> list:
-        """Group labels, in the order of the table (without the last row, ``"overall"``)."""
+        """Group labels, in the order of the table (without the last row,
+        ``"overall"``)."""
         return list(self.table.index[:-1])
 
-    def summary(self, metrics: Sequence[str] = ("n", "TPR", "FPR", "PPV", "AUROC", "ECE")):
+    def summary(
+        self, metrics: Sequence[str] = ("n", "TPR", "FPR", "PPV", "AUROC", "ECE")
+    ):
         """Table of ``value [low, high]`` strings, one row per group, for display.
 
         Parameters
@@ -632,7 +691,11 @@ class SubgroupReport:
         return out
 
     def _repr_html_(self) -> str:  # pragma: no cover - display only
-        level = f"{self.confidence:.0%} bootstrap intervals" if self.n_boot else "no intervals"
+        level = (
+            f"{self.confidence:.0%} bootstrap intervals"
+            if self.n_boot
+            else "no intervals"
+        )
         head = f"<p>Subgroup report at threshold {self.threshold:g} ({level})</p>"
         return head + self.summary().to_html()
 
@@ -655,7 +718,8 @@ def subgroup_report(
     seed: int = 0,
     n_bins: int = 10,
 ) -> SubgroupReport:
-    """Per-group classification metrics at one global threshold, with gaps and intervals.
+    """Per-group classification metrics at one global threshold, with gaps and
+    intervals.
 
     Parameters
     ----------
@@ -704,8 +768,9 @@ def subgroup_report(
     [0, 1]
     """
     y, s, g = check_inputs(y_true, scores, groups)
-    threshold, n_bins = _check_report_options(threshold, n_boot, n_bins, seed,
-                                              confidence)
+    threshold, n_bins = _check_report_options(
+        threshold, n_boot, n_bins, seed, confidence
+    )
     labels = _check_group_labels(g)
     if len(labels) < 2:
         raise ValueError(
@@ -719,7 +784,8 @@ def subgroup_report(
     table = _report_table(y, s, g, labels, threshold, n_bins)
     undefined = _warn_undefined(table, labels)
     ci_low, ci_high, contrast_low, contrast_high = _report_intervals(
-        y, s, g, labels, table, threshold, n_bins, n_boot, confidence, seed)
+        y, s, g, labels, table, threshold, n_bins, n_boot, confidence, seed
+    )
     gaps = _report_gaps(table, len(labels), contrast_low, contrast_high)
     fairness = pd.Series(
         {
@@ -727,7 +793,8 @@ def subgroup_report(
                 np.max([gaps.loc["TPR", "difference"], gaps.loc["FPR", "difference"]])
             ),
             "demographic_parity_difference": float(
-                gaps.loc["selection_rate", "difference"]),
+                gaps.loc["selection_rate", "difference"]
+            ),
         }
     )
     return SubgroupReport(
@@ -743,23 +810,34 @@ def subgroup_report(
     )
 
 
-def _check_report_options(threshold: Any, n_boot: Any, n_bins: Any, seed: Any,
-                          confidence: Any) -> tuple[float, int]:
+def _check_report_options(
+    threshold: Any, n_boot: Any, n_bins: Any, seed: Any, confidence: Any
+) -> tuple[float, int]:
     """Check the options of :func:`subgroup_report`; return threshold and bin count."""
     threshold = _check_threshold(threshold)
     for name, value in (("n_boot", n_boot), ("seed", seed)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, np.integer)) or value < 0:
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, (int, np.integer))
+            or value < 0
+        ):
             raise ValueError(f"{name}={value!r} must be a non-negative integer")
     n_bins = _check_n_bins(n_bins)
     if isinstance(confidence, (bool, np.bool_, str)) or not (
-            0.0 < float(confidence) < 1.0):
+        0.0 < float(confidence) < 1.0
+    ):
         raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
     return threshold, n_bins
 
 
-def _report_table(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
-                  threshold: float, n_bins: int) -> pd.DataFrame:
+def _report_table(
+    y: np.ndarray,
+    s: np.ndarray,
+    g: np.ndarray,
+    labels: list,
+    threshold: float,
+    n_bins: int,
+) -> pd.DataFrame:
     """Every metric per group (rows in ``labels`` order) and overall (last row)."""
     from fairlearn.metrics import MetricFrame
 
@@ -771,8 +849,12 @@ def _report_table(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
     )
     by_group = frame.by_group.astype(float)
     # rows by position (labels may be booleans, which pandas reads as masks)
-    position = {(_label_kind(x), x): i for i, x in enumerate(
-        x.item() if isinstance(x, np.generic) else x for x in by_group.index)}
+    position = {
+        (_label_kind(x), x): i
+        for i, x in enumerate(
+            x.item() if isinstance(x, np.generic) else x for x in by_group.index
+        )
+    }
     by_group = by_group.iloc[[position[(_label_kind(x), x)] for x in labels]]
     overall = frame.overall.astype(float)
     return pd.DataFrame(
@@ -797,9 +879,18 @@ def _warn_undefined(table: pd.DataFrame, labels: list) -> list[tuple[Any, str]]:
     return undefined
 
 
-def _report_intervals(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
-                      table: pd.DataFrame, threshold: float, n_bins: int, n_boot: int,
-                      confidence: float, seed: int) -> tuple:
+def _report_intervals(
+    y: np.ndarray,
+    s: np.ndarray,
+    g: np.ndarray,
+    labels: list,
+    table: pd.DataFrame,
+    threshold: float,
+    n_bins: int,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple:
     """Percentile intervals of every cell of ``table`` and of the two-group contrasts.
 
     Resampling is stratified by group (each replicate keeps every group's size); the
@@ -830,8 +921,9 @@ def _report_intervals(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
             else:
                 mask = g == labels[gi]
                 size = int(mask.sum())
-                w = counts[gi] = rng.multinomial(size, np.full(size, 1.0 / size),
-                                                 size=n_boot)
+                w = counts[gi] = rng.multinomial(
+                    size, np.full(size, 1.0 / size), size=n_boot
+                )
             boot[gi] = _metric_rows(y[mask], s[mask], w, threshold, n_bins)
             for m in METRICS:
                 vals = boot[gi][m]
@@ -850,8 +942,9 @@ def _report_intervals(y: np.ndarray, s: np.ndarray, g: np.ndarray, labels: list,
     return ci_low, ci_high, contrast_low, contrast_high
 
 
-def _report_gaps(table: pd.DataFrame, k: int, contrast_low: pd.Series,
-                 contrast_high: pd.Series) -> pd.DataFrame:
+def _report_gaps(
+    table: pd.DataFrame, k: int, contrast_low: pd.Series, contrast_high: pd.Series
+) -> pd.DataFrame:
     """Differences, two-group contrast, ratio and worst group of every model metric."""
     model_metrics = [m for m in METRICS if m not in DESCRIPTIVE]
     groups_only = table.iloc[:k][model_metrics]
@@ -932,8 +1025,13 @@ def signed_gaps(
     groups = np.asarray(groups)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = subgroup_report(np.asarray(label), np.asarray(scores, dtype=float), groups,
-                                 threshold=threshold, n_boot=0)
+        report = subgroup_report(
+            np.asarray(label),
+            np.asarray(scores, dtype=float),
+            groups,
+            threshold=threshold,
+            n_boot=0,
+        )
     table = report.table
     out: dict[str, float] = {
         "n_test": float(len(groups)),
@@ -948,7 +1046,9 @@ def signed_gaps(
     mine = [g for g in present if int(g) == bias_group]
     others = [g for g in present if int(g) != bias_group]
     for m in ("TPR", "FPR", "accuracy", "AUROC"):
-        finite = [float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])]
+        finite = [
+            float(table.loc[g, m]) for g in others if np.isfinite(table.loc[g, m])
+        ]
         if mine and finite:
             out[f"{m}_gap"] = float(table.loc[mine[0], m]) - float(np.mean(finite))
         else:
@@ -996,7 +1096,12 @@ def counterfactual_flip_rate(
             f"(got shapes {s.shape} and {t.shape})"
         )
     for name, arr in (("scores", s), ("twin_scores", t)):
-        if len(arr) == 0 or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        if (
+            len(arr) == 0
+            or not np.all(np.isfinite(arr))
+            or arr.min() < 0
+            or arr.max() > 1
+        ):
             raise ValueError(f"{name} must be a non-empty array of values in [0, 1]")
     threshold = _check_threshold(threshold)
     rows: list[tuple[Any, np.ndarray]] = [(OVERALL, np.ones(len(s), dtype=bool))]
@@ -1018,21 +1123,30 @@ def counterfactual_flip_rate(
     records = []
     for name, mask in rows:
         p, q = s[mask] >= threshold, t[mask] >= threshold
-        records.append({
-            "n": int(mask.sum()),
-            "flip_rate": float(np.mean(p != q)),
-            "flip_to_negative": float(np.mean(q & ~p)),
-            "flip_to_positive": float(np.mean(p & ~q)),
-            "mean_abs_change": float(np.mean(np.abs(s[mask] - t[mask]))),
-            "mean_change": float(np.mean(s[mask] - t[mask])),
-        })
-    out = pd.DataFrame(records, index=pd.Index([name for name, _ in rows], dtype=object,
-                                               name="group"))
+        records.append(
+            {
+                "n": int(mask.sum()),
+                "flip_rate": float(np.mean(p != q)),
+                "flip_to_negative": float(np.mean(q & ~p)),
+                "flip_to_positive": float(np.mean(p & ~q)),
+                "mean_abs_change": float(np.mean(np.abs(s[mask] - t[mask]))),
+                "mean_change": float(np.mean(s[mask] - t[mask])),
+            }
+        )
+    out = pd.DataFrame(
+        records, index=pd.Index([name for name, _ in rows], dtype=object, name="group")
+    )
     return out
 
 
-def mean_interval(x: Sequence[float], *, confidence: float = 0.95, method: str = "bootstrap",
-                  n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+def mean_interval(
+    x: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    method: str = "bootstrap",
+    n_boot: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Mean of repeated results (seeds) and its interval.
 
     The default is a percentile bootstrap of the mean over the runs: it never leaves
@@ -1071,8 +1185,11 @@ def mean_interval(x: Sequence[float], *, confidence: float = 0.95, method: str =
         return mean, np.nan, np.nan
     alpha = 1.0 - confidence
     if method == "t":
-        half = float(stats.t.ppf(1 - alpha / 2, len(values) - 1) * values.std(ddof=1)
-                     / np.sqrt(len(values)))
+        half = float(
+            stats.t.ppf(1 - alpha / 2, len(values) - 1)
+            * values.std(ddof=1)
+            / np.sqrt(len(values))
+        )
         return mean, mean - half, mean + half
     means = values[bootstrap_indices(len(values), int(n_boot), seed=seed)].mean(1)
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
@@ -1080,8 +1197,12 @@ def mean_interval(x: Sequence[float], *, confidence: float = 0.95, method: str =
 
 
 def aggregate_seeds(
-    df: pd.DataFrame, by: str | Sequence[str], values: str | Sequence[str], *,
-    confidence: float = 0.95, method: str = "bootstrap",
+    df: pd.DataFrame,
+    by: str | Sequence[str],
+    values: str | Sequence[str],
+    *,
+    confidence: float = 0.95,
+    method: str = "bootstrap",
 ) -> pd.DataFrame:
     """Mean and interval of results across seeds (or any repeated runs).
 
@@ -1109,7 +1230,9 @@ def aggregate_seeds(
     values = [values] if isinstance(values, str) else list(values)
     missing = [c for c in by + values if c not in df.columns]
     if missing:
-        raise ValueError(f"columns {missing!r} are not in df (has {list(df.columns)!r})")
+        raise ValueError(
+            f"columns {missing!r} are not in df (has {list(df.columns)!r})"
+        )
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence!r} must lie in (0, 1)")
     rows = []
@@ -1121,14 +1244,23 @@ def aggregate_seeds(
             x = part[v].astype(float).dropna().to_numpy()
             sd = float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
             mean, low, high = mean_interval(x, confidence=confidence, method=method)
-            row.update({f"{v}_mean": mean, f"{v}_sd": sd, f"{v}_low": low, f"{v}_high": high})
+            row.update(
+                {f"{v}_mean": mean, f"{v}_sd": sd, f"{v}_low": low, f"{v}_high": high}
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def paired_difference(df: pd.DataFrame, setting: str, reference: object, other: object,
-                      values: str | Sequence[str], *, pair: str = "seed",
-                      confidence: float = 0.95) -> pd.DataFrame:
+def paired_difference(
+    df: pd.DataFrame,
+    setting: str,
+    reference: object,
+    other: object,
+    values: str | Sequence[str],
+    *,
+    pair: str = "seed",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """``other - reference`` paired by run (seed), with a t-interval over pairs.
 
     A difference is not bounded like a rate, so the t-interval (wider than a
@@ -1158,7 +1290,9 @@ def paired_difference(df: pd.DataFrame, setting: str, reference: object, other: 
     values = [values] if isinstance(values, str) else list(values)
     missing = [c for c in [setting, pair, *values] if c not in df.columns]
     if missing:
-        raise ValueError(f"columns {missing!r} are not in df (has {list(df.columns)!r})")
+        raise ValueError(
+            f"columns {missing!r} are not in df (has {list(df.columns)!r})"
+        )
     a = df[df[setting] == reference].set_index(pair)
     b = df[df[setting] == other].set_index(pair)
     if a.index.has_duplicates or b.index.has_duplicates:
@@ -1170,14 +1304,22 @@ def paired_difference(df: pd.DataFrame, setting: str, reference: object, other: 
     for v in values:
         d = (b.loc[common, v].astype(float) - a.loc[common, v].astype(float)).to_numpy()
         mean, low, high = mean_interval(d, confidence=confidence, method="t")
-        rows.append({"metric": v, "mean": mean, "low": low, "high": high,
-                     "n_pairs": int(np.isfinite(d).sum()),
-                     "excludes_zero": bool(low > 0 or high < 0)})
+        rows.append(
+            {
+                "metric": v,
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "n_pairs": int(np.isfinite(d).sum()),
+                "excludes_zero": bool(low > 0 or high < 0),
+            }
+        )
     return pd.DataFrame(rows).set_index("metric")
 
 
-def trend_test(df: pd.DataFrame, x: str, y: str, *, pair: str = "seed",
-               confidence: float = 0.95) -> dict[str, float]:
+def trend_test(
+    df: pd.DataFrame, x: str, y: str, *, pair: str = "seed", confidence: float = 0.95
+) -> dict[str, float]:
     """Does ``y`` grow with ``x``? Slope per run (seed), Spearman over all runs.
 
     Fits a least-squares line of ``y`` on ``x`` within each ``pair`` (the runs of
@@ -1204,7 +1346,9 @@ def trend_test(df: pd.DataFrame, x: str, y: str, *, pair: str = "seed",
     """
     missing = [c for c in (x, y, pair) if c not in df.columns]
     if missing:
-        raise ValueError(f"columns {missing!r} are not in df (has {list(df.columns)!r})")
+        raise ValueError(
+            f"columns {missing!r} are not in df (has {list(df.columns)!r})"
+        )
     slopes = []
     for _, part in df.groupby(pair):
         xs, ys = part[x].astype(float).to_numpy(), part[y].astype(float).to_numpy()
@@ -1214,9 +1358,16 @@ def trend_test(df: pd.DataFrame, x: str, y: str, *, pair: str = "seed",
     mean, low, high = mean_interval(slopes, confidence=confidence, method="t")
     clean = df[[x, y]].astype(float).dropna()
     rho, p = stats.spearmanr(clean[x], clean[y]) if len(clean) > 2 else (np.nan, np.nan)
-    return {"slope": mean, "slope_low": low, "slope_high": high, "n_pairs": len(slopes),
-            "spearman_rho": float(rho), "spearman_p": float(p),
-            "increasing": bool(low > 0), "decreasing": bool(high < 0)}
+    return {
+        "slope": mean,
+        "slope_low": low,
+        "slope_high": high,
+        "n_pairs": len(slopes),
+        "spearman_rho": float(rho),
+        "spearman_p": float(p),
+        "increasing": bool(low > 0),
+        "decreasing": bool(high < 0),
+    }
 
 
 def interval_verdict(low: float, high: float, *, null: float = 0.0) -> str:

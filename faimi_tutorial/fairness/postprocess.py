@@ -28,7 +28,8 @@ CONSTRAINTS: tuple[str, ...] = (
 
 
 class ScoreClassifier(ClassifierMixin, BaseEstimator):
-    """A 'classifier' whose input already is its score: ``predict_proba(X)[:, 1] = X[:, 0]``.
+    """A 'classifier' whose input already is its score: ``predict_proba(X)[:, 1] = X[:,
+    0]``.
 
     It lets scikit-learn style post-processors run on scores that some other model
     (for example a CNN) produced.
@@ -98,7 +99,8 @@ class FittedPostprocessor:
     constraint: str
 
     def predict(self, scores, groups, seed: int = 0) -> np.ndarray:
-        """Decisions (0/1) for new scores; the rule may randomise between two thresholds.
+        """Decisions (0/1) for new scores; the rule may randomise between two
+        thresholds.
 
         Parameters
         ----------
@@ -116,13 +118,21 @@ class FittedPostprocessor:
         s = np.asarray(scores, dtype=float)
         check_inputs(np.zeros(len(s), dtype=int), s, groups)
         return np.asarray(
-            self.optimizer.predict(s.reshape(-1, 1), sensitive_features=np.asarray(groups),
-                                   random_state=seed)
+            self.optimizer.predict(
+                s.reshape(-1, 1),
+                sensitive_features=np.asarray(groups),
+                random_state=seed,
+            )
         ).astype(int)
 
 
 def fit_threshold_optimizer(
-    y_true, scores, groups, *, constraint: str = "equalized_odds", objective: str = "accuracy_score"
+    y_true,
+    scores,
+    groups,
+    *,
+    constraint: str = "equalized_odds",
+    objective: str = "accuracy_score",
 ) -> FittedPostprocessor:
     """Fit fairlearn's ThresholdOptimizer on precomputed scores.
 
@@ -148,7 +158,9 @@ def fit_threshold_optimizer(
     from fairlearn.postprocessing import ThresholdOptimizer
 
     if constraint not in CONSTRAINTS:
-        raise ValueError(f"constraint={constraint!r} unknown; allowed: {', '.join(CONSTRAINTS)}")
+        raise ValueError(
+            f"constraint={constraint!r} unknown; allowed: {', '.join(CONSTRAINTS)}"
+        )
     y, s, g = check_inputs(y_true, scores, groups)
     opt = ThresholdOptimizer(
         estimator=ScoreClassifier().fit(s.reshape(-1, 1)),
@@ -162,7 +174,8 @@ def fit_threshold_optimizer(
 
 
 def thresholds_for_tpr(y_true, scores, groups, target_tpr: float = 0.8) -> dict:
-    """One threshold per group, the highest that gives each group at least ``target_tpr``.
+    """One threshold per group, the highest that gives each group at least
+    ``target_tpr``.
 
     Parameters
     ----------
@@ -187,7 +200,9 @@ def thresholds_for_tpr(y_true, scores, groups, target_tpr: float = 0.8) -> dict:
     for grp in sorted(np.unique(g).tolist()):
         pos = np.sort(s[(g == grp) & (y == 1)])[::-1]
         if len(pos) == 0:
-            raise ValueError(f"group {grp!r} has no positives: no threshold reaches a TPR")
+            raise ValueError(
+                f"group {grp!r} has no positives: no threshold reaches a TPR"
+            )
         k = int(np.ceil(target_tpr * len(pos)))  # need the k highest positives above it
         out[grp] = float(pos[k - 1])
     return out
@@ -222,8 +237,9 @@ def thresholds_for_fpr(y_true, scores, groups, target_fpr: float = 0.1) -> dict:
     for grp in sorted(np.unique(g).tolist()):
         neg = np.sort(s[(g == grp) & (y == 0)])[::-1]
         if len(neg) == 0:
-            raise ValueError(f"group {grp!r} has no negatives: no threshold sets "
-                             "an FPR")
+            raise ValueError(
+                f"group {grp!r} has no negatives: no threshold sets an FPR"
+            )
         k = int(np.floor(target_fpr * len(neg)))  # at most k negatives at or above it
         # just above the (k+1)-th highest negative score: ties stay below
         out[grp] = float(np.nextafter(neg[k], np.inf))

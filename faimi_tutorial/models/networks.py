@@ -26,8 +26,13 @@ import torch
 from torch import nn
 
 from .. import presets
-from ..validation import (check_choice, check_integer, check_integers, check_range,
-                          config_error)
+from ..validation import (
+    check_choice,
+    check_integer,
+    check_integers,
+    check_range,
+    config_error,
+)
 
 #: Architectures known to :func:`build_model`.
 MODEL_NAMES: tuple[str, ...] = ("classifier", "simba_cnn")
@@ -70,24 +75,38 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_choice(self, "model", self.model, MODEL_NAMES)
         for name in ("in_shape", "channels"):
-            setattr(self, name, check_integers(self, name, getattr(self, name), 1,
-                                               whole_floats=True))
+            setattr(
+                self,
+                name,
+                check_integers(self, name, getattr(self, name), 1, whole_floats=True),
+            )
         if len(self.in_shape) not in (3, 4):
-            raise config_error(self, "in_shape", self.in_shape, "(channels, H, W) or "
-                               "(channels, D, H, W), positive sizes")
+            raise config_error(
+                self,
+                "in_shape",
+                self.in_shape,
+                "(channels, H, W) or (channels, D, H, W), positive sizes",
+            )
         # strides are used by "classifier" only: one per block there
         blocks = len(self.channels) if self.model == "classifier" else None
-        self.strides = check_integers(self, "strides", self.strides, 1, n=blocks,
-                                      whole_floats=True)
+        self.strides = check_integers(
+            self, "strides", self.strides, 1, n=blocks, whole_floats=True
+        )
         smallest = min(self.in_shape[1:])
         if self.model == "simba_cnn" and smallest < 2 ** len(self.channels):
-            raise config_error(self, "in_shape", self.in_shape,
-                               f"spatial sizes >= {2 ** len(self.channels)} for "
-                               f"{len(self.channels)} pooling blocks")
-        self.num_res_units = check_integer(self, "num_res_units", self.num_res_units,
-                                           0, 4)
-        self.dropout = check_range(self, "dropout", self.dropout, 0.0, 1.0,
-                                   high_open=True)
+            raise config_error(
+                self,
+                "in_shape",
+                self.in_shape,
+                f"spatial sizes >= {2 ** len(self.channels)} for "
+                f"{len(self.channels)} pooling blocks",
+            )
+        self.num_res_units = check_integer(
+            self, "num_res_units", self.num_res_units, 0, 4
+        )
+        self.dropout = check_range(
+            self, "dropout", self.dropout, 0.0, 1.0, high_open=True
+        )
 
     @property
     def spatial_dims(self) -> int:
@@ -95,7 +114,9 @@ class ModelConfig:
         return len(self.in_shape) - 1
 
     @classmethod
-    def preset(cls, name: str, in_shape: Sequence[int], **overrides: Any) -> ModelConfig:
+    def preset(
+        cls, name: str, in_shape: Sequence[int], **overrides: Any
+    ) -> ModelConfig:
         """The architecture of a preset for images of ``in_shape``.
 
         Parameters
@@ -113,7 +134,9 @@ class ModelConfig:
             The validated configuration.
         """
         presets.check_preset(name)
-        settings = {k: v for k, v in presets.TRAINING[name].items() if k in ARCHITECTURE_KEYS}
+        settings = {
+            k: v for k, v in presets.TRAINING[name].items() if k in ARCHITECTURE_KEYS
+        }
         settings.update(overrides)
         return cls(in_shape=tuple(in_shape), **settings)
 
@@ -204,7 +227,9 @@ def build_model(
         config = presets.active_preset()
     if isinstance(config, str):
         if in_shape is None:
-            raise ValueError("in_shape=None: give the (channels, *grid) shape with a preset name")
+            raise ValueError(
+                "in_shape=None: give the (channels, *grid) shape with a preset name"
+            )
         config = ModelConfig.preset(config, in_shape, **overrides)
     elif overrides or in_shape is not None:
         settings = config.to_dict()
@@ -295,7 +320,9 @@ class _FeatureTap:
         self.features = inputs[0]
 
 
-def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_with_features(
+    model: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the model and also return the features entering its last linear layer.
 
     The features keep their autograd graph, so a loss on them (for example the
@@ -322,7 +349,9 @@ def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
     finally:
         handle.remove()
     assert tap.features is not None
-    return logits.reshape(logits.shape[0], -1)[:, 0], tap.features.reshape(x.shape[0], -1)
+    return logits.reshape(logits.shape[0], -1)[:, 0], tap.features.reshape(
+        x.shape[0], -1
+    )
 
 
 def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

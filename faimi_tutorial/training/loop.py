@@ -64,15 +64,30 @@ from .._version import __version__
 from ..data import datasets
 from ..fairness.metrics import auroc
 from ..models.networks import (
-    ARCHITECTURE_KEYS, ModelConfig, build_model, forward_with_features,
+    ARCHITECTURE_KEYS,
+    ModelConfig,
+    build_model,
+    forward_with_features,
 )
 from ..runtime import choose_device, seed_everything
-from ..validation import (check_choice, check_output_file, check_positive_int,
-                          check_probability, check_range, check_seed)
+from ..validation import (
+    check_choice,
+    check_output_file,
+    check_positive_int,
+    check_probability,
+    check_range,
+    check_seed,
+)
 from . import objectives
 from .objectives import (  # noqa: F401  (the mitigations' building blocks, re-exported)
-    MITIGATIONS, BiasUnlearner, GroupDROLoss, Objective, balanced_sampling_weights,
-    cell_ids, confusion_loss, reweighing_weights,
+    MITIGATIONS,
+    BiasUnlearner,
+    GroupDROLoss,
+    Objective,
+    balanced_sampling_weights,
+    cell_ids,
+    confusion_loss,
+    reweighing_weights,
 )
 
 #: Model-selection rules: minimum validation loss, best overall validation
@@ -116,7 +131,8 @@ class ArrayData:
             self.images = self.images.unsqueeze(1)
         if self.images.ndim not in (4, 5):
             raise ValueError(
-                f"images has shape {tuple(self.images.shape)}; expected (N, 1, H, W) or (N, 1, D, H, W)"
+                f"images has shape {tuple(self.images.shape)}; expected (N, 1, H, W) "
+                "or (N, 1, D, H, W)"
             )
         n = self.images.shape[0]
         self.label = np.asarray(self.label).astype(np.int64).reshape(-1)
@@ -128,7 +144,10 @@ class ArrayData:
             if values.size and values.min() < 0:
                 raise ValueError(f"{name} holds negative codes; allowed: integers >= 0")
         if self.label.size and self.label.max() > 1:
-            raise ValueError(f"label holds values {sorted(set(self.label.tolist()))}; allowed: 0 and 1")
+            raise ValueError(
+                f"label holds values {sorted(set(self.label.tolist()))}; allowed: 0 "
+                "and 1"
+            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -136,7 +155,11 @@ class ArrayData:
     def subset(self, index: np.ndarray | Sequence[int]) -> ArrayData:
         """The images at ``index`` (integer positions or a boolean mask)."""
         index = np.asarray(index)
-        index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64).reshape(-1)
+        index = (
+            np.flatnonzero(index)
+            if index.dtype == bool
+            else index.astype(np.int64).reshape(-1)
+        )
         t = torch.as_tensor(index, dtype=torch.long)
         return ArrayData(self.images[t], self.label[index], self.bias_group[index])
 
@@ -152,7 +175,9 @@ def _load_folder(path: str | os.PathLike[str]) -> Any:
         loader = getattr(datasets, name, None)
         if callable(loader):
             return loader(path)
-    raise ValueError(f"faimi_tutorial.data.datasets cannot read a dataset folder ({path})")
+    raise ValueError(
+        f"faimi_tutorial.data.datasets cannot read a dataset folder ({path})"
+    )
 
 
 def as_data(
@@ -190,11 +215,17 @@ def as_data(
     elif hasattr(data, "images"):
         images = data.images
         label = getattr(data, "label", None) if label is None else label
-        bias_group = getattr(data, "bias_group", None) if bias_group is None else bias_group
+        bias_group = (
+            getattr(data, "bias_group", None) if bias_group is None else bias_group
+        )
         meta = getattr(data, "meta", None)
         if label is None and isinstance(meta, pd.DataFrame) and "label" in meta:
             label = meta["label"].to_numpy()
-        if bias_group is None and isinstance(meta, pd.DataFrame) and "bias_group" in meta:
+        if (
+            bias_group is None
+            and isinstance(meta, pd.DataFrame)
+            and "bias_group" in meta
+        ):
             bias_group = meta["bias_group"].to_numpy()
     else:
         images = data
@@ -235,12 +266,16 @@ def stratified_split(
         if len(members) >= 2:
             k = min(max(k, 1), len(members) - 1)
         second.append(members[:k])
-    second_idx = np.sort(np.concatenate(second)) if second else np.array([], dtype=np.int64)
+    second_idx = (
+        np.sort(np.concatenate(second)) if second else np.array([], dtype=np.int64)
+    )
     first_idx = np.setdiff1d(np.arange(len(label)), second_idx)
     return first_idx, second_idx
 
 
-def _train_val(data: Any, val: Any, fraction: float, seed: int) -> tuple[ArrayData, ArrayData]:
+def _train_val(
+    data: Any, val: Any, fraction: float, seed: int
+) -> tuple[ArrayData, ArrayData]:
     if val is not None:
         return as_data(data if not _has_split(data) else data.train), as_data(val)
     if _has_split(data):
@@ -251,7 +286,8 @@ def _train_val(data: Any, val: Any, fraction: float, seed: int) -> tuple[ArrayDa
 
 
 def _has_split(data: Any) -> bool:
-    """True for a cohort with train and val splits (in its metadata, or as attributes)."""
+    """True for a cohort with train and val splits (in its metadata, or as
+    attributes)."""
     if isinstance(data, (ArrayData, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
         return False
     if not hasattr(data, "images"):
@@ -260,7 +296,9 @@ def _has_split(data: Any) -> bool:
     if not isinstance(meta, pd.DataFrame) or "split" not in meta:
         return False
     splits = set(meta["split"].astype(str))
-    return {"train", "val"} <= splits and hasattr(data, "train") and hasattr(data, "val")
+    return (
+        {"train", "val"} <= splits and hasattr(data, "train") and hasattr(data, "val")
+    )
 
 
 # --------------------------------------------------------------------- configuration
@@ -322,15 +360,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             setattr(self, name, check_positive_int(self, name, getattr(self, name)))
-        self.patience = check_positive_int(self, "patience", self.patience,
-                                           optional=True)
+        self.patience = check_positive_int(
+            self, "patience", self.patience, optional=True
+        )
         # numbers are checked, not converted: an int stays an int in cache keys
         check_range(self, "lr", self.lr, 0.0, 10.0, low_open=True)
         check_range(self, "weight_decay", self.weight_decay, 0.0)
         check_range(self, "groupdro_eta", self.groupdro_eta, 0.0, low_open=True)
         check_range(self, "unlearning_alpha", self.unlearning_alpha, 0.0)
-        check_probability(self, "val_fraction", self.val_fraction, low_open=True,
-                          high_open=True)
+        check_probability(
+            self, "val_fraction", self.val_fraction, low_open=True, high_open=True
+        )
         check_choice(self, "mitigation", self.mitigation, MITIGATIONS)
         check_choice(self, "selection", self.selection, SELECTIONS)
         check_choice(self, "selection_metric", self.selection_metric, SELECTION_METRICS)
@@ -340,7 +380,9 @@ class TrainConfig:
         self.model_config((1,) + (2 ** (len(self.channels) + 1),) * 2)
 
     @classmethod
-    def preset(cls, name: str, dims: int | None = None, **overrides: Any) -> TrainConfig:
+    def preset(
+        cls, name: str, dims: int | None = None, **overrides: Any
+    ) -> TrainConfig:
         """The training settings of a preset, with ``overrides`` applied.
 
         Parameters
@@ -366,14 +408,17 @@ class TrainConfig:
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(
-                f"unknown training setting(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}"
+                f"unknown training setting(s) {sorted(unknown)}; allowed: "
+                f"{[f.name for f in fields(cls)]}"
             )
         settings.update(overrides)
         return cls(**settings)
 
     def model_config(self, in_shape: Sequence[int]) -> ModelConfig:
         """The architecture for images of ``in_shape`` (``(channels, *grid)``)."""
-        return ModelConfig(in_shape=tuple(in_shape), **{k: getattr(self, k) for k in ARCHITECTURE_KEYS})
+        return ModelConfig(
+            in_shape=tuple(in_shape), **{k: getattr(self, k) for k in ARCHITECTURE_KEYS}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (for checkpoints and cache keys)."""
@@ -382,7 +427,9 @@ class TrainConfig:
     def objective(self) -> Objective:
         """The objective of ``mitigation`` (:func:`objectives.from_mitigation`)."""
         return objectives.from_mitigation(
-            self.mitigation, lr=self.lr, groupdro_eta=self.groupdro_eta,
+            self.mitigation,
+            lr=self.lr,
+            groupdro_eta=self.groupdro_eta,
             unlearning_alpha=self.unlearning_alpha,
         )
 
@@ -436,7 +483,9 @@ class FitResult:
 # --------------------------------------------------------------------- metrics
 
 
-def selection_score(config: TrainConfig, metrics: dict[str, float], val_loss: float) -> float:
+def selection_score(
+    config: TrainConfig, metrics: dict[str, float], val_loss: float
+) -> float:
     """The score an epoch is selected on (higher is better), by ``config.selection``.
 
     Parameters
@@ -467,7 +516,10 @@ def _score(
 
 
 def validation_metrics(
-    label: np.ndarray, scores: np.ndarray, bias_group: np.ndarray, threshold: float = 0.5
+    label: np.ndarray,
+    scores: np.ndarray,
+    bias_group: np.ndarray,
+    threshold: float = 0.5,
 ) -> dict[str, float]:
     """Overall and worst-group accuracy and AUROC used for model selection.
 
@@ -493,7 +545,10 @@ def validation_metrics(
     correct = pred == label
     cells = cell_ids(label, bias_group)
     cell_acc = [correct[cells == c].mean() for c in np.unique(cells)]
-    group_auc = [auroc(label[bias_group == g], scores[bias_group == g]) for g in np.unique(bias_group)]
+    group_auc = [
+        auroc(label[bias_group == g], scores[bias_group == g])
+        for g in np.unique(bias_group)
+    ]
     group_auc = [a for a in group_auc if not math.isnan(a)]
     return {
         "accuracy": float(correct.mean()) if len(correct) else float("nan"),
@@ -506,11 +561,18 @@ def validation_metrics(
 # --------------------------------------------------------------------- fit / predict
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator, probs: np.ndarray | None) -> list[torch.Tensor]:
+def _batches(
+    n: int, batch_size: int, generator: torch.Generator, probs: np.ndarray | None
+) -> list[torch.Tensor]:
     if probs is None:
         order = torch.randperm(n, generator=generator)
     else:
-        order = torch.multinomial(torch.as_tensor(probs, dtype=torch.float64), n, replacement=True, generator=generator)
+        order = torch.multinomial(
+            torch.as_tensor(probs, dtype=torch.float64),
+            n,
+            replacement=True,
+            generator=generator,
+        )
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
@@ -562,8 +624,9 @@ def resolve_config(
     if isinstance(config, str):
         return TrainConfig.preset(config, dims=_data_dims(data), **overrides)
     if not isinstance(config, TrainConfig):
-        raise ValueError(f"config={config!r} is invalid; allowed: a TrainConfig or a "
-                         "preset name")
+        raise ValueError(
+            f"config={config!r} is invalid; allowed: a TrainConfig or a preset name"
+        )
     if overrides:
         return TrainConfig(**{**config.to_dict(), **overrides})
     return config
@@ -603,29 +666,54 @@ class EpochsResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_loop_settings(objective: Any, epochs: Any, batch_size: Any, lr: Any,
-                         weight_decay: Any, selection: str, selection_metric: str,
-                         patience: Any) -> None:
+def _check_loop_settings(
+    objective: Any,
+    epochs: Any,
+    batch_size: Any,
+    lr: Any,
+    weight_decay: Any,
+    selection: str,
+    selection_metric: str,
+    patience: Any,
+) -> None:
     if not isinstance(objective, Objective):
         raise ValueError(f"objective={objective!r} is invalid; allowed: an Objective")
-    TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                selection=selection, selection_metric=selection_metric,
-                patience=patience)
+    TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        selection=selection,
+        selection_metric=selection_metric,
+        patience=patience,
+    )
 
 
 class _Selector:
     """Keeps the weights of the best validation epoch and counts stale epochs."""
 
-    def __init__(self, model: nn.Module, objective: Objective, selection: str,
-                 metric: str, patience: int | None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        selection: str,
+        metric: str,
+        patience: int | None,
+    ) -> None:
         self.rule, self.metric, self.patience = selection, metric, patience
         self.best_score, self.best_loss = -math.inf, math.inf
         self.best_epoch, self.stale = 1, 0
         self.state = copy.deepcopy(model.state_dict())
         self.extras = objective.best_state()
 
-    def update(self, epoch: int, metrics: dict[str, float], val_loss: float,
-               model: nn.Module, objective: Objective) -> bool:
+    def update(
+        self,
+        epoch: int,
+        metrics: dict[str, float],
+        val_loss: float,
+        model: nn.Module,
+        objective: Objective,
+    ) -> bool:
         """Record one epoch; True when early stopping says stop."""
         score = _score(self.rule, self.metric, metrics, val_loss)
         if not math.isnan(score) and score > self.best_score:
@@ -639,10 +727,15 @@ class _Selector:
         return self.patience is not None and self.stale >= self.patience
 
 
-def _train_epoch(model: nn.Module, tensors: tuple[torch.Tensor, ...],
-                 objective: Objective, optimiser: torch.optim.Optimizer,
-                 batch_size: int, generator: torch.Generator,
-                 device: torch.device) -> tuple[float, int, int]:
+def _train_epoch(
+    model: nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    objective: Objective,
+    optimiser: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[float, int, int]:
     """One pass over ``(images, labels, groups)``: (summed loss, samples, steps)."""
     model.train()
     objective.start_epoch()
@@ -650,14 +743,19 @@ def _train_epoch(model: nn.Module, tensors: tuple[torch.Tensor, ...],
     total, count, steps = 0.0, 0, 0
     probs = objective.sampling_weights()
     for idx in _batches(len(y_all), batch_size, generator, probs):
-        batch = objectives.Batch(idx, images[idx.to(images.device)],
-                                 y_all[idx].to(device), a_all[idx].to(device))
+        batch = objectives.Batch(
+            idx,
+            images[idx.to(images.device)],
+            y_all[idx].to(device),
+            a_all[idx].to(device),
+        )
         if objective.needs_features:
             logits, features = forward_with_features(model, batch.x)
         else:
             logits, features = model(batch.x).reshape(len(idx), -1)[:, 0], None
-        per_sample = F.binary_cross_entropy_with_logits(logits, batch.y,
-                                                        reduction="none")
+        per_sample = F.binary_cross_entropy_with_logits(
+            logits, batch.y, reduction="none"
+        )
         loss = objective.loss(per_sample, batch, features)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -668,9 +766,15 @@ def _train_epoch(model: nn.Module, tensors: tuple[torch.Tensor, ...],
     return total, count, steps
 
 
-def _start(model: nn.Module, train: ArrayData, objective: Objective, lr: float,
-           weight_decay: float, optimizer_state: Mapping[str, Any] | None,
-           head_seed: int | None) -> torch.optim.Optimizer:
+def _start(
+    model: nn.Module,
+    train: ArrayData,
+    objective: Objective,
+    lr: float,
+    weight_decay: float,
+    optimizer_state: Mapping[str, Any] | None,
+    head_seed: int | None,
+) -> torch.optim.Optimizer:
     """Set the objective up (its heads seeded by ``head_seed``) and build AdamW."""
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[], enabled=head_seed is not None):
@@ -745,37 +849,60 @@ def run_epochs(
     EpochsResult
         History, selected epoch, steps, mean training loss, optimiser.
     """
-    _check_loop_settings(objective, epochs, batch_size, lr, weight_decay, selection,
-                         selection_metric, patience)
+    _check_loop_settings(
+        objective,
+        epochs,
+        batch_size,
+        lr,
+        weight_decay,
+        selection,
+        selection_metric,
+        patience,
+    )
     train = as_data(data)
     valid = None if val is None else as_data(val)
     if len(train) == 0 or valid is not None and len(valid) == 0:
-        raise ValueError("need non-empty training and validation data; got "
-                         f"{len(train)} and {0 if valid is None else len(valid)}")
+        raise ValueError(
+            "need non-empty training and validation data; got "
+            f"{len(train)} and {0 if valid is None else len(valid)}"
+        )
     device = next(model.parameters()).device
-    optimiser = _start(model, train, objective, lr, weight_decay, optimizer_state,
-                       head_seed)
+    optimiser = _start(
+        model, train, objective, lr, weight_decay, optimizer_state, head_seed
+    )
     selector = _Selector(model, objective, selection, selection_metric, patience)
     generator = torch.Generator().manual_seed(int(seed))
-    tensors = (train.images.to(device) if device.type != "cpu" else train.images,
-               torch.as_tensor(train.label, dtype=torch.float32),
-               torch.as_tensor(train.bias_group, dtype=torch.long))
+    tensors = (
+        train.images.to(device) if device.type != "cpu" else train.images,
+        torch.as_tensor(train.label, dtype=torch.float32),
+        torch.as_tensor(train.bias_group, dtype=torch.long),
+    )
     rows: list[dict[str, float]] = []
     total, count, steps, stopped = 0.0, 0, 0, False
-    bar = tqdm(range(1, epochs + 1), desc=f"training ({objective.label})",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        range(1, epochs + 1),
+        desc=f"training ({objective.label})",
+        disable=not progress,
+        leave=False,
+    )
     for epoch in bar:
         start = time.perf_counter()
-        loss, n, k = _train_epoch(model, tensors, objective, optimiser, batch_size,
-                                  generator, device)
+        loss, n, k = _train_epoch(
+            model, tensors, objective, optimiser, batch_size, generator, device
+        )
         total, count, steps = total + loss, count + n, steps + k
         row: dict[str, float] = {"epoch": epoch, "train_loss": loss / max(n, 1)}
         if valid is not None:
             row.update(_validate(model, valid, device))
         row["seconds"] = time.perf_counter() - start
         rows.append({**row, **objective.epoch_metrics()})
-        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()
-                         if k in ("train_loss", "val_loss", "val_auroc")})
+        bar.set_postfix(
+            {
+                k: f"{v:.3f}"
+                for k, v in row.items()
+                if k in ("train_loss", "val_loss", "val_auroc")
+            }
+        )
         if valid is not None:
             metrics = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
             stop = selector.update(epoch, metrics, row["val_loss"], model, objective)
@@ -787,8 +914,15 @@ def run_epochs(
         model.load_state_dict(selector.state)
     best = selector.best_epoch if valid is not None else len(rows)
     extras = selector.extras if valid is not None else objective.best_state()
-    return EpochsResult(pd.DataFrame(rows), best, stopped, steps, total / max(count, 1),
-                        optimiser, extras)
+    return EpochsResult(
+        pd.DataFrame(rows),
+        best,
+        stopped,
+        steps,
+        total / max(count, 1),
+        optimiser,
+        extras,
+    )
 
 
 def _validate(
@@ -852,21 +986,38 @@ def fit(
     device = choose_device(str(device) if device is not None else None)
     train, valid = _train_val(data, val, config.val_fraction, seed)
     if len(train) == 0 or len(valid) == 0:
-        raise ValueError(f"need non-empty training and validation data; got {len(train)} and {len(valid)}")
+        raise ValueError(
+            f"need non-empty training and validation data; got {len(train)} and "
+            f"{len(valid)}"
+        )
     model_config = config.model_config(train.in_shape)
     model = build_model(model_config).to(device)
     run = run_epochs(
-        model, train, config.objective() if objective is None else objective,
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        weight_decay=config.weight_decay, seed=seed, val=valid,
-        selection=config.selection, selection_metric=config.selection_metric,
-        patience=config.patience, progress=progress,
+        model,
+        train,
+        config.objective() if objective is None else objective,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        seed=seed,
+        val=valid,
+        selection=config.selection,
+        selection_metric=config.selection_metric,
+        patience=config.patience,
+        progress=progress,
     )
     model.eval()
-    result = FitResult(model=model, history=run.history, config=config,
-                       model_config=model_config, best_epoch=run.best_epoch,
-                       seed=int(seed), stopped_early=run.stopped_early,
-                       extras=run.extras)
+    result = FitResult(
+        model=model,
+        history=run.history,
+        config=config,
+        model_config=model_config,
+        best_epoch=run.best_epoch,
+        seed=int(seed),
+        stopped_early=run.stopped_early,
+        extras=run.extras,
+    )
     if checkpoint is not None:
         save_checkpoint(result, checkpoint)
     return result
@@ -942,11 +1093,16 @@ def save_checkpoint(result: FitResult, path: str | os.PathLike[str]) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    history = {c: [float(v) for v in result.history[c].to_numpy()] for c in result.history.columns}
+    history = {
+        c: [float(v) for v in result.history[c].to_numpy()]
+        for c in result.history.columns
+    }
     payload = {
         "format": CHECKPOINT_FORMAT,
         "package_version": __version__,
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "state_dict": {
+            k: v.detach().cpu() for k, v in result.model.state_dict().items()
+        },
         "model_config": result.model_config.to_dict(),
         "train_config": result.config.to_dict(),
         "history": history,
@@ -966,8 +1122,11 @@ def save_checkpoint(result: FitResult, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device | None = None) -> FitResult:
-    """Load a checkpoint written by :func:`save_checkpoint` (safely, ``weights_only=True``).
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device | None = None
+) -> FitResult:
+    """Load a checkpoint written by :func:`save_checkpoint` (safely,
+    ``weights_only=True``).
 
     Parameters
     ----------
@@ -988,7 +1147,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device | N
     """
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(payload, Mapping) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a faimi-tutorial checkpoint (format {CHECKPOINT_FORMAT})")
+        raise ValueError(
+            f"{path} is not a faimi-tutorial checkpoint (format {CHECKPOINT_FORMAT})"
+        )
     model_config = ModelConfig(**payload["model_config"])
     config = TrainConfig(**payload["train_config"])
     model = build_model(model_config)
@@ -1053,16 +1214,24 @@ def toy_data(
         raise ValueError(f"size={size!r} must be >= 8")
     for p in bias_prevalence:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"bias_prevalence={bias_prevalence!r} must hold two shares in [0, 1]")
+            raise ValueError(
+                f"bias_prevalence={bias_prevalence!r} must hold two shares in [0, 1]"
+            )
     rng = np.random.default_rng(seed)
     label = np.arange(n) % 2
     rng.shuffle(label)
-    bias = np.where(label == 1, rng.random(n) < bias_prevalence[0], rng.random(n) < bias_prevalence[1])
+    bias = np.where(
+        label == 1,
+        rng.random(n) < bias_prevalence[0],
+        rng.random(n) < bias_prevalence[1],
+    )
     images = 0.3 + noise * rng.standard_normal((n, 1, size, size))
     q = size // 4
     c = size // 2
     strength = disease_strength * (1 + 0.5 * rng.standard_normal(n)) * label
-    images[:, 0, c - q // 2 - 1 : c + q // 2 + 1, c - q // 2 - 1 : c + q // 2 + 1] += strength[:, None, None]
+    images[:, 0, c - q // 2 - 1 : c + q // 2 + 1, c - q // 2 - 1 : c + q // 2 + 1] += (
+        strength[:, None, None]
+    )
     images[:, 0, 1 : 1 + q, 1 : 1 + q] += (bias_strength * bias)[:, None, None]
     images = np.clip(images, 0.0, 1.0).astype(np.float32)
     return ArrayData(torch.from_numpy(images), label, bias.astype(np.int64))
@@ -1087,27 +1256,59 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a classifier on a dataset folder (with a bias mitigation if asked)",
-        description="Train the preset's network on a dataset folder and save a checkpoint.",
+        description="Train the preset's network on a dataset folder and save a "
+                    "checkpoint.",
     )
-    parser.add_argument("dataset", metavar="DATASET", help="dataset folder (participants.tsv + NIfTI)")
-    parser.add_argument("--preset", default=None, help="training preset (default: $FAIMI_PRESET or tutorial)")
-    parser.add_argument("--mitigation", default="none", choices=MITIGATIONS,
-                        help="bias mitigation: none (plain training), reweighing, "
-                        "group-balanced sampling, GroupDRO or adversarial unlearning "
-                        "(default: none)")
-    parser.add_argument("--selection", default=None, choices=SELECTIONS,
-                        help="how the epoch kept is chosen on the validation split "
-                        "(default: the preset's)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="most epochs to train (default: the preset's)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="subjects per batch (default: the preset's)")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of initialisation, batches and augmentation (default: 0)")
-    parser.add_argument("--device", default=None, help="torch device (default: automatic)")
-    parser.add_argument("--checkpoint", default=None, metavar="FILE", help="where to save the model")
+    parser.add_argument(
+        "dataset", metavar="DATASET", help="dataset folder (participants.tsv + NIfTI)"
+    )
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="training preset (default: $FAIMI_PRESET or tutorial)",
+    )
+    parser.add_argument(
+        "--mitigation",
+        default="none",
+        choices=MITIGATIONS,
+        help="bias mitigation: none (plain training), reweighing, "
+        "group-balanced sampling, GroupDRO or adversarial unlearning "
+        "(default: none)",
+    )
+    parser.add_argument(
+        "--selection",
+        default=None,
+        choices=SELECTIONS,
+        help="how the epoch kept is chosen on the validation split "
+        "(default: the preset's)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="most epochs to train (default: the preset's)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="subjects per batch (default: the preset's)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: the preset's)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of initialisation, batches and augmentation (default: 0)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: automatic)"
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, metavar="FILE", help="where to save the model"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run_cli)
 
@@ -1135,12 +1336,25 @@ def _run_cli(args: Any) -> int:
             message = message.replace("preset=", "--preset ", 1)
         print(f"faimi train: error: {message}", file=sys.stderr)
         return 2
-    result = fit(data, config, seed=seed, device=device, progress=not args.quiet,
-                 checkpoint=args.checkpoint)
+    result = fit(
+        data,
+        config,
+        seed=seed,
+        device=device,
+        progress=not args.quiet,
+        checkpoint=args.checkpoint,
+    )
     print(result.history.round(4).to_string(index=False))
-    print(f"selected epoch: {result.best_epoch}" + (" (stopped early)" if result.stopped_early else ""))
+    print(
+        f"selected epoch: {result.best_epoch}"
+        + (" (stopped early)" if result.stopped_early else "")
+    )
     meta = getattr(data, "meta", None)
-    if isinstance(meta, pd.DataFrame) and "split" in meta and (meta["split"].astype(str) == "test").any():
+    if (
+        isinstance(meta, pd.DataFrame)
+        and "split" in meta
+        and (meta["split"].astype(str) == "test").any()
+    ):
         test = as_data(data.test)
         metrics = validation_metrics(test.label, predict(result, test), test.bias_group)
         print("test: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))

@@ -2,7 +2,8 @@
 
 Every way this package trains a network (:func:`faimi_tutorial.training.fit`,
 ShorT's attribute heads, federated clients, the Flower app) runs the same loop,
-:func:`faimi_tutorial.training.run_epochs` (in :mod:`faimi_tutorial.training.loop`). What differs is the *objective*, an
+:func:`faimi_tutorial.training.run_epochs` (in :mod:`faimi_tutorial.training.loop`).
+What differs is the *objective*, an
 :class:`Objective` that the loop asks, in turn:
 
 ``setup(model, label, bias_group, device)``
@@ -42,15 +43,34 @@ from torch.nn import functional as F
 from ..models.networks import last_linear
 
 __all__ = [
-    "MITIGATIONS", "Batch", "Objective", "ERM", "Reweighing", "GroupBalanced",
-    "GroupDRO", "Unlearning", "AttributeTask", "FedProx", "from_mitigation",
-    "cell_ids", "reweighing_weights", "balanced_sampling_weights", "GroupDROLoss",
-    "confusion_loss", "BiasUnlearner", "GradientScale", "AttributeHead",
+    "MITIGATIONS",
+    "Batch",
+    "Objective",
+    "ERM",
+    "Reweighing",
+    "GroupBalanced",
+    "GroupDRO",
+    "Unlearning",
+    "AttributeTask",
+    "FedProx",
+    "from_mitigation",
+    "cell_ids",
+    "reweighing_weights",
+    "balanced_sampling_weights",
+    "GroupDROLoss",
+    "confusion_loss",
+    "BiasUnlearner",
+    "GradientScale",
+    "AttributeHead",
 ]
 
 #: Names of the mitigation strategies (mapped to objectives by :func:`from_mitigation`).
 MITIGATIONS: tuple[str, ...] = (
-    "none", "reweighing", "group_balanced", "groupdro", "unlearning",
+    "none",
+    "reweighing",
+    "group_balanced",
+    "groupdro",
+    "unlearning",
 )
 
 
@@ -197,8 +217,9 @@ class GroupDROLoss:
         mean, present = self.group_losses(losses, groups)
         with torch.no_grad():
             self.q = self.q.to(losses.device)
-            step = torch.where(present, torch.exp(self.eta * mean.detach()),
-                               torch.ones_like(mean))
+            step = torch.where(
+                present, torch.exp(self.eta * mean.detach()), torch.ones_like(mean)
+            )
             self.q = self.q * step
             self.q = self.q / self.q.sum()
         return (self.q * mean).sum()
@@ -248,7 +269,11 @@ class BiasUnlearner:
     """
 
     def __init__(
-        self, n_features: int, n_groups: int, lr: float, steps: int = 1,
+        self,
+        n_features: int,
+        n_groups: int,
+        lr: float,
+        steps: int = 1,
         device: torch.device | None = None,
     ) -> None:
         if n_groups < 2:
@@ -353,8 +378,10 @@ class AttributeHead(nn.Module):
     def __init__(self, in_features: int, lam: float, n_classes: int = 2) -> None:
         super().__init__()
         if in_features < 1 or n_classes < 2:
-            raise ValueError(f"in_features={in_features!r} must be >= 1 and "
-                             f"n_classes={n_classes!r} >= 2")
+            raise ValueError(
+                f"in_features={in_features!r} must be >= 1 and "
+                f"n_classes={n_classes!r} >= 2"
+            )
         self.scale = GradientScale(lam)
         self.norm = nn.BatchNorm1d(int(in_features), affine=False)
         self.linear = nn.Linear(int(in_features), int(n_classes))
@@ -407,8 +434,13 @@ class Objective:
     label = "objective"
     needs_features = False
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """Prepare for training ``model`` on data with these labels and groups.
 
         Called once by the loop before its optimiser is built; calling it again
@@ -427,8 +459,12 @@ class Objective:
     def start_epoch(self) -> None:
         """Reset per-epoch counters (called at the start of every epoch)."""
 
-    def loss(self, per_sample: torch.Tensor, batch: Batch,
-             features: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        per_sample: torch.Tensor,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Scalar training loss of a batch.
 
         Parameters
@@ -478,15 +514,24 @@ class Reweighing(Objective):
 
     label = "reweighing"
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """Compute the per-sample weights."""
         super().setup(model, label, bias_group, device)
         weights = reweighing_weights(label, bias_group)
         self.weights = torch.as_tensor(weights, dtype=torch.float32)
 
-    def loss(self, per_sample: torch.Tensor, batch: Batch,
-             features: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        per_sample: torch.Tensor,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Weighted mean cross-entropy."""
         self._check_ready()
         return (per_sample * self.weights[batch.index].to(per_sample.device)).mean()
@@ -497,8 +542,13 @@ class GroupBalanced(Objective):
 
     label = "group_balanced"
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """Compute the sampling probabilities (:func:`balanced_sampling_weights`)."""
         super().setup(model, label, bias_group, device)
         self.probs = balanced_sampling_weights(label, bias_group)
@@ -523,16 +573,25 @@ class GroupDRO(Objective):
     def __init__(self, eta: float = 0.01) -> None:
         self.eta = _number("eta", eta, lambda v: v > 0, "a number > 0")
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """Fresh group weights; cell index of every training sample."""
         super().setup(model, label, bias_group, device)
         n_groups = _n_groups(bias_group)
         self.cells = torch.as_tensor(cell_ids(label, bias_group, n_groups))
         self.dro = GroupDROLoss(2 * n_groups, self.eta, device)
 
-    def loss(self, per_sample: torch.Tensor, batch: Batch,
-             features: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        per_sample: torch.Tensor,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Group-weighted loss (updates the group weights)."""
         self._check_ready()
         return self.dro(per_sample, self.cells[batch.index].to(per_sample.device))
@@ -568,21 +627,35 @@ class Unlearning(Objective):
             raise ValueError(f"steps={steps!r} is invalid; allowed: an integer >= 1")
         self.steps = int(steps)
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """A fresh bias head on the model's penultimate features."""
         super().setup(model, label, bias_group, device)
         width = last_linear(model).in_features
-        self.unlearner = BiasUnlearner(width, _n_groups(bias_group), lr=self.head_lr,
-                                       steps=self.steps, device=device)
+        self.unlearner = BiasUnlearner(
+            width,
+            _n_groups(bias_group),
+            lr=self.head_lr,
+            steps=self.steps,
+            device=device,
+        )
         self.start_epoch()
 
     def start_epoch(self) -> None:
         """Reset the bias head's accuracy count."""
         self._correct, self._count = 0.0, 0
 
-    def loss(self, per_sample: torch.Tensor, batch: Batch,
-             features: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        per_sample: torch.Tensor,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean cross-entropy plus ``alpha`` times the confusion loss."""
         self._check_ready()
         return per_sample.mean() + self.alpha * self.unlearner.confusion(features)
@@ -619,12 +692,18 @@ class AttributeTask(Objective):
 
     def __init__(self, lam: float = 0.0, weight: float = 1.0) -> None:
         self.lam = GradientScale(lam).lam
-        self.weight = _number("attribute_weight", weight, lambda v: v >= 0,
-                              "a number >= 0")
+        self.weight = _number(
+            "attribute_weight", weight, lambda v: v >= 0, "a number >= 0"
+        )
         self.label = f"lambda={self.lam:g}"
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """A fresh attribute head on the model's penultimate features."""
         super().setup(model, label, bias_group, device)
         width = last_linear(model).in_features
@@ -641,8 +720,12 @@ class AttributeTask(Objective):
         self.head.train()
         self._loss, self._correct, self._count = 0.0, 0, 0
 
-    def loss(self, per_sample: torch.Tensor, batch: Batch,
-             features: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        per_sample: torch.Tensor,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean cross-entropy plus ``weight`` times the attribute cross-entropy."""
         self._check_ready()
         logits = self.head(features)
@@ -655,8 +738,10 @@ class AttributeTask(Objective):
     def epoch_metrics(self) -> dict[str, float]:
         """``attribute_loss`` and ``attribute_accuracy`` on the training batches."""
         n = max(self._count, 1)
-        return {"attribute_loss": self._loss / n,
-                "attribute_accuracy": self._correct / n}
+        return {
+            "attribute_loss": self._loss / n,
+            "attribute_accuracy": self._correct / n,
+        }
 
     def best_state(self) -> dict[str, Any]:
         """``attribute_head``: a CPU copy of the head's state dict."""
@@ -687,8 +772,13 @@ class FedProx(Objective):
         self.label = f"fedprox+{inner.label}"
         self.needs_features = inner.needs_features
 
-    def setup(self, model: nn.Module, label: np.ndarray, bias_group: np.ndarray,
-              device: torch.device) -> None:
+    def setup(
+        self,
+        model: nn.Module,
+        label: np.ndarray,
+        bias_group: np.ndarray,
+        device: torch.device,
+    ) -> None:
         """Set up the inner objective and remember the starting weights."""
         super().setup(model, label, bias_group, device)
         self.inner.setup(model, label, bias_group, device)
@@ -707,8 +797,12 @@ class FedProx(Objective):
         """The inner objective's reset."""
         self.inner.start_epoch()
 
-    def loss(self, per_sample: torch.Tensor, batch: Batch,
-             features: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        per_sample: torch.Tensor,
+        batch: Batch,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The inner loss plus ``mu / 2`` times the squared distance to the start."""
         self._check_ready()
         loss = self.inner.loss(per_sample, batch, features)
@@ -729,7 +823,10 @@ class FedProx(Objective):
 
 
 def from_mitigation(
-    name: str, *, lr: float = 1e-3, groupdro_eta: float = 0.01,
+    name: str,
+    *,
+    lr: float = 1e-3,
+    groupdro_eta: float = 0.01,
     unlearning_alpha: float = 1.0,
 ) -> Objective:
     """The objective of a mitigation named in a configuration.
@@ -768,4 +865,3 @@ def from_mitigation(
         return Unlearning(unlearning_alpha, head_lr=head_lr, steps=2)
     allowed = ", ".join(MITIGATIONS)
     raise ValueError(f"mitigation={name!r} is invalid; allowed: {allowed}")
-

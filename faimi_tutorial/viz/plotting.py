@@ -19,13 +19,21 @@ from ..fairness.metrics import (
 )
 
 # Colours of the two groups throughout the book (colour-blind safe pair).
-GROUP_COLOURS: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#F0E442", "#56B4E9")
+GROUP_COLOURS: tuple[str, ...] = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#F0E442",
+    "#56B4E9",
+)
 
 # --- fairness metrics figures ----------------------------------------------
 
 
 def _new_axes(n: int, ax=None, width: float = 3.6, height: float = 3.2):
-    """Return (figure, flat list of n axes), creating a row of panels when ``ax`` is None."""
+    """Return (figure, flat list of n axes), creating a row of panels when ``ax`` is
+    None."""
     import numpy as np
 
     if ax is None:
@@ -38,7 +46,8 @@ def _new_axes(n: int, ax=None, width: float = 3.6, height: float = 3.2):
 
 
 def plot_subgroup_report(report, metrics=("TPR", "FPR"), ax=None):
-    """Per-group values of a :class:`~faimi_tutorial.fairness.metrics.SubgroupReport` with intervals.
+    """Per-group values of a :class:`~faimi_tutorial.fairness.metrics.SubgroupReport`
+    with intervals.
 
     Parameters
     ----------
@@ -55,7 +64,6 @@ def plot_subgroup_report(report, metrics=("TPR", "FPR"), ax=None):
     """
     import numpy as np
 
-
     metrics = list(metrics)
     check_metric_names(metrics)
     fig, axes = _new_axes(len(metrics), ax)
@@ -66,7 +74,9 @@ def plot_subgroup_report(report, metrics=("TPR", "FPR"), ax=None):
             lo, hi = report.ci_low.loc[g, m], report.ci_high.loc[g, m]
             colour = "0.35" if g == "overall" else GROUP_COLOURS[i % len(GROUP_COLOURS)]
             if np.isnan(v):
-                a.annotate("undefined", (i, 0.5), ha="center", rotation=90, color=colour)
+                a.annotate(
+                    "undefined", (i, 0.5), ha="center", rotation=90, color=colour
+                )
                 continue
             err = None
             if np.isfinite(lo) and np.isfinite(hi):
@@ -77,7 +87,9 @@ def plot_subgroup_report(report, metrics=("TPR", "FPR"), ax=None):
         a.set_title(m)
         a.grid(axis="y", alpha=0.3)
     level = f"{report.confidence:.0%} bootstrap CI" if report.n_boot else "no intervals"
-    fig.suptitle(f"Per-group metrics at threshold {report.threshold:g} ({level})", fontsize=10)
+    fig.suptitle(
+        f"Per-group metrics at threshold {report.threshold:g} ({level})", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -94,7 +106,8 @@ def plot_roc_by_group(y_true, scores, groups, threshold: float | None = 0.5, ax=
     groups : array-like
         Group of each sample.
     threshold : float or None, default 0.5
-        Global threshold whose (FPR, TPR) point is marked on each curve; None marks none.
+        Global threshold whose (FPR, TPR) point is marked on each curve; None marks
+        none.
     ax : matplotlib axes, optional
         Where to draw.
 
@@ -104,7 +117,6 @@ def plot_roc_by_group(y_true, scores, groups, threshold: float | None = 0.5, ax=
     """
     import numpy as np
     from sklearn.metrics import roc_curve
-
 
     y, s, g = check_inputs(y_true, scores, groups)
     fig, (a,) = _new_axes(1, ax, width=4.2, height=4.0)
@@ -117,13 +129,21 @@ def plot_roc_by_group(y_true, scores, groups, threshold: float | None = 0.5, ax=
         a.plot(fpr, tpr, color=colour, label=f"{grp} (AUROC {auroc(y[m], s[m]):.2f})")
         if threshold is not None:
             p = s[m] >= threshold
-            a.plot(p[y[m] == 0].mean(), p[y[m] == 1].mean(), "o", color=colour, markersize=8,
-                   markeredgecolor="black")
+            a.plot(
+                p[y[m] == 0].mean(),
+                p[y[m] == 1].mean(),
+                "o",
+                color=colour,
+                markersize=8,
+                markeredgecolor="black",
+            )
     a.plot([0, 1], [0, 1], ":", color="0.6")
     a.set_xlabel("false positive rate")
     a.set_ylabel("true positive rate")
     a.set_aspect("equal")
-    title = "ROC per group" + (f" (dots: threshold {threshold:g})" if threshold is not None else "")
+    title = "ROC per group" + (
+        f" (dots: threshold {threshold:g})" if threshold is not None else ""
+    )
     a.set_title(title, fontsize=10)
     a.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -152,7 +172,6 @@ def plot_calibration_by_group(y_true, scores, groups, n_bins: int = 10, ax=None)
     """
     import numpy as np
 
-
     y, s, g = check_inputs(y_true, scores, groups)
     fig, (a,) = _new_axes(1, ax, width=4.2, height=4.0)
     for i, grp in enumerate(sorted(np.unique(g).tolist())):
@@ -165,8 +184,13 @@ def plot_calibration_by_group(y_true, scores, groups, n_bins: int = 10, ax=None)
                 xs.append(s[m][inb].mean())
                 ys.append(y[m][inb].mean())
         ece = expected_calibration_error(y[m], s[m], n_bins)
-        a.plot(xs, ys, "o-", color=GROUP_COLOURS[i % len(GROUP_COLOURS)],
-               label=f"{grp} (ECE {ece:.3f})")
+        a.plot(
+            xs,
+            ys,
+            "o-",
+            color=GROUP_COLOURS[i % len(GROUP_COLOURS)],
+            label=f"{grp} (ECE {ece:.3f})",
+        )
     a.plot([0, 1], [0, 1], ":", color="0.6", label="perfect calibration")
     a.set_xlabel("mean predicted probability")
     a.set_ylabel("observed fraction positive")
@@ -195,12 +219,15 @@ def as_array(array) -> "np.ndarray":
     -------
     numpy.ndarray
     """
-    arr = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    arr = (
+        array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    )
     return arr[0] if arr.ndim in (3, 4) and arr.shape[0] == 1 else arr
 
 
 def slice_index(config, z_mm: float | None) -> int | None:
-    """Index of the axial slice nearest ``z_mm`` (default: the disease region's centre)."""
+    """Index of the axial slice nearest ``z_mm`` (default: the disease region's
+    centre)."""
     if config is None or config.dims == 2:
         return None
     z = config.disease.centre_mm[2] if z_mm is None else float(z_mm)
@@ -209,15 +236,18 @@ def slice_index(config, z_mm: float | None) -> int | None:
 
 
 def axial_view(volume, k: int | None):
-    """An axial view of a 2D image or a 3D volume, as rows = y (anterior up), cols = x."""
+    """An axial view of a 2D image or a 3D volume, as rows = y (anterior up), cols =
+    x."""
     arr = volume if k is None else volume[:, :, k]
     return arr.T
 
 
 def show_image(ax, image, cmap="gray", vmin=0.0, vmax=1.0, title=None):
-    """Draw ``image`` on ``ax`` without ticks (lower origin); returns the image artist."""
-    im = ax.imshow(image, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
-                   interpolation="nearest")
+    """Draw ``image`` on ``ax`` without ticks (lower origin); returns the image
+    artist."""
+    im = ax.imshow(
+        image, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -236,8 +266,13 @@ def draw_regions(ax, config, k, which=("disease", "bias")):
             ax.contour(view, levels=[0.5], colors=[REGION_COLOURS[key]], linewidths=1.0)
 
 
-def show_subject(cohort, subject: int | str = 0, z_mm: float | None = None, regions: bool = True,
-                 diff_range: float | None = None):
+def show_subject(
+    cohort,
+    subject: int | str = 0,
+    z_mm: float | None = None,
+    regions: bool = True,
+    diff_range: float | None = None,
+):
     """One simulated subject: template, image, counterfactual twin and the effects.
 
     Panels: the template; the subject's image (what a model sees); its twin (the
@@ -265,7 +300,6 @@ def show_subject(cohort, subject: int | str = 0, z_mm: float | None = None, regi
     """
     import numpy as np
 
-
     cfg = cohort.config
     if isinstance(subject, str):
         hits = np.flatnonzero(cohort.meta["subject_id"].to_numpy() == subject)
@@ -277,27 +311,53 @@ def show_subject(cohort, subject: int | str = 0, z_mm: float | None = None, regi
     row = cohort.meta.iloc[int(subject)]
     k = slice_index(cfg, z_mm)
     image = axial_view(as_array(cohort.images[subject]), k)
-    twin = axial_view(as_array(cohort.twins[subject]), k) if cohort.twins is not None else image
+    twin = (
+        axial_view(as_array(cohort.twins[subject]), k)
+        if cohort.twins is not None
+        else image
+    )
     template = axial_view(anatomy.load_template(cfg.grid), k)
     bias_effect = image - twin
     other = twin - template
-    lim = diff_range or max(0.05, float(np.abs(bias_effect).max()), 0.5 * float(np.abs(other).max()))
+    lim = diff_range or max(
+        0.05, float(np.abs(bias_effect).max()), 0.5 * float(np.abs(other).max())
+    )
     fig, axes = plt.subplots(1, 5, figsize=(13, 3.2), constrained_layout=True)
     show_image(axes[0], template, title="template (MNI152)")
     show_image(axes[1], image, title="image (what a model sees)")
     show_image(axes[2], twin, title="counterfactual twin (no bias)")
-    im = show_image(axes[3], bias_effect, cmap="RdBu_r", vmin=-lim, vmax=lim, title="image − twin (bias)")
-    show_image(axes[4], other, cmap="RdBu_r", vmin=-lim, vmax=lim,
-          title="twin − template (shape + disease)")
+    im = show_image(
+        axes[3],
+        bias_effect,
+        cmap="RdBu_r",
+        vmin=-lim,
+        vmax=lim,
+        title="image − twin (bias)",
+    )
+    show_image(
+        axes[4],
+        other,
+        cmap="RdBu_r",
+        vmin=-lim,
+        vmax=lim,
+        title="twin − template (shape + disease)",
+    )
     if regions:
         for ax in axes:
             draw_regions(ax, cfg, k)
     fig.colorbar(im, ax=axes[3:], shrink=0.8, label="intensity difference")
     status = "disease" if int(row["label"]) == 1 else "control"
     group = "bias group" if int(row["bias_group"]) == 1 else "no bias"
-    where = "" if k is None else f", axial slice z = {cfg.grid.origin[2] + k * cfg.spacing:g} mm"
-    fig.suptitle(f"{row['subject_id']}: {status}, {group} (c = {row['disease_coef']:+.2f}, "
-                 f"b = {row['bias_coef']:+.2f}){where}", fontsize=10)
+    where = (
+        ""
+        if k is None
+        else f", axial slice z = {cfg.grid.origin[2] + k * cfg.spacing:g} mm"
+    )
+    fig.suptitle(
+        f"{row['subject_id']}: {status}, {group} (c = {row['disease_coef']:+.2f}, "
+        f"b = {row['bias_coef']:+.2f}){where}",
+        fontsize=10,
+    )
     return fig
 
 
@@ -322,7 +382,10 @@ def show_regions(config, regions=None, ncols: int = 4):
     if regions is None:
         names = [config.disease, config.bias]
         far = anatomy.get_region("right_occipital")
-        if config.dims == 3 or abs(far.centre_mm[2] - config.grid.origin[2]) < far.radius_mm:
+        if (
+            config.dims == 3
+            or abs(far.centre_mm[2] - config.grid.origin[2]) < far.radius_mm
+        ):
             names.append(far)
         regions = names
     regions = [anatomy.get_region(r) for r in regions]
@@ -331,23 +394,44 @@ def show_regions(config, regions=None, ncols: int = 4):
     n = len(regions)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.2 * ncols, 3.4 * nrows),
+        squeeze=False,
+        constrained_layout=True,
+    )
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, region in zip(axes.ravel(), regions):
-        k = None if grid.dims == 2 else min(max(int(round(
-            (region.centre_mm[2] - grid.origin[2]) / grid.spacing)), 0), grid.shape[2] - 1)
+        k = (
+            None
+            if grid.dims == 2
+            else min(
+                max(
+                    int(round((region.centre_mm[2] - grid.origin[2]) / grid.spacing)), 0
+                ),
+                grid.shape[2] - 1,
+            )
+        )
         show_image(ax, axial_view(template, k))
         mask = anatomy.region_mask(region, grid, within_brain=False)
-        colour = (REGION_COLOURS["disease"] if region == config.disease else
-                  REGION_COLOURS["bias"] if region == config.bias else "#CC79A7")
+        colour = (
+            REGION_COLOURS["disease"]
+            if region == config.disease
+            else REGION_COLOURS["bias"]
+            if region == config.bias
+            else "#CC79A7"
+        )
         view = axial_view(mask.astype(float), k)
         if view.max() > 0:
             ax.contour(view, levels=[0.5], colors=[colour], linewidths=1.5)
         z = grid.origin[2] if k is None else grid.origin[2] + k * grid.spacing
-        ax.set_title(f"{region.name}\n{region.radius_mm:g} mm at {tuple(region.centre_mm)}; "
-                     f"z = {z:g}", fontsize=8)
+        ax.set_title(
+            f"{region.name}\n{region.radius_mm:g} mm at {tuple(region.centre_mm)}; "
+            f"z = {z:g}",
+            fontsize=8,
+        )
     return fig
 
 
@@ -373,8 +457,13 @@ def show_cohort(cohort, n: int = 8, z_mm: float | None = None, twins: bool = Fal
     import numpy as np
 
     meta = cohort.meta
-    cells = [np.flatnonzero((meta["label"] == y).to_numpy() & (meta["bias_group"] == g).to_numpy())
-             for y in (1, 0) for g in (1, 0)]
+    cells = [
+        np.flatnonzero(
+            (meta["label"] == y).to_numpy() & (meta["bias_group"] == g).to_numpy()
+        )
+        for y in (1, 0)
+        for g in (1, 0)
+    ]
     order = []
     for i in range(max(len(c) for c in cells)):
         order += [int(c[i]) for c in cells if i < len(c)]
@@ -382,17 +471,25 @@ def show_cohort(cohort, n: int = 8, z_mm: float | None = None, twins: bool = Fal
     k = slice_index(cohort.config, z_mm)
     ncols = min(4, len(order))
     nrows = (len(order) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False,
-                             constrained_layout=True)
-    for ax in axes.ravel()[len(order):]:
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.6 * ncols, 2.9 * nrows),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for ax in axes.ravel()[len(order) :]:
         ax.axis("off")
     source = cohort.twins if twins else cohort.images
     for ax, i in zip(axes.ravel(), order):
         row = meta.iloc[i]
         show_image(ax, axial_view(as_array(source[i]), k))
-        ax.set_title(f"{row['subject_id']}\n{'disease' if row['label'] else 'control'}, "
-                     f"group {int(row['bias_group'])}", fontsize=8,
-                     color=GROUP_COLOURS[int(row["bias_group"])])
+        ax.set_title(
+            f"{row['subject_id']}\n{'disease' if row['label'] else 'control'}, "
+            f"group {int(row['bias_group'])}",
+            fontsize=8,
+            color=GROUP_COLOURS[int(row["bias_group"])],
+        )
     return fig
 
 
@@ -419,21 +516,38 @@ def plot_cohort_design(cohort):
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), constrained_layout=True)
     width = 0.38
     for g in (0, 1):
-        counts = [int(((meta["label"] == y) & (meta["bias_group"] == g)).sum()) for y in (0, 1)]
-        axes[0].bar(np.arange(2) + (g - 0.5) * width, counts, width, color=GROUP_COLOURS[g],
-                    label=f"bias group {g}")
+        counts = [
+            int(((meta["label"] == y) & (meta["bias_group"] == g)).sum())
+            for y in (0, 1)
+        ]
+        axes[0].bar(
+            np.arange(2) + (g - 0.5) * width,
+            counts,
+            width,
+            color=GROUP_COLOURS[g],
+            label=f"bias group {g}",
+        )
     axes[0].set_xticks([0, 1], ["control", "disease"])
     axes[0].set_ylabel("subjects")
     axes[0].legend(fontsize=8)
     axes[0].set_title("who is in the cohort", fontsize=9)
     bins = np.linspace(meta["disease_coef"].min(), meta["disease_coef"].max(), 25)
     for y, name, colour in ((0, "control", "#999999"), (1, "disease", "#000000")):
-        axes[1].hist(meta.loc[meta.label == y, "disease_coef"], bins=bins, alpha=0.6,
-                     color=colour, label=name)
+        axes[1].hist(
+            meta.loc[meta.label == y, "disease_coef"],
+            bins=bins,
+            alpha=0.6,
+            color=colour,
+            label=name,
+        )
     axes[1].set_xlabel("disease coefficient c")
     axes[1].legend(fontsize=8)
     axes[1].set_title("drawn disease effect", fontsize=9)
-    col = "disease_region_ml_twin" if "disease_region_ml_twin" in meta else "disease_region_ml"
+    col = (
+        "disease_region_ml_twin"
+        if "disease_region_ml_twin" in meta
+        else "disease_region_ml"
+    )
     axes[2].boxplot([meta.loc[meta.label == y, col] for y in (0, 1)])
     axes[2].set_xticks([1, 2], ["control", "disease"])
     axes[2].set_ylabel("mL")
@@ -470,28 +584,42 @@ def plot_effect_maps(cohort, z_mm: float | None = None):
     """
     import numpy as np
 
-
     cfg = cohort.config
     k = slice_index(cfg, z_mm)
     twins = cohort.twins.detach().cpu().numpy()[:, 0]
     images = cohort.images.detach().cpu().numpy()[:, 0]
     label, group = cohort.label, cohort.bias_group
     disease = twins[label == 1].mean(0) - twins[label == 0].mean(0)
-    bias = np.abs(images[group == 1] - twins[group == 1]).mean(0) if group.any() \
+    bias = (
+        np.abs(images[group == 1] - twins[group == 1]).mean(0)
+        if group.any()
         else np.zeros_like(disease)
+    )
     template = axial_view(anatomy.load_template(cfg.grid), k)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), constrained_layout=True)
     lim = max(1e-3, float(np.abs(axial_view(disease, k)).max()))
     show_image(axes[0], template)
-    im0 = axes[0].imshow(axial_view(disease, k), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
-                         alpha=0.75)
+    im0 = axes[0].imshow(
+        axial_view(disease, k),
+        origin="lower",
+        cmap="RdBu_r",
+        vmin=-lim,
+        vmax=lim,
+        alpha=0.75,
+    )
     axes[0].set_title("disease − control (mean of twins)", fontsize=9)
     fig.colorbar(im0, ax=axes[0], shrink=0.8)
     show_image(axes[1], template)
     view = axial_view(bias, k)
     top = max(1e-3, float(view.max()))
-    im1 = axes[1].imshow(np.ma.masked_less(view, 0.02 * top), origin="lower", cmap="magma",
-                         vmin=0, vmax=top, alpha=0.85)
+    im1 = axes[1].imshow(
+        np.ma.masked_less(view, 0.02 * top),
+        origin="lower",
+        cmap="magma",
+        vmin=0,
+        vmax=top,
+        alpha=0.85,
+    )
     axes[1].set_title("mean |image − twin| in the bias group", fontsize=9)
     fig.colorbar(im1, ax=axes[1], shrink=0.8)
     for ax in axes:
@@ -527,14 +655,29 @@ def plot_training_history(history, metrics=("train_loss", "val_loss"), ax=None):
             raise ValueError(f"history of run {name!r} is not a DataFrame or FitResult")
         missing = [m for m in metrics if m not in h.columns]
         if missing:
-            raise ValueError(f"metrics={missing!r} are not in the history of run {name!r}")
+            raise ValueError(
+                f"metrics={missing!r} are not in the history of run {name!r}"
+            )
     fig, axes = _new_axes(len(metrics), ax)
     for i, (name, h) in enumerate(runs.items()):
-        best = getattr(history.get(name) if isinstance(history, dict) else history, "best_epoch", None)
+        best = getattr(
+            history.get(name) if isinstance(history, dict) else history,
+            "best_epoch",
+            None,
+        )
         for a, m in zip(axes, metrics):
-            a.plot(h["epoch"], h[m], marker="o", ms=3, color=GROUP_COLOURS[i % len(GROUP_COLOURS)], label=name or None)
+            a.plot(
+                h["epoch"],
+                h[m],
+                marker="o",
+                ms=3,
+                color=GROUP_COLOURS[i % len(GROUP_COLOURS)],
+                label=name or None,
+            )
             if best is not None:
-                a.axvline(best, color=GROUP_COLOURS[i % len(GROUP_COLOURS)], ls=":", lw=1)
+                a.axvline(
+                    best, color=GROUP_COLOURS[i % len(GROUP_COLOURS)], ls=":", lw=1
+                )
     for a, m in zip(axes, metrics):
         a.set_xlabel("epoch")
         a.set_title(m.replace("_", " "))
@@ -544,8 +687,15 @@ def plot_training_history(history, metrics=("train_loss", "val_loss"), ax=None):
     return fig
 
 
-def plot_seed_summary(summary, x="value", metrics=("TPR_gap", "FPR_gap"), ax=None, xlabel=None,
-                      zero_line=True, labels=None):
+def plot_seed_summary(
+    summary,
+    x="value",
+    metrics=("TPR_gap", "FPR_gap"),
+    ax=None,
+    xlabel=None,
+    zero_line=True,
+    labels=None,
+):
     """Mean and 95 % interval over seeds of metrics against a setting.
 
     Parameters
@@ -583,18 +733,29 @@ def plot_seed_summary(summary, x="value", metrics=("TPR_gap", "FPR_gap"), ax=Non
         low = summary.get(f"{m}_low", summary[f"{m}_mean"]).to_numpy(float)
         high = summary.get(f"{m}_high", summary[f"{m}_mean"]).to_numpy(float)
         err = np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
-        a.errorbar(pos, mean, yerr=err, fmt="o-", capsize=4, color=GROUP_COLOURS[i % len(GROUP_COLOURS)])
+        a.errorbar(
+            pos,
+            mean,
+            yerr=err,
+            fmt="o-",
+            capsize=4,
+            color=GROUP_COLOURS[i % len(GROUP_COLOURS)],
+        )
         if zero_line:
             a.axhline(0, color="grey", ls="--", lw=1)
         a.set_xticks(pos)
-        a.set_xticklabels([str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0)
+        a.set_xticklabels(
+            [str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0
+        )
         a.set_xlabel(x if xlabel is None else xlabel)
         a.set_title((labels or {}).get(m, m.replace("_", " ")))
     fig.tight_layout()
     return fig
 
 
-def plot_group_metrics(summary, x="value", metrics=("TPR", "FPR"), groups=(0, 1), ax=None, xlabel=None):
+def plot_group_metrics(
+    summary, x="value", metrics=("TPR", "FPR"), groups=(0, 1), ax=None, xlabel=None
+):
     """Per-group metrics (mean and 95 % interval over seeds) against a setting.
 
     Parameters
@@ -632,16 +793,26 @@ def plot_group_metrics(summary, x="value", metrics=("TPR", "FPR"), groups=(0, 1)
             low = summary[f"{m}_g{g}_low"].to_numpy(float)
             high = summary[f"{m}_g{g}_high"].to_numpy(float)
             err = np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
-            a.errorbar(pos + offsets[j], mean, yerr=err, fmt="o", capsize=4, color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
-                       label=f"bias group {g}")
+            a.errorbar(
+                pos + offsets[j],
+                mean,
+                yerr=err,
+                fmt="o",
+                capsize=4,
+                color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+                label=f"bias group {g}",
+            )
         a.set_xticks(pos)
-        a.set_xticklabels([str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0)
+        a.set_xticklabels(
+            [str(v) for v in summary[x]], rotation=30 if len(summary) > 4 else 0
+        )
         a.set_xlabel(x if xlabel is None else xlabel)
         a.set_title(m)
         a.set_ylim(-0.02, 1.02)
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
 
 _REGION_COLOURS: tuple[str, ...] = ("#00E5A0", "#56B4E9", "#F0E442", "#FFFFFF")
 
@@ -655,7 +826,8 @@ def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
         ``(N, 1, H, W)``/``(N, H, W)`` 2D images, or 3D volumes (the axial slice
         through the map's maximum is shown).
     maps : numpy.ndarray
-        ``(N, *grid)`` saliency maps (from :func:`faimi_tutorial.experiments.explain.saliency`).
+        ``(N, *grid)`` saliency maps (from
+        :func:`faimi_tutorial.experiments.explain.saliency`).
     masks : mapping of str to numpy.ndarray, optional
         Regions to outline (boolean masks of the grid).
     titles : sequence of str, optional
@@ -681,31 +853,55 @@ def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
     if n == 0:
         raise ValueError("no images to show")
     masks = dict(masks or {})
-    if maps.ndim == 4:  # 3D: the slice through the strongest attribution of the first map
+    if (
+        maps.ndim == 4
+    ):  # 3D: the slice through the strongest attribution of the first map
         z = int(np.unravel_index(np.argmax(maps.sum(axis=0)), maps.shape[1:])[2])
         imgs, maps = imgs[..., z], maps[..., z]
         masks = {k: np.asarray(v)[..., z] for k, v in masks.items()}
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.7 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.6 * ncols, 2.7 * nrows), squeeze=False
+    )
     for i, a in enumerate(axes.ravel()):
         a.axis("off")
         if i >= n:
             continue
         a.imshow(imgs[i].T, cmap="gray", origin="lower")
         top = np.percentile(maps[i], 99.5) or 1.0
-        a.imshow(np.ma.masked_less_equal(maps[i].T, 0), cmap="inferno", origin="lower", alpha=alpha, vmin=0, vmax=top)
+        a.imshow(
+            np.ma.masked_less_equal(maps[i].T, 0),
+            cmap="inferno",
+            origin="lower",
+            alpha=alpha,
+            vmin=0,
+            vmax=top,
+        )
         for j, (name, m) in enumerate(masks.items()):
-            a.contour(np.asarray(m, float).T, levels=[0.5], colors=[_REGION_COLOURS[j % len(_REGION_COLOURS)]],
-                      linewidths=1.5, origin="lower")
+            a.contour(
+                np.asarray(m, float).T,
+                levels=[0.5],
+                colors=[_REGION_COLOURS[j % len(_REGION_COLOURS)]],
+                linewidths=1.5,
+                origin="lower",
+            )
         if titles is not None:
             a.set_title(titles[i], fontsize=9)
     if masks:
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=_REGION_COLOURS[j % len(_REGION_COLOURS)], label=name)
-                   for j, name in enumerate(masks)]
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+        handles = [
+            Line2D([], [], color=_REGION_COLOURS[j % len(_REGION_COLOURS)], label=name)
+            for j, name in enumerate(masks)
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=len(handles),
+            fontsize=8,
+            frameon=False,
+        )
     fig.tight_layout(rect=(0, 0.05 if masks else 0, 1, 1))
     return fig
 
@@ -716,7 +912,8 @@ def plot_attribution_shares(table, region, by="model", chance=None, ax=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        Rows of :func:`faimi_tutorial.experiments.explain.attribution_by_group` (``outcome``
+        Rows of :func:`faimi_tutorial.experiments.explain.attribution_by_group`
+        (``outcome``
         ``"TP+TN"`` is used), with a column ``by`` naming the model.
     region : str
         The region to show.
@@ -741,13 +938,41 @@ def plot_attribution_shares(table, region, by="model", chance=None, ax=None):
     groups = sorted(rows["bias_group"].unique())
     width = 0.8 / len(groups)
     for j, g in enumerate(groups):
-        sub = rows[rows["bias_group"] == g].set_index(by) if by in rows else rows[rows["bias_group"] == g]
-        mean = np.array([float(sub.loc[m, "share"]) if by in rows else float(sub["share"].iloc[0]) for m in models])
-        sd = np.array([float(sub.loc[m, "sd"]) if by in rows else float(sub["sd"].iloc[0]) for m in models])
-        n = np.array([float(sub.loc[m, "n"]) if by in rows else float(sub["n"].iloc[0]) for m in models])
+        sub = (
+            rows[rows["bias_group"] == g].set_index(by)
+            if by in rows
+            else rows[rows["bias_group"] == g]
+        )
+        mean = np.array(
+            [
+                float(sub.loc[m, "share"])
+                if by in rows
+                else float(sub["share"].iloc[0])
+                for m in models
+            ]
+        )
+        sd = np.array(
+            [
+                float(sub.loc[m, "sd"]) if by in rows else float(sub["sd"].iloc[0])
+                for m in models
+            ]
+        )
+        n = np.array(
+            [
+                float(sub.loc[m, "n"]) if by in rows else float(sub["n"].iloc[0])
+                for m in models
+            ]
+        )
         sem = 1.96 * np.nan_to_num(sd) / np.sqrt(np.maximum(n, 1))
-        a.bar(np.arange(len(models)) + (j - (len(groups) - 1) / 2) * width, mean, width, yerr=sem, capsize=3,
-              color=GROUP_COLOURS[j % len(GROUP_COLOURS)], label=f"bias group {g}")
+        a.bar(
+            np.arange(len(models)) + (j - (len(groups) - 1) / 2) * width,
+            mean,
+            width,
+            yerr=sem,
+            capsize=3,
+            color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+            label=f"bias group {g}",
+        )
     if chance is not None:
         a.axhline(chance, color="grey", ls="--", lw=1, label="uniform map")
     a.set_xticks(np.arange(len(models)))
@@ -761,8 +986,9 @@ def plot_attribution_shares(table, region, by="model", chance=None, ax=None):
 # --- probing figures ----------------------------------------------------------
 
 
-def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chance=0.5, ax=None,
-                      title=None):
+def plot_layer_probes(
+    table, target="bias_group", by=None, metric="auroc", chance=0.5, ax=None, title=None
+):
     """Held-out decodability of one target at every layer, with intervals.
 
     Parameters
@@ -770,7 +996,8 @@ def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chanc
     table : pandas.DataFrame
         Rows per layer (and per ``by`` value) with ``layer``, ``depth``, ``target`` and
         ``<metric>``, ``<metric>_low``, ``<metric>_high`` columns, e.g. from
-        :func:`faimi_tutorial.experiments.probing.probe_layers` (or seed means with intervals).
+        :func:`faimi_tutorial.experiments.probing.probe_layers` (or seed means with
+        intervals).
     target : str, default "bias_group"
         Which target's rows to draw.
     by : str, optional
@@ -792,7 +1019,10 @@ def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chanc
 
     rows = table[table["target"] == target]
     if rows.empty:
-        raise ValueError(f"no rows with target={target!r}; targets: {sorted(table['target'].unique())}")
+        raise ValueError(
+            f"no rows with target={target!r}; targets: "
+            f"{sorted(table['target'].unique())}"
+        )
     fig, (a,) = _new_axes(1, ax, width=5.0, height=3.4)
     keys = list(dict.fromkeys(rows[by])) if by is not None else [None]
     layers = list(dict.fromkeys(rows.sort_values("depth")["layer"]))
@@ -805,11 +1035,20 @@ def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chanc
         lo = sub.get(f"{metric}_low", sub[metric]).to_numpy(dtype=float)
         hi = sub.get(f"{metric}_high", sub[metric]).to_numpy(dtype=float)
         err = np.vstack([np.nan_to_num(v - lo), np.nan_to_num(hi - v)])
-        a.errorbar(x, v, yerr=err, fmt="o-", capsize=3, color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
-                   label=None if key is None else str(key))
+        a.errorbar(
+            x,
+            v,
+            yerr=err,
+            fmt="o-",
+            capsize=3,
+            color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+            label=None if key is None else str(key),
+        )
     if chance is not None:
         a.axhline(chance, color="grey", ls="--", lw=1)
-    a.set_xticks(range(len(layers)), [str(l).replace("net.", "") for l in layers], rotation=20)
+    a.set_xticks(
+        range(len(layers)), [str(l).replace("net.", "") for l in layers], rotation=20
+    )
     a.set_ylabel(f"held-out {metric.upper() if metric == 'auroc' else metric}")
     a.set_ylim(min(0.4, float(np.nanmin(rows[metric])) - 0.05), 1.02)
     a.set_title(title or f"decoding {target.replace('_', ' ')} by layer", fontsize=10)
@@ -820,8 +1059,18 @@ def plot_layer_probes(table, target="bias_group", by=None, metric="auroc", chanc
     return fig
 
 
-def plot_layer_curves(table, value="auroc", by="model", ax=None, reference=None, chance=None,
-                      ylabel=None, title=None, logy=False, layers=None):
+def plot_layer_curves(
+    table,
+    value="auroc",
+    by="model",
+    ax=None,
+    reference=None,
+    chance=None,
+    ylabel=None,
+    title=None,
+    logy=False,
+    layers=None,
+):
     """One line per model across layers, with intervals and horizontal references.
 
     Parameters
@@ -854,7 +1103,9 @@ def plot_layer_curves(table, value="auroc", by="model", ax=None, reference=None,
     import numpy as np
 
     if value not in table.columns or by not in table.columns:
-        raise ValueError(f"table needs columns {value!r} and {by!r}; has {list(table.columns)}")
+        raise ValueError(
+            f"table needs columns {value!r} and {by!r}; has {list(table.columns)}"
+        )
     fig, (a,) = _new_axes(1, ax, width=5.0, height=3.4)
     if layers is None:
         order = table.sort_values("depth") if "depth" in table.columns else table
@@ -862,14 +1113,26 @@ def plot_layer_curves(table, value="auroc", by="model", ax=None, reference=None,
     keys = list(dict.fromkeys(table[by]))
     offset = 0.06
     for j, key in enumerate(keys):
-        sub = table[table[by] == key].drop_duplicates("layer").set_index("layer").reindex(layers)
+        sub = (
+            table[table[by] == key]
+            .drop_duplicates("layer")
+            .set_index("layer")
+            .reindex(layers)
+        )
         x = np.arange(len(layers)) + (j - (len(keys) - 1) / 2) * offset
         v = sub[value].to_numpy(dtype=float)
         lo = sub[f"{value}_low"].to_numpy(dtype=float) if f"{value}_low" in sub else v
         hi = sub[f"{value}_high"].to_numpy(dtype=float) if f"{value}_high" in sub else v
         err = np.vstack([np.nan_to_num(v - lo), np.nan_to_num(hi - v)])
-        a.errorbar(x, v, yerr=err, fmt="o-", capsize=3, label=str(key),
-                   color=GROUP_COLOURS[j % len(GROUP_COLOURS)])
+        a.errorbar(
+            x,
+            v,
+            yerr=err,
+            fmt="o-",
+            capsize=3,
+            label=str(key),
+            color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+        )
     styles = [":", "-."]
     for k, (name, level) in enumerate((reference or {}).items()):
         a.axhline(level, color="black", ls=styles[k % 2], lw=1.2, label=str(name))
@@ -877,7 +1140,9 @@ def plot_layer_curves(table, value="auroc", by="model", ax=None, reference=None,
         a.axhline(chance, color="grey", ls="--", lw=1)
     if logy:
         a.set_yscale("log")
-    a.set_xticks(range(len(layers)), [str(l).replace("net.", "") for l in layers], rotation=20)
+    a.set_xticks(
+        range(len(layers)), [str(l).replace("net.", "") for l in layers], rotation=20
+    )
     a.set_ylabel(ylabel or value.replace("_", " "))
     a.set_title(title or f"{value.replace('_', ' ')} by layer", fontsize=10)
     a.grid(axis="y", alpha=0.3)
@@ -911,10 +1176,22 @@ def plot_component_encoding(table, ax=None, title=None):
     for j, t in enumerate(targets):
         sub = table[table["target"] == t].set_index("component").reindex(comps)
         v = sub["auroc"].to_numpy(dtype=float)
-        err = np.vstack([np.nan_to_num(v - sub["auroc_low"].to_numpy(dtype=float)),
-                         np.nan_to_num(sub["auroc_high"].to_numpy(dtype=float) - v)])
-        a.bar(np.arange(len(comps)) + (j - (len(targets) - 1) / 2) * width, v - 0.5, width, bottom=0.5,
-              yerr=err, capsize=2, color=GROUP_COLOURS[j % len(GROUP_COLOURS)], label=str(t).replace("_", " "))
+        err = np.vstack(
+            [
+                np.nan_to_num(v - sub["auroc_low"].to_numpy(dtype=float)),
+                np.nan_to_num(sub["auroc_high"].to_numpy(dtype=float) - v),
+            ]
+        )
+        a.bar(
+            np.arange(len(comps)) + (j - (len(targets) - 1) / 2) * width,
+            v - 0.5,
+            width,
+            bottom=0.5,
+            yerr=err,
+            capsize=2,
+            color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+            label=str(t).replace("_", " "),
+        )
     a.axhline(0.5, color="grey", ls="--", lw=1)
     a.set_xticks(range(len(comps)), [f"PC{c}" for c in comps])
     a.set_ylabel("held-out AUROC of one component")
@@ -945,27 +1222,55 @@ def plot_subgroup_projection(projection, title=None):
     """
     import numpy as np
 
-
-    colours = {SUBGROUPS[0]: "#D55E00", SUBGROUPS[1]: "#0072B2", SUBGROUPS[2]: "#E69F00",
-               SUBGROUPS[3]: "#56B4E9"}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1.1, 1]})
+    colours = {
+        SUBGROUPS[0]: "#D55E00",
+        SUBGROUPS[1]: "#0072B2",
+        SUBGROUPS[2]: "#E69F00",
+        SUBGROUPS[3]: "#56B4E9",
+    }
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1.1, 1]}
+    )
     for name in SUBGROUPS:
         sub = projection[projection["subgroup"] == name]
         aligned = "(aligned)" in name
-        left.scatter(sub["disease_component"], sub["bias_component"], s=14 if aligned else 22,
-                     marker="o" if aligned else "x", alpha=0.55 if aligned else 0.9,
-                     color=colours[name], label=f"{name} (n={len(sub)})")
-    d, b = projection.attrs.get("disease_component"), projection.attrs.get("bias_component")
-    left.set_xlabel(f"PC{d}: most disease-predictive component" if d else "disease component")
-    left.set_ylabel(f"PC{b}: most bias-predictive other component" if b else "bias component")
+        left.scatter(
+            sub["disease_component"],
+            sub["bias_component"],
+            s=14 if aligned else 22,
+            marker="o" if aligned else "x",
+            alpha=0.55 if aligned else 0.9,
+            color=colours[name],
+            label=f"{name} (n={len(sub)})",
+        )
+    d, b = (
+        projection.attrs.get("disease_component"),
+        projection.attrs.get("bias_component"),
+    )
+    left.set_xlabel(
+        f"PC{d}: most disease-predictive component" if d else "disease component"
+    )
+    left.set_ylabel(
+        f"PC{b}: most bias-predictive other component" if b else "bias component"
+    )
     left.legend(fontsize=7, loc="best")
     rng = np.random.default_rng(0)
     for i, name in enumerate(SUBGROUPS):
-        v = projection.loc[projection["subgroup"] == name, "disease_component"].to_numpy()
-        right.scatter(v, i + rng.uniform(-0.18, 0.18, len(v)), s=8, alpha=0.45, color=colours[name])
+        v = projection.loc[
+            projection["subgroup"] == name, "disease_component"
+        ].to_numpy()
+        right.scatter(
+            v,
+            i + rng.uniform(-0.18, 0.18, len(v)),
+            s=8,
+            alpha=0.45,
+            color=colours[name],
+        )
         if len(v):
             right.plot([np.median(v)] * 2, [i - 0.3, i + 0.3], color="black", lw=2)
-    right.set_yticks(range(len(SUBGROUPS)), [s.replace(" (", "\n(") for s in SUBGROUPS], fontsize=8)
+    right.set_yticks(
+        range(len(SUBGROUPS)), [s.replace(" (", "\n(") for s in SUBGROUPS], fontsize=8
+    )
     right.invert_yaxis()
     right.set_xlabel("disease component (black: median)")
     for a in (left, right):
@@ -982,10 +1287,12 @@ def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=N
     Parameters
     ----------
     runs : pandas.DataFrame
-        One row per model (e.g. :func:`faimi_tutorial.experiments.probing.short_sweep`); when
+        One row per model (e.g.
+        :func:`faimi_tutorial.experiments.probing.short_sweep`); when
         ``<x>_low``/``<x>_high`` exist they are drawn as horizontal intervals.
     test : ShortcutTest, optional
-        Result of :func:`faimi_tutorial.experiments.probing.short_test` on the same columns: its
+        Result of :func:`faimi_tutorial.experiments.probing.short_test` on the same
+        columns: its
         line and slope interval are drawn.
     x, y : str
         Encoding and gap columns.
@@ -1004,19 +1311,42 @@ def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=N
     fig, (a,) = _new_axes(1, ax, width=5.0, height=3.8)
     u, v = runs[x].to_numpy(dtype=float), runs[y].to_numpy(dtype=float)
     if f"{x}_low" in runs and f"{x}_high" in runs:
-        err = np.vstack([u - runs[f"{x}_low"].to_numpy(dtype=float), runs[f"{x}_high"].to_numpy(dtype=float) - u])
-        a.errorbar(u, v, xerr=np.nan_to_num(err), fmt="none", ecolor="0.7", lw=1, zorder=1)
+        err = np.vstack(
+            [
+                u - runs[f"{x}_low"].to_numpy(dtype=float),
+                runs[f"{x}_high"].to_numpy(dtype=float) - u,
+            ]
+        )
+        a.errorbar(
+            u, v, xerr=np.nan_to_num(err), fmt="none", ecolor="0.7", lw=1, zorder=1
+        )
     c = runs[hue].to_numpy(dtype=float) if hue in runs else np.zeros(len(runs))
     span = max(float(np.abs(c).max()), 1e-9)
-    points = a.scatter(u, v, c=c, cmap="coolwarm", norm=TwoSlopeNorm(0.0, -span, span), s=40,
-                       edgecolor="black", zorder=2)
+    points = a.scatter(
+        u,
+        v,
+        c=c,
+        cmap="coolwarm",
+        norm=TwoSlopeNorm(0.0, -span, span),
+        s=40,
+        edgecolor="black",
+        zorder=2,
+    )
     if hue in runs:
         fig.colorbar(points, ax=a, label=f"{hue} (<0: unlearn, >0: encode more)")
     if test is not None:
         grid = np.linspace(np.nanmin(u), np.nanmax(u), 50)
-        a.plot(grid, test.intercept + test.slope * grid, color="black", lw=1.5,
-               label=(f"slope {test.slope:.2f} [{test.slope_low:.2f}, {test.slope_high:.2f}]; "
-                      f"Spearman p = {test.spearman_p:.3f}"))
+        a.plot(
+            grid,
+            test.intercept + test.slope * grid,
+            color="black",
+            lw=1.5,
+            label=(
+                f"slope {test.slope:.2f} [{test.slope_low:.2f}, "
+                f"{test.slope_high:.2f}]; "
+                f"Spearman p = {test.spearman_p:.3f}"
+            ),
+        )
         a.legend(fontsize=8, loc="best")
     a.axhline(0.0, color="grey", ls="--", lw=1)
     a.set_xlabel(x.replace("_", " "))
@@ -1030,14 +1360,17 @@ def plot_short(runs, test=None, x="encoding_auroc", y="TPR_gap", hue="lam", ax=N
 # --- representativeness figures ---------------------------------------------
 
 
-def plot_share_sweep(summary, metrics=("AUROC", "TPR"), groups=("A", "B"), conditions=None,
-                     ax=None):
-    """Per-subgroup metrics (mean and interval over seeds) against the training share of B.
+def plot_share_sweep(
+    summary, metrics=("AUROC", "TPR"), groups=("A", "B"), conditions=None, ax=None
+):
+    """Per-subgroup metrics (mean and interval over seeds) against the training share
+    of B.
 
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`faimi_tutorial.experiments.representation.summarise_sweep`: columns
+        Output of :func:`faimi_tutorial.experiments.representation.summarise_sweep`:
+        columns
         ``share``, ``subgroup``, ``<metric>_mean``, ``_low``, ``_high`` and optionally
         ``condition``.
     metrics : sequence of str, default ("AUROC", "TPR")
@@ -1060,11 +1393,20 @@ def plot_share_sweep(summary, metrics=("AUROC", "TPR"), groups=("A", "B"), condi
         if f"{m}_mean" not in summary.columns:
             raise ValueError(f"summary has no column {m}_mean")
     if conditions is None:
-        conditions = list(dict.fromkeys(summary["condition"])) if "condition" in summary else [None]
+        conditions = (
+            list(dict.fromkeys(summary["condition"]))
+            if "condition" in summary
+            else [None]
+        )
     n_rows, n_cols = len(conditions), len(metrics)
     if ax is None:
-        fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.8 * n_cols, 3.0 * n_rows), squeeze=False,
-                                 sharex=True)
+        fig, axes = plt.subplots(
+            n_rows,
+            n_cols,
+            figsize=(3.8 * n_cols, 3.0 * n_rows),
+            squeeze=False,
+            sharex=True,
+        )
     else:
         axes = np.asarray(ax, dtype=object).reshape(n_rows, n_cols)
         fig = axes[0, 0].figure
@@ -1079,10 +1421,24 @@ def plot_share_sweep(summary, metrics=("AUROC", "TPR"), groups=("A", "B"), condi
                 low = rows.get(f"{m}_low", rows[f"{m}_mean"]).to_numpy(float)
                 high = rows.get(f"{m}_high", rows[f"{m}_mean"]).to_numpy(float)
                 colour = GROUP_COLOURS[j % len(GROUP_COLOURS)]
-                a.plot(x + (j - 0.5) * 1.5, mean, "o-", color=colour, label=f"tested on {g}")
-                a.errorbar(x + (j - 0.5) * 1.5, mean,
-                           yerr=np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)]),
-                           fmt="none", ecolor=colour, capsize=3, lw=1)
+                a.plot(
+                    x + (j - 0.5) * 1.5,
+                    mean,
+                    "o-",
+                    color=colour,
+                    label=f"tested on {g}",
+                )
+                a.errorbar(
+                    x + (j - 0.5) * 1.5,
+                    mean,
+                    yerr=np.vstack(
+                        [np.nan_to_num(mean - low), np.nan_to_num(high - mean)]
+                    ),
+                    fmt="none",
+                    ecolor=colour,
+                    capsize=3,
+                    lw=1,
+                )
             a.set_ylim(0.3 if m == "AUROC" else -0.02, 1.02)
             if m == "AUROC":
                 a.axhline(0.5, color="grey", ls=":", lw=1)
@@ -1115,20 +1471,44 @@ def plot_composition(table, attribute="subgroup", ax=None):
     part = table[table["attribute"] == attribute]
     if part.empty:
         raise ValueError(f"table has no attribute {attribute!r}")
-    wide = part.pivot_table(index="split", columns="value", values="proportion", aggfunc="sum",
-                            fill_value=0.0, sort=False)
-    counts = part.pivot_table(index="split", columns="value", values="n", aggfunc="sum",
-                              fill_value=0, sort=False)
+    wide = part.pivot_table(
+        index="split",
+        columns="value",
+        values="proportion",
+        aggfunc="sum",
+        fill_value=0.0,
+        sort=False,
+    )
+    counts = part.pivot_table(
+        index="split",
+        columns="value",
+        values="n",
+        aggfunc="sum",
+        fill_value=0,
+        sort=False,
+    )
     fig, (a,) = _new_axes(1, ax, width=4.6, height=2.6)
     left = [0.0] * len(wide)
     for j, value in enumerate(wide.columns):
         widths = wide[value].to_numpy(float)
-        bars = a.barh(list(wide.index), widths, left=left, color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
-                      label=str(value))
+        bars = a.barh(
+            list(wide.index),
+            widths,
+            left=left,
+            color=GROUP_COLOURS[j % len(GROUP_COLOURS)],
+            label=str(value),
+        )
         for bar, n in zip(bars, counts[value].to_numpy()):
             if bar.get_width() > 0.08:
-                a.text(bar.get_x() + bar.get_width() / 2, bar.get_y() + bar.get_height() / 2, f"{int(n)}",
-                       ha="center", va="center", color="white", fontsize=8)
+                a.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    bar.get_y() + bar.get_height() / 2,
+                    f"{int(n)}",
+                    ha="center",
+                    va="center",
+                    color="white",
+                    fontsize=8,
+                )
         left = [lo + w for lo, w in zip(left, widths)]
     a.set_xlim(0, 1)
     a.set_xlabel(f"share of subjects by {attribute} (numbers: counts)")
@@ -1138,8 +1518,9 @@ def plot_composition(table, attribute="subgroup", ax=None):
     return fig
 
 
-def plot_intervals(summary, value, by="strategy", order=None, colours=None, ax=None,
-                   title=None):
+def plot_intervals(
+    summary, value, by="strategy", order=None, colours=None, ax=None, title=None
+):
     """One point with its interval per row of a seed summary, as categories.
 
     Parameters
@@ -1170,21 +1551,35 @@ def plot_intervals(summary, value, by="strategy", order=None, colours=None, ax=N
     ValueError
         If ``by`` or a ``<value>_mean/_low/_high`` column is missing.
     """
-    missing = [c for c in (by, f"{value}_mean", f"{value}_low", f"{value}_high")
-               if c not in summary.columns]
+    missing = [
+        c
+        for c in (by, f"{value}_mean", f"{value}_low", f"{value}_high")
+        if c not in summary.columns
+    ]
     if missing:
-        raise ValueError(f"summary lacks column(s) {', '.join(missing)}; allowed: a "
-                         f"table with {by!r} and {value}_mean/_low/_high")
+        raise ValueError(
+            f"summary lacks column(s) {', '.join(missing)}; allowed: a "
+            f"table with {by!r} and {value}_mean/_low/_high"
+        )
     table = summary.set_index(by)
     names = [s for s in (table.index if order is None else order) if s in table.index]
     fig, (a,) = _new_axes(1, ax, width=4.5, height=3.4)
     for i, name in enumerate(names):
         row = table.loc[name]
         mean, low, high = (row[f"{value}_{part}"] for part in ("mean", "low", "high"))
-        colour = (colours[name] if colours is not None
-                  else GROUP_COLOURS[i % len(GROUP_COLOURS)])
-        a.errorbar(i, mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
-                   color=colour)
+        colour = (
+            colours[name]
+            if colours is not None
+            else GROUP_COLOURS[i % len(GROUP_COLOURS)]
+        )
+        a.errorbar(
+            i,
+            mean,
+            yerr=[[mean - low], [high - mean]],
+            fmt="o",
+            capsize=4,
+            color=colour,
+        )
     a.set_xticks(range(len(names)), names, rotation=20)
     if title:
         a.set_title(title, fontsize=10)
@@ -1218,21 +1613,30 @@ def show_bias_effect(cohort, title="", axes=None, subject=None):
     import numpy as np
 
     if getattr(cohort, "twins", None) is None:
-        raise ValueError("cohort has no twins; allowed: a cohort generated with "
-                         "twins=True")
+        raise ValueError(
+            "cohort has no twins; allowed: a cohort generated with twins=True"
+        )
     if cohort.images.ndim != 4:
-        raise ValueError(f"cohort images have shape {tuple(cohort.images.shape)}; "
-                         "allowed: a 2D cohort (N, 1, H, W)")
+        raise ValueError(
+            f"cohort images have shape {tuple(cohort.images.shape)}; "
+            "allowed: a 2D cohort (N, 1, H, W)"
+        )
     members = np.flatnonzero(np.asarray(cohort.bias_group) == 1)
     if subject is None:
         if len(members) == 0:
-            raise ValueError("cohort has no subject in the bias group; allowed: a "
-                             "cohort with bias_group == 1 for some subject")
+            raise ValueError(
+                "cohort has no subject in the bias group; allowed: a "
+                "cohort with bias_group == 1 for some subject"
+            )
         subject = int(members[0])
-    elif isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) \
-            or int(subject) not in set(members.tolist()):
-        raise ValueError(f"subject={subject!r} is invalid; allowed: a row of a "
-                         "bias-group subject")
+    elif (
+        isinstance(subject, bool)
+        or not isinstance(subject, (int, np.integer))
+        or int(subject) not in set(members.tolist())
+    ):
+        raise ValueError(
+            f"subject={subject!r} is invalid; allowed: a row of a bias-group subject"
+        )
     i = int(subject)
     image = cohort.images[i, 0].numpy()
     twin = cohort.twins[i, 0].numpy()
@@ -1240,9 +1644,11 @@ def show_bias_effect(cohort, title="", axes=None, subject=None):
     lim = max(float(np.abs(diff).max()), 1e-6)
     head = "subject in the bias group"
     head = f"{title}: {head}" if title else head
-    panels = [(image, "gray", 0, 1, head),
-              (twin, "gray", 0, 1, "its twin without the bias"),
-              (diff, "coolwarm", -lim, lim, f"difference (max {lim:.2f})")]
+    panels = [
+        (image, "gray", 0, 1, head),
+        (twin, "gray", 0, 1, "its twin without the bias"),
+        (diff, "coolwarm", -lim, lim, f"difference (max {lim:.2f})"),
+    ]
     fig, axes = _new_axes(3, axes, width=2.9, height=2.8)
     for a, (img, cmap, lo, hi, name) in zip(axes, panels):
         a.imshow(img.T, cmap=cmap, origin="lower", vmin=lo, vmax=hi)

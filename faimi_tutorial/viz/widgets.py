@@ -38,29 +38,48 @@ class CohortExplorer:
         import ipywidgets as w
 
         if cohort.config is None:
-            raise ValueError("the explorer needs a simulated cohort (cohort.config is None)")
+            raise ValueError(
+                "the explorer needs a simulated cohort (cohort.config is None)"
+            )
         self.cohort = cohort
         cfg = cohort.config
         self._template = None
         n = len(cohort)
-        self.subject = w.IntSlider(value=0, min=0, max=n - 1, description="subject",
-                                   continuous_update=False)
+        self.subject = w.IntSlider(
+            value=0, min=0, max=n - 1, description="subject", continuous_update=False
+        )
         if cfg.dims == 3:
-            k0 = int(round((cfg.disease.centre_mm[2] - cfg.grid.origin[2]) / cfg.spacing))
-            self.slice = w.IntSlider(value=min(max(k0, 0), cfg.grid.shape[2] - 1), min=0,
-                                     max=cfg.grid.shape[2] - 1, description="axial slice",
-                                     continuous_update=False)
+            k0 = int(
+                round((cfg.disease.centre_mm[2] - cfg.grid.origin[2]) / cfg.spacing)
+            )
+            self.slice = w.IntSlider(
+                value=min(max(k0, 0), cfg.grid.shape[2] - 1),
+                min=0,
+                max=cfg.grid.shape[2] - 1,
+                description="axial slice",
+                continuous_update=False,
+            )
         else:
-            self.slice = w.IntSlider(value=0, min=0, max=0, description="axial slice",
-                                     disabled=True)
-        self.view = w.ToggleButtons(options=list(VIEWS), value="image", description="show")
+            self.slice = w.IntSlider(
+                value=0, min=0, max=0, description="axial slice", disabled=True
+            )
+        self.view = w.ToggleButtons(
+            options=list(VIEWS), value="image", description="show"
+        )
         self.regions = w.Checkbox(value=True, description="outline regions")
         self.info = w.HTML()
         self.output = w.Output()
         for control in (self.subject, self.slice, self.view, self.regions):
             control.observe(self._changed, names="value")
-        self.widget = w.VBox([w.HBox([self.subject, self.slice]), self.view, self.regions,
-                              self.info, self.output])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.subject, self.slice]),
+                self.view,
+                self.regions,
+                self.info,
+                self.output,
+            ]
+        )
         self.update()
 
     # ------------------------------------------------------------------
@@ -81,12 +100,19 @@ class CohortExplorer:
             The description.
         """
         row = self.cohort.meta.iloc[int(subject)]
-        return (f"{row['subject_id']}: {'disease' if row['label'] else 'control'}, "
-                f"bias group {int(row['bias_group'])}, split {row['split']}, "
-                f"c = {row['disease_coef']:+.2f}, b = {row['bias_coef']:+.2f}")
+        return (
+            f"{row['subject_id']}: {'disease' if row['label'] else 'control'}, "
+            f"bias group {int(row['bias_group'])}, split {row['split']}, "
+            f"c = {row['disease_coef']:+.2f}, b = {row['bias_coef']:+.2f}"
+        )
 
-    def render(self, subject: int = 0, slice_index: int | None = None, view: str = "image",
-               regions: bool = True):
+    def render(
+        self,
+        subject: int = 0,
+        slice_index: int | None = None,
+        view: str = "image",
+        regions: bool = True,
+    ):
         """Draw one view of one subject.
 
         Parameters
@@ -107,16 +133,21 @@ class CohortExplorer:
         """
         import matplotlib.pyplot as plt
 
-
         if view not in VIEWS:
             raise ValueError(f"view={view!r} must be one of {', '.join(VIEWS)}")
         cohort = self.cohort
         cfg = cohort.config
         if not 0 <= int(subject) < len(cohort):
             raise ValueError(f"subject={subject!r} must be in [0, {len(cohort) - 1}]")
-        k = default_slice(cfg, None) if slice_index is None or cfg.dims == 2 else int(slice_index)
+        k = (
+            default_slice(cfg, None)
+            if slice_index is None or cfg.dims == 2
+            else int(slice_index)
+        )
         if k is not None and not 0 <= k < cfg.grid.shape[2]:
-            raise ValueError(f"slice_index={slice_index!r} must be in [0, {cfg.grid.shape[2] - 1}]")
+            raise ValueError(
+                f"slice_index={slice_index!r} must be in [0, {cfg.grid.shape[2] - 1}]"
+            )
         image = as_array(cohort.images[subject])
         twin = as_array(cohort.twins[subject]) if cohort.twins is not None else image
         if view == "image":
@@ -130,7 +161,9 @@ class CohortExplorer:
             m = max(0.05, float(np.abs(data).max()))
             cmap, lim = "RdBu_r", (-m, m)
         fig, ax = plt.subplots(figsize=(4.2, 4.4), constrained_layout=True)
-        show_image(ax, axial_view(data, k), cmap=cmap, vmin=lim[0], vmax=lim[1], title=view)
+        show_image(
+            ax, axial_view(data, k), cmap=cmap, vmin=lim[0], vmax=lim[1], title=view
+        )
         if regions:
             draw_regions(ax, cfg, k)
         ax.set_xlabel(self.describe(subject), fontsize=7)
@@ -143,8 +176,12 @@ class CohortExplorer:
         self.info.value = f"<code>{self.describe(self.subject.value)}</code>"
         with self.output:
             self.output.clear_output(wait=True)
-            fig = self.render(self.subject.value, self.slice.value, self.view.value,
-                              self.regions.value)
+            fig = self.render(
+                self.subject.value,
+                self.slice.value,
+                self.view.value,
+                self.regions.value,
+            )
             if _in_notebook():
                 from IPython.display import display
 
