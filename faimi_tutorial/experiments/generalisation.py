@@ -102,8 +102,11 @@ UNSEEN_SCANNERS: dict[str, fl.Scanner] = {
     "noisy": fl.SCANNERS["noisy"],
 }
 #: Test sets whose per-subject scores :func:`run_seed` keeps (for reliability curves).
-CALIBRATION_TESTS: tuple[str, ...] = ("site-A", "site-C",
-                                      "site-C on the washed_out scanner")
+CALIBRATION_TESTS: tuple[str, ...] = (
+    "site-A",
+    "site-C",
+    "site-C on the washed_out scanner",
+)
 #: Metrics reported per test set and group.
 METRICS: tuple[str, ...] = ("n", "AUROC", "TPR", "FPR", "ECE")
 
@@ -169,8 +172,13 @@ class GeneralisationSettings:
 
     def __post_init__(self) -> None:
         presets.check_preset(self.preset)
-        for name, lo in (("n_subjects", 200), ("n_train", 20), ("n_test", 10),
-                         ("epochs", 1), ("n_shift", 20)):
+        for name, lo in (
+            ("n_subjects", 200),
+            ("n_train", 20),
+            ("n_test", 10),
+            ("epochs", 1),
+            ("n_shift", 20),
+        ):
             setattr(self, name, check_int(name, getattr(self, name), lo))
         self.shape = tuple(int(v) for v in self.shape)
         if len(self.shape) != 2:
@@ -205,22 +213,36 @@ class GeneralisationSettings:
         presets.check_preset(name)
         base: dict[str, Any] = {"preset": name}
         if name == "tiny":
-            base.update(n_subjects=400, shape=(32, 32), spacing=6.0, n_train=40,
-                        n_test=20, epochs=2, n_shift=40)
+            base.update(
+                n_subjects=400,
+                shape=(32, 32),
+                spacing=6.0,
+                n_train=40,
+                n_test=20,
+                epochs=2,
+                n_shift=40,
+            )
         base.update(overrides)
         return cls(**base)
 
     def simulation(self, seed: int) -> Any:
         """The simulator configuration of one seed (2D, 70/30 bias prevalence)."""
         return simulate.SimulationConfig.preset(
-            self.preset, dims=2, shape=self.shape, spacing=self.spacing,
-            n_subjects=self.n_subjects, bias_kind=self.bias_kind,
-            intensity_factor=self.intensity_factor, seed=int(seed))
+            self.preset,
+            dims=2,
+            shape=self.shape,
+            spacing=self.spacing,
+            n_subjects=self.n_subjects,
+            bias_kind=self.bias_kind,
+            intensity_factor=self.intensity_factor,
+            seed=int(seed),
+        )
 
     def train_config(self) -> TrainConfig:
         """Training settings: the preset's network, ``epochs``, no early stopping."""
-        return TrainConfig.preset(self.preset, dims=2, epochs=self.epochs,
-                                  patience=None, **self.training)
+        return TrainConfig.preset(
+            self.preset, dims=2, epochs=self.epochs, patience=None, **self.training
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dictionary (the cache key is built from it)."""
@@ -242,12 +264,18 @@ def study_sites(n_train: int = 300, n_test: int = 100) -> list[fl.SiteSpec]:
     -------
     list of SiteSpec
     """
-    return [fl.SiteSpec(name, n_train, n_test, scanner=scanner)
-            for name, scanner in SITE_SCANNERS.items()]
+    return [
+        fl.SiteSpec(name, n_train, n_test, scanner=scanner)
+        for name, scanner in SITE_SCANNERS.items()
+    ]
 
 
-def more_data_sites(n_train: int = 300, n_test: int = 100, prevalence: float = 0.8,
-                    scanner: str = "bright") -> list[fl.SiteSpec]:
+def more_data_sites(
+    n_train: int = 300,
+    n_test: int = 100,
+    prevalence: float = 0.8,
+    scanner: str = "bright",
+) -> list[fl.SiteSpec]:
     """A first dataset (``site-A``) and a second one (``site-E``) that may hurt.
 
     ``site-A`` has the reference scanner and half its subjects diseased;
@@ -267,20 +295,30 @@ def more_data_sites(n_train: int = 300, n_test: int = 100, prevalence: float = 0
     -------
     list of SiteSpec
     """
-    return [fl.SiteSpec("site-A", n_train, n_test, prevalence=0.5, scanner="reference"),
-            fl.SiteSpec("site-E", n_train, n_test, prevalence=prevalence,
-                        scanner=scanner, test_prevalence=0.5)]
+    return [
+        fl.SiteSpec("site-A", n_train, n_test, prevalence=0.5, scanner="reference"),
+        fl.SiteSpec(
+            "site-E",
+            n_train,
+            n_test,
+            prevalence=prevalence,
+            scanner=scanner,
+            test_prevalence=0.5,
+        ),
+    ]
 
 
 def _rows_of(federation: fl.Federation, split: str, sites: Sequence[str]) -> np.ndarray:
     """Mask of the subjects of ``sites`` in ``split`` (read from the metadata)."""
     meta = federation.meta
-    return ((meta["split"].astype(str).to_numpy() == split)
-            & meta["site"].astype(str).isin(list(sites)).to_numpy())
+    return (meta["split"].astype(str).to_numpy() == split) & meta["site"].astype(
+        str
+    ).isin(list(sites)).to_numpy()
 
 
-def _check_sites(federation: fl.Federation, sites: Sequence[str],
-                 split: str) -> list[str]:
+def _check_sites(
+    federation: fl.Federation, sites: Sequence[str], split: str
+) -> list[str]:
     """Known, non-empty sites whose subjects of ``split`` hold both classes."""
     if isinstance(sites, str):
         sites = [sites]
@@ -292,13 +330,16 @@ def _check_sites(federation: fl.Federation, sites: Sequence[str],
             _fail("site", site, ", ".join(federation.site_names))
         mask = _rows_of(federation, split, [site])
         if not mask.any():
-            raise ValueError(f"site {site!r} has no {split} subjects; allowed: sites "
-                             "with data")
+            raise ValueError(
+                f"site {site!r} has no {split} subjects; allowed: sites with data"
+            )
         labels = set(federation.meta.loc[mask, "label"].astype(int))
         if labels != {0, 1}:
-            raise ValueError(f"site {site!r} has {split} subjects of one class only "
-                             f"(label {labels.pop()}); allowed: sites with both "
-                             "classes")
+            raise ValueError(
+                f"site {site!r} has {split} subjects of one class only "
+                f"(label {labels.pop()}); allowed: sites with both "
+                "classes"
+            )
     return sites
 
 
@@ -384,16 +425,24 @@ def fit_on_sites(
     -------
     FitResult
     """
-    data = site_training_data(federation, sites, group=group, method=method,
-                              reference=reference)
+    data = site_training_data(
+        federation, sites, group=group, method=method, reference=reference
+    )
     return fit(data, config, seed=int(seed), progress=False, mitigation=mitigation)
 
 
 # ----------------------------------------------------------------------------- metrics
 
 
-def group_metrics(label: Any, scores: Any, bias_group: Any, test: Any | None = None, *,
-                  threshold: float = 0.5, n_bins: int = 10) -> pd.DataFrame:
+def group_metrics(
+    label: Any,
+    scores: Any,
+    bias_group: Any,
+    test: Any | None = None,
+    *,
+    threshold: float = 0.5,
+    n_bins: int = 10,
+) -> pd.DataFrame:
     """AUROC, TPR, FPR and ECE of test sets, for everyone and per bias group.
 
     Parameters
@@ -423,43 +472,70 @@ def group_metrics(label: Any, scores: Any, bias_group: Any, test: Any | None = N
     y = np.asarray(label)
     s = np.asarray(scores, dtype=float)
     g = np.asarray(bias_group).astype(int)
-    t = (np.full(len(y), "test", dtype=object) if test is None
-         else np.asarray(test, dtype=object))
+    t = (
+        np.full(len(y), "test", dtype=object)
+        if test is None
+        else np.asarray(test, dtype=object)
+    )
     if len(y) == 0:
-        raise ValueError("the test set is empty (0 subjects); allowed: a non-empty "
-                         "test set")
+        raise ValueError(
+            "the test set is empty (0 subjects); allowed: a non-empty test set"
+        )
     if not len(s) == len(g) == len(t) == len(y):
-        raise ValueError(f"label, scores, bias_group and test have lengths {len(y)}, "
-                         f"{len(s)}, {len(g)} and {len(t)}; allowed: equal lengths")
+        raise ValueError(
+            f"label, scores, bias_group and test have lengths {len(y)}, "
+            f"{len(s)}, {len(g)} and {len(t)}; allowed: equal lengths"
+        )
     names = list(dict.fromkeys(t.tolist()))
     for name in names:
         here = t == name
         if set(np.unique(y[here]).tolist()) != {0, 1}:
-            raise ValueError(f"test set {name!r} holds one class only (label "
-                             f"{int(y[here][0])}); allowed: both classes, which "
-                             "AUROC, TPR and FPR need")
+            raise ValueError(
+                f"test set {name!r} holds one class only (label "
+                f"{int(y[here][0])}); allowed: both classes, which "
+                "AUROC, TPR and FPR need"
+            )
         if len(np.unique(g[here])) < 2:
-            raise ValueError(f"test set {name!r} holds one bias group only; allowed: "
-                             "both groups")
-    combined = np.array([f"{a}\t{b}" for a, b in zip(t.tolist(), g.tolist())],
-                        dtype=object)
+            raise ValueError(
+                f"test set {name!r} holds one bias group only; allowed: both groups"
+            )
+    combined = np.array(
+        [f"{a}\t{b}" for a, b in zip(t.tolist(), g.tolist())], dtype=object
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        by_group = subgroup_report(y, s, combined, threshold=threshold, n_boot=0,
-                                   n_bins=n_bins).table
+        by_group = subgroup_report(
+            y, s, combined, threshold=threshold, n_boot=0, n_bins=n_bins
+        ).table
         # with one test set, "all" is the report's own overall row
-        overall = subgroup_report(y, s, t if len(names) > 1 else g, threshold=threshold,
-                                  n_boot=0, n_bins=n_bins).table
+        overall = subgroup_report(
+            y,
+            s,
+            t if len(names) > 1 else g,
+            threshold=threshold,
+            n_boot=0,
+            n_bins=n_bins,
+        ).table
     if len(names) == 1:
         overall = overall.loc[["overall"]].set_axis(names)
     rows = []
     for name in names:
-        rows.append({"test": name, "group": "all",
-                     **{m: float(overall.loc[name, m]) for m in METRICS}})
+        rows.append(
+            {
+                "test": name,
+                "group": "all",
+                **{m: float(overall.loc[name, m]) for m in METRICS},
+            }
+        )
         for code in sorted(np.unique(g[t == name]).tolist()):
             row = by_group.loc[f"{name}\t{code}"]
-            rows.append({"test": name, "group": str(code),
-                         **{m: float(row[m]) for m in METRICS}})
+            rows.append(
+                {
+                    "test": name,
+                    "group": str(code),
+                    **{m: float(row[m]) for m in METRICS},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -486,24 +562,28 @@ def per_seed(metrics: pd.DataFrame, experiment: str) -> pd.DataFrame:
         Columns ``model``, ``test``, ``setting``, ``seed`` and the metrics, in the
         order the runs wrote them.
     """
-    known = (list(dict.fromkeys(metrics["experiment"])) if "experiment" in metrics
-             else [])
+    known = (
+        list(dict.fromkeys(metrics["experiment"])) if "experiment" in metrics else []
+    )
     if experiment not in known:
-        _fail("experiment", experiment,
-              ", ".join(known) or "an experiment of the table")
+        _fail(
+            "experiment", experiment, ", ".join(known) or "an experiment of the table"
+        )
     part = metrics[metrics["experiment"] == experiment]
     keys = ["model", "test", "seed"]
     out = part[part["group"] == "all"][keys + list(METRICS)].reset_index(drop=True)
     for g in sorted(set(part["group"]) - {"all"}):
         side = part[part["group"] == g][keys + list(METRICS)]
-        out = out.merge(side.rename(columns={m: f"{m}_g{g}" for m in METRICS}), on=keys,
-                        how="left")
+        out = out.merge(
+            side.rename(columns={m: f"{m}_g{g}" for m in METRICS}), on=keys, how="left"
+        )
     out.insert(2, "setting", out["model"] + " | " + out["test"])
     return out
 
 
-def _rows(experiment: str, model: str,
-          scored: dict[str, tuple]) -> list[dict[str, Any]]:
+def _rows(
+    experiment: str, model: str, scored: dict[str, tuple]
+) -> list[dict[str, Any]]:
     """Metric rows of one model on named test sets ``{name: (label, score, group)}``."""
     label, score, group, test = [], [], [], []
     for name, (y, sc, g) in scored.items():
@@ -511,14 +591,23 @@ def _rows(experiment: str, model: str,
         score.append(np.asarray(sc))
         group.append(np.asarray(g))
         test += [name] * len(y)
-    table = group_metrics(np.concatenate(label), np.concatenate(score),
-                          np.concatenate(group), np.asarray(test, dtype=object))
-    return [{"experiment": experiment, "model": model, **row}
-            for row in table.to_dict("records")]
+    table = group_metrics(
+        np.concatenate(label),
+        np.concatenate(score),
+        np.concatenate(group),
+        np.asarray(test, dtype=object),
+    )
+    return [
+        {"experiment": experiment, "model": model, **row}
+        for row in table.to_dict("records")
+    ]
 
 
-def contrasts(table: pd.DataFrame, pairs: dict[str, tuple[str, str]],
-              values: Sequence[str] = ("AUROC",)) -> pd.DataFrame:
+def contrasts(
+    table: pd.DataFrame,
+    pairs: dict[str, tuple[str, str]],
+    values: Sequence[str] = ("AUROC",),
+) -> pd.DataFrame:
     """Differences between settings, paired by seed, with t-intervals.
 
     Parameters
@@ -544,15 +633,22 @@ def contrasts(table: pd.DataFrame, pairs: dict[str, tuple[str, str]],
     for label, (reference, other) in pairs.items():
         for setting in (reference, other):
             if setting not in known:
-                _fail("setting", setting, "a setting of the table, e.g. "
-                      + repr(sorted(known)[0]))
-    return pd.concat({label: paired_difference(table, "setting", reference, other,
-                                               list(values))
-                      for label, (reference, other) in pairs.items()})
+                _fail(
+                    "setting",
+                    setting,
+                    "a setting of the table, e.g. " + repr(sorted(known)[0]),
+                )
+    return pd.concat(
+        {
+            label: paired_difference(table, "setting", reference, other, list(values))
+            for label, (reference, other) in pairs.items()
+        }
+    )
 
 
-def group_differences(metrics: pd.DataFrame, experiment: str,
-                      values: Sequence[str] = ("TPR", "FPR")) -> pd.DataFrame:
+def group_differences(
+    metrics: pd.DataFrame, experiment: str, values: Sequence[str] = ("TPR", "FPR")
+) -> pd.DataFrame:
     """Bias group minus the other group, per model and test set, paired by seed.
 
     :func:`faimi_tutorial.fairness.metrics.paired_difference` with the group as the
@@ -601,12 +697,14 @@ def make_study(settings: GeneralisationSettings, seed: int) -> fl.Federation:
     Federation
     """
     cohort = simulate.generate(settings.simulation(seed), progress=False)
-    return fl.make_sites(cohort, study_sites(settings.n_train, settings.n_test),
-                         seed=seed)
+    return fl.make_sites(
+        cohort, study_sites(settings.n_train, settings.n_test), seed=seed
+    )
 
 
-def test_sets(federation: fl.Federation, settings: GeneralisationSettings,
-              seed: int) -> dict[str, Any]:
+def test_sets(
+    federation: fl.Federation, settings: GeneralisationSettings, seed: int
+) -> dict[str, Any]:
     """Named test cohorts: the trained sites, the held-out site and its re-renderings.
 
     Parameters
@@ -628,11 +726,13 @@ def test_sets(federation: fl.Federation, settings: GeneralisationSettings,
     held = site_test_data(federation, HELD_OUT)
     sets = {site: site_test_data(federation, site) for site in TRAIN_SITES}
     sets[HELD_OUT] = held
-    sets[f"{HELD_OUT} on the reference scanner"] = federation.rescan(held, "reference",
-                                                                      seed=seed)
+    sets[f"{HELD_OUT} on the reference scanner"] = federation.rescan(
+        held, "reference", seed=seed
+    )
     for name, scanner in UNSEEN_SCANNERS.items():
-        sets[f"{HELD_OUT} on the {name} scanner"] = federation.rescan(held, scanner,
-                                                                       seed=seed)
+        sets[f"{HELD_OUT} on the {name} scanner"] = federation.rescan(
+            held, scanner, seed=seed
+        )
     zoomed = federation.rescan(held, "reference", seed=seed)
     zoomed.images = hm.zoom(zoomed.images, settings.zoom)
     sets[f"{HELD_OUT}, field of view x{settings.zoom:g}"] = zoomed
@@ -676,30 +776,50 @@ def seed_record(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
     reference = hm.reference_landmarks(pooled.images)
     main = None
     for method in hm.METHODS:
-        model = fit_on_sites(federation, TRAIN_SITES, config, seed=seed, method=method,
-                             reference=reference)
+        model = fit_on_sites(
+            federation,
+            TRAIN_SITES,
+            config,
+            seed=seed,
+            method=method,
+            reference=reference,
+        )
         main = model if method == "none" else main
-        scored = {name: (test.label, predict(model, hm.harmonise(test.images, method,
-                                                                 reference)),
-                         test.bias_group) for name, test in tests.items()}
+        scored = {
+            name: (
+                test.label,
+                predict(model, hm.harmonise(test.images, method, reference)),
+                test.bias_group,
+            )
+            for name, test in tests.items()
+        }
         rows += _rows("harmonisation", method, scored)
         if method == "none":
             for name in CALIBRATION_TESTS:
                 y, sc, g = scored[name]
-                scores_out[name] = {"label": y.tolist(), "bias_group": g.tolist(),
-                                    "score": sc.tolist()}
+                scores_out[name] = {
+                    "label": y.tolist(),
+                    "bias_group": g.tolist(),
+                    "score": sc.tolist(),
+                }
 
     # leave one site out (holding out site-C is the main model above)
     for held in SITE_SCANNERS:
         train_sites = [s for s in SITE_SCANNERS if s != held]
-        model = (main if held == HELD_OUT
-                 else fit_on_sites(federation, train_sites, config, seed=seed))
+        model = (
+            main
+            if held == HELD_OUT
+            else fit_on_sites(federation, train_sites, config, seed=seed)
+        )
         scored = {}
         for site in SITE_SCANNERS:
             test = site_test_data(federation, site)
             role = "held out" if site == held else "trained on"
-            scored[f"{site} ({role})"] = (test.label, predict(model, test),
-                                          test.bias_group)
+            scored[f"{site} ({role})"] = (
+                test.label,
+                predict(model, test),
+                test.bias_group,
+            )
         rows += _rows("leave one site out", f"without {held}", scored)
 
     # 3: shifted bias at deployment, with the counterfactual twins
@@ -708,31 +828,47 @@ def seed_record(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
     scored = {}
     for shift in ("same", "none", "reversed"):
         prevalence = shifted_prevalence(base.bias_prevalence, shift)
-        cfg = base.replace(n_subjects=settings.n_shift, seed=int(base.seed) + 100_003,
-                           bias_prevalence=prevalence)
+        cfg = base.replace(
+            n_subjects=settings.n_shift,
+            seed=int(base.seed) + 100_003,
+            bias_prevalence=prevalence,
+        )
         fresh = simulate.generate(cfg, progress=False)
         sc, tw = predict(main, fresh), predict(main, fresh.twins)
         scored[shift] = (fresh.label, sc, fresh.bias_group)
-        cells = np.char.add(np.where(fresh.label == 1, "disease", "control"),
-                            np.where(fresh.bias_group == 1, ", bias group",
-                                     ", no bias"))
+        cells = np.char.add(
+            np.where(fresh.label == 1, "disease", "control"),
+            np.where(fresh.bias_group == 1, ", bias group", ", no bias"),
+        )
         table = counterfactual_flip_rate(sc, tw, groups=cells)
         for cell, row in table.iterrows():
             flips.append({"shift": shift, "cell": str(cell), **row.to_dict()})
     rows += _rows("shifted bias", "none", scored)
 
     # 4: when more data hurts, and balanced sampling by site x label
-    more = fl.make_sites(cohort, more_data_sites(settings.n_train, settings.n_test,
-                                                 settings.more_data_prevalence,
-                                                 settings.more_data_scanner), seed=seed)
-    variants = {"site-A only": (["site-A"], "none"),
-                "site-A + site-E": (["site-A", "site-E"], "none"),
-                "site-A + site-E, balanced site x label": (["site-A", "site-E"],
-                                                           "group_balanced")}
+    more = fl.make_sites(
+        cohort,
+        more_data_sites(
+            settings.n_train,
+            settings.n_test,
+            settings.more_data_prevalence,
+            settings.more_data_scanner,
+        ),
+        seed=seed,
+    )
+    variants = {
+        "site-A only": (["site-A"], "none"),
+        "site-A + site-E": (["site-A", "site-E"], "none"),
+        "site-A + site-E, balanced site x label": (
+            ["site-A", "site-E"],
+            "group_balanced",
+        ),
+    }
     swaps: list[dict[str, Any]] = []
     for name, (sites, mitigation) in variants.items():
-        model = fit_on_sites(more, sites, config, seed=seed, group="site",
-                             mitigation=mitigation)
+        model = fit_on_sites(
+            more, sites, config, seed=seed, group="site", mitigation=mitigation
+        )
         scored = {}
         for site in ("site-A", "site-E"):
             test = site_test_data(more, site)
@@ -742,16 +878,30 @@ def seed_record(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
         own = site_test_data(more, "site-A")
         other = more.rescan(own, settings.more_data_scanner, seed=seed)
         table = counterfactual_flip_rate(
-            predict(model, other), scored["site-A"][1],
-            groups=np.where(own.label == 1, "disease", "control"))
+            predict(model, other),
+            scored["site-A"][1],
+            groups=np.where(own.label == 1, "disease", "control"),
+        )
         for cell, row in table.iterrows():
             swaps.append({"model": name, "cell": str(cell), **row.to_dict()})
-    return plain({"rows": rows, "flips": flips, "swaps": swaps, "scores": scores_out,
-                  "seconds": time.perf_counter() - start})
+    return plain(
+        {
+            "rows": rows,
+            "flips": flips,
+            "swaps": swaps,
+            "scores": scores_out,
+            "seconds": time.perf_counter() - start,
+        }
+    )
 
 
-def run_seed(settings: GeneralisationSettings, seed: int, *,
-             cache: ResultCache | None = None, refresh: bool = False) -> dict[str, Any]:
+def run_seed(
+    settings: GeneralisationSettings,
+    seed: int,
+    *,
+    cache: ResultCache | None = None,
+    refresh: bool = False,
+) -> dict[str, Any]:
     """Run (or read from the cache) every experiment of the study for one seed.
 
     Parameters
@@ -783,14 +933,26 @@ def run_seed(settings: GeneralisationSettings, seed: int, *,
     metrics = pd.DataFrame(record["rows"]).assign(seed=int(seed))
     flips = pd.DataFrame(record["flips"]).assign(seed=int(seed))
     swaps = pd.DataFrame(record["swaps"]).assign(seed=int(seed))
-    scores = {name: pd.DataFrame(v).assign(seed=int(seed))
-              for name, v in record["scores"].items()}
-    return {"metrics": metrics, "flips": flips, "swaps": swaps, "scores": scores,
-            "seconds": float(record["seconds"]), "cached": bool(hit)}
+    scores = {
+        name: pd.DataFrame(v).assign(seed=int(seed))
+        for name, v in record["scores"].items()
+    }
+    return {
+        "metrics": metrics,
+        "flips": flips,
+        "swaps": swaps,
+        "scores": scores,
+        "seconds": float(record["seconds"]),
+        "cached": bool(hit),
+    }
 
 
-def collect(settings: GeneralisationSettings, seeds: Sequence[int], *,
-            cache: ResultCache | None = None) -> dict[str, Any]:
+def collect(
+    settings: GeneralisationSettings,
+    seeds: Sequence[int],
+    *,
+    cache: ResultCache | None = None,
+) -> dict[str, Any]:
     """:func:`run_seed` for several seeds, tables concatenated.
 
     Parameters
@@ -818,8 +980,9 @@ def collect(settings: GeneralisationSettings, seeds: Sequence[int], *,
         "metrics": pd.concat([r["metrics"] for r in runs], ignore_index=True),
         "flips": pd.concat([r["flips"] for r in runs], ignore_index=True),
         "swaps": pd.concat([r["swaps"] for r in runs], ignore_index=True),
-        "scores": {n: pd.concat([r["scores"][n] for r in runs], ignore_index=True)
-                   for n in names},
+        "scores": {
+            n: pd.concat([r["scores"][n] for r in runs], ignore_index=True)
+            for n in names
+        },
         "seconds": float(sum(0.0 if r["cached"] else r["seconds"] for r in runs)),
     }
-

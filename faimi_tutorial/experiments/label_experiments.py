@@ -29,8 +29,14 @@ __all__ = ["SITE_COLUMN", "two_site_cohort", "fit_scores"]
 SITE_COLUMN: str = "site"
 
 
-def two_site_cohort(n_per_site: int = 1000, noise_sd: Sequence[float] = (0.02, 0.08), *,
-                    seed: int = 0, twins: bool = True, **overrides: Any) -> Cohort:
+def two_site_cohort(
+    n_per_site: int = 1000,
+    noise_sd: Sequence[float] = (0.02, 0.08),
+    *,
+    seed: int = 0,
+    twins: bool = True,
+    **overrides: Any,
+) -> Cohort:
     """Two sites of 2D subjects; the group marker is visible but unrelated to disease.
 
     Each site is simulated from the tutorial preset in 2D with the bias effect
@@ -67,46 +73,73 @@ def two_site_cohort(n_per_site: int = 1000, noise_sd: Sequence[float] = (0.02, 0
     noise = tuple(noise_sd)
     if len(noise) != 2:
         raise ValueError(f"noise_sd={noise_sd!r} must hold two values (one per site)")
-    settings = {"dims": 2, "bias_prevalence": (0.5, 0.5), "bias_kind": "intensity",
-                "intensity_factor": 1.3, "disease_effect_sd": 3.0,
-                "split": (0.5, 0.2, 0.3), **overrides}
-    base = SimulationConfig.preset("tutorial", n_subjects=n_per_site, seed=int(seed),
-                                   noise_sd=noise[0], **settings)
+    settings = {
+        "dims": 2,
+        "bias_prevalence": (0.5, 0.5),
+        "bias_kind": "intensity",
+        "intensity_factor": 1.3,
+        "disease_effect_sd": 3.0,
+        "split": (0.5, 0.2, 0.3),
+        **overrides,
+    }
+    base = SimulationConfig.preset(
+        "tutorial", n_subjects=n_per_site, seed=int(seed), noise_sd=noise[0], **settings
+    )
     sites = {"S1": base, "S2": base.replace(seed=int(seed) + 1000, noise_sd=noise[1])}
-    return concat_cohorts({k: generate(c, progress=False, twins=twins)
-                           for k, c in sites.items()}, column=SITE_COLUMN)
+    return concat_cohorts(
+        {k: generate(c, progress=False, twins=twins) for k, c in sites.items()},
+        column=SITE_COLUMN,
+    )
 
 
 def _split_labels(cohort: Cohort, name: str, labels: Any) -> np.ndarray:
     n = int((cohort.meta["split"].astype(str) == name).sum())
     y = np.asarray(labels)
     if y.shape != (n,):
-        raise ValueError(f"{name}_labels has shape {y.shape}; the {name} split has {n} "
-                         "subjects")
+        raise ValueError(
+            f"{name}_labels has shape {y.shape}; the {name} split has {n} subjects"
+        )
     if not set(np.unique(y).tolist()) <= {0, 1}:
         raise ValueError(f"{name}_labels must contain only 0 and 1")
     return y.astype(np.int64)
 
 
 @step
-def _train_and_score(cohort: Cohort, y_train: np.ndarray, y_val: np.ndarray,
-                     config: TrainConfig, seed: int) -> dict[str, Any]:
+def _train_and_score(
+    cohort: Cohort,
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+) -> dict[str, Any]:
     """One training run of :func:`fit_scores` (validated labels): scores as lists."""
     train, val, test = cohort.train, cohort.val, cohort.test
-    result = fit((train.images, y_train, train.bias_group), config,
-                 val=(val.images, y_val, val.bias_group), seed=int(seed),
-                 progress=False)
-    out = {"val": predict(result, val).tolist(),
-           "test": predict(result, test).tolist(),
-           "best_epoch": int(result.best_epoch)}
+    result = fit(
+        (train.images, y_train, train.bias_group),
+        config,
+        val=(val.images, y_val, val.bias_group),
+        seed=int(seed),
+        progress=False,
+    )
+    out = {
+        "val": predict(result, val).tolist(),
+        "test": predict(result, test).tolist(),
+        "best_epoch": int(result.best_epoch),
+    }
     if test.twins is not None:
         out["twins"] = predict(result, test.with_twins()).tolist()
     return out
 
 
-def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any,
-               config: TrainConfig, *, seed: int = 0,
-               cache: ResultCache | None = None) -> dict[str, np.ndarray]:
+def fit_scores(
+    cohort: Cohort,
+    train_labels: Any,
+    val_labels: Any,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    cache: ResultCache | None = None,
+) -> dict[str, np.ndarray]:
     """Train on the given labels of the train and val splits; score val, test and twins.
 
     Validation uses the given validation labels too: whoever labelled the
@@ -142,5 +175,8 @@ def fit_scores(cohort: Cohort, train_labels: Any, val_labels: Any,
     y_train = _split_labels(cohort, "train", train_labels)
     y_val = _split_labels(cohort, "val", val_labels)
     record = _train_and_score(cohort, y_train, y_val, config, int(seed), cache=cache)
-    return {k: np.asarray(record[k], dtype=float) for k in ("val", "test", "twins")
-            if k in record}
+    return {
+        k: np.asarray(record[k], dtype=float)
+        for k in ("val", "test", "twins")
+        if k in record
+    }

@@ -886,9 +886,13 @@ def run(
     return value
 
 
-def stored(fn: Callable[..., Any], /, *args: Any,
-           cache: ResultCache | str | os.PathLike[str] | bool | None = None,
-           **kwargs: Any) -> bool:
+def stored(
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    **kwargs: Any,
+) -> bool:
     """Whether :func:`run` would find a stored result of ``fn(*args, **kwargs)``.
 
     Parameters
@@ -926,7 +930,8 @@ def stored(fn: Callable[..., Any], /, *args: Any,
     except (OSError, ValueError):
         return False
     return isinstance(header, dict) and _canonical(header.get("config")) == _canonical(
-        config)
+        config
+    )
 
 
 _STEP_DOC = """
