@@ -1,11 +1,15 @@
 """Benchmark: how fast the simulator generates subjects, next to per-volume baselines.
 
-Measured side by side in one run, on 2 CPU threads, for three grids (the tutorial 3D
-grid, the full 2 mm MNI grid and the tutorial 2D slice):
+Measured side by side in one run, on ``$OMP_NUM_THREADS`` CPU threads (default 2; the
+same for every method), for three grids (the tutorial 3D grid, the full 2 mm MNI grid
+and the tutorial 2D slice):
 
-* ``ours``: :func:`faimi_tutorial.data.simulate.generate` (batched torch; every subject
-  comes with its counterfactual twin; twins of subjects outside the bias group are
-  copies, so ``volumes`` counts only distinct warps);
+* ``ours``: :func:`faimi_tutorial.data.simulate.generate` (every subject comes with its
+  counterfactual twin; twins of subjects outside the bias group are copies, and a
+  biased subject's image differs from its twin's only where the bias can move the
+  anatomy, the only part warped again; ``volumes`` counts the distinct images,
+  subjects plus the bias group). In 3D on the CPU it works one subject at a time on
+  one thread, whatever the thread count (2D: batched torch);
 * ``monai``: MONAI's ``Rand3DElastic`` (``Rand2DElastic`` on the 2D
   grid) applied to the template, one volume at a time (random smooth displacement of
   a comparable smoothness, ~8 mm);
@@ -20,6 +24,9 @@ tutorial cohort (3D, with twins) and of the 2D tutorial cohort.
 Results go to ``bench/results/generate.json`` (written atomically). Run::
 
     OMP_NUM_THREADS=2 python bench/bench_generate.py [--quick] [--cohorts-only]
+
+On a machine that others share, ``OMP_NUM_THREADS=1`` compares the methods on one core
+each (threads waiting for a busy core slow every method down, unevenly).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import torch  # noqa: E402
 import faimi_tutorial as ft  # noqa: E402
 from faimi_tutorial import anatomy, simulate  # noqa: E402
 
-THREADS = 2
+THREADS = int(os.environ["OMP_NUM_THREADS"])  # torch's threads too (default 2)
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 TARGET_RATIO_VS_MONAI = 3.0
 TARGET_TUTORIAL_COHORT_SECONDS = 30.0
@@ -227,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_vs_monai_at_least": TARGET_RATIO_VS_MONAI,
         "tutorial_cohort_seconds_at_most": TARGET_TUTORIAL_COHORT_SECONDS,
         "ratio_met": bool(min(ratios) >= TARGET_RATIO_VS_MONAI),
+        # the same target on distinct volumes per second (the issue's measure)
+        "ratio_volumes_met": bool(
+            min(g["ratio_vs_monai_volumes"] for g in results["grids"].values())
+            >= TARGET_RATIO_VS_MONAI
+        ),
         "cohort_time_met": bool(results["tutorial_cohort"]["seconds"]
                                 <= TARGET_TUTORIAL_COHORT_SECONDS),
         "cohort_time_met_idle_estimate": bool(
@@ -242,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "tutorial_cohort_2d")}, indent=2))
     for name, g in results["grids"].items():
         print(f"{name}: ours {g['ours_subjects_with_twins_per_s']}/s vs {g['monai_transform']} "
-              f"{g['monai_volumes_per_s']}/s (x{g['ratio_vs_monai']}), "
+              f"{g['monai_volumes_per_s']}/s (x{g['ratio_vs_monai']}; volumes "
+              f"{g['ours_volumes_per_s']}/s, x{g['ratio_vs_monai_volumes']}), "
               f"vs scipy {g['scipy_per_volume_volumes_per_s']}/s (x{g['ratio_vs_scipy']})")
     return 0
 
