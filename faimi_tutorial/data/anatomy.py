@@ -2,8 +2,9 @@
 
 Everything here comes from the MNI152 (ICBM 2009a symmetric) T1 template and its
 grey/white-matter probability maps, which ship *inside* this package (copies of
-nilearn's), so nothing is downloaded. The 1 mm template is smoothed and resampled onto the grid
-of a preset (a :class:`Grid`: shape, voxel spacing and origin in MNI millimetres).
+nilearn's), so nothing is downloaded. The 1 mm template is smoothed and resampled onto
+the grid of a preset (a :class:`Grid`: shape, voxel spacing and origin in MNI
+millimetres).
 
 Regions of interest are spheres at MNI coordinates (optionally intersected with
 grey matter). No volumetric atlas ships offline, and spheres are enough for a
@@ -82,7 +83,8 @@ def template_files() -> dict[str, Path]:
             return out
     raise FileNotFoundError(
         "the MNI152 template files are missing from faimi_tutorial/data/mni152 (and no "
-        "installed nilearn ships them); reinstall faimi-tutorial")
+        "installed nilearn ships them); reinstall faimi-tutorial"
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,10 @@ class Grid:
         numpy.ndarray
             Shape ``(*shape, 3)``, float64.
         """
-        axes = [self.origin[d] + self.spacing * np.arange(n) for d, n in enumerate(self.shape)]
+        axes = [
+            self.origin[d] + self.spacing * np.arange(n)
+            for d, n in enumerate(self.shape)
+        ]
         if self.dims == 2:
             x, y = np.meshgrid(axes[0], axes[1], indexing="ij")
             return np.stack([x, y, np.full_like(x, self.origin[2])], axis=-1)
@@ -160,7 +165,11 @@ class Grid:
 
     def to_dict(self) -> dict:
         """A JSON-ready description (shape, spacing, origin)."""
-        return {"shape": list(self.shape), "spacing": self.spacing, "origin": list(self.origin)}
+        return {
+            "shape": list(self.shape),
+            "spacing": self.spacing,
+            "origin": list(self.origin),
+        }
 
 
 def grid_for(
@@ -194,7 +203,8 @@ def grid_for(
     if shape == (99, 117, 95) and float(spacing) == 2.0:
         return Grid(shape, 2.0, (-98.0, -134.0, -72.0))
     origin = [
-        round(centre[d] - float(spacing) * (shape[d] - 1) / 2.0, 3) for d in range(len(shape))
+        round(centre[d] - float(spacing) * (shape[d] - 1) / 2.0, 3)
+        for d in range(len(shape))
     ]
     if len(shape) == 2:
         origin.append(float(centre[2] if slice_z is None else slice_z))
@@ -299,7 +309,8 @@ class Region:
     radius_mm : float
         Radius in mm, in ``[2, 60]``.
     gm_only : bool, default False
-        Intersect the sphere with grey matter (probability > 0.3) in :func:`region_mask`.
+        Intersect the sphere with grey matter (probability > 0.3) in
+        :func:`region_mask`.
     description : str, optional
         Human-readable name.
     """
@@ -312,8 +323,9 @@ class Region:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.replace("_", "").isalnum():
-            raise config_error(self, "name", self.name,
-                               "a non-empty identifier (letters, digits, _)")
+            raise config_error(
+                self, "name", self.name, "a non-empty identifier (letters, digits, _)"
+            )
         centre = check_numbers(self, "centre_mm", self.centre_mm, 3, -150.0, 150.0)
         radius = check_range(self, "radius_mm", self.radius_mm, 2.0, 60.0)
         object.__setattr__(self, "centre_mm", centre)
@@ -353,30 +365,76 @@ class Region:
             x, y, z, r = (float(p) for p in parts)
         except ValueError:
             raise ValueError(
-                f"region={text!r} must be a region name or four numbers 'x,y,z,radius' (mm)"
+                f"region={text!r} must be a region name or four numbers "
+                "'x,y,z,radius' (mm)"
             ) from None
-        name = "custom_" + "_".join(f"{v:g}".replace("-", "m").replace(".", "p") for v in (x, y, z))
-        return cls(name, (x, y, z), r, description=f"sphere of {r:g} mm at ({x:g}, {y:g}, {z:g})")
+        name = "custom_" + "_".join(
+            f"{v:g}".replace("-", "m").replace(".", "p") for v in (x, y, z)
+        )
+        return cls(
+            name,
+            (x, y, z),
+            r,
+            description=f"sphere of {r:g} mm at ({x:g}, {y:g}, {z:g})",
+        )
 
 
 #: Named regions: spheres at approximate MNI centres (mm). Right is x > 0.
 REGIONS: dict[str, Region] = {
     r.name: r
     for r in [
-        Region("right_insula", (41.0, 2.0, 2.0), 9.0, description="right insula (disease region)"),
+        Region(
+            "right_insula",
+            (41.0, 2.0, 2.0),
+            9.0,
+            description="right insula (disease region)",
+        ),
         Region("left_insula", (-41.0, 2.0, 2.0), 9.0, description="left insula"),
-        Region("right_putamen", (18.0, 4.0, 1.0), 7.0,
-               description="right putamen, medial part (near bias)"),
-        Region("left_putamen", (-18.0, 4.0, 1.0), 7.0, description="left putamen, medial part"),
-        Region("right_occipital", (20.0, -90.0, 4.0), 7.0,
-               description="right occipital lobe (far bias)"),
-        Region("left_occipital", (-20.0, -90.0, 4.0), 7.0, description="left occipital lobe"),
+        Region(
+            "right_putamen",
+            (18.0, 4.0, 1.0),
+            7.0,
+            description="right putamen, medial part (near bias)",
+        ),
+        Region(
+            "left_putamen",
+            (-18.0, 4.0, 1.0),
+            7.0,
+            description="left putamen, medial part",
+        ),
+        Region(
+            "right_occipital",
+            (20.0, -90.0, 4.0),
+            7.0,
+            description="right occipital lobe (far bias)",
+        ),
+        Region(
+            "left_occipital",
+            (-20.0, -90.0, 4.0),
+            7.0,
+            description="left occipital lobe",
+        ),
         Region("right_thalamus", (12.0, -18.0, 6.0), 7.0, description="right thalamus"),
-        Region("right_hippocampus", (28.0, -22.0, -14.0), 7.0, description="right hippocampus"),
-        Region("left_hippocampus", (-28.0, -22.0, -14.0), 7.0, description="left hippocampus"),
+        Region(
+            "right_hippocampus",
+            (28.0, -22.0, -14.0),
+            7.0,
+            description="right hippocampus",
+        ),
+        Region(
+            "left_hippocampus",
+            (-28.0, -22.0, -14.0),
+            7.0,
+            description="left hippocampus",
+        ),
         Region("right_caudate", (14.0, 12.0, 10.0), 6.0, description="right caudate"),
         Region("precuneus", (0.0, -60.0, 40.0), 10.0, description="precuneus"),
-        Region("right_frontal", (30.0, 40.0, 20.0), 10.0, description="right middle frontal gyrus"),
+        Region(
+            "right_frontal",
+            (30.0, 40.0, 20.0),
+            10.0,
+            description="right middle frontal gyrus",
+        ),
     ]
 }
 
@@ -408,7 +466,9 @@ def add_region(
     Region
         The registered region; it can now be named in a simulation configuration.
     """
-    region = Region(name, centre_mm, radius_mm, gm_only, description or name.replace("_", " "))
+    region = Region(
+        name, centre_mm, radius_mm, gm_only, description or name.replace("_", " ")
+    )
     REGIONS[name] = region
     return region
 
@@ -435,11 +495,14 @@ def get_region(region: str | Region | dict) -> Region:
         return region
     if isinstance(region, dict):
         missing = [k for k in ("name", "centre_mm", "radius_mm") if k not in region]
-        if missing or not isinstance(region.get("gm_only", False), bool) \
-                or not isinstance(region["centre_mm"], (list, tuple)):
+        if (
+            missing
+            or not isinstance(region.get("gm_only", False), bool)
+            or not isinstance(region["centre_mm"], (list, tuple))
+        ):
             raise ValueError(
-                f"region={region!r} needs name, centre_mm (three numbers), radius_mm and "
-                "optionally gm_only (true/false) and description"
+                f"region={region!r} needs name, centre_mm (three numbers), radius_mm "
+                "and optionally gm_only (true/false) and description"
                 + (f"; missing: {', '.join(missing)}" if missing else "")
             )
         return Region(
@@ -475,7 +538,9 @@ def _distance_mm(region: Region, grid: Grid) -> np.ndarray:
     return np.sqrt(((coords - np.asarray(region.centre_mm)) ** 2).sum(-1))
 
 
-def region_mask(region: str | Region, grid: Grid, within_brain: bool = True) -> np.ndarray:
+def region_mask(
+    region: str | Region, grid: Grid, within_brain: bool = True
+) -> np.ndarray:
     """Voxels of ``grid`` inside a region.
 
     Parameters
@@ -501,7 +566,9 @@ def region_mask(region: str | Region, grid: Grid, within_brain: bool = True) -> 
     return mask
 
 
-def region_weight(region: str | Region, grid: Grid, taper_mm: float | None = None) -> np.ndarray:
+def region_weight(
+    region: str | Region, grid: Grid, taper_mm: float | None = None
+) -> np.ndarray:
     """A smooth weight: 1 inside the region's sphere, falling to 0 over ``taper_mm``.
 
     Used to confine an intensity effect to a region without a visible edge.
@@ -526,4 +593,3 @@ def region_weight(region: str | Region, grid: Grid, taper_mm: float | None = Non
     d = _distance_mm(region, grid)
     t = np.clip((d - region.radius_mm) / max(taper, 1e-6), 0.0, 1.0)
     return (0.5 * (1.0 + np.cos(math.pi * t))).astype(np.float32)
-

@@ -63,8 +63,15 @@ from . import anatomy
 from .. import presets
 from ..runtime import choose_device
 from ..validation import check_memory as _check
-from ..validation import (ConfigError, check_choice, check_integer, check_integers,
-                          check_numbers, check_range, config_error)
+from ..validation import (
+    ConfigError,
+    check_choice,
+    check_integer,
+    check_integers,
+    check_numbers,
+    check_range,
+    config_error,
+)
 
 __all__ = [
     "ConfigError",
@@ -101,9 +108,16 @@ _CROP_MARGIN_MM = 24.0
 
 #: Fields taken from the preset's grid entry for ``dims`` when left unset (``None``);
 #: :meth:`SimulationConfig.replace` re-derives them when ``dims`` or ``preset`` changes.
-GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
-                                 "integration_spacing_mm", "crop", "disease_effect_sd",
-                                 "bias_effect_sd")
+GRID_FIELDS: tuple[str, ...] = (
+    "shape",
+    "spacing",
+    "n_subjects",
+    "slice_z",
+    "integration_spacing_mm",
+    "crop",
+    "disease_effect_sd",
+    "bias_effect_sd",
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -111,26 +125,31 @@ GRID_FIELDS: tuple[str, ...] = ("shape", "spacing", "n_subjects", "slice_z",
 # --------------------------------------------------------------------------------------
 
 FIELD_HELP: dict[str, str] = {
-    "preset": "preset whose grid and cohort size fill unset fields (tiny, tutorial, paper)",
+    "preset": "preset whose grid and cohort size fill unset fields "
+    "(tiny, tutorial, paper)",
     "dims": "2 for an axial slice through the disease region, 3 for volumes",
-    "shape": "grid size in voxels (2 or 3 numbers); default: the preset's grid for dims",
+    "shape": "grid size in voxels (2 or 3 numbers); "
+    "default: the preset's grid for dims",
     "spacing": "voxel size in mm; default: the preset's",
-    "slice_z": "2D only: MNI z (mm) of the axial slice; default: the disease region's centre",
+    "slice_z": "2D only: MNI z (mm) of the axial slice; "
+    "default: the disease region's centre",
     "n_subjects": "number of subjects; default: the preset's for dims",
     "disease_fraction": "fraction of subjects with the disease (class balance)",
     "bias_prevalence": "P(bias group | disease) and P(bias group | control)",
     "disease_region": "region of the disease effect: a name or 'x,y,z,radius' in mm",
     "disease_mean": "mean of the disease coefficient c for (disease, control)",
     "disease_sd": "standard deviation of c for (disease, control)",
-    "disease_effect_sd": "change of the disease region's volume per unit of c, in natural "
-    "standard deviations of that volume across subjects; default: the preset's for dims",
+    "disease_effect_sd": "change of the disease region's volume per unit of c, in "
+    "natural standard deviations of that volume across subjects; "
+    "default: the preset's for dims",
     "disease_scale_mm": "peak displacement (mm) of the disease field per unit of c; "
     "default: calibrated from disease_effect_sd",
     "bias_region": "region of the bias effect: a name or 'x,y,z,radius' in mm",
     "bias_mean": "mean of the bias coefficient b (bias group only)",
     "bias_sd": "standard deviation of b",
     "bias_effect_sd": "change of the bias region's volume per unit of b, in natural "
-    "standard deviations of that volume across subjects; default: the preset's for dims",
+    "standard deviations of that volume across subjects; "
+    "default: the preset's for dims",
     "bias_scale_mm": "peak displacement (mm) of the bias field per unit of b; "
     "default: calibrated from bias_effect_sd",
     "bias_kind": "morphological (a deformation), intensity (a contrast change) or both",
@@ -142,10 +161,11 @@ FIELD_HELP: dict[str, str] = {
     "support": "support radius of the regional fields, in region radii",
     "noise_sd": "standard deviation of additive Gaussian noise (image range [0, 1])",
     "split": "fractions of subjects in train, val and test",
-    "integration_spacing_mm": "grid spacing (mm) on which velocity fields are integrated; "
-    "default: the preset's",
-    "crop": "3D only: keep a box of this many voxels centred between the disease and bias "
-    "regions (a region of interest for training); default: the preset's; () for none",
+    "integration_spacing_mm": "grid spacing (mm) on which velocity fields are "
+    "integrated; default: the preset's",
+    "crop": "3D only: keep a box of this many voxels centred between the disease and "
+    "bias regions (a region of interest for training); default: the preset's; "
+    "() for none",
     "squaring_steps": "scaling-and-squaring steps",
     "seed": "random seed: the same configuration and seed give identical images",
 }
@@ -264,29 +284,52 @@ class SimulationConfig:
     # ---------------------------------------------------------------- validation
     def __post_init__(self) -> None:
         if not isinstance(self.preset, str):
-            # the class attribute ``preset`` is the constructor below, not a default value
+            # the class attribute ``preset`` is the constructor below, not a default
             self.preset = presets.active_preset()
         check_choice(self, "preset", self.preset, presets.PRESET_NAMES)
         self.dims = check_integer(self, "dims", self.dims, 2, 3, whole_floats=True)
         _fill_grid_defaults(self)
-        self.shape = check_integers(self, "shape", self.shape, 8, 512, n=self.dims,
-                                    whole_floats=True)
+        self.shape = check_integers(
+            self, "shape", self.shape, 8, 512, n=self.dims, whole_floats=True
+        )
         for name, (lo, hi, low_open, high_open, optional) in _NUMBER_RANGES.items():
-            setattr(self, name, check_range(self, name, getattr(self, name), lo, hi,
-                                            low_open=low_open, high_open=high_open,
-                                            optional=optional))
+            setattr(
+                self,
+                name,
+                check_range(
+                    self,
+                    name,
+                    getattr(self, name),
+                    lo,
+                    hi,
+                    low_open=low_open,
+                    high_open=high_open,
+                    optional=optional,
+                ),
+            )
         for name, (lo, hi) in _INTEGER_RANGES.items():
-            setattr(self, name, check_integer(self, name, getattr(self, name), lo, hi,
-                                              whole_floats=True))
+            setattr(
+                self,
+                name,
+                check_integer(
+                    self, name, getattr(self, name), lo, hi, whole_floats=True
+                ),
+            )
         for name, (n, lo, hi) in _TUPLE_RANGES.items():
-            setattr(self, name, check_numbers(self, name, getattr(self, name), n, lo,
-                                              hi))
+            setattr(
+                self, name, check_numbers(self, name, getattr(self, name), n, lo, hi)
+            )
         if any(s <= 0 for s in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
-            raise config_error(self, "split", self.split,
-                               "three positive fractions summing to 1")
+            raise config_error(
+                self, "split", self.split, "three positive fractions summing to 1"
+            )
         self.integration_spacing_mm = check_range(
-            self, "integration_spacing_mm", self.integration_spacing_mm, self.spacing,
-            40.0)
+            self,
+            "integration_spacing_mm",
+            self.integration_spacing_mm,
+            self.spacing,
+            40.0,
+        )
         check_choice(self, "bias_kind", self.bias_kind, BIAS_KINDS)
         check_choice(self, "intensity_scope", self.intensity_scope, INTENSITY_SCOPES)
         for name in ("disease_region", "bias_region"):
@@ -386,8 +429,11 @@ class SimulationConfig:
             The validated configuration.
         """
         if not isinstance(data, dict):
-            raise ConfigError("config", type(data).__name__,
-                              "a JSON object of SimulationConfig fields")
+            raise ConfigError(
+                "config",
+                type(data).__name__,
+                "a JSON object of SimulationConfig fields",
+            )
         _check_known_fields(data)
         values = _values_from_json(data)
         return cls(**values)
@@ -409,7 +455,7 @@ class SimulationConfig:
 
     @property
     def grid(self) -> anatomy.Grid:
-        """The grid of the images (:class:`anatomy.Grid`): the crop when there is one."""
+        """The grid of the images (:class:`anatomy.Grid`): the crop, if there is one."""
         return _image_grid(self)
 
     @property
@@ -458,7 +504,9 @@ class SimulationConfig:
 def _preset_values(name: str) -> dict[str, Any]:
     values = presets.SIMULATION.get(name) or {}
     if "grid_3d" not in values or "grid_2d" not in values:
-        raise ValueError(f"presets.SIMULATION[{name!r}] lacks 'grid_2d'/'grid_3d' entries")
+        raise ValueError(
+            f"presets.SIMULATION[{name!r}] lacks 'grid_2d'/'grid_3d' entries"
+        )
     return values
 
 
@@ -467,9 +515,11 @@ def _check_known_fields(names: Any) -> set[str]:
     known = {f.name for f in dataclasses.fields(SimulationConfig)}
     unknown = sorted(set(names) - known, key=str)
     if unknown:
-        raise ValueError("unknown SimulationConfig field(s): "
-                         f"{', '.join(map(str, unknown))}; known: "
-                         f"{', '.join(sorted(known))}")
+        raise ValueError(
+            "unknown SimulationConfig field(s): "
+            f"{', '.join(map(str, unknown))}; known: "
+            f"{', '.join(sorted(known))}"
+        )
     return known
 
 
@@ -477,8 +527,14 @@ def _values_from_json(data: dict[str, Any]) -> dict[str, Any]:
     """Field values of :meth:`SimulationConfig.to_dict` output: lists as tuples, region
     objects as :class:`anatomy.Region`."""
     values = dict(data)
-    for key in ("shape", "bias_prevalence", "disease_mean", "disease_sd", "split",
-                "crop"):
+    for key in (
+        "shape",
+        "bias_prevalence",
+        "disease_mean",
+        "disease_sd",
+        "split",
+        "crop",
+    ):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     for key in ("disease_region", "bias_region"):
@@ -486,9 +542,13 @@ def _values_from_json(data: dict[str, Any]) -> dict[str, Any]:
             try:
                 values[key] = anatomy.get_region(values[key])
             except (ValueError, TypeError) as err:
-                raise config_error(SimulationConfig, key, values[key],
-                                   "a region name or an object with name, centre_mm, "
-                                   f"radius_mm ({err})") from None
+                raise config_error(
+                    SimulationConfig,
+                    key,
+                    values[key],
+                    "a region name or an object with name, centre_mm, "
+                    f"radius_mm ({err})",
+                ) from None
     return values
 
 
@@ -578,8 +638,12 @@ _TUPLE_RANGES: dict[str, tuple[int, float, float]] = {
 def _fill_grid_defaults(cfg: SimulationConfig) -> None:
     """Fill the grid fields left as ``None`` from the preset's entry for ``dims``."""
     grid = _preset_values(cfg.preset)[f"grid_{cfg.dims}d"]
-    for key, convert in (("shape", tuple), ("spacing", float), ("n_subjects", int),
-                         ("integration_spacing_mm", float)):
+    for key, convert in (
+        ("shape", tuple),
+        ("spacing", float),
+        ("n_subjects", int),
+        ("integration_spacing_mm", float),
+    ):
         if getattr(cfg, key) is None:
             setattr(cfg, key, convert(grid[key]))
     if cfg.crop is None:
@@ -597,8 +661,14 @@ def _checked_region(cfg: SimulationConfig, name: str) -> str | anatomy.Region:
     try:
         region = anatomy.get_region(value)
     except (ValueError, KeyError, TypeError):
-        raise config_error(cfg, name, value, "a region name (" + ", ".join(
-            sorted(anatomy.REGIONS)) + ") or 'x,y,z,radius' in mm") from None
+        raise config_error(
+            cfg,
+            name,
+            value,
+            "a region name ("
+            + ", ".join(sorted(anatomy.REGIONS))
+            + ") or 'x,y,z,radius' in mm",
+        ) from None
     # keep names as names (readable in JSON); keep custom regions as Region objects
     return region.name if anatomy.REGIONS.get(region.name) == region else region
 
@@ -607,8 +677,9 @@ def _check_slice(cfg: SimulationConfig) -> None:
     """2D: ``slice_z`` defaults to the disease centre and must cut both regions."""
     if cfg.dims == 3:
         if cfg.slice_z is not None:
-            raise config_error(cfg, "slice_z", cfg.slice_z,
-                               "None for dims=3 (only 2D has a slice)")
+            raise config_error(
+                cfg, "slice_z", cfg.slice_z, "None for dims=3 (only 2D has a slice)"
+            )
         return
     if cfg.slice_z is None:
         cfg.slice_z = anatomy.get_region(cfg.disease_region).centre_mm[2]
@@ -616,10 +687,14 @@ def _check_slice(cfg: SimulationConfig) -> None:
     for name in ("disease_region", "bias_region"):
         region = anatomy.get_region(getattr(cfg, name))
         if abs(region.centre_mm[2] - cfg.slice_z) >= region.radius_mm:
-            raise config_error(cfg, name, region.name,
-                               f"in 2D, a region that the slice z={cfg.slice_z:g} mm "
-                               f"cuts (|z - {region.centre_mm[2]:g}| < "
-                               f"{region.radius_mm:g})")
+            raise config_error(
+                cfg,
+                name,
+                region.name,
+                f"in 2D, a region that the slice z={cfg.slice_z:g} mm "
+                f"cuts (|z - {region.centre_mm[2]:g}| < "
+                f"{region.radius_mm:g})",
+            )
 
 
 def _checked_crop(cfg: SimulationConfig) -> tuple[int, ...] | None:
@@ -631,9 +706,12 @@ def _checked_crop(cfg: SimulationConfig) -> tuple[int, ...] | None:
         crop = tuple(int(c) for c in cfg.crop)
     except (TypeError, ValueError):
         raise config_error(cfg, "crop", cfg.crop, allowed) from None
-    if (cfg.dims != 3 or len(crop) != 3
-            or any(not 8 <= c <= s for c, s in zip(crop, cfg.shape))
-            or any(float(c) != float(o) for c, o in zip(crop, cfg.crop))):
+    if (
+        cfg.dims != 3
+        or len(crop) != 3
+        or any(not 8 <= c <= s for c, s in zip(crop, cfg.shape))
+        or any(float(c) != float(o) for c, o in zip(crop, cfg.crop))
+    ):
         raise config_error(cfg, "crop", cfg.crop, allowed)
     return crop
 
@@ -649,13 +727,15 @@ def _torch():
     return torch
 
 
-def _coarse_shape(shape: tuple[int, ...], spacing: float, coarse_spacing: float) -> tuple:
+def _coarse_shape(
+    shape: tuple[int, ...], spacing: float, coarse_spacing: float
+) -> tuple:
     factor = max(1.0, coarse_spacing / spacing)
     return tuple(max(4, int(math.ceil((s - 1) / factor)) + 1) for s in shape)
 
 
 def _points_mm(grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
-    """MNI coordinates of a grid with the same extent as ``grid`` but ``shape`` points."""
+    """MNI coordinates of a grid of ``shape`` points with the extent of ``grid``."""
     axes = []
     for d, n in enumerate(shape):
         lo = grid.origin[d]
@@ -667,8 +747,9 @@ def _points_mm(grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(mesh, axis=-1)
 
 
-def regional_field(region: anatomy.Region | str, points_mm: np.ndarray, dims: int,
-                   support: float = 2.0) -> np.ndarray:
+def regional_field(
+    region: anatomy.Region | str, points_mm: np.ndarray, dims: int, support: float = 2.0
+) -> np.ndarray:
     """A unit radial velocity field centred on a region (mm per unit coefficient).
 
     ``v(x) = (x - c) / R * (1 - |x - c|^2 / R^2)^3 / peak`` inside the support
@@ -701,13 +782,16 @@ def regional_field(region: anatomy.Region | str, points_mm: np.ndarray, dims: in
     return np.stack(comps, axis=0)
 
 
-def _cosine_modes(points_mm: np.ndarray, dims: int, n_basis: int, scale_mm: float,
-                  decay: float) -> tuple[np.ndarray, np.ndarray]:
+def _cosine_modes(
+    points_mm: np.ndarray, dims: int, n_basis: int, scale_mm: float, decay: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Cosine fields at ``points_mm`` (see :meth:`ShapeBasis.synthetic`)."""
     box_lo = np.array([-75.0, -110.0, -60.0])[:dims]
     box_len = np.array([150.0, 190.0, 150.0])[:dims]
     freqs = [n for n in np.ndindex(*([9] * dims)) if any(n)]
-    modes = sorted((sum(v * v for v in n), d, n) for n in freqs for d in range(dims))[:n_basis]
+    modes = sorted((sum(v * v for v in n), d, n) for n in freqs for d in range(dims))[
+        :n_basis
+    ]
     pts = points_mm[..., :dims]
     shape = pts.shape[:-1]
     fields = np.zeros((len(modes), dims, *shape))
@@ -716,7 +800,9 @@ def _cosine_modes(points_mm: np.ndarray, dims: int, n_basis: int, scale_mm: floa
         val = np.ones(shape)
         for i in range(dims):
             if n[i]:
-                val = val * np.cos(math.pi * n[i] * (pts[..., i] - box_lo[i]) / box_len[i])
+                val = val * np.cos(
+                    math.pi * n[i] * (pts[..., i] - box_lo[i]) / box_len[i]
+                )
         # unit RMS over the box (cos^2 averages 1/2 per non-zero frequency)
         fields[k, d] = val * math.sqrt(2.0 ** sum(1 for v in n if v))
         variances[k] = float(n2) ** (-decay)
@@ -750,15 +836,21 @@ class ShapeBasis:
     def __post_init__(self) -> None:
         self.fields = np.asarray(self.fields, dtype=np.float64)
         self.variances = np.asarray(self.variances, dtype=np.float64).reshape(-1)
-        if self.fields.ndim != self.grid.dims + 2 or self.fields.shape[1] != self.grid.dims:
+        if (
+            self.fields.ndim != self.grid.dims + 2
+            or self.fields.shape[1] != self.grid.dims
+        ):
             raise ValueError(
                 f"fields shape {self.fields.shape} must be (K, {self.grid.dims}, *grid)"
             )
         if tuple(self.fields.shape[2:]) != tuple(self.grid.shape):
             raise ValueError(
-                f"fields grid {self.fields.shape[2:]} does not match grid.shape {self.grid.shape}"
+                f"fields grid {self.fields.shape[2:]} does not match grid.shape "
+                f"{self.grid.shape}"
             )
-        if self.variances.shape[0] != self.fields.shape[0] or np.any(self.variances < 0):
+        if self.variances.shape[0] != self.fields.shape[0] or np.any(
+            self.variances < 0
+        ):
             raise ValueError(
                 f"variances must be {self.fields.shape[0]} non-negative numbers, "
                 f"got shape {self.variances.shape}"
@@ -768,8 +860,9 @@ class ShapeBasis:
         return int(self.fields.shape[0])
 
     @classmethod
-    def synthetic(cls, grid: anatomy.Grid, n_basis: int, scale_mm: float = 2.0,
-                  decay: float = 1.0) -> ShapeBasis:
+    def synthetic(
+        cls, grid: anatomy.Grid, n_basis: int, scale_mm: float = 2.0, decay: float = 1.0
+    ) -> ShapeBasis:
         """Low-frequency cosine fields with decaying variances (stand-in for a PCA).
 
         Mode ``k`` is ``e_d * prod_i cos(pi n_i (x_i - lo_i) / L_i)`` over a box
@@ -794,11 +887,15 @@ class ShapeBasis:
         ShapeBasis
             The basis.
         """
-        fields, variances = _cosine_modes(grid.coordinates(), grid.dims, n_basis, scale_mm, decay)
+        fields, variances = _cosine_modes(
+            grid.coordinates(), grid.dims, n_basis, scale_mm, decay
+        )
         return cls(fields, variances, grid, name="synthetic-cosine")
 
     @classmethod
-    def from_samples(cls, samples: np.ndarray, grid: anatomy.Grid, n_basis: int) -> ShapeBasis:
+    def from_samples(
+        cls, samples: np.ndarray, grid: anatomy.Grid, n_basis: int
+    ) -> ShapeBasis:
         """Fit a basis by PCA on sample velocity (or displacement) fields.
 
         This is how SimBA builds its basis from real subjects' registrations.
@@ -820,14 +917,18 @@ class ShapeBasis:
         samples = np.asarray(samples, dtype=np.float64)
         n = samples.shape[0]
         if not 1 <= n_basis <= n - 1:
-            raise ValueError(f"n_basis={n_basis} must be in [1, {n - 1}] for {n} samples")
+            raise ValueError(
+                f"n_basis={n_basis} must be in [1, {n - 1}] for {n} samples"
+            )
         flat = samples.reshape(n, -1)
         flat = flat - flat.mean(0, keepdims=True)
         _, svals, vt = np.linalg.svd(flat, full_matrices=False)
         m = flat.shape[1]
         comps = vt[:n_basis] * math.sqrt(m / grid.dims)  # unit RMS per component field
         variances = svals[:n_basis] ** 2 / (n - 1) / (m / grid.dims)
-        return cls(comps.reshape(n_basis, *samples.shape[1:]), variances, grid, name="pca")
+        return cls(
+            comps.reshape(n_basis, *samples.shape[1:]), variances, grid, name="pca"
+        )
 
     def resample(self, grid: anatomy.Grid, shape: tuple[int, ...]) -> np.ndarray:
         """Fields sampled (linearly) on a grid of the same extent with ``shape`` points.
@@ -861,7 +962,7 @@ class ShapeBasis:
 
 
 def _identity(shape: tuple[int, ...], device=None):
-    """Identity sampling grid of ``shape`` in grid_sample order, shape (1, *shape, D)."""
+    """Identity sampling grid of ``shape``, grid_sample order: (1, *shape, D)."""
     torch = _torch()
     axes = [torch.linspace(-1.0, 1.0, n, device=device) for n in shape]
     mesh = torch.meshgrid(*axes, indexing="ij")
@@ -891,8 +992,9 @@ def integrate_velocity(velocity, steps: int = 6):
     u = velocity / float(2**steps)
     for _ in range(steps):
         grid = base + u.movedim(1, -1)
-        u = u + F.grid_sample(u, grid, mode="bilinear", padding_mode="border",
-                              align_corners=True)
+        u = u + F.grid_sample(
+            u, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
     return u
 
 
@@ -919,11 +1021,14 @@ def warp(image, displacement):
     if image.shape[0] == 1 and b > 1:
         # one shared image: stack the batch along the first spatial axis of the grid
         big = grid.reshape(1, b * shape[0], *shape[1:], len(shape))
-        out = F.grid_sample(image, big, mode="bilinear", padding_mode="zeros",
-                            align_corners=True)
+        out = F.grid_sample(
+            image, big, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         c = image.shape[1]
         return out.reshape(c, b, *shape).transpose(0, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return F.grid_sample(
+        image, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
 
 
 # Fast 3D sampling on the CPU. PyTorch's 3D ``grid_sample`` kernel is scalar code on the
@@ -1104,8 +1209,13 @@ def contrast_stretch(image, factor: float, weight=None):
 # --------------------------------------------------------------------------------------
 
 
-def stratified_split(label: np.ndarray, group: np.ndarray, fractions: tuple[float, ...],
-                     seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+def stratified_split(
+    label: np.ndarray,
+    group: np.ndarray,
+    fractions: tuple[float, ...],
+    seed: int = 0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Assign train/val/test within every label x group cell.
 
     Parameters
@@ -1136,13 +1246,14 @@ def stratified_split(label: np.ndarray, group: np.ndarray, fractions: tuple[floa
             n_train = int(round(n_cell * fr[0]))
             n_val = int(round(n_cell * (fr[0] + fr[1]))) - n_train
             split[idx[:n_train]] = "train"
-            split[idx[n_train:n_train + n_val]] = "val"
-            split[idx[n_train + n_val:]] = "test"
+            split[idx[n_train : n_train + n_val]] = "val"
+            split[idx[n_train + n_val :]] = "test"
     return split
 
 
-def stratified_normal(cells: np.ndarray, rng: np.random.Generator,
-                      columns: int = 1) -> np.ndarray:
+def stratified_normal(
+    cells: np.ndarray, rng: np.random.Generator, columns: int = 1
+) -> np.ndarray:
     """Standard-normal draws, stratified within each cell.
 
     In a cell of ``m`` subjects, column ``j`` takes one value from each of the ``m``
@@ -1266,9 +1377,12 @@ class Cohort:
 
     def __post_init__(self) -> None:
         n = len(self.meta)
-        if self.images.shape[0] != n or (self.twins is not None and self.twins.shape[0] != n):
+        if self.images.shape[0] != n or (
+            self.twins is not None and self.twins.shape[0] != n
+        ):
             raise ValueError(
-                f"images ({self.images.shape[0]}), twins and meta ({n}) disagree in length"
+                f"images ({self.images.shape[0]}), twins and meta ({n}) disagree in "
+                "length"
             )
 
     def __len__(self) -> int:
@@ -1277,8 +1391,9 @@ class Cohort:
     def __repr__(self) -> str:
         shape = tuple(self.images.shape[2:])
         counts = self.meta.groupby(["label", "bias_group"]).size().to_dict()
-        return (f"Cohort(n={len(self)}, grid={shape}, "
-                f"label x bias_group counts={counts})")
+        return (
+            f"Cohort(n={len(self)}, grid={shape}, label x bias_group counts={counts})"
+        )
 
     @property
     def label(self) -> np.ndarray:
@@ -1312,7 +1427,9 @@ class Cohort:
         idx = np.asarray(index)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
-                raise ValueError(f"boolean mask of length {idx.shape} does not match {len(self)}")
+                raise ValueError(
+                    f"boolean mask of length {idx.shape} does not match {len(self)}"
+                )
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
@@ -1364,8 +1481,12 @@ class Cohort:
         pandas.DataFrame
             Rows ``(split, label)``, columns bias group 0/1 and total.
         """
-        table = pd.crosstab([self.meta["split"], self.meta["label"]], self.meta["bias_group"],
-                            margins=True, margins_name="total")
+        table = pd.crosstab(
+            [self.meta["split"], self.meta["label"]],
+            self.meta["bias_group"],
+            margins=True,
+            margins_name="total",
+        )
         return table
 
 
@@ -1410,8 +1531,14 @@ _FAST_3D_MIN_VOXELS = 65_536
 class _Engine:
     """Precomputed tensors for one configuration on one device."""
 
-    def __init__(self, cfg: SimulationConfig, device, basis: ShapeBasis | None,
-                 disease_mm: float, bias_mm: float) -> None:
+    def __init__(
+        self,
+        cfg: SimulationConfig,
+        device,
+        basis: ShapeBasis | None,
+        disease_mm: float,
+        bias_mm: float,
+    ) -> None:
         torch = _torch()
         self.cfg = cfg
         self.device = device
@@ -1430,24 +1557,30 @@ class _Engine:
             f = np.flip(f, axis=-dims - 1).copy()
             return torch.as_tensor(f, dtype=torch.float32, device=device)
 
-        self.disease_field = to_t(regional_field(cfg.disease, pts, dims, cfg.support)
-                                  * disease_mm)
-        self.bias_field = to_t(regional_field(cfg.bias, pts, dims, cfg.support) * bias_mm)
+        self.disease_field = to_t(
+            regional_field(cfg.disease, pts, dims, cfg.support) * disease_mm
+        )
+        self.bias_field = to_t(
+            regional_field(cfg.bias, pts, dims, cfg.support) * bias_mm
+        )
         if basis is not None and len(basis) != cfg.n_basis:
             raise ValueError(f"basis has {len(basis)} fields but n_basis={cfg.n_basis}")
         if basis is not None:
             fields, variances = basis.resample(grid, self.coarse), basis.variances
         elif cfg.n_basis:
             # the synthetic basis, evaluated straight on the integration grid
-            fields, variances = _cosine_modes(pts, dims, cfg.n_basis, cfg.basis_scale_mm,
-                                              cfg.basis_decay)
+            fields, variances = _cosine_modes(
+                pts, dims, cfg.n_basis, cfg.basis_scale_mm, cfg.basis_decay
+            )
         if cfg.n_basis:
             fields = fields * np.sqrt(variances).reshape((-1,) + (1,) * (dims + 1))
             self.basis = to_t(fields)  # (K, dims, *coarse)
         else:
             self.basis = None
         template = anatomy.load_template(grid)
-        self.template = torch.as_tensor(np.array(template, dtype=np.float32), device=device)[None, None]
+        self.template = torch.as_tensor(
+            np.array(template, dtype=np.float32), device=device
+        )[None, None]
         # voxels within margin_mm of the brain: the only ones that can be non-zero while
         # every displacement is shorter than the margin
         from scipy import ndimage
@@ -1473,21 +1606,26 @@ class _Engine:
         self.region_points = {}
         for key, region in (("disease", cfg.disease), ("bias", cfg.bias)):
             m = anatomy.region_mask(region, grid, within_brain=True)
-            self.masks[key] = torch.as_tensor(m.astype(np.float32), device=device)[None, None]
+            self.masks[key] = torch.as_tensor(m.astype(np.float32), device=device)[
+                None, None
+            ]
             self.out_masks[key] = torch.as_tensor(m.ravel()[out_index], device=device)
             if not m.any():
                 self.region_points[key] = None
                 continue
             reach = ndimage.distance_transform_edt(~m) * grid.spacing <= margin_mm
-            self.region_points[key] = identity[torch.as_tensor(np.flatnonzero(reach.ravel()),
-                                                               device=device)]
+            self.region_points[key] = identity[
+                torch.as_tensor(np.flatnonzero(reach.ravel()), device=device)
+            ]
         if cfg.intensity_scope == "region":
             # the contrast change reaches exactly as far as a regional field
-            w = anatomy.region_weight(cfg.bias, grid,
-                                      taper_mm=(cfg.support - 1.0) * cfg.bias.radius_mm)
+            w = anatomy.region_weight(
+                cfg.bias, grid, taper_mm=(cfg.support - 1.0) * cfg.bias.radius_mm
+            )
             w = w if self.crop is None else w[self.crop]
-            self.intensity_weight = torch.as_tensor(np.ascontiguousarray(w),
-                                                    device=device)[None, None]
+            self.intensity_weight = torch.as_tensor(
+                np.ascontiguousarray(w), device=device
+            )[None, None]
         else:
             self.intensity_weight = None
         self.voxel_ml = grid.voxel_volume_ml
@@ -1498,10 +1636,16 @@ class _Engine:
         self.bias_support_mm = cfg.support * cfg.bias.radius_mm
         extent = np.array([grid.spacing * (n - 1) for n in self.fine])
         self.coarse_spacing_mm = float(np.max(extent / (np.array(self.coarse) - 1)))
-        self.half_t = torch.as_tensor(half[::-1].copy(), dtype=torch.float32, device=device)
+        self.half_t = torch.as_tensor(
+            half[::-1].copy(), dtype=torch.float32, device=device
+        )
         # the fast 3D path is for CPUs; on GPUs the 3D kernel is fast already
-        self.fast = (_FAST_3D and dims == 3 and torch.device(device).type == "cpu"
-                     and math.prod(self.fine) >= _FAST_3D_MIN_VOXELS)
+        self.fast = (
+            _FAST_3D
+            and dims == 3
+            and torch.device(device).type == "cpu"
+            and math.prod(self.fine) >= _FAST_3D_MIN_VOXELS
+        )
         if self.fast:
             self._init_3d(outside, near)
 
@@ -1594,11 +1738,13 @@ class _Engine:
         return mm.pow(2).sum(1).sqrt().flatten(1).amax(1).double().cpu().numpy()
 
     def localise(self, u, n_twin: int, biased: np.ndarray, speed: np.ndarray):
-        """Copy twin displacements into the biased ones outside the bias field's reach."""
+        """Copy twin displacements into biased ones beyond the bias field's reach."""
         torch = _torch()
-        reach = self.bias_support_mm + torch.as_tensor(speed, dtype=torch.float32,
-                                                       device=self.device) \
+        reach = (
+            self.bias_support_mm
+            + torch.as_tensor(speed, dtype=torch.float32, device=self.device)
             + 2.0 * self.coarse_spacing_mm
+        )
         keep = self.bias_dist[None] <= reach.view(-1, *([1] * self.cfg.dims))
         twin_u = u[torch.as_tensor(biased, device=self.device)]
         u = u.clone()
@@ -1608,14 +1754,20 @@ class _Engine:
     def velocity(self, z: np.ndarray, c: np.ndarray):
         torch = _torch()
         b = len(c)
-        v = torch.zeros((b, self.cfg.dims, *self.coarse), dtype=torch.float32, device=self.device)
+        v = torch.zeros(
+            (b, self.cfg.dims, *self.coarse), dtype=torch.float32, device=self.device
+        )
         if self.basis is not None:
             zt = torch.as_tensor(z, dtype=torch.float32, device=self.device)
             view = (-1,) + (1,) * (self.cfg.dims + 1)
-            for k in range(self.basis.shape[0]):  # elementwise: batch-independent results
+            for k in range(
+                self.basis.shape[0]
+            ):  # elementwise: batch-independent results
                 v.addcmul_(zt[:, k].view(view), self.basis[k].unsqueeze(0))
         ct = torch.as_tensor(c, dtype=torch.float32, device=self.device)
-        v.addcmul_(ct.view(-1, *([1] * (self.cfg.dims + 1))), self.disease_field.unsqueeze(0))
+        v.addcmul_(
+            ct.view(-1, *([1] * (self.cfg.dims + 1))), self.disease_field.unsqueeze(0)
+        )
         return v
 
     def integrate(self, v):
@@ -1912,12 +2064,14 @@ class _Engine:
         n_pts = points.shape[0]
         shape = (b, n_pts) + (1,) * (dims - 1) + (dims,)
         where = points.view(1, n_pts, *([1] * (dims - 1)), dims).expand(*shape)
-        disp = F.grid_sample(u_coarse, where, mode="bilinear", padding_mode="border",
-                             align_corners=True)  # (B, D, P, 1[, 1])
+        disp = F.grid_sample(
+            u_coarse, where, mode="bilinear", padding_mode="border", align_corners=True
+        )  # (B, D, P, 1[, 1])
         grid = where + disp.movedim(1, -1)  # (B, P, 1[, 1], D)
         grid = grid.reshape(1, b, n_pts, *([1] * (dims - 2)), dims)
-        values = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=True)
+        values = F.grid_sample(
+            volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         return values.reshape(b, n_pts)
 
 
@@ -1971,20 +2125,36 @@ class EffectCalibration:
     def to_dict(self) -> dict[str, float]:
         """Plain numbers (the fields and the three derived effect sizes)."""
         out = dataclasses.asdict(self)
-        out.update(disease_effect_sd=self.disease_effect_sd,
-                   bias_effect_sd=self.bias_effect_sd,
-                   intensity_effect_sd=self.intensity_effect_sd)
+        out.update(
+            disease_effect_sd=self.disease_effect_sd,
+            bias_effect_sd=self.bias_effect_sd,
+            intensity_effect_sd=self.intensity_effect_sd,
+        )
         return {k: float(v) for k, v in out.items()}
 
 
 _CALIBRATION_CACHE: dict[tuple, tuple[float, ...]] = {}
-#: Solved effect sizes per calibration key and effect settings (the slopes need renders).
+#: Solved effect sizes per calibration key and effect settings (slopes need renders).
 _SCALE_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 #: Fields that do not change the calibration (everything else does).
-_NOT_CALIBRATION = ("n_subjects", "seed", "bias_prevalence", "disease_fraction", "split",
-                    "disease_mean", "disease_sd", "bias_mean", "bias_sd", "noise_sd",
-                    "disease_effect_sd", "bias_effect_sd", "disease_scale_mm",
-                    "bias_scale_mm", "bias_kind", "preset")
+_NOT_CALIBRATION = (
+    "n_subjects",
+    "seed",
+    "bias_prevalence",
+    "disease_fraction",
+    "split",
+    "disease_mean",
+    "disease_sd",
+    "bias_mean",
+    "bias_sd",
+    "noise_sd",
+    "disease_effect_sd",
+    "bias_effect_sd",
+    "disease_scale_mm",
+    "bias_scale_mm",
+    "bias_kind",
+    "preset",
+)
 
 
 #: The last engines :func:`generate` built (they depend only on the calibration key and
@@ -2022,8 +2192,12 @@ def _engine(
     return engine
 
 
-def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
-                       device: Any = None, n_subjects: int = 200) -> EffectCalibration:
+def effect_calibration(
+    cfg: SimulationConfig,
+    basis: ShapeBasis | None = None,
+    device: Any = None,
+    n_subjects: int = 200,
+) -> EffectCalibration:
     """Measure natural regional variation and set both effects in its units.
 
     ``n_subjects`` subjects with subject variation only (no disease, no bias;
@@ -2055,10 +2229,16 @@ def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
     torch = _torch()
 
     if int(n_subjects) < 20:
-        raise ValueError(f"n_subjects={n_subjects!r} is invalid; allowed: an integer >= 20")
+        raise ValueError(
+            f"n_subjects={n_subjects!r} is invalid; allowed: an integer >= 20"
+        )
     device = choose_device(device if device is None else str(device))
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_CALIBRATION}
-    key = (json.dumps(settings, sort_keys=True, default=str), str(device), int(n_subjects))
+    key = (
+        json.dumps(settings, sort_keys=True, default=str),
+        str(device),
+        int(n_subjects),
+    )
     measured = _CALIBRATION_CACHE.get(key) if basis is None else None
     if measured is None:
         engine = _Engine(cfg, device, basis, 0.0, 0.0)
@@ -2073,14 +2253,19 @@ def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
                 v = engine.velocity(z[idx], np.zeros(len(idx)))
                 # integrate_velocity here (not engine.integrate): the region volumes,
                 # and so the effect sizes, come out bit for bit as they always have
-                images, batch_vols = engine.render(integrate_velocity(v, cfg.squaring_steps))
+                images, batch_vols = engine.render(
+                    integrate_velocity(v, cfg.squaring_steps)
+                )
                 for name in vols:
                     vols[name].append(batch_vols[name])
                 flat = images.reshape(len(idx), -1)
-                stretched = contrast_stretch(images, cfg.intensity_factor,
-                                             engine.intensity_weight).reshape(len(idx), -1)
+                stretched = contrast_stretch(
+                    images, cfg.intensity_factor, engine.intensity_weight
+                ).reshape(len(idx), -1)
                 means.append(flat[:, bias_mask].double().mean(1).cpu().numpy())
-                changes.append((stretched - flat)[:, bias_mask].double().mean(1).cpu().numpy())
+                changes.append(
+                    (stretched - flat)[:, bias_mask].double().mean(1).cpu().numpy()
+                )
         d_sd = float(np.std(np.concatenate(vols["disease"]), ddof=1))
         b_sd = float(np.std(np.concatenate(vols["bias"]), ddof=1))
         i_sd = float(np.std(np.concatenate(means), ddof=1))
@@ -2093,22 +2278,41 @@ def effect_calibration(cfg: SimulationConfig, basis: ShapeBasis | None = None,
         raise ValueError(
             "cannot calibrate the effects: a region has no volume on this grid or no "
             f"natural variation (SD {d_sd:.3g} / {b_sd:.3g} mL); give disease_scale_mm "
-            "and bias_scale_mm")
-    scale_key = key + (cfg.disease_effect_sd, cfg.bias_effect_sd, cfg.bias_mean,
-                       cfg.disease_scale_mm, cfg.bias_scale_mm)
+            "and bias_scale_mm"
+        )
+    scale_key = key + (
+        cfg.disease_effect_sd,
+        cfg.bias_effect_sd,
+        cfg.bias_mean,
+        cfg.disease_scale_mm,
+        cfg.bias_scale_mm,
+    )
     solved = _SCALE_CACHE.get(scale_key) if basis is None else None
     if solved is None:
         slopes = _unit_slopes(cfg, device, basis)
-        disease_mm, d_slope = _solve_scale(lambda mm: slopes("disease", mm),
-                                           cfg.disease_effect_sd * d_sd, cfg.disease_scale_mm)
-        bias_mm, b_slope = _solve_scale(lambda mm: slopes("bias", mm),
-                                        cfg.bias_effect_sd * b_sd, cfg.bias_scale_mm)
+        disease_mm, d_slope = _solve_scale(
+            lambda mm: slopes("disease", mm),
+            cfg.disease_effect_sd * d_sd,
+            cfg.disease_scale_mm,
+        )
+        bias_mm, b_slope = _solve_scale(
+            lambda mm: slopes("bias", mm), cfg.bias_effect_sd * b_sd, cfg.bias_scale_mm
+        )
         solved = (disease_mm, d_slope, bias_mm, b_slope)
         if basis is None:
             _SCALE_CACHE[scale_key] = solved
     disease_mm, d_slope, bias_mm, b_slope = solved
-    return EffectCalibration(d_sd, b_sd, d_slope, b_slope, float(disease_mm), float(bias_mm),
-                             max(i_sd, 1e-12), i_change, int(n_subjects))
+    return EffectCalibration(
+        d_sd,
+        b_sd,
+        d_slope,
+        b_slope,
+        float(disease_mm),
+        float(bias_mm),
+        max(i_sd, 1e-12),
+        i_change,
+        int(n_subjects),
+    )
 
 
 def _unit_slopes(cfg: SimulationConfig, device: Any, basis: ShapeBasis | None):
@@ -2126,18 +2330,29 @@ def _unit_slopes(cfg: SimulationConfig, device: Any, basis: ShapeBasis | None):
         else:
             b = cfg.bias_mean if abs(cfg.bias_mean) > 1e-6 else 1.0
             coef = np.array([b, 0.0])  # the bias group's mean against no bias
-            v = engine.velocity(zero, np.zeros(2)) + torch.as_tensor(
-                coef * mm, dtype=torch.float32, device=device).view(view) * engine.bias_field
+            v = (
+                engine.velocity(zero, np.zeros(2))
+                + torch.as_tensor(coef * mm, dtype=torch.float32, device=device).view(
+                    view
+                )
+                * engine.bias_field
+            )
             units = abs(b)
         with torch.no_grad(), _serial(engine.fast):
             _, vols = engine.render(integrate_velocity(v, cfg.squaring_steps))
-        return float(vols[region][1] - vols[region][0]) * np.sign(coef[0]) / units / max(mm, 1e-9)
+        return (
+            float(vols[region][1] - vols[region][0])
+            * np.sign(coef[0])
+            / units
+            / max(mm, 1e-9)
+        )
 
     return slope
 
 
-def _solve_scale(slope, target_ml: float, given_mm: float | None,
-                 steps: int = 4) -> tuple[float, float]:
+def _solve_scale(
+    slope, target_ml: float, given_mm: float | None, steps: int = 4
+) -> tuple[float, float]:
     """Peak displacement per unit giving ``target_ml`` per unit (fixed-point steps)."""
     mm = 1.0 if given_mm is None else float(given_mm)
     rate = slope(max(mm, 1e-3))
@@ -2147,8 +2362,10 @@ def _solve_scale(slope, target_ml: float, given_mm: float | None,
         return 0.0, rate
     for _ in range(steps):
         if rate <= 0:
-            raise ValueError("cannot calibrate the effects: a regional field does not change "
-                             "its region's volume on this grid; give *_scale_mm")
+            raise ValueError(
+                "cannot calibrate the effects: a regional field does not change "
+                "its region's volume on this grid; give *_scale_mm"
+            )
         mm = min(30.0, target_ml / rate)
         rate = slope(mm)
     return float(mm), rate
@@ -2178,7 +2395,9 @@ def effect_table(cohort: Cohort) -> pd.DataFrame:
     """
     cfg = cohort.config
     if cfg is None or cohort.twins is None:
-        raise ValueError("effect_table needs a simulated cohort with twins and a configuration")
+        raise ValueError(
+            "effect_table needs a simulated cohort with twins and a configuration"
+        )
     cal = effect_calibration(cfg)
     meta = cohort.meta
     label = cohort.label == 1
@@ -2199,32 +2418,84 @@ def effect_table(cohort: Cohort) -> pd.DataFrame:
     disease_ml = diff(d_twin, ~label) - diff(d_twin, label)
     d_int_twin = mean_over(twins, dmask)
     disease_int = diff(d_int_twin, ~label) - diff(d_int_twin, label)
-    bias_ml = diff(meta["bias_region_ml_twin"].to_numpy() - meta["bias_region_ml"].to_numpy(),
-                   group)
+    bias_ml = diff(
+        meta["bias_region_ml_twin"].to_numpy() - meta["bias_region_ml"].to_numpy(),
+        group,
+    )
     b_int = mean_over(images, bmask) - mean_over(twins, bmask)
     leak_ml = diff(np.abs(meta["disease_region_ml"].to_numpy() - d_twin), group)
     leak_int = diff(np.abs(mean_over(images, dmask) - d_int_twin), group)
-    d_int_sd = float(np.std(d_int_twin[~label], ddof=1)) if (~label).sum() > 1 else np.nan
+    d_int_sd = (
+        float(np.std(d_int_twin[~label], ddof=1)) if (~label).sum() > 1 else np.nan
+    )
     rows = [
-        ("disease", cfg.disease.name, "volume (mL)", disease_ml, cal.disease_sd_ml, np.nan),
-        ("bias (morphological)", cfg.bias.name, "volume (mL)", bias_ml, cal.bias_sd_ml,
-         np.nan),
-        ("bias (intensity)", cfg.bias.name, "mean intensity", diff(b_int, group),
-         cal.bias_intensity_sd, np.nan),
-        ("bias leak: disease volume", cfg.disease.name, "volume (mL)", leak_ml,
-         cal.disease_sd_ml, 100.0 * leak_ml / abs(disease_ml) if disease_ml else np.nan),
-        ("bias leak: disease intensity", cfg.disease.name, "mean intensity", leak_int,
-         d_int_sd, 100.0 * leak_int / abs(disease_int) if disease_int else np.nan),
+        (
+            "disease",
+            cfg.disease.name,
+            "volume (mL)",
+            disease_ml,
+            cal.disease_sd_ml,
+            np.nan,
+        ),
+        (
+            "bias (morphological)",
+            cfg.bias.name,
+            "volume (mL)",
+            bias_ml,
+            cal.bias_sd_ml,
+            np.nan,
+        ),
+        (
+            "bias (intensity)",
+            cfg.bias.name,
+            "mean intensity",
+            diff(b_int, group),
+            cal.bias_intensity_sd,
+            np.nan,
+        ),
+        (
+            "bias leak: disease volume",
+            cfg.disease.name,
+            "volume (mL)",
+            leak_ml,
+            cal.disease_sd_ml,
+            100.0 * leak_ml / abs(disease_ml) if disease_ml else np.nan,
+        ),
+        (
+            "bias leak: disease intensity",
+            cfg.disease.name,
+            "mean intensity",
+            leak_int,
+            d_int_sd,
+            100.0 * leak_int / abs(disease_int) if disease_int else np.nan,
+        ),
     ]
-    table = pd.DataFrame(rows, columns=["effect", "region", "quantity", "effect_size",
-                                        "natural_sd", "percent_of_disease_effect"])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "effect",
+            "region",
+            "quantity",
+            "effect_size",
+            "natural_sd",
+            "percent_of_disease_effect",
+        ],
+    )
     table["effect_sd"] = table["effect_size"] / table["natural_sd"]
-    return table.set_index("effect")[["region", "quantity", "effect_size", "natural_sd",
-                                      "effect_sd", "percent_of_disease_effect"]]
+    return table.set_index("effect")[
+        [
+            "region",
+            "quantity",
+            "effect_size",
+            "natural_sd",
+            "effect_sd",
+            "percent_of_disease_effect",
+        ]
+    ]
 
 
 def bias_energy(cfg: SimulationConfig, n_subjects: int = 48) -> float:
-    """Mean squared image change the bias makes: ``mean ||image - twin||^2`` per subject.
+    """Mean squared image change the bias makes: ``mean ||image - twin||^2``.
 
     Measured on ``n_subjects`` subjects who all carry the bias (same draws as
     ``cfg`` otherwise, no noise), so that biases in different regions or of
@@ -2242,17 +2513,22 @@ def bias_energy(cfg: SimulationConfig, n_subjects: int = 48) -> float:
     float
         Sum of squared voxel differences, averaged over subjects.
     """
-    probe = cfg.replace(n_subjects=max(8, int(n_subjects)), bias_prevalence=(1.0, 1.0),
-                        noise_sd=0.0)
+    probe = cfg.replace(
+        n_subjects=max(8, int(n_subjects)), bias_prevalence=(1.0, 1.0), noise_sd=0.0
+    )
     cohort = generate(probe, progress=False)
     diff = (cohort.images - cohort.twins).double()
     return float(diff.pow(2).flatten(1).sum(1).mean())
 
 
-def match_bias_energy(cfg: SimulationConfig, reference: SimulationConfig,
-                      n_subjects: int = 48, steps: int = 5,
-                      rtol: float = 0.03) -> SimulationConfig:
-    """``cfg`` with its bias strength set so its :func:`bias_energy` matches ``reference``'s.
+def match_bias_energy(
+    cfg: SimulationConfig,
+    reference: SimulationConfig,
+    n_subjects: int = 48,
+    steps: int = 5,
+    rtol: float = 0.03,
+) -> SimulationConfig:
+    """``cfg`` with a bias strength whose :func:`bias_energy` matches ``reference``'s.
 
     The strength is ``bias_effect_sd`` for a morphological bias and the contrast
     change ``intensity_factor - 1`` for an intensity bias; it is found by secant
@@ -2278,7 +2554,9 @@ def match_bias_energy(cfg: SimulationConfig, reference: SimulationConfig,
         reference's when reachable).
     """
     if cfg.bias_kind == "both":
-        raise ValueError("bias_kind='both' has two strengths; match each kind separately")
+        raise ValueError(
+            "bias_kind='both' has two strengths; match each kind separately"
+        )
     target = math.sqrt(bias_energy(reference, n_subjects))
     field_name = "bias_effect_sd" if cfg.morphological_bias else "intensity_factor"
 
@@ -2288,7 +2566,9 @@ def match_bias_energy(cfg: SimulationConfig, reference: SimulationConfig,
 
     def with_strength(x: float) -> SimulationConfig:
         x = float(min(max(x, 1e-3), 19.0 if field_name == "bias_effect_sd" else 3.9))
-        return cfg.replace(**{field_name: x if field_name == "bias_effect_sd" else 1.0 + x})
+        return cfg.replace(
+            **{field_name: x if field_name == "bias_effect_sd" else 1.0 + x}
+        )
 
     x0, y0 = 0.0, 0.0  # no bias, no energy
     x1 = strength(cfg)
@@ -2311,7 +2591,7 @@ def _iter_batches(n: int, size: int):
 
 
 def default_batch_size(cfg: SimulationConfig) -> int:
-    """Subjects per generation batch (fixed per grid so that results never depend on it).
+    """Subjects per generation batch (fixed per grid: results never depend on it).
 
     Parameters
     ----------
@@ -2328,7 +2608,7 @@ def default_batch_size(cfg: SimulationConfig) -> int:
 
 
 def memory_estimate(cfg: SimulationConfig, twins: bool = True) -> int:
-    """Bytes of memory :func:`generate` needs at least for ``cfg`` (images, twins, one batch).
+    """Bytes of memory :func:`generate` needs at least (images, twins, one batch).
 
     Parameters
     ----------
@@ -2351,7 +2631,7 @@ def memory_estimate(cfg: SimulationConfig, twins: bool = True) -> int:
 
 
 def check_memory(cfg: SimulationConfig, twins: bool = True) -> None:
-    """Refuse a configuration whose :func:`memory_estimate` exceeds this machine's memory.
+    """Refuse a configuration whose :func:`memory_estimate` exceeds the memory.
 
     Parameters
     ----------
@@ -2366,9 +2646,12 @@ def check_memory(cfg: SimulationConfig, twins: bool = True) -> None:
         With the estimate and the machine's memory.
     """
 
-    _check(memory_estimate(cfg, twins),
-           f"simulating n_subjects={cfg.n_subjects} on a {'x'.join(map(str, cfg.shape))} grid",
-           "lower n_subjects or the grid size (shape, spacing)")
+    _check(
+        memory_estimate(cfg, twins),
+        f"simulating n_subjects={cfg.n_subjects} on a "
+        f"{'x'.join(map(str, cfg.shape))} grid",
+        "lower n_subjects or the grid size (shape, spacing)",
+    )
 
 
 def _renders_in_place(device: Any) -> bool:
@@ -2383,8 +2666,13 @@ def _noise(seed: int, subject: int, shape: tuple[int, ...]) -> np.ndarray:
     )
 
 
-def generate(cfg: SimulationConfig | None = None, progress: bool = True, device: Any = None,
-             basis: ShapeBasis | None = None, twins: bool = True) -> Cohort:
+def generate(
+    cfg: SimulationConfig | None = None,
+    progress: bool = True,
+    device: Any = None,
+    basis: ShapeBasis | None = None,
+    twins: bool = True,
+) -> Cohort:
     """Generate a cohort with counterfactual twins.
 
     Parameters
@@ -2410,7 +2698,6 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     torch = _torch()
     from tqdm.auto import tqdm
 
-
     cfg = SimulationConfig.preset() if cfg is None else cfg
     device = choose_device(device if device is None else str(device))
     check_memory(cfg, twins)
@@ -2420,17 +2707,25 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     engine = _engine(cfg, device, basis, calibration.disease_mm, calibration.bias_mm)
     out_shape = tuple(cfg.grid.shape)
     images = torch.empty((n, 1, *out_shape), dtype=torch.float32)
-    twin_images = torch.empty((n, 1, *out_shape), dtype=torch.float32) if twins else None
+    twin_images = (
+        torch.empty((n, 1, *out_shape), dtype=torch.float32) if twins else None
+    )
     z = meta[[f"z_{k:02d}" for k in range(cfg.n_basis)]].to_numpy()
     c = meta["disease_coef"].to_numpy()
     b = meta["bias_coef"].to_numpy()
     group = meta["bias_group"].to_numpy()
-    vol_cols = {"max_velocity_mm": np.zeros(n),
-                "disease_region_ml": np.zeros(n), "bias_region_ml": np.zeros(n),
-                "disease_region_ml_twin": np.zeros(n), "bias_region_ml_twin": np.zeros(n)}
+    vol_cols = {
+        "max_velocity_mm": np.zeros(n),
+        "disease_region_ml": np.zeros(n),
+        "bias_region_ml": np.zeros(n),
+        "disease_region_ml_twin": np.zeros(n),
+        "bias_region_ml_twin": np.zeros(n),
+    }
     bs = default_batch_size(cfg)
     batches = list(_iter_batches(n, bs))
-    bar = tqdm(total=n, desc="simulating", unit="subject", disable=not progress, leave=False)
+    bar = tqdm(
+        total=n, desc="simulating", unit="subject", disable=not progress, leave=False
+    )
     start = time.perf_counter()
     dims_view = (-1,) + (1,) * (cfg.dims + 1)
     on_cpu = _renders_in_place(device)
@@ -2440,11 +2735,15 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
             rows = slice(int(idx[0]), int(idx[-1]) + 1)
             v_twin = engine.velocity(z[idx], c[idx])
             biased = np.flatnonzero(group[idx] == 1)
-            need_orig = cfg.morphological_bias and len(biased) > 0 and calibration.bias_mm > 0
+            need_orig = (
+                cfg.morphological_bias and len(biased) > 0 and calibration.bias_mm > 0
+            )
             if need_orig:
                 bt = torch.as_tensor(b[idx][biased], dtype=torch.float32, device=device)
-                v_orig = v_twin[torch.as_tensor(biased, device=device)] \
+                v_orig = (
+                    v_twin[torch.as_tensor(biased, device=device)]
                     + bt.view(dims_view) * engine.bias_field
+                )
                 v_all = torch.cat([v_twin, v_orig], 0)
             else:
                 v_all = v_twin
@@ -2452,10 +2751,11 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
             speed = engine.speed_mm(v_all)
             speed_orig = speed[:n_b].copy()
             if need_orig:
-                # The bias field is zero beyond its support, so in the continuous model the
-                # two flows agree exactly wherever a trajectory (length <= max speed) cannot
-                # reach that support. Scaling and squaring smears tiny differences further
-                # through interpolation; restore exact equality there.
+                # The bias field is zero beyond its support, so in the continuous model
+                # the two flows agree exactly wherever a trajectory (length <= max
+                # speed) cannot reach that support. Scaling and squaring smears tiny
+                # differences further through interpolation; restore exact equality
+                # there.
                 u = engine.localise(u, n_b, biased, speed[n_b:])
                 speed_orig[biased] = speed[n_b:]
             vol_cols["max_velocity_mm"][idx] = speed_orig
@@ -2502,8 +2802,9 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
                 vol_b[biased] = vols["bias"][n_b:]
             if cfg.intensity_bias and len(biased):
                 bi = torch.as_tensor(biased, device=device)
-                orig_batch[bi] = contrast_stretch(orig_batch[bi], cfg.intensity_factor,
-                                                  engine.intensity_weight)
+                orig_batch[bi] = contrast_stretch(
+                    orig_batch[bi], cfg.intensity_factor, engine.intensity_weight
+                )
             if engine.fast:  # one subject at a time: its images stay in cache
                 for j, i in enumerate(idx):
                     if cfg.noise_sd > 0:
@@ -2543,9 +2844,14 @@ def generate(cfg: SimulationConfig | None = None, progress: bool = True, device:
     return Cohort(images=images, twins=twin_images, meta=meta, config=cfg)
 
 
-def cohort_from_preset(preset: str | None = None, *, progress: bool = False,
-                       twins: bool = True, device: Any = None,
-                       **overrides: Any) -> Cohort:
+def cohort_from_preset(
+    preset: str | None = None,
+    *,
+    progress: bool = False,
+    twins: bool = True,
+    device: Any = None,
+    **overrides: Any,
+) -> Cohort:
     """Generate the cohort of a preset with some fields overridden, in one call.
 
     The same as ``generate(SimulationConfig.preset(preset, **overrides))``: the
