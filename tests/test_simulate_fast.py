@@ -131,16 +131,37 @@ def mosaic_only(monkeypatch):
 
     def init_3d(self, outside, near):
         original(self, outside, near)
-        self._window_rows = 0
+        self._half = 0  # no window fits
 
     monkeypatch.setattr(simulate._Engine, "_init_3d", init_3d)
 
 
+def count_paths(monkeypatch) -> dict[str, int]:
+    """Calls of the two warps (fields through each)."""
+    counts = {"window": 0, "mosaic": 0}
+    window, mosaic = simulate._Engine._warp_window, simulate._Engine._warp_mosaic
+
+    def count_window(self, *args):
+        counts["window"] += 1
+        return window(self, *args)
+
+    def count_mosaic(self, u_coarse, *args):
+        counts["mosaic"] += u_coarse.shape[0]
+        return mosaic(self, u_coarse, *args)
+
+    monkeypatch.setattr(simulate._Engine, "_warp_window", count_window)
+    monkeypatch.setattr(simulate._Engine, "_warp_mosaic", count_mosaic)
+    return counts
+
+
 def test_window_and_mosaic_warps_agree(monkeypatch):
     cfg = tiny(n_subjects=12, seed=7)
+    counts = count_paths(monkeypatch)
     window = generate(cfg, True, monkeypatch)
+    assert counts["window"] > 0 and counts["mosaic"] == 0
     mosaic_only(monkeypatch)
     mosaic = generate(cfg, True, monkeypatch)
+    assert counts["mosaic"] > 0
     assert float((window.images - mosaic.images).abs().max()) < IMAGE_TOL
     assert float((window.twins - mosaic.twins).abs().max()) < IMAGE_TOL
 
@@ -150,8 +171,10 @@ def test_shortcuts_change_no_voxel(path, monkeypatch):
     """Re-warping only around the bias region; skipping voxels far from the brain."""
     if path == "mosaic":
         mosaic_only(monkeypatch)
+    counts = count_paths(monkeypatch)
     cfg = tiny(n_subjects=16, seed=6, bias_prevalence=(1.0, 1.0))
     quick = generate(cfg, True, monkeypatch)
+    assert counts[path] > 0 and counts["mosaic" if path == "window" else "window"] == 0
     everything = tuple(slice(0, n) for n in cfg.grid.shape)
     monkeypatch.setattr(simulate._Engine, "bias_box", lambda self, speed: everything)
     original = simulate._Engine._init_3d

@@ -1527,6 +1527,11 @@ _FAST_3D = True
 #: 0.864, the group FPRs 0.15/0.20 against 0.14/0.13).
 _FAST_3D_MIN_VOXELS = 65_536
 
+#: Most rows of a float32 window image (:meth:`_Engine._warp_window`): coordinates
+#: within it stay precise to ~1e-5 voxel. Fields that need taller windows take the
+#: float64 mosaic.
+_WINDOW_ROWS = 256
+
 
 class _Engine:
     """Precomputed tensors for one configuration on one device."""
@@ -1693,9 +1698,8 @@ class _Engine:
         # of tiles, in two copies one tile apart; zero tiles around them
         th, tw = fine[1] + 2, fine[2] + 2
         self._tile = (th, tw)
-        # windows of at most 256 rows: float32 coordinates stay within ~1e-5 voxel
-        self._window_rows = 256
-        self._half = max(self._window_rows // th - 1, 0)
+        # windows of ``half`` + 1 rows of tiles, at most _WINDOW_ROWS rows in all
+        self._half = max(_WINDOW_ROWS // th - 1, 0)
         lead = self._half + 1
         n_tiles = lead + fine[0] + 1 + self._half + 4
         framed = torch.nn.functional.pad(self.template[0, 0], (1, 1, 1, 1, 1, 1))
