@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import anatomy
+import faimi_tutorial.data.anatomy as anatomy
 from .. import presets
 from ..runtime import choose_device
 from ..validation import check_memory as _check

@@ -78,7 +78,7 @@ from ..validation import (
     check_range,
     check_seed,
 )
-from . import objectives
+import faimi_tutorial.training.objectives as objectives
 from .objectives import (  # noqa: F401  (the mitigations' building blocks, re-exported)
     MITIGATIONS,
     BiasUnlearner,
