@@ -121,6 +121,19 @@ def time_book() -> dict:
             "within_budget": bool(proc.returncode == 0 and seconds <= BUDGET_BOOK_S)}
 
 
+def merge_records(old: dict, new: dict) -> dict:
+    """The old record with the new run's chapters replacing theirs.
+
+    Chapters whose notebook no longer exists are dropped; the order is the book's.
+    """
+    names = [p.stem for p in chapters()]
+    rows = {r["chapter"]: r for r in old.get("chapters", []) if r["chapter"] in names}
+    rows.update({r["chapter"]: r for r in new["chapters"]})
+    merged = {**old, **{k: v for k, v in new.items() if k != "chapters"}}
+    merged["chapters"] = [rows[n] for n in names if n in rows]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chapter benchmark and write ``bench/results/chapters.json``.
 
@@ -149,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for path in tqdm(todo, desc="chapters", unit="chapter"):
         results["chapters"].append(run_chapter(path))
+    if args.only and (RESULTS / "chapters.json").exists():
+        # a partial run updates its chapters and keeps the other chapters' records
+        results = merge_records(json.loads((RESULTS / "chapters.json").read_text()), results)
     if args.book:
         results["book"] = time_book()
     RESULTS.mkdir(parents=True, exist_ok=True)

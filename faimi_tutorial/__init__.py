@@ -11,7 +11,7 @@ layer imports only the layers below it (``tests/test_layers.py`` checks this):
 - ``models``: the networks;
 - ``training``: the one training loop and its objectives (the mitigations);
 - ``experiments``: sweeps, representativeness, probing, federated training,
-explanations;
+  explanations;
 - ``viz``: figures and widgets;
 - top: ``report`` (``faimi report``) and ``cli`` (the ``faimi`` command).
 

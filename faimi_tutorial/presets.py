@@ -145,8 +145,9 @@ TRAINING_3D: dict[str, dict[str, Any]] = {
 }
 
 #: Federated-training settings per preset (read by
-#: :meth:`faimi_tutorial.federated.FedConfig.preset`): a small fast network for
-#: ``tiny`` and ``tutorial``; ``paper`` trains the paper's network with its optimiser.
+#: :meth:`faimi_tutorial.experiments.federated.FedConfig.preset`): a small fast
+#: network for ``tiny`` and ``tutorial``; ``paper`` trains the paper's network with
+#: its optimiser.
 #: Every preset takes its weight decay from :data:`TRAINING`.
 FEDERATED: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -188,7 +189,7 @@ del _name, _settings
 #: morphological bias): overrides of the simulator (``"simulation"``) and of training
 #: (``"training"``) on top of a preset. The bias is a local contrast change in the bias
 #: region (SimBA's intensity bias) on 2D slices, so that one training takes seconds.
-#: ``faimi_tutorial.sweeps.SHORTCUT_SETTINGS`` is this table.
+#: ``faimi_tutorial.experiments.sweeps.SHORTCUT_SETTINGS`` is this table.
 SHORTCUT: dict[str, dict[str, Any]] = {
     "simulation": {
         "dims": 2,

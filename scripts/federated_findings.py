@@ -1,6 +1,6 @@
 """Federated-training findings at more seeds than the chapter can afford.
 
-Runs the three comparisons of chapter 5 ("Federated training") with its settings
+Runs the three comparisons of chapter 8 ("Federated training") with its settings
 and five seeds (by default) and writes every run to ``results/``:
 
 ``results/federated_large.csv``
@@ -41,7 +41,7 @@ from faimi_tutorial import federated as fl
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The chapter's simulation and training settings (tests/test_findings_scripts.py
-#: checks that chapter 5 uses the same).
+#: checks that chapter 8 uses the same).
 SIM = dict(dims=2, shape=(48, 48), spacing=4.0, n_subjects=2000)
 PRESET = "tutorial"
 LARGE = dict(n_sites=4, n_train=240, n_test=60)

@@ -1,6 +1,6 @@
 """Generalisation findings at more seeds than the chapter can afford.
 
-Runs the study of chapter 8 ("Generalisation") with the chapter's settings
+Runs the study of chapter 9 ("Generalisation") with the chapter's settings
 (:meth:`faimi_tutorial.experiments.generalisation.GeneralisationSettings.for_preset`,
 ``tutorial``) for five seeds (by default) and writes to ``results/``:
 

@@ -1,7 +1,7 @@
 """Shortcut-learning findings at more seeds than the chapter can afford.
 
-Runs the experiments of chapter 3 ("Shortcut learning") with five seeds (ten for
-3D, by default) and writes every run's record to ``results/``:
+Runs the experiments of chapters 4 and 5 ("Shortcut learning", "Explaining and
+mitigating shortcuts") with five seeds (ten for 3D, by default) and writes every run's record to ``results/``:
 
 ``results/shortcut_prevalence.csv``
     subgroup gaps and counterfactual flips against the bias prevalence (2D,

@@ -55,8 +55,8 @@ def _assigned_in(name: str, chapter: str):
 
 def test_federated_script_uses_the_chapters_settings():
     script = _script("federated_findings")
-    code = _chapter_code("05_federated_training.ipynb")
-    assert _assigned_in("SIM", "05_federated_training.ipynb") == script.SIM
+    code = _chapter_code("08_federated_training.ipynb")
+    assert _assigned_in("SIM", "08_federated_training.ipynb") == script.SIM
     assert _flat('FedConfig.preset("tutorial")') in code and script.PRESET == "tutorial"
     large = script.LARGE
     assert _flat(f"few_large_sites({large['n_sites']}, n_train={large['n_train']}, "
@@ -66,7 +66,7 @@ def test_federated_script_uses_the_chapters_settings():
                  f"n_test={tiny['n_test']}") in code
     assert _flat(f"shortcut_sites(n_train={script.SCANNER['n_train']}, "
                  f"n_test={script.SCANNER['n_test']}") in code
-    assert _assigned_in("PREVALENCES", "05_federated_training.ipynb") == script.SCANNER_PREVALENCES
+    assert _assigned_in("PREVALENCES", "08_federated_training.ipynb") == script.SCANNER_PREVALENCES
 
 
 @pytest.mark.parametrize("name, columns", [

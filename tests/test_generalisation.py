@@ -232,7 +232,7 @@ def test_findings_script_uses_the_chapters_settings():
         "generalisation_findings", root / "scripts" / "generalisation_findings.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    nb = json.loads((root / "notebooks" / "08_generalisation.ipynb").read_text())
+    nb = json.loads((root / "notebooks" / "09_generalisation.ipynb").read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"]
                      if c["cell_type"] == "code")
     assert f'GeneralisationSettings.for_preset("{script.PRESET}")' in code

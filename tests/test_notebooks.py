@@ -113,7 +113,7 @@ class TestChapter:
         assert f'REPO = "{repo}"' in install, "install from the configured repository"
         # pinned to this version's release tag (tag scheme v<version>, see CHANGELOG.md)
         assert f'RELEASE = "v{faimi_tutorial.__version__}"' in install
-        extra = "[fl]" if path.name.startswith("05_") else ""
+        extra = "[fl]" if "flwr" in install else ""
         assert f'"faimi-tutorial{extra} @ git+{{REPO}}@{{RELEASE}}"' in install
         assert "import faimi_tutorial as ft" in imports
         assert re.search(r"\bft\.about\(\)", about)

@@ -20,7 +20,11 @@ def toy_factory(preset, overrides, seed):
     data = training.toy_data(**kw)
     twins = training.toy_data(**kw, bias_strength=0.0)
     idx = np.arange(120)
-    cohort = types.SimpleNamespace(train=data.subset(idx[:70]), val=data.subset(idx[70:90]), test=data.subset(idx[90:]))
+    cohort = types.SimpleNamespace(
+        train=data.subset(idx[:70]),
+        val=data.subset(idx[70:90]),
+        test=data.subset(idx[90:]),
+    )
     cohort.test.twins = twins.images[90:]
     return cohort
 
@@ -100,7 +104,16 @@ def test_evaluate_reports_gaps_and_counterfactual_flips():
     cohort = toy_factory("tiny", {"bias_prevalence": (0.9, 0.1)}, 0)
     r = training.fit(cohort, "tiny", seed=0, progress=False, epochs=2)
     out = sweeps.evaluate(r, cohort.test)
-    for key in ("accuracy", "AUROC", "TPR_g0", "TPR_g1", "FPR_gap", "TPR_gap", "twin_AUROC", "flip_rate"):
+    for key in (
+        "accuracy",
+        "AUROC",
+        "TPR_g0",
+        "TPR_g1",
+        "FPR_gap",
+        "TPR_gap",
+        "twin_AUROC",
+        "flip_rate",
+    ):
         assert key in out
     assert out["TPR_gap"] == pytest.approx(out["TPR_g1"] - out["TPR_g0"])
     assert 0 <= out["flip_rate"] <= 1
@@ -115,7 +128,9 @@ def test_signed_gaps_are_bias_group_minus_the_others():
     scores = np.array([0.9, 0.2, 0.1, 0.2, 0.9, 0.8, 0.7, 0.1])
     gaps = sweeps.signed_gaps(label, scores, group, per_group=True)
     assert gaps["TPR_g0"] == 0.5 and gaps["TPR_g1"] == 1.0
-    assert gaps["TPR_gap"] == pytest.approx(0.5) and gaps["FPR_gap"] == pytest.approx(0.5)
+    assert gaps["TPR_gap"] == pytest.approx(0.5) and gaps["FPR_gap"] == pytest.approx(
+        0.5
+    )
     assert gaps["n_test"] == 8
     flipped = sweeps.signed_gaps(label, scores, group, bias_group=0)
     assert flipped["TPR_gap"] == pytest.approx(-0.5) and "TPR_g0" not in flipped
@@ -124,8 +139,11 @@ def test_signed_gaps_are_bias_group_minus_the_others():
 
 
 def test_twin_gaps_read_the_stored_twin_scores(cache):
-    e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.9, 0.1)},
-                          training={"epochs": 2})
+    e = sweeps.Experiment(
+        preset="tiny",
+        simulation={"bias_prevalence": (0.9, 0.1)},
+        training={"epochs": 2},
+    )
     rec = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
     twin = sweeps.twin_gaps(rec, cache)
     test = sweeps.load_scores(rec, cache)["test"]
@@ -140,7 +158,11 @@ def test_twin_gaps_read_the_stored_twin_scores(cache):
 
 
 def test_run_experiment_uses_the_cache(cache):
-    e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.8, 0.2)}, training={"epochs": 1})
+    e = sweeps.Experiment(
+        preset="tiny",
+        simulation={"bias_prevalence": (0.8, 0.2)},
+        training={"epochs": 1},
+    )
     first = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
     second = sweeps.run_experiment(e, cache=cache, factory=toy_factory)
     assert not first["cached"] and second["cached"]
@@ -148,17 +170,29 @@ def test_run_experiment_uses_the_cache(cache):
     assert first["sim.bias_prevalence"] == "80/20"
     other = sweeps.run_experiment(e.replace(seed=1), cache=cache, factory=toy_factory)
     assert not other["cached"] and other["key"] != first["key"]
-    rec, result, cohort = sweeps.run_experiment(e, cache=cache, factory=toy_factory, return_model=True)
+    rec, result, cohort = sweeps.run_experiment(
+        e, cache=cache, factory=toy_factory, return_model=True
+    )
     assert isinstance(result, training.FitResult) and hasattr(cohort, "test")
 
 
 def test_load_scores_returns_the_models_stored_scores(cache):
-    e = sweeps.Experiment(preset="tiny", simulation={"bias_prevalence": (0.8, 0.2)}, training={"epochs": 1})
-    rec, result, cohort = sweeps.run_experiment(e, cache=cache, factory=toy_factory, return_model=True)
+    e = sweeps.Experiment(
+        preset="tiny",
+        simulation={"bias_prevalence": (0.8, 0.2)},
+        training={"epochs": 1},
+    )
+    rec, result, cohort = sweeps.run_experiment(
+        e, cache=cache, factory=toy_factory, return_model=True
+    )
     scores = sweeps.load_scores(rec, cache)
     assert set(scores) == {"val", "test"}
     test = scores["test"]
-    assert len(test) == len(cohort.test) and "twin_score" in test and "twin_score" not in scores["val"]
+    assert (
+        len(test) == len(cohort.test)
+        and "twin_score" in test
+        and "twin_score" not in scores["val"]
+    )
     assert np.allclose(test["score"], result.predict(cohort.test))
     assert (test["label"].to_numpy() == cohort.test.label).all()
     # a record whose scores are missing is recomputed
@@ -173,7 +207,15 @@ def test_load_scores_returns_the_models_stored_scores(cache):
 def test_sweep_runs_every_value_and_seed_and_summarises(cache):
     base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
     values = [(0.5, 0.5), (0.9, 0.1)]
-    table = sweeps.sweep(base, "bias_prevalence", values, seeds=[0, 1], cache=cache, factory=toy_factory, progress=False)
+    table = sweeps.sweep(
+        base,
+        "bias_prevalence",
+        values,
+        seeds=[0, 1],
+        cache=cache,
+        factory=toy_factory,
+        progress=False,
+    )
     assert len(table) == 4
     assert table["value"].tolist() == ["50/50", "50/50", "90/10", "90/10"]
     assert (table["parameter"] == "bias_prevalence").all()
@@ -181,14 +223,30 @@ def test_sweep_runs_every_value_and_seed_and_summarises(cache):
     assert summary["value"].tolist() == ["50/50", "90/10"]
     assert (summary["n_runs"] == 2).all()
     assert {"TPR_gap_mean", "TPR_gap_low", "TPR_gap_high"} <= set(summary.columns)
-    again = sweeps.sweep(base, "bias_prevalence", values, seeds=[0, 1], cache=cache, factory=toy_factory, progress=False)
+    again = sweeps.sweep(
+        base,
+        "bias_prevalence",
+        values,
+        seeds=[0, 1],
+        cache=cache,
+        factory=toy_factory,
+        progress=False,
+    )
     assert again["cached"].all()
     pd.testing.assert_series_equal(again["FPR_gap"], table["FPR_gap"])
 
 
 def test_sweep_over_a_training_setting(cache):
     base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
-    table = sweeps.sweep(base, "mitigation", ["none", "reweighing"], seeds=[0], cache=cache, factory=toy_factory, progress=False)
+    table = sweeps.sweep(
+        base,
+        "mitigation",
+        ["none", "reweighing"],
+        seeds=[0],
+        cache=cache,
+        factory=toy_factory,
+        progress=False,
+    )
     assert table["mitigation"].tolist() == ["none", "reweighing"]
     with pytest.raises(ValueError, match="parameter"):
         sweeps.sweep(base, "model.width", [1], cache=cache, factory=toy_factory)
@@ -205,9 +263,18 @@ def test_simulation_settings_resolve_the_full_configuration():
 
 def _summary(cache):
     base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
-    table = sweeps.sweep(base, "bias_prevalence", [(0.5, 0.5), (0.9, 0.1)], seeds=[0, 1], cache=cache,
-                         factory=toy_factory, progress=False)
-    return table, sweeps.summarise(table, values=["TPR_g0", "TPR_g1", "FPR_g0", "FPR_g1", "TPR_gap", "FPR_gap"])
+    table = sweeps.sweep(
+        base,
+        "bias_prevalence",
+        [(0.5, 0.5), (0.9, 0.1)],
+        seeds=[0, 1],
+        cache=cache,
+        factory=toy_factory,
+        progress=False,
+    )
+    return table, sweeps.summarise(
+        table, values=["TPR_g0", "TPR_g1", "FPR_g0", "FPR_g1", "TPR_gap", "FPR_gap"]
+    )
 
 
 def test_format_summary_and_figures(cache):
@@ -237,11 +304,15 @@ def test_format_summary_and_figures(cache):
 
 def test_threshold_optimizer_runs_use_stored_scores(cache):
     table, _ = _summary(cache)
-    table = table[table["value"] == "50/50"]  # both groups hold both labels in validation
+    table = table[
+        table["value"] == "50/50"
+    ]  # both groups hold both labels in validation
     post = sweeps.threshold_optimizer_runs(table, cache=cache)
     assert len(post) == len(table)
     assert (post["mitigation"] == "threshold_optimizer").all()
-    assert post["TPR_gap"].tolist() == pytest.approx((post["TPR_g1"] - post["TPR_g0"]).tolist())
+    assert post["TPR_gap"].tolist() == pytest.approx(
+        (post["TPR_g1"] - post["TPR_g0"]).tolist()
+    )
     assert post[["TPR_g0", "TPR_g1", "FPR_g0", "FPR_g1"]].stack().between(0, 1).all()
 
 
@@ -261,9 +332,18 @@ def test_shifted_prevalence():
 
 
 def test_run_with_shift_tests_one_model_on_shifted_cohorts(cache):
-    exp = sweeps.Experiment(preset="tiny", seed=0, simulation={
-        "dims": 2, "n_subjects": 96, "bias_prevalence": (0.9, 0.1), "bias_kind": "intensity",
-        "intensity_factor": 1.6}, training={"epochs": 2})
+    exp = sweeps.Experiment(
+        preset="tiny",
+        seed=0,
+        simulation={
+            "dims": 2,
+            "n_subjects": 96,
+            "bias_prevalence": (0.9, 0.1),
+            "bias_kind": "intensity",
+            "intensity_factor": 1.6,
+        },
+        training={"epochs": 2},
+    )
     rows = sweeps.run_with_shift(exp, n_test=64, cache=cache)
     assert [r["shift"] for r in rows] == list(sweeps.SHIFTS)
     by = {r["shift"]: r for r in rows}
@@ -281,7 +361,9 @@ def test_train_config_takes_the_3d_changes():
 
     flat = training.TrainConfig.preset("tutorial", dims=2)
     vol = training.TrainConfig.preset("tutorial", dims=3)
-    assert vol.patience is None and vol.epochs == presets.TRAINING_3D["tutorial"]["epochs"]
+    assert (
+        vol.patience is None and vol.epochs == presets.TRAINING_3D["tutorial"]["epochs"]
+    )
     assert flat.patience == presets.TRAINING["tutorial"]["patience"]
     assert flat.selection == "overall" and flat.selection_metric == "auroc"
     exp = sweeps.Experiment(preset="tutorial", simulation={"dims": 3})
@@ -291,8 +373,34 @@ def test_train_config_takes_the_3d_changes():
 
 
 def test_verdicts_read_each_interval():
-    summary = pd.DataFrame({"value": ["50/50", "90/10"], "TPR_gap_mean": [0.01, 0.3],
-                            "TPR_gap_low": [-0.05, 0.2], "TPR_gap_high": [0.06, 0.4]})
+    summary = pd.DataFrame(
+        {
+            "value": ["50/50", "90/10"],
+            "TPR_gap_mean": [0.01, 0.3],
+            "TPR_gap_low": [-0.05, 0.2],
+            "TPR_gap_high": [0.06, 0.4],
+        }
+    )
     out = sweeps.verdicts(summary, ["TPR_gap"])
     assert out.loc[("50/50", "TPR_gap"), "verdict"].startswith("includes 0")
     assert out.loc[("90/10", "TPR_gap"), "verdict"] == "above 0"
+
+
+def test_settings_table_lists_overrides_and_full_configuration():
+    exp = sweeps.Experiment(
+        preset="tiny",
+        simulation={"bias_prevalence": (0.7, 0.3)},
+        training={"epochs": 3},
+    )
+    table = exp.settings_table()
+    assert list(table.columns) == ["part", "setting", "value", "source"]
+    rows = table.set_index(["part", "setting"])
+    assert rows.loc[("simulation", "bias_prevalence"), "value"] == "(0.7, 0.3)"
+    assert rows.loc[("training", "epochs"), "value"] == "3"
+    assert rows.loc[("experiment", "preset"), "value"] == "tiny"
+    assert (table["source"] == "set here").all()
+    full = exp.settings_table(full=True)
+    assert len(full) > len(table)
+    sources = full.set_index(["part", "setting"])["source"]
+    assert sources[("training", "epochs")] == "set here"
+    assert (sources.xs("simulation") == "tiny").any()

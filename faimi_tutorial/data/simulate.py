@@ -1523,7 +1523,7 @@ _FAST_3D = True
 #: Working grids (voxels) from which 3D cohorts take the fast path. Smaller ones keep
 #: the reference arithmetic bit for bit: the book trains on its 3D region of interest
 #: (a 32^3 working grid), and training turns float32-rounding differences in the images
-#: into visibly different models (measured on chapter 3's 3D run: AUROC 0.865 against
+#: into visibly different models (measured on chapter 5's 3D run: AUROC 0.865 against
 #: 0.864, the group FPRs 0.15/0.20 against 0.14/0.13).
 _FAST_3D_MIN_VOXELS = 65_536
 

@@ -26,8 +26,8 @@ classifier with five strategies (:data:`STRATEGIES`):
 All five use the same client training function, :func:`client_update` (one visit of
 a model to one site), and so does the Flower app in
 :mod:`faimi_tutorial.experiments.flower_app`; it runs the package's one training
-loop, :func:`faimi_tutorial.training.run_epochs`, with the clients' objective: any
-mitigation of chapter 3 (``FedConfig(mitigation="groupdro")``, computed on each
+loop, :func:`faimi_tutorial.training.loop.run_epochs`, with the clients' objective: any
+mitigation of chapter 5 (``FedConfig(mitigation="groupdro")``, computed on each
 site's own data), plus FedProx's proximal term for ``"fedprox"``. Evaluation per
 site and per subgroup goes through
 :func:`faimi_tutorial.fairness.metrics.subgroup_report`.
@@ -761,7 +761,8 @@ class FedConfig:
     proximal_mu : float
         FedProx's proximal weight ``mu`` (>= 0; used by ``"fedprox"``).
     mitigation : str
-        The clients' objective, one of :data:`~faimi_tutorial.objectives.MITIGATIONS`
+        The clients' objective, one of
+        :data:`~faimi_tutorial.training.objectives.MITIGATIONS`
         (``"none"``: plain cross-entropy); each site computes it on its own data, in
         every strategy (:meth:`objective`).
     groupdro_eta, unlearning_alpha : float
@@ -995,7 +996,7 @@ def client_update(
 
     This is the one client training step of every strategy and of the Flower
     ClientApp: it rebuilds the network, loads ``params`` and trains ``epochs``
-    epochs over the site's data with :func:`faimi_tutorial.training.run_epochs`
+    epochs over the site's data with :func:`faimi_tutorial.training.loop.run_epochs`
     (the loop of every model in the package): AdamW (loading ``optimizer_state``
     when given), seeded mini-batches, and the clients' objective, which is the
     configuration's ``mitigation`` (:meth:`FedConfig.objective`) computed on the

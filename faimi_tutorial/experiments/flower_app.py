@@ -8,7 +8,7 @@ same per-round seeds (:func:`faimi_tutorial.experiments.federated.client_seed`);
 ServerApp
 runs Flower's own FedAvg (or FedProx) strategy. Given the same data, settings and
 seed, a Flower run therefore reproduces the package's FedAvg up to floating-point
-rounding, which chapter 5 and ``tests/test_flower.py`` check.
+rounding, which chapter 8 and ``tests/test_flower.py`` check.
 
 Three ways to run it:
 
@@ -144,7 +144,8 @@ class FlowerSettings:
     proximal_mu : float
         FedProx's proximal weight (used with ``strategy="fedprox"``).
     mitigation : str
-        The clients' objective (see :class:`~faimi_tutorial.federated.FedConfig`):
+        The clients' objective (see
+        :class:`~faimi_tutorial.experiments.federated.FedConfig`):
         ``"none"``, ``"reweighing"``, ``"group_balanced"``, ``"groupdro"`` or
         ``"unlearning"``.
     seed : int

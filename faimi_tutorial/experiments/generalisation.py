@@ -148,7 +148,7 @@ class GeneralisationSettings:
         :data:`faimi_tutorial.experiments.federated.SCANNERS`).
     bias_kind : str
         The simulator's bias: ``"intensity"`` (a local contrast change in the bias
-        region, chapter 3's shortcut), ``"morphological"`` or ``"both"``.
+        region, chapter 4's shortcut), ``"morphological"`` or ``"both"``.
     intensity_factor : float
         Contrast factor of an intensity bias.
     training : dict
@@ -415,7 +415,7 @@ def fit_on_sites(
     group : {"bias_group", "site"}
         The grouping the mitigation uses (see :func:`site_training_data`).
     mitigation : str, default "none"
-        One of :data:`faimi_tutorial.training.loop.MITIGATIONS`.
+        One of :data:`faimi_tutorial.training.objectives.MITIGATIONS`.
     method : str, default "none"
         Harmonisation of the training images.
     reference : numpy.ndarray, optional
@@ -754,8 +754,9 @@ def seed_record(settings: GeneralisationSettings, seed: int) -> dict[str, Any]:
     -------
     dict
         ``rows``, ``flips``, ``swaps`` (lists of row dictionaries), ``scores``
-        (per-subject scores of :data:`CALIBRATION_TESTS`) and ``seconds`` (compute
-        time); :func:`run_seed` turns them into tables.
+        (per-subject scores of the calibration tests, :data:`CALIBRATION_TESTS`)
+        and ``seconds`` (compute time). The function :func:`run_seed` turns them
+        into tables.
 
     Raises
     ------

@@ -57,7 +57,7 @@ def two_site_cohort(
         Also generate the counterfactual twins (the same subjects without the
         group's marker).
     **overrides
-        Other :class:`~faimi_tutorial.simulate.SimulationConfig` fields.
+        Other :class:`~faimi_tutorial.data.simulate.SimulationConfig` fields.
 
     Returns
     -------

@@ -935,6 +935,8 @@ def stored(
 
 
 _STEP_DOC = """
+    Notes
+    -----
     Cached through :func:`faimi_tutorial.experiments.runner.run`: ``cache`` (a
     :class:`~faimi_tutorial.experiments.runner.ResultCache`, a folder, ``None`` for
     ``$FAIMI_CACHE_DIR``, ``False`` for none) and ``refresh=True`` (compute

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .. import presets
+
 # noqa: F401 (public here too)
 from ..fairness.metrics import GROUP_METRICS, auroc, signed_gaps
 from ..training.loop import TrainConfig, as_data, fit, predict
@@ -124,6 +125,42 @@ class Experiment:
         """Plain-type description (the cache key is built from it)."""
         return _plain(self)
 
+    def settings_table(self, full: bool = False) -> pd.DataFrame:
+        """The experiment's settings as a table, one row a setting.
+
+        Parameters
+        ----------
+        full : bool
+            If True, every field of the simulator's and of training's configuration;
+            otherwise the experiment's own fields and the settings it overrides.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``part`` (``experiment``, ``simulation``, ``training``),
+            ``setting``, ``value`` and ``source`` (``set here`` or the preset's name).
+        """
+        rows = [
+            ("experiment", name, getattr(self, name), "set here")
+            for name in ("preset", "seed", "data_seed", "threshold")
+        ]
+        parts = {
+            "simulation": (
+                _simulation_config(self.preset, self.simulation, self.cohort_seed),
+                self.simulation,
+            ),
+            "training": (self.train_config(), self.training),
+        }
+        for part, (config, overrides) in parts.items():
+            for f in dataclasses.fields(config):
+                if f.name in overrides or (full and f.name not in ("preset", "seed")):
+                    source = "set here" if f.name in overrides else self.preset
+                    value = getattr(config, f.name)
+                    rows.append((part, f.name, value, source))
+        table = pd.DataFrame(rows, columns=["part", "setting", "value", "source"])
+        table["value"] = table["value"].map(_setting_text)
+        return table
+
     def replace(self, **changes: Any) -> Experiment:
         """A copy with fields changed; ``simulation``/``training`` dicts are merged."""
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -132,6 +169,13 @@ class Experiment:
                 settings[name] = {**settings[name], **changes.pop(name)}
         settings.update(changes)
         return Experiment(**settings)
+
+
+def _setting_text(value: Any) -> str:
+    """A setting as table text (floats in their shortest form)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 #: A function ``(preset, overrides, seed) -> cohort`` with ``.train``, ``.val``,

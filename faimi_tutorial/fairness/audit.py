@@ -1,9 +1,10 @@
 """Audits beyond one report: recalibration, agreement, intersections, prevalence.
 
 Every number here is built from the package's single definitions: per-group rates
-and their intervals come from :func:`faimi_tutorial.metrics.subgroup_report`,
-resampling from :func:`faimi_tutorial.metrics.bootstrap_indices`, means over runs
-from :func:`faimi_tutorial.metrics.mean_interval`.
+and their intervals come from :func:`faimi_tutorial.fairness.metrics.subgroup_report`,
+resampling from :func:`faimi_tutorial.fairness.metrics.bootstrap_indices`, means over
+runs
+from :func:`faimi_tutorial.fairness.metrics.mean_interval`.
 
 - :func:`fit_recalibration`: Platt scaling (Platt 1999) or isotonic regression
   (Zadrozny & Elkan 2002) fitted on validation scores, applied to test scores;
@@ -199,7 +200,8 @@ def calibration_in_the_large(
 ) -> pd.DataFrame:
     """Mean score against observed rate per group: the signed part of miscalibration.
 
-    ECE (:func:`~faimi_tutorial.metrics.expected_calibration_error`) says how far
+    ECE (:func:`~faimi_tutorial.fairness.metrics.expected_calibration_error`) says how
+    far
     scores are from the observed rates but not in which direction; this says
     whether a group's risk is over- (positive) or under-estimated (negative) on
     average, with a bootstrap interval over the group's subjects.
@@ -456,11 +458,12 @@ def intersectional_report(
     """A metric on each group of each attribute and of their intersection, vs the rest.
 
     For every group (each value of each attribute, then each combination of all
-    attributes) the report's metrics (:func:`~faimi_tutorial.metrics.weighted_metrics`)
+    attributes) the report's metrics
+    (:func:`~faimi_tutorial.fairness.metrics.weighted_metrics`)
     give the group's value and the signed gap, group minus everyone else, as
     :func:`subgroup_report` would with the group and the rest as its two groups;
     intervals resample within the group and within the rest
-    (:func:`~faimi_tutorial.metrics.bootstrap_indices`). One global threshold
+    (:func:`~faimi_tutorial.fairness.metrics.bootstrap_indices`). One global threshold
     throughout.
 
     Parameters
@@ -472,7 +475,7 @@ def intersectional_report(
     attributes : mapping of str to array-like
         Two or more attributes by name (e.g. ``{"group": ..., "site": ...}``).
     metrics : sequence of str, default ("TPR",)
-        Names from :data:`faimi_tutorial.metrics.METRICS` (not ``n`` or
+        Names from :data:`faimi_tutorial.fairness.metrics.METRICS` (not ``n`` or
         ``prevalence``).
     threshold : float, default 0.5
         The one global threshold.
@@ -629,7 +632,7 @@ def prevalence_table(
     scarcer class kept as far as the target allows) ``n_draws`` times; TPR, FPR,
     PPV, NPV and accuracy come from the kernel of :func:`subgroup_report` (NPV
     from its TNR, prevalence and selection rate), averaged over draws with
-    an interval (:func:`~faimi_tutorial.metrics.mean_interval`), and set beside
+    an interval (:func:`~faimi_tutorial.fairness.metrics.mean_interval`), and set beside
     :func:`predictive_values` of the full set's TPR and FPR.
 
     Parameters

@@ -15,7 +15,8 @@ best validation epoch (by loss, by overall metric or by worst-group metric) and
 returns the per-epoch history.
 
 Every model of the package is trained by one loop, :func:`run_epochs`, with an
-objective from :mod:`faimi_tutorial.objectives`; ``fit`` maps the configuration's
+objective from :mod:`faimi_tutorial.training.objectives`; ``fit`` maps the
+configuration's
 mitigation name to its objective (:meth:`TrainConfig.objective`). Mitigation
 strategies, chosen by name (:data:`MITIGATIONS`):
 
@@ -24,20 +25,22 @@ strategies, chosen by name (:data:`MITIGATIONS`):
 ``"reweighing"``
     Kamiran & Calders (2012): each sample of label ``y`` and group ``a`` is
     weighted ``P(y) P(a) / P(y, a)``, which makes label and group independent in
-    the weighted training data (:func:`~faimi_tutorial.objectives.reweighing_weights`).
+    the weighted training data
+    (:func:`~faimi_tutorial.training.objectives.reweighing_weights`).
 ``"group_balanced"``
     Mini-batches are sampled with replacement so that every (label, group) cell is
-    drawn equally often (:func:`~faimi_tutorial.objectives.balanced_sampling_weights`).
+    drawn equally often
+    (:func:`~faimi_tutorial.training.objectives.balanced_sampling_weights`).
 ``"groupdro"``
     Group distributionally robust optimisation (Sagawa et al., 2020): a weight per
     (label, group) cell grows exponentially with that cell's loss, so training
     minimises (approximately) the worst cell's loss
-    (:class:`~faimi_tutorial.objectives.GroupDROLoss`).
+    (:class:`~faimi_tutorial.training.objectives.GroupDROLoss`).
 ``"unlearning"``
     Bias unlearning (Dinsdale et al., 2021): a bias head learns to predict the
     bias group from the penultimate features, while the network is trained to
     make that head maximally confused
-    (:func:`~faimi_tutorial.objectives.confusion_loss`).
+    (:func:`~faimi_tutorial.training.objectives.confusion_loss`).
 """
 
 from __future__ import annotations
@@ -653,7 +656,7 @@ class EpochsResult:
     optimiser : torch.optim.Optimizer
         The AdamW optimiser (its state travels with a travelling model).
     extras : dict
-        The objective's :meth:`~faimi_tutorial.objectives.Objective.best_state`
+        The objective's :meth:`~faimi_tutorial.training.objectives.Objective.best_state`
         at the selected epoch.
     """
 
@@ -824,7 +827,7 @@ def run_epochs(
     data : any form accepted by :func:`as_data`
         Training images, labels and bias groups.
     objective : Objective
-        What to minimise (see :mod:`faimi_tutorial.objectives`).
+        What to minimise (see :mod:`faimi_tutorial.training.objectives`).
     epochs, batch_size : int
         Passes over the data and samples per batch (>= 1).
     lr, weight_decay : float
@@ -969,7 +972,7 @@ def fit(
     objective : Objective, optional
         What to minimise, instead of the configuration's mitigation
         (:meth:`TrainConfig.objective`), e.g. an
-        :class:`~faimi_tutorial.objectives.AttributeTask`.
+        :class:`~faimi_tutorial.training.objectives.AttributeTask`.
     **overrides
         Fields of :class:`TrainConfig`, e.g. ``mitigation="reweighing"``.
 

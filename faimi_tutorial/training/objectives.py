@@ -1,8 +1,9 @@
 """Training objectives: what one training loop minimises, one small class each.
 
-Every way this package trains a network (:func:`faimi_tutorial.training.fit`,
+Every way this package trains a network (:func:`faimi_tutorial.training.loop.fit`,
 ShorT's attribute heads, federated clients, the Flower app) runs the same loop,
-:func:`faimi_tutorial.training.run_epochs` (in :mod:`faimi_tutorial.training.loop`).
+:func:`faimi_tutorial.training.loop.run_epochs` (in
+:mod:`faimi_tutorial.training.loop`).
 What differs is the *objective*, an
 :class:`Objective` that the loop asks, in turn:
 

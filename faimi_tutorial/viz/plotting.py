@@ -1526,7 +1526,8 @@ def plot_intervals(
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`faimi_tutorial.metrics.aggregate_seeds`: a column ``by`` and
+        Output of :func:`faimi_tutorial.fairness.metrics.aggregate_seeds`: a column
+        ``by`` and
         columns ``<value>_mean``, ``<value>_low`` and ``<value>_high``.
     value : str
         The measure to draw.
@@ -1592,7 +1593,7 @@ def show_bias_effect(cohort, title="", axes=None, subject=None):
     Parameters
     ----------
     cohort : Cohort
-        A 2D cohort with twins (:func:`faimi_tutorial.simulate.generate`).
+        A 2D cohort with twins (:func:`faimi_tutorial.data.simulate.generate`).
     title : str, optional
         Prefix of the first panel's title (e.g. the kind of bias).
     axes : sequence of three matplotlib axes, optional
