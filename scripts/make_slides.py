@@ -16,10 +16,10 @@ Which cells become slides (see the instructors' guide):
 * otherwise the defaults apply: a Markdown cell that opens with a ``#`` or ``##``
   heading starts a slide, one with a ``###`` heading a sub-slide (reveal.js's vertical
   slides), and a Markdown cell that would bring the current slide over
-  ``WORDS_PER_SLIDE`` words starts a sub-slide; a code cell is left out unless it draws a
-  figure, in which case its figure (not its code) gets a sub-slide of its own; the
-  exercises' solutions (cells tagged ``hide-cell`` and the "Solution to exercise"
-  dropdowns) and cells tagged ``remove-cell`` are left out.
+  ``WORDS_PER_SLIDE`` words starts a sub-slide; a code cell is left out unless it
+  draws a figure, in which case its figure (not its code) gets a sub-slide of its
+  own; the exercises' solutions (cells tagged ``hide-cell`` and the "Solution to
+  exercise" dropdowns) and cells tagged ``remove-cell`` are left out.
 
 A cell tagged ``slide``, ``subslide`` or ``fragment`` shows its code too, unless it is
 also tagged ``remove-input``. MyST markup that reveal.js cannot show is rewritten:
@@ -30,7 +30,7 @@ Usage::
 
     python scripts/make_slides.py                     # every chapter in notebooks/
     python scripts/make_slides.py notebooks/01_measuring_fairness.ipynb
-    python scripts/make_slides.py --no-execute NB     # use NB as it is (with its outputs)
+    python scripts/make_slides.py --no-execute NB     # NB as it is, with its outputs
 """
 
 from __future__ import annotations
@@ -76,14 +76,14 @@ def read_bib(path: Path = BIB) -> dict[str, tuple[str, str]]:
     if not path.exists():
         return {}
     entries = {}
-    for match in re.finditer(r"@\w+\{([^,\s]+),(.*?)\n\}", path.read_text(encoding="utf-8"),
-                             flags=re.S):
+    text = path.read_text(encoding="utf-8")
+    for match in re.finditer(r"@\w+\{([^,\s]+),(.*?)\n\}", text, flags=re.S):
         key, body = match.groups()
         author = re.search(r"\bauthor\s*=\s*\{(.*?)\},?\s*\n", body, flags=re.S)
         year = re.search(r"\byear\s*=\s*\{?(\d{4})", body)
         names = [n.strip() for n in author.group(1).split(" and ")] if author else []
-        surnames = [n.split(",")[0].strip("{} ") if "," in n else n.split()[-1].strip("{}")
-                    for n in names if n]
+        surnames = [n.split(",")[0].strip("{} ") if "," in n
+                    else n.split()[-1].strip("{}") for n in names if n]
         if not surnames:
             cited = key
         elif len(surnames) == 1:
@@ -206,8 +206,8 @@ def mark_slides(nb, bib: dict[str, tuple[str, str]] | None = None):
             if "hide-cell" in tags or not _draws_a_figure(cell):
                 continue
             slide_type = "subslide"
-            cell.outputs = [o for o in cell.outputs
-                            if o.get("output_type") in ("display_data", "execute_result")]
+            shown = ("display_data", "execute_result")
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") in shown]
             tags.append(OUTPUT_ONLY)
         else:
             continue
@@ -303,27 +303,28 @@ def _sources(nb) -> list[str]:
     return [c.source for c in nb.cells]
 
 
-def executed_copy(notebook: Path, executed_dir: Path, execute: bool) -> tuple[object, str]:
+def executed_copy(notebook: Path, executed_dir: Path,
+                  execute: bool) -> tuple[object, str]:
     """The executed notebook for ``notebook`` and where it came from."""
     nb = nbformat.read(notebook, as_version=4)
     candidate = executed_dir / notebook.name
     if candidate.exists():
         done = nbformat.read(candidate, as_version=4)
         if _sources(done) == _sources(nb):
-            return done, f"executed copy {candidate.relative_to(ROOT) if candidate.is_relative_to(ROOT) else candidate}"
+            return done, f"the executed copy in {candidate.parent}"
     has_outputs = any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
     if has_outputs or not execute:
-        return nb, "as it is"
+        return nb, "the notebook as it is" + ("" if has_outputs else " (not executed)")
     from nbclient import NotebookClient
 
     start = time.perf_counter()
     NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
-    return nb, f"executed now ({time.perf_counter() - start:.0f} s)"
+    return nb, f"the notebook, executed now ({time.perf_counter() - start:.0f} s)"
 
 
 def exporter():
-    """nbconvert's slides exporter (``jupyter nbconvert --to slides``), set up offline."""
+    """nbconvert's slides exporter (``jupyter nbconvert --to slides``), offline."""
     from nbconvert import SlidesExporter
     from traitlets.config import Config
 
@@ -365,11 +366,13 @@ def _title(nb, fallback: str) -> str:
 
 def write_index(out: Path, decks: list[tuple[str, str]]) -> Path:
     """``index.html``: a plain list of the decks (no scripts)."""
-    items = "\n".join(f'<li><a href="{html.escape(name)}.html">{html.escape(title)}</a></li>'
-                      for name, title in decks)
+    items = "\n".join(
+        f'<li><a href="{html.escape(name)}.html">{html.escape(title)}</a></li>'
+        for name, title in decks)
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
-        "<title>Slides: Fairness and bias in medical-imaging AI</title></head>\n<body>\n"
+        "<title>Slides: Fairness and bias in medical-imaging AI</title></head>\n"
+        "<body>\n"
         "<h1>Slides: Fairness and bias in medical-imaging AI</h1>\n"
         "<p>One deck per chapter. Keys: arrows or space to move, <kbd>s</kbd> speaker "
         "notes, <kbd>f</kbd> full screen, <kbd>Esc</kbd> overview.</p>\n"
@@ -399,8 +402,7 @@ def build(notebooks: list[Path], out: Path = OUT, executed_dir: Path = EXECUTED,
         if problems:
             raise RuntimeError(f"{path.name} does not work offline: {problems}")
         n = body.count('<section')
-        log(f"{path.relative_to(out.parent) if out.parent in path.parents else path}: "
-            f"from the {origin}, {n} <section> elements")
+        log(f"{path}: from {origin}, {n} <section> elements")
         written.append(path)
         listed.append((notebook.stem, _title(nb, notebook.stem)))
     write_index(out, listed)
@@ -410,7 +412,7 @@ def build(notebooks: list[Path], out: Path = OUT, executed_dir: Path = EXECUTED,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="chapters to convert (default: every notebook in notebooks/)")
+                        help="chapters to convert (default: all of notebooks/)")
     parser.add_argument("--out", type=Path, default=OUT, help="output folder")
     parser.add_argument("--executed", type=Path, default=EXECUTED,
                         help="folder of executed notebooks (the book build's)")
@@ -421,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
     decks = build([p.resolve() for p in notebooks], args.out.resolve(),
                   args.executed.resolve(), execute=not args.no_execute)
-    print(f"{len(decks)} decks in {args.out}; open {args.out / 'index.html'} in a browser")
+    print(f"{len(decks)} decks in {args.out}; "
+          f"open {args.out / 'index.html'} in a browser")
     return 0
 
 

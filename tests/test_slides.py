@@ -1,5 +1,6 @@
-"""`make slides` (scripts/make_slides.py) on a small notebook with known slide tags: one
-deck per input, nothing loaded from other hosts, every asset there, the expected slides."""
+"""`make slides` (scripts/make_slides.py) on a small notebook with known slide tags:
+one deck per input, nothing loaded from other hosts, every asset there, the expected
+slides."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ pytest.importorskip(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("make_slides", ROOT / "scripts" / "make_slides.py")
+SPEC = importlib.util.spec_from_file_location(
+    "make_slides", ROOT / "scripts" / "make_slides.py")
 make_slides = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(make_slides)
 
 #: A 1x1 PNG, the "figure" of the fixture.
-PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
-       "RU5ErkJggg==")
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
+       "hQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
 def figure_output():
@@ -146,7 +148,8 @@ def test_the_check_finds_external_references():
             '<style>@import url("https://fonts.example/a.css");</style>'
             '<img src="local.png"><a href="https://example.org">text</a>')
     assert make_slides.external_references(page) == [
-        "https://cdn.example/x.js", "//fonts.example/css", "https://fonts.example/a.css"]
+        "https://cdn.example/x.js", "//fonts.example/css",
+        "https://fonts.example/a.css"]
 
 
 def test_vendored_reveal_is_documented():

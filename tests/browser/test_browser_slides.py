@@ -1,7 +1,7 @@
-"""A slide deck of `make slides` opened in headless Chromium with no network: reveal.js
-starts, every slide is there, math is typeset, nothing is fetched from another host and no
-script fails. The deck is built from the small notebook of tests/test_slides.py, so this
-needs neither the book build nor an executed chapter."""
+"""A slide deck of `make slides` opened in headless Chromium with no network:
+reveal.js starts, every slide is there, math is typeset, nothing is fetched from
+another host and no script fails. The deck is built from the small notebook of
+tests/test_slides.py, so this needs neither the book build nor an executed chapter."""
 
 from __future__ import annotations
 
@@ -59,9 +59,12 @@ def test_deck_opens_offline_without_errors(browser_context: Any, deck_url: str) 
     errors, external, failed = [], [], []
     page = browser_context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}")
-            if m.type == "error" and not m.location.get("url", "").endswith("favicon.ico")
-            else None)
+    def on_console(message):
+        where = message.location.get("url", "")
+        if message.type == "error" and not where.endswith("favicon.ico"):
+            errors.append(f"{message.text} {where}")
+
+    page.on("console", on_console)
     page.on("request", lambda r: external.append(r.url)
             if not r.url.startswith((base, "data:", "blob:", "about:")) else None)
     page.on("requestfailed", lambda r: failed.append(r.url))
@@ -75,7 +78,8 @@ def test_deck_opens_offline_without_errors(browser_context: Any, deck_url: str) 
         page.evaluate("() => MathJax.startup.promise.then(() => true)")
         total = page.evaluate("() => Reveal.getTotalSlides()")
         horizontal = page.evaluate("() => Reveal.getHorizontalSlides().length")
-        typeset = page.evaluate("() => document.querySelectorAll('mjx-container').length")
+        typeset = page.evaluate(
+            "() => document.querySelectorAll('mjx-container').length")
         page.evaluate("() => Reveal.slide(1, 0)")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "slides-fixture.png"))
