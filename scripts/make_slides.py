@@ -1,7 +1,8 @@
 """Turn the chapters into reveal.js slide decks that work offline (``make slides``).
 
 Each chapter's EXECUTED notebook (the book build's ``_build/jupyter_execute/notebooks``;
-a chapter without a current executed copy there is executed first) becomes
+a chapter without a current executed copy there is executed first, and kept in
+``_build/slides/executed`` for the next run) becomes
 ``_build/slides/<chapter>.html``, with reveal.js (``slides/reveal.js``, vendored) and
 MathJax 3 (``book/_vendor/mathjax``) copied beside the decks, and an ``index.html`` that
 lists them. The conversion is nbconvert's ``--to slides`` (``SlidesExporter``) with
@@ -13,18 +14,19 @@ Which cells become slides (see the instructors' guide):
 
 * a cell tag ``slide``, ``subslide``, ``fragment``, ``notes`` or ``skip`` (or Jupyter's
   own ``slideshow`` metadata) decides for that cell;
-* otherwise the defaults apply: a Markdown cell that opens with a ``#`` or ``##``
-  heading starts a slide, one with a ``###`` heading a sub-slide (reveal.js's vertical
-  slides), and a Markdown cell that would bring the current slide over
-  ``WORDS_PER_SLIDE`` words starts a sub-slide; a code cell is left out unless it
-  draws a figure, in which case its figure (not its code) gets a sub-slide of its
-  own; the exercises' solutions (cells tagged ``hide-cell`` and the "Solution to
-  exercise" dropdowns) and cells tagged ``remove-cell`` are left out.
+* otherwise the defaults apply: each ``#`` or ``##`` heading starts a slide, each
+  ``###`` heading a sub-slide (reveal.js's vertical slides; an untagged Markdown cell
+  is cut before each heading it holds), and a Markdown cell that would bring the
+  current slide over ``WORDS_PER_SLIDE`` words starts a sub-slide; a code cell is
+  left out unless it draws a figure, in which case its figure (not its code) gets a
+  sub-slide of its own; the exercises' solutions (cells tagged ``hide-cell`` and the
+  "Solution to exercise" dropdowns) and cells tagged ``remove-cell`` are left out.
 
 A cell tagged ``slide``, ``subslide`` or ``fragment`` shows its code too, unless it is
 also tagged ``remove-input``. MyST markup that reveal.js cannot show is rewritten:
 citations become "Author et al. (year)" from ``book/references.bib``, cross-reference
-roles become their text, and ``:::`` admonitions become quoted blocks.
+roles become their text, links to other pages of the book point to the published book
+(``html.baseurl`` in ``_config.yml``), and ``:::`` admonitions become quoted blocks.
 
 Usage::
 
@@ -96,6 +98,31 @@ def read_bib(path: Path = BIB) -> dict[str, tuple[str, str]]:
     return entries
 
 
+def book_address(config: Path = ROOT / "_config.yml") -> str:
+    """The published book's address (``html.baseurl`` of ``_config.yml``), or ''."""
+    if not config.exists():
+        return ""
+    found = re.search(r"^\s*baseurl:\s*[\"']?([^\"'\s]+)", config.read_text(),
+                      flags=re.M)
+    return found.group(1).rstrip("/") + "/" if found else ""
+
+
+def _book_link(match: re.Match, base: str) -> str:
+    """A Markdown link to another page of the book (``../book/x.md``, ``y.ipynb``),
+    pointed at the published book, where it still works outside the book."""
+    text, target, anchor = match.group(1), match.group(2), match.group(3) or ""
+    if not base or re.match(r"[a-z]+:", target):
+        return match.group(0)
+    parts = []
+    for part in ("notebooks/" + target).split("/"):
+        if part == "..":
+            parts = parts[:-1]
+        elif part not in ("", "."):
+            parts.append(part)
+    page = re.sub(r"\.(md|ipynb)$", ".html", "/".join(parts))
+    return f"[{text}]({base}{page}{anchor})"
+
+
 def _citation(role: str, keys: str, bib: dict[str, tuple[str, str]]) -> str:
     parts = []
     for key in (k.strip() for k in keys.split(",")):
@@ -117,6 +144,9 @@ def myst_to_markdown(source: str, bib: dict[str, tuple[str, str]]) -> str:
         return shown.group(1) if shown else text
 
     source = re.sub(r"\{([\w:-]+)\}`([^`]*)`", role, source)
+    base = book_address()
+    source = re.sub(r"\[([^\]]+)\]\(([^)\s#]+\.(?:md|ipynb))(#[^)\s]*)?\)",
+                    lambda m: _book_link(m, base), source)
     source = re.sub(r"^\([\w.:-]+\)=\s*$\n?", "", source, flags=re.M)
 
     out: list[str] = []
@@ -172,6 +202,37 @@ def _words(source: str) -> int:
     return len(re.findall(r"[A-Za-z0-9][\w'.-]*", re.sub(r"<[^>]+>", " ", source)))
 
 
+def split_at_headings(cell) -> list:
+    """An untagged Markdown cell cut before each ``#``, ``##`` or ``###`` heading that
+    is not its first line (outside fenced blocks), so that every heading can open a
+    slide; any other cell as it is."""
+    if cell.cell_type != "markdown" or chosen_type(cell) is not None:
+        return [cell]
+    parts, current, fence = [], [], None
+    for line in cell.source.split("\n"):
+        marker = re.match(r"^(`{3,}|:{3,})", line)
+        if fence is None and marker:
+            fence = marker.group(1)
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif (fence is None and re.match(r"#{1,3}\s", line)
+              and "\n".join(current).strip()):
+            parts.append("\n".join(current).strip("\n"))
+            current = []
+        current.append(line)
+    parts.append("\n".join(current).strip("\n"))
+    if len(parts) == 1:
+        return [cell]
+    cells = []
+    for k, part in enumerate(parts):
+        piece = copy.deepcopy(cell)
+        piece.source = part
+        if "id" in piece:
+            piece["id"] = f"{cell['id']}-{k}"
+        cells.append(piece)
+    return cells
+
+
 def mark_slides(nb, bib: dict[str, tuple[str, str]] | None = None):
     """A copy of ``nb`` whose cells carry ``slideshow.slide_type`` (see the module doc);
     left-out cells are dropped, figures keep their outputs without their code."""
@@ -179,7 +240,7 @@ def mark_slides(nb, bib: dict[str, tuple[str, str]] | None = None):
     nb = copy.deepcopy(nb)
     cells = []
     words = 0
-    for cell in nb.cells:
+    for cell in [piece for whole in nb.cells for piece in split_at_headings(whole)]:
         tags = _tags(cell)
         chosen = chosen_type(cell)
         if "remove-cell" in tags or chosen == "skip":
@@ -303,24 +364,28 @@ def _sources(nb) -> list[str]:
     return [c.source for c in nb.cells]
 
 
-def executed_copy(notebook: Path, executed_dir: Path,
-                  execute: bool) -> tuple[object, str]:
-    """The executed notebook for ``notebook`` and where it came from."""
+def executed_copy(notebook: Path, executed_dirs: list[Path],
+                  execute: bool) -> tuple[object, str, bool]:
+    """The executed notebook for ``notebook``, where it came from, and whether it was
+    executed just now. An executed copy counts only if its cells' sources are the
+    notebook's."""
     nb = nbformat.read(notebook, as_version=4)
-    candidate = executed_dir / notebook.name
-    if candidate.exists():
-        done = nbformat.read(candidate, as_version=4)
-        if _sources(done) == _sources(nb):
-            return done, f"the executed copy in {candidate.parent}"
+    for folder in executed_dirs:
+        candidate = folder / notebook.name
+        if candidate.exists():
+            done = nbformat.read(candidate, as_version=4)
+            if _sources(done) == _sources(nb):
+                return done, f"the executed copy in {folder}", False
     has_outputs = any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
     if has_outputs or not execute:
-        return nb, "the notebook as it is" + ("" if has_outputs else " (not executed)")
+        origin = "the notebook as it is" + ("" if has_outputs else " (not executed)")
+        return nb, origin, False
     from nbclient import NotebookClient
 
     start = time.perf_counter()
     NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
-    return nb, f"the notebook, executed now ({time.perf_counter() - start:.0f} s)"
+    return nb, f"the notebook, executed now ({time.perf_counter() - start:.0f} s)", True
 
 
 def exporter():
@@ -364,10 +429,17 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
-def write_index(out: Path, decks: list[tuple[str, str]]) -> Path:
-    """``index.html``: a plain list of the decks (no scripts)."""
+def write_index(out: Path) -> Path:
+    """``index.html``: a plain list (no scripts) of every deck in ``out``."""
+    decks = []
+    for deck in sorted(out.glob("*.html")):
+        if deck.name == "index.html":
+            continue
+        title = re.search(r"<title>(.*?)(?:: slides)?</title>",
+                          deck.read_text(encoding="utf-8"), flags=re.S)
+        decks.append((deck.name, html.unescape(title.group(1)) if title else deck.stem))
     items = "\n".join(
-        f'<li><a href="{html.escape(name)}.html">{html.escape(title)}</a></li>'
+        f'<li><a href="{html.escape(name)}">{html.escape(title)}</a></li>'
         for name, title in decks)
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
@@ -389,9 +461,13 @@ def build(notebooks: list[Path], out: Path = OUT, executed_dir: Path = EXECUTED,
     copy_assets(out)
     bib = read_bib()
     slides = exporter()
-    written, listed = [], []
+    written = []
+    saved = out / "executed"  # chapters executed here, kept for the next run
     for notebook in notebooks:
-        nb, origin = executed_copy(notebook, executed_dir, execute)
+        nb, origin, fresh = executed_copy(notebook, [executed_dir, saved], execute)
+        if fresh:
+            saved.mkdir(exist_ok=True)
+            nbformat.write(nb, saved / notebook.name)
         marked = mark_slides(nb, bib)
         body, _ = slides.from_notebook_node(
             marked, resources={"metadata": {"name": _title(nb, notebook.stem)}})
@@ -404,8 +480,7 @@ def build(notebooks: list[Path], out: Path = OUT, executed_dir: Path = EXECUTED,
         n = body.count('<section')
         log(f"{path}: from {origin}, {n} <section> elements")
         written.append(path)
-        listed.append((notebook.stem, _title(nb, notebook.stem)))
-    write_index(out, listed)
+    write_index(out)
     return written
 
 

@@ -32,15 +32,18 @@ def figure_output():
 
 
 def fixture_notebook():
-    """Three slides: the title; section A with a figure sub-slide; a tagged code slide
-    with a ### sub-slide holding a fragment. Everything else is left out."""
+    """Four slides: the title; section A with a figure sub-slide; section B (a heading
+    inside a cell); a tagged code slide with a ### sub-slide holding a fragment.
+    Everything else is left out."""
     cells = [
         new_markdown_cell("# A small chapter\n\nWhy it matters, in one line."),
         new_code_cell("import numpy as np", outputs=[]),                     # left out
         new_markdown_cell("## Section A\n\nSome prose with $x^2$ and a "
-                          "[link](https://example.org) {cite:p}`stanley2023simba`."),
+                          "[link](https://example.org) {cite:p}`stanley2023simba`; "
+                          "[a page](../book/benchmarks.md)."),
         new_code_cell("plot()", outputs=[figure_output()]),                  # figure
-        new_markdown_cell("*Figure: the caption stays with its figure.*"),
+        new_markdown_cell("*Figure: the caption stays with its figure.*\n\n"
+                          "## Section B\n\nA heading inside a cell opens a slide."),
         new_markdown_cell("Left out on purpose.", metadata={"tags": ["skip"]}),
         new_code_cell("print('shown')", metadata={"tags": ["slide"]},
                       outputs=[new_output("stream", name="stdout", text="shown\n")]),
@@ -127,9 +130,9 @@ def test_expected_slides_from_the_tags(built):
     page = decks[0].read_text()
     sections = Sections()
     sections.feed(page)
-    # 3 slides; inside them 1 + 2 + 2 vertical sub-slides
-    assert sections.by_depth == {1: 3, 2: 5}
-    assert page.count("<section") == 8
+    # 4 slides; inside them 1 + 2 + 1 + 2 vertical sub-slides
+    assert sections.by_depth == {1: 4, 2: 6}
+    assert page.count("<section") == 10
     assert sections.fragments == 1
     assert "data:image/png;base64," in page                 # the figure, embedded
     assert "import numpy" not in page                       # untagged code left out
@@ -139,6 +142,8 @@ def test_expected_slides_from_the_tags(built):
     assert "Left out on purpose" not in page
     assert "The answer" not in page and "Solution to exercise" not in page
     assert "(Stanley et al. 2023)" in page and "{cite" not in page
+    # links to the book's pages point to the published book
+    assert f'href="{make_slides.book_address()}book/benchmarks.html"' in page
     assert "Take-away" in page and ":::" not in page
 
 

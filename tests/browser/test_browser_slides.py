@@ -87,5 +87,5 @@ def test_deck_opens_offline_without_errors(browser_context: Any, deck_url: str) 
         page.close()
     assert errors == [] and failed == []
     assert external == [], f"the deck fetched from other hosts: {external}"
-    assert (horizontal, total) == (3, 5)
+    assert (horizontal, total) == (4, 6)
     assert typeset >= 1, "the math on the slides was not typeset"
