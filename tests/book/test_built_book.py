@@ -96,3 +96,17 @@ def test_every_figure_cell_carries_a_numbered_caption(nb):
             problems.append(f"{first}: no mystnb.figure caption and name in the metadata")
     assert figures, f"{nb.name} draws no figure"
     assert not problems, f"{nb.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_links_to_the_api_reference(nb):
+    """The package's names in a chapter's code cells link to the API reference."""
+    soup = BeautifulSoup(page(f"notebooks/{nb.stem}.html"), "html.parser")
+    links = {
+        a["href"].split("#", 1)[1]
+        for a in soup.select("div.cell_input a.sphinx-codeautolink-a")
+        if "#" in a.get("href", "") and "api.html" in a["href"]
+    }
+    assert any(target.startswith("faimi_tutorial.") for target in links), (
+        f"{nb.name}: no package name in the code links to book/api"
+    )
