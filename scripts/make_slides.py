@@ -19,7 +19,8 @@ Which cells become slides (see the instructors' guide):
   is cut before each heading it holds), and a Markdown cell that would bring the
   current slide over ``WORDS_PER_SLIDE`` words starts a sub-slide; a code cell is
   left out unless it draws a figure, in which case its figure (not its code) gets a
-  sub-slide of its own; the exercises' solutions (cells tagged ``hide-cell`` and the
+  sub-slide of its own; any other dropdown (a quiz's answers) gets a sub-slide below
+  the text before it; the exercises' solutions (cells tagged ``hide-cell`` and the
   "Solution to exercise" dropdowns) and cells tagged ``remove-cell`` are left out.
 
 A cell tagged ``slide``, ``subslide`` or ``fragment`` shows its code too, unless it is
@@ -203,15 +204,18 @@ def _words(source: str) -> int:
 
 
 def split_at_headings(cell) -> list:
-    """An untagged Markdown cell cut before each ``#``, ``##`` or ``###`` heading that
-    is not its first line (outside fenced blocks), so that every heading can open a
-    slide; any other cell as it is."""
+    """An untagged Markdown cell cut before each ``#``, ``##`` or ``###`` heading and
+    each ``:::{dropdown}`` that is not its first line (outside fenced blocks), so that
+    each can open a slide; any other cell as it is."""
     if cell.cell_type != "markdown" or chosen_type(cell) is not None:
         return [cell]
     parts, current, fence = [], [], None
     for line in cell.source.split("\n"):
         marker = re.match(r"^(`{3,}|:{3,})", line)
         if fence is None and marker:
+            if re.match(r":{3,}\{dropdown\}", line) and "\n".join(current).strip():
+                parts.append("\n".join(current).strip("\n"))
+                current = []
             fence = marker.group(1)
         elif fence is not None and line.strip() == fence:
             fence = None
@@ -245,6 +249,8 @@ def mark_slides(nb, bib: dict[str, tuple[str, str]] | None = None):
         chosen = chosen_type(cell)
         if "remove-cell" in tags or chosen == "skip":
             continue
+        dropdown = (cell.cell_type == "markdown"
+                    and re.match(r":{3,}\{dropdown\}", cell.source.lstrip()))
         if cell.cell_type == "markdown":
             cell.source = myst_to_markdown(cell.source, bib)
             if not cell.source.strip():
@@ -257,7 +263,7 @@ def mark_slides(nb, bib: dict[str, tuple[str, str]] | None = None):
             first = cell.source.lstrip().split("\n", 1)[0]
             if re.match(r"#{1,2}\s", first):
                 slide_type = "slide"
-            elif re.match(r"#{3}\s", first):
+            elif dropdown or re.match(r"#{3}\s", first):
                 slide_type = "subslide"
             elif words and words + _words(cell.source) > WORDS_PER_SLIDE:
                 slide_type = "subslide"

@@ -32,9 +32,9 @@ def figure_output():
 
 
 def fixture_notebook():
-    """Four slides: the title; section A with a figure sub-slide; section B (a heading
-    inside a cell); a tagged code slide with a ### sub-slide holding a fragment.
-    Everything else is left out."""
+    """Five slides: the title; section A with a figure sub-slide; section B (a heading
+    inside a cell); a tagged code slide with a ### sub-slide holding a fragment; a quiz
+    with its answers on a sub-slide. Everything else is left out."""
     cells = [
         new_markdown_cell("# A small chapter\n\nWhy it matters, in one line."),
         new_code_cell("import numpy as np", outputs=[]),                     # left out
@@ -50,6 +50,8 @@ def fixture_notebook():
         new_markdown_cell("### A sub-slide"),
         new_markdown_cell("Appears on a click.", metadata={"tags": ["fragment"]}),
         new_markdown_cell(":::{note} Take-away\nThe main point.\n:::"),
+        new_markdown_cell("## Quiz\n\n- **Q1.** A question?\n\n"
+                          ":::{dropdown} Answers\n- **Q1.** The answer to Q1.\n:::"),
         new_code_cell("# Solution to exercise 1\nplot()",
                       metadata={"tags": ["hide-cell"]}, outputs=[figure_output()]),
         new_markdown_cell(":::{dropdown} Solution to exercise 1\nThe answer.\n:::"),
@@ -130,9 +132,12 @@ def test_expected_slides_from_the_tags(built):
     page = decks[0].read_text()
     sections = Sections()
     sections.feed(page)
-    # 4 slides; inside them 1 + 2 + 1 + 2 vertical sub-slides
-    assert sections.by_depth == {1: 4, 2: 6}
-    assert page.count("<section") == 10
+    # 5 slides; inside them 1 + 2 + 1 + 2 + 2 vertical sub-slides
+    assert sections.by_depth == {1: 5, 2: 8}
+    assert page.count("<section") == 13
+    quiz = page[page.index('id="Quiz"'):]
+    assert quiz.index("A question?") < quiz.index("</section><section") < quiz.index(
+        "The answer to Q1.")                                # answers one key press later
     assert sections.fragments == 1
     assert "data:image/png;base64," in page                 # the figure, embedded
     assert "import numpy" not in page                       # untagged code left out
@@ -140,7 +145,7 @@ def test_expected_slides_from_the_tags(built):
     assert page.count('class="jp-CodeMirrorEditor') == 1  # only tagged code is shown
     assert '<span class="nb">print</span>' in page
     assert "Left out on purpose" not in page
-    assert "The answer" not in page and "Solution to exercise" not in page
+    assert "The answer." not in page and "Solution to exercise" not in page
     assert "(Stanley et al. 2023)" in page and "{cite" not in page
     # links to the book's pages point to the published book
     assert f'href="{make_slides.book_address()}book/benchmarks.html"' in page
