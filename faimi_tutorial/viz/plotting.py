@@ -29,7 +29,8 @@ GROUP_COLOURS: tuple[str, ...] = (
 )
 
 #: Width of the book's text column in inches at matplotlib's 100 dpi (688 px): every
-#: figure drawn here fits it, so that it is shown at full size and its labels stay legible.
+#: figure drawn here fits it, so that it is shown at full size and its labels stay
+#: legible.
 COLUMN_WIDTH: float = 6.9
 
 
