@@ -76,7 +76,6 @@ bench: $(STAMP)
 # executed copy is executed first). nbconvert does the conversion.
 .PHONY: slides
 slides: $(STAMP)
-	$(PY) -c "import nbconvert" 2>/dev/null || $(PY) -m pip install "nbconvert>=7.16"
 	$(PY) scripts/make_slides.py
 	@echo "Slides built: open $(CURDIR)/_build/slides/index.html in a browser"
 
