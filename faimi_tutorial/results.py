@@ -121,7 +121,7 @@ def load(name: str) -> Any:
     Examples
     --------
     >>> from faimi_tutorial import results
-    >>> table = results.load("shortcut_salience")      # doctest: +SKIP
+    >>> table = results.load("shortcut_salience")
     """
     path = results_path(name)
     if path.suffix == ".json":

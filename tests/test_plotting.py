@@ -85,3 +85,16 @@ def test_show_bias_effect_refuses_bad_input(cohort):
 
 def _no_twins(cohort):
     return simulate.Cohort(cohort.images, None, cohort.meta, cohort.config)
+
+
+def test_column_figsize_fits_the_column_and_keeps_the_aspect():
+    from faimi_tutorial.viz.plotting import COLUMN_WIDTH, column_figsize
+
+    assert column_figsize(1, 1, 3.0, 2.0) == (3.0, 2.0)
+    width, height = column_figsize(5, 2, 2.6, 2.7)
+    assert width == pytest.approx(COLUMN_WIDTH)
+    assert height / width == pytest.approx(2 * 2.7 / (5 * 2.6))
+    with pytest.raises(ValueError):
+        column_figsize(0, 1, 1.0, 1.0)
+    with pytest.raises(ValueError):
+        column_figsize(1, 1, -1.0, 1.0)

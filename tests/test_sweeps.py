@@ -207,15 +207,18 @@ def test_load_scores_returns_the_models_stored_scores(cache):
 def test_sweep_runs_every_value_and_seed_and_summarises(cache):
     base = sweeps.Experiment(preset="tiny", training={"epochs": 1})
     values = [(0.5, 0.5), (0.9, 0.1)]
-    table = sweeps.sweep(
-        base,
-        "bias_prevalence",
-        values,
-        seeds=[0, 1],
-        cache=cache,
-        factory=toy_factory,
-        progress=False,
-    )
+    def run():
+        return sweeps.sweep(
+            base,
+            "bias_prevalence",
+            values,
+            seeds=[0, 1],
+            cache=cache,
+            factory=toy_factory,
+            progress=False,
+        )
+
+    table = run()
     assert len(table) == 4
     assert table["value"].tolist() == ["50/50", "50/50", "90/10", "90/10"]
     assert (table["parameter"] == "bias_prevalence").all()
@@ -223,15 +226,7 @@ def test_sweep_runs_every_value_and_seed_and_summarises(cache):
     assert summary["value"].tolist() == ["50/50", "90/10"]
     assert (summary["n_runs"] == 2).all()
     assert {"TPR_gap_mean", "TPR_gap_low", "TPR_gap_high"} <= set(summary.columns)
-    again = sweeps.sweep(
-        base,
-        "bias_prevalence",
-        values,
-        seeds=[0, 1],
-        cache=cache,
-        factory=toy_factory,
-        progress=False,
-    )
+    again = run()
     assert again["cached"].all()
     pd.testing.assert_series_equal(again["FPR_gap"], table["FPR_gap"])
 

@@ -16,9 +16,9 @@ One concept: the *composition* of a cohort by subgroup. The module
 Example
 -------
 >>> configs = subgroup_configs(SimulationConfig.preset("tiny", dims=2), "other_region")
->>> cohort = simulate_subgroups(configs)  # doctest: +SKIP
->>> test = fixed_test_set(cohort, n_per_group=40)  # doctest: +SKIP
->>> train = compose_training_set(  # doctest: +SKIP
+>>> cohort = simulate_subgroups(configs)
+>>> test = fixed_test_set(cohort, n_per_group=40)
+>>> train = compose_training_set(
 ...     cohort, CompositionConfig(share=0.25, n_train=200))
 """
 

@@ -1010,3 +1010,31 @@ def threshold_optimizer_runs(
             row[f"{m}_gap"] = gaps[f"{m}_gap"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def setting_label(value: Any) -> Any:
+    """The label :func:`sweep` gives a setting's value in its ``value`` column.
+
+    A chapter that writes a setting once, as a constant, derives its table labels,
+    filters and titles from it with this function, so they cannot drift apart.
+
+    Parameters
+    ----------
+    value : Any
+        A setting's value, for example a bias prevalence ``(0.7, 0.3)``.
+
+    Returns
+    -------
+    Any
+        Tuples of shares in [0, 1] as percentages joined by ``/`` (``(0.7, 0.3)``
+        gives ``"70/30"``), other tuples of numbers joined by ``/``, plain values
+        unchanged and anything else as its ``str``.
+
+    Examples
+    --------
+    >>> setting_label((0.7, 0.3))
+    '70/30'
+    >>> setting_label("groupdro")
+    'groupdro'
+    """
+    return _label(value)

@@ -28,17 +28,60 @@ GROUP_COLOURS: tuple[str, ...] = (
     "#56B4E9",
 )
 
+#: Width of the book's text column in inches at matplotlib's 100 dpi (688 px): every
+#: figure drawn here fits it, so that it is shown at full size and its labels stay
+#: legible.
+COLUMN_WIDTH: float = 6.9
+
+
+def column_figsize(
+    ncols: int, nrows: int, panel_width: float, panel_height: float
+) -> tuple[float, float]:
+    """Figure size of a grid of panels, shrunk (aspect kept) to fit the text column.
+
+    Parameters
+    ----------
+    ncols, nrows : int
+        Panels per row and rows (>= 1).
+    panel_width, panel_height : float
+        Size of one panel in inches before fitting (> 0).
+
+    Returns
+    -------
+    tuple of float
+        ``(width, height)`` in inches, with ``width <= COLUMN_WIDTH``.
+    """
+    if int(ncols) < 1 or int(nrows) < 1:
+        raise ValueError(f"ncols={ncols!r}, nrows={nrows!r} are invalid; allowed: >= 1")
+    if not (panel_width > 0 and panel_height > 0):
+        raise ValueError(
+            f"panel size ({panel_width!r}, {panel_height!r}) is invalid; allowed: > 0"
+        )
+    width = ncols * panel_width
+    scale = min(1.0, COLUMN_WIDTH / width)
+    return (width * scale, nrows * panel_height * scale)
+
+
 # --- fairness metrics figures ----------------------------------------------
 
 
 def _new_axes(n: int, ax=None, width: float = 3.6, height: float = 3.2):
-    """Return (figure, flat list of n axes), creating a row of panels when ``ax`` is
-    None."""
+    """Return (figure, flat list of n axes), creating panels that fit the column (up
+    to three a row) when ``ax`` is None."""
     import numpy as np
 
     if ax is None:
-        fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
-        return fig, list(axes.ravel())
+        ncols = n if n <= 3 else 2
+        nrows = -(-n // ncols)
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=column_figsize(ncols, nrows, width, height),
+            squeeze=False,
+        )
+        for extra in axes.ravel()[n:]:
+            extra.remove()
+        return fig, list(axes.ravel()[:n])
     axes = list(np.atleast_1d(ax).ravel())
     if len(axes) != n:
         raise ValueError(f"ax has {len(axes)} axes but {n} panels are needed")
@@ -322,7 +365,11 @@ def show_subject(
     lim = diff_range or max(
         0.05, float(np.abs(bias_effect).max()), 0.5 * float(np.abs(other).max())
     )
-    fig, axes = plt.subplots(1, 5, figsize=(13, 3.2), constrained_layout=True)
+    fig, grid_axes = plt.subplots(
+        2, 3, figsize=column_figsize(3, 2, 2.6, 2.7), constrained_layout=True
+    )
+    grid_axes[1, 2].remove()
+    axes = list(grid_axes.ravel()[:5])
     show_image(axes[0], template, title="template (MNI152)")
     show_image(axes[1], image, title="image (what a model sees)")
     show_image(axes[2], twin, title="counterfactual twin (no bias)")
@@ -397,7 +444,7 @@ def show_regions(config, regions=None, ncols: int = 4):
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(3.2 * ncols, 3.4 * nrows),
+        figsize=column_figsize(ncols, nrows, 3.2, 3.4),
         squeeze=False,
         constrained_layout=True,
     )
@@ -474,7 +521,7 @@ def show_cohort(cohort, n: int = 8, z_mm: float | None = None, twins: bool = Fal
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(2.6 * ncols, 2.9 * nrows),
+        figsize=column_figsize(ncols, nrows, 2.6, 2.9),
         squeeze=False,
         constrained_layout=True,
     )
@@ -513,7 +560,10 @@ def plot_cohort_design(cohort):
     import numpy as np
 
     meta = cohort.meta
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), constrained_layout=True)
+    fig, grid_axes = plt.subplots(
+        2, 2, figsize=column_figsize(2, 2, 3.45, 2.8), constrained_layout=True
+    )
+    axes = list(grid_axes.ravel())
     width = 0.38
     for g in (0, 1):
         counts = [
@@ -596,7 +646,9 @@ def plot_effect_maps(cohort, z_mm: float | None = None):
         else np.zeros_like(disease)
     )
     template = axial_view(anatomy.load_template(cfg.grid), k)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, 2, figsize=column_figsize(2, 1, 4.0, 3.6), constrained_layout=True
+    )
     lim = max(1e-3, float(np.abs(axial_view(disease, k)).max()))
     show_image(axes[0], template)
     im0 = axes[0].imshow(
@@ -862,7 +914,7 @@ def plot_saliency(images, maps, masks=None, titles=None, ncols=4, alpha=0.6):
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(2.6 * ncols, 2.7 * nrows), squeeze=False
+        nrows, ncols, figsize=column_figsize(ncols, nrows, 2.6, 2.7), squeeze=False
     )
     for i, a in enumerate(axes.ravel()):
         a.axis("off")
@@ -1229,7 +1281,10 @@ def plot_subgroup_projection(projection, title=None):
         SUBGROUPS[3]: "#56B4E9",
     }
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1.1, 1]}
+        1,
+        2,
+        figsize=column_figsize(2, 1, 3.45, 3.4),
+        gridspec_kw={"width_ratios": [1.1, 1]},
     )
     for name in SUBGROUPS:
         sub = projection[projection["subgroup"] == name]
@@ -1403,7 +1458,7 @@ def plot_share_sweep(
         fig, axes = plt.subplots(
             n_rows,
             n_cols,
-            figsize=(3.8 * n_cols, 3.0 * n_rows),
+            figsize=column_figsize(n_cols, n_rows, 3.8, 3.0),
             squeeze=False,
             sharex=True,
         )

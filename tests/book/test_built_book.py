@@ -69,3 +69,44 @@ def test_benchmarks_page_shows_the_recorded_results():
             assert chapter["chapter"] in html
     if not (results / "paper.json").exists():
         assert "has not been benchmarked on a GPU here yet" in html
+
+
+EXECUTED = ROOT / "_build" / "jupyter_execute" / "notebooks"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_cell_carries_a_numbered_caption(nb):
+    """A cell that outputs a figure outputs one, with a caption and a name in its metadata
+    (myst-nb numbers it: "Figure 4.2"); the browser tests check the rendered numbers."""
+    executed = json.loads((EXECUTED / nb.name).read_text(encoding="utf-8"))
+    problems = []
+    figures = 0
+    for cell in executed["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        images = sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+        if not images:
+            continue
+        figures += images
+        first = "".join(cell["source"]).splitlines()[:1]
+        figure = cell["metadata"].get("mystnb", {}).get("figure", {})
+        if images > 1:
+            problems.append(f"{first}: {images} figures in one cell (one a cell)")
+        if not str(figure.get("caption", "")).strip() or not figure.get("name"):
+            problems.append(f"{first}: no mystnb.figure caption and name in the metadata")
+    assert figures, f"{nb.name} draws no figure"
+    assert not problems, f"{nb.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_links_to_the_api_reference(nb):
+    """The package's names in a chapter's code cells link to the API reference."""
+    soup = BeautifulSoup(page(f"notebooks/{nb.stem}.html"), "html.parser")
+    links = {
+        a["href"].split("#", 1)[1]
+        for a in soup.select("div.cell_input a.sphinx-codeautolink-a")
+        if "#" in a.get("href", "") and "api.html" in a["href"]
+    }
+    assert any(target.startswith("faimi_tutorial.") for target in links), (
+        f"{nb.name}: no package name in the code links to book/api"
+    )

@@ -4,12 +4,10 @@ Rules a chapter follows (checked here):
 
 * Top of the page: the title, then "Learning goals", "Prerequisites" and "Estimated run time",
   all above the first code cell.
-* Figures: every image that a code cell outputs has a caption. The book's rule is an italic
-  paragraph that starts with "Figure" (or "Figures") right after the cell that draws it,
-  written in markdown as ``*Figure: what the reader sees and what to look for.*``.
-  A myst-nb figure caption (cell metadata ``mystnb: figure: caption:``) or a real alt text
-  (cell metadata ``"mystnb": {"image": {"alt": "..."}}``; not a file name) counts too; it
-  suits hidden solution cells, whose caption paragraph would show while the code is hidden.
+* Figures: every image that a code cell outputs has a caption: a numbered myst-nb figure
+  caption (cell metadata ``"mystnb": {"figure": {"caption": ..., "name": ...}}``; see
+  test_browser_layout.py, which checks the numbers), or, for a widget's static picture, a
+  real alt text (``"mystnb": {"image": {"alt": "..."}}``; not a file name).
 * Long outputs are collapsed: no output box is taller than 24em unless it holds a figure
   (then at most 90 % of the screen height and 60em); ``nb_scroll_outputs`` in _config.yml
   turns longer ones into scrolling boxes, and ``hide-output`` puts one in a dropdown.
@@ -147,14 +145,12 @@ def test_every_figure_has_a_caption_or_alt_text(browser: Browser, chapter: TocPa
     assert images, f"{chapter.html} has no figure output"
     missing = []
     for img in images:
-        captioned = bool(re.match(r"^Figures?\b", img["nextText"])) and img["nextItalic"]
-        if captioned or img["figcaption"] or (img["alt"].strip() and not _looks_like_a_file_name(img["alt"])):
+        if img["figcaption"] or (img["alt"].strip() and not _looks_like_a_file_name(img["alt"])):
             continue
         missing.append(f"figure of the cell '{img['code']}' (next paragraph: {img['nextText']!r})")
     assert not missing, (
-        f"{chapter.html}: figures without a caption; add an italic '*Figure: ...*' paragraph "
-        "right after the cell, or (for a hidden solution cell) alt text in the cell's metadata, "
-        '"mystnb": {"image": {"alt": "..."}}:\n' + "\n".join(missing)
+        f"{chapter.html}: figures without a caption; give the cell the metadata "
+        '"mystnb": {"figure": {"caption": "...", "name": "fig-..."}}:\n' + "\n".join(missing)
     )
 
 
