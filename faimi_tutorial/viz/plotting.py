@@ -1746,7 +1746,8 @@ def plot_report_intervals(
     ylabel : str, optional
         Label of the y axis (default: ``"<metric> per group"``).
     ax : matplotlib axes, optional
-        Where to draw; a new figure, 6.9 inches wide, if omitted.
+        Where to draw; a new figure as wide as the page column
+        (:data:`faimi_tutorial.viz.plotting.COLUMN_WIDTH`) if omitted.
 
     Returns
     -------
@@ -1781,7 +1782,7 @@ def plot_report_intervals(
                 f"allowed: metrics {list(report.table.columns)}, groups "
                 f"{list(report.table.index)}"
             )
-    fig, (a,) = _new_axes(1, ax, width=6.9, height=3.4)
+    fig, (a,) = _new_axes(1, ax, width=COLUMN_WIDTH, height=3.4)
     offsets = (np.arange(len(reports)) - (len(reports) - 1) / 2) * 0.22
     x = np.arange(len(groups))
     for j, (name, report) in enumerate(reports.items()):
