@@ -71,5 +71,13 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py --book
 	$(PY) bench/runtimes.py
 
+# Slide decks of the chapters: _build/slides/<chapter>.html (reveal.js, works offline),
+# from the executed notebooks of the last `make book` (a chapter without a current
+# executed copy is executed first). nbconvert does the conversion.
+.PHONY: slides
+slides: $(STAMP)
+	$(PY) scripts/make_slides.py
+	@echo "Slides built: open $(CURDIR)/_build/slides/index.html in a browser"
+
 clean:
 	rm -rf _build .pytest_cache
