@@ -1711,3 +1711,103 @@ def show_bias_effect(cohort, title="", axes=None, subject=None):
         a.set_title(name, fontsize=9)
         a.axis("off")
     return fig
+
+
+def plot_report_intervals(
+    reports,
+    metric="AUROC",
+    order=None,
+    labels=None,
+    colours=None,
+    chance=0.5,
+    ylabel=None,
+    ax=None,
+):
+    """One metric per group for several models side by side, with each model's
+    bootstrap intervals.
+
+    Parameters
+    ----------
+    reports : mapping of str to SubgroupReport
+        One :class:`faimi_tutorial.fairness.metrics.SubgroupReport` per model (for
+        example :func:`faimi_tutorial.experiments.federated.evaluate` per strategy),
+        drawn in mapping order, side by side within each group.
+    metric : str, default "AUROC"
+        Column of the reports' tables.
+    order : sequence, optional
+        Groups in drawing order (default: the first report's rows, without
+        ``"overall"``).
+    labels : sequence of str, optional
+        Tick label per group (default: the group names).
+    colours : mapping, optional
+        Colour per model (default: the book's group colours in turn).
+    chance : float or None, default 0.5
+        Height of a grey reference line (None: no line).
+    ylabel : str, optional
+        Label of the y axis (default: ``"<metric> per group"``).
+    ax : matplotlib axes, optional
+        Where to draw; a new figure as wide as the page column
+        (:data:`faimi_tutorial.viz.plotting.COLUMN_WIDTH`) if omitted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``reports`` is empty, a report lacks ``metric`` or a group, or ``labels``
+        does not give one label per group.
+    """
+    import numpy as np
+
+    if not reports:
+        raise ValueError(
+            "reports is empty; allowed: a mapping of model name to SubgroupReport"
+        )
+    first = next(iter(reports.values()))
+    if order is None:
+        order = [g for g in first.table.index if g != "overall"]
+    groups = list(order)
+    if labels is not None and len(labels) != len(groups):
+        raise ValueError(
+            f"labels has {len(labels)} entries for {len(groups)} groups; allowed: "
+            "one label per group"
+        )
+    for name, report in reports.items():
+        missing = [g for g in groups if g not in report.table.index]
+        if metric not in report.table.columns or missing:
+            raise ValueError(
+                f"report {name!r} lacks metric {metric!r} or group(s) {missing}; "
+                f"allowed: metrics {list(report.table.columns)}, groups "
+                f"{list(report.table.index)}"
+            )
+    fig, (a,) = _new_axes(1, ax, width=COLUMN_WIDTH, height=3.4)
+    offsets = (np.arange(len(reports)) - (len(reports) - 1) / 2) * 0.22
+    x = np.arange(len(groups))
+    for j, (name, report) in enumerate(reports.items()):
+        mean = report.table.loc[groups, metric].to_numpy(float)
+        low = report.ci_low.loc[groups, metric].to_numpy(float)
+        high = report.ci_high.loc[groups, metric].to_numpy(float)
+        colour = (
+            colours[name]
+            if colours is not None
+            else GROUP_COLOURS[j % len(GROUP_COLOURS)]
+        )
+        a.errorbar(
+            x + offsets[j],
+            mean,
+            yerr=[np.nan_to_num(mean - low), np.nan_to_num(high - mean)],
+            fmt="o",
+            capsize=3,
+            color=colour,
+            label=name,
+        )
+    a.set_xticks(x, [str(g) for g in groups] if labels is None else list(labels))
+    a.set_ylabel(f"{metric} per group" if ylabel is None else ylabel)
+    if chance is not None:
+        a.axhline(chance, color="0.8", lw=1, zorder=0)
+    a.legend(fontsize=8, loc="lower right")
+    if ax is None:
+        fig.tight_layout()
+    return fig
