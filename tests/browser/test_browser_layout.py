@@ -40,7 +40,7 @@ FIGURES_JS = """
     const cell = img.closest('div.cell');
     const code = cell ? (cell.querySelector('div.cell_input pre') || {textContent: ''}).textContent : '';
     out.push({natural: img.naturalWidth, column: column,
-              number: number ? number.innerText.trim() : '',
+              number: number ? number.textContent.trim() : '',
               id: figure ? figure.id : '',
               code: code.split('\\n').slice(0, 2).join(' / ')});
   }

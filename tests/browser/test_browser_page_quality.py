@@ -8,9 +8,10 @@ Rules a chapter follows (checked here):
   caption (cell metadata ``"mystnb": {"figure": {"caption": ..., "name": ...}}``; see
   test_browser_layout.py, which checks the numbers), or, for a widget's static picture, a
   real alt text (``"mystnb": {"image": {"alt": "..."}}``; not a file name).
-* Long outputs are collapsed: no output box is taller than 24em unless it holds a figure
-  (then at most 90 % of the screen height and 60em); ``nb_scroll_outputs`` in _config.yml
-  turns longer ones into scrolling boxes, and ``hide-output`` puts one in a dropdown.
+* Long outputs are collapsed: no text output box is taller than 24em;
+  ``nb_scroll_outputs`` in _config.yml turns longer ones into scrolling boxes, and
+  ``hide-output`` puts one in a dropdown. A figure is shown whole (book/_static/faimi.css),
+  at most 60em tall (about a screen).
 * No debris in the outputs: no tracebacks, no warnings, no stderr, no text progress bars, no
   object reprs such as ``<Figure size 640x480 with 1 Axes>`` or ``<... at 0x7f...>``.
 """
@@ -162,7 +163,8 @@ def test_long_outputs_are_collapsed(browser: Browser, chapter: TocPage) -> None:
     for out in outputs:
         em = out["em"]
         if out["hasImage"]:
-            limit = max(24 * em, min(0.9 * out["viewport"], 60 * em))
+            # a figure is shown whole (never in a scrolling box): at most about a screen
+            limit = 60 * em
         else:
             limit = 24 * em
         if out["height"] > limit + 2:
