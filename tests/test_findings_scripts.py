@@ -53,20 +53,48 @@ def _assigned_in(name: str, chapter: str):
     raise AssertionError(f"{name} is not assigned in the chapter")
 
 
+def _constants(notebook: str) -> dict:
+    """The chapter's literal constants (``A = 1`` and ``A, B = 1, 2`` at cell level)."""
+    found = {}
+    for cell in json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell["source"]))
+        except SyntaxError:  # shell and magic lines
+            continue
+        for node in tree.body:
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+                continue
+            target = node.targets[0]
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            if isinstance(target, ast.Name):
+                found[target.id] = value
+            elif isinstance(target, ast.Tuple):
+                found.update(zip((t.id for t in target.elts), value))
+    return found
+
+
 def test_federated_script_uses_the_chapters_settings():
     script = _script("federated_findings")
-    code = _chapter_code("08_federated_training.ipynb")
-    assert _assigned_in("SIM", "08_federated_training.ipynb") == script.SIM
+    chapter = "08_federated_training.ipynb"
+    code = _chapter_code(chapter)
+    const = _constants(chapter)
+    assert _assigned_in("SIM", chapter) == script.SIM
     assert _flat('FedConfig.preset("tutorial")') in code and script.PRESET == "tutorial"
     large = script.LARGE
-    assert _flat(f"few_large_sites({large['n_sites']}, n_train={large['n_train']}, "
-                 f"n_test={large['n_test']})") in code
+    assert (const["N_LARGE"], const["LARGE_TRAIN"], const["LARGE_TEST"]) == (
+        large["n_sites"], large["n_train"], large["n_test"])
+    assert _flat("few_large_sites(N_LARGE, n_train=LARGE_TRAIN, n_test=LARGE_TEST)") in code
     tiny = script.TINY
-    assert _flat(f"many_small_sites({tiny['n_sites']}, sizes={tiny['sizes']}, "
-                 f"n_test={tiny['n_test']}") in code
+    assert (const["N_TINY"], const["TINY_SIZES"]) == (tiny["n_sites"], tiny["sizes"])
+    assert _flat(f"many_small_sites(N_TINY, sizes=TINY_SIZES, n_test={tiny['n_test']}") in code
     assert _flat(f"shortcut_sites(n_train={script.SCANNER['n_train']}, "
                  f"n_test={script.SCANNER['n_test']}") in code
-    assert _assigned_in("PREVALENCES", "08_federated_training.ipynb") == script.SCANNER_PREVALENCES
+    assert [const["UNEQUAL"], const["EQUAL"]] == list(script.SCANNER_PREVALENCES.values())
 
 
 @pytest.mark.parametrize("name, columns", [
