@@ -83,7 +83,7 @@ def shift_table(base: sweeps.Experiment, prevalences: list, seeds: list[int],
         for prevalence in prevalences:
             exp = base.replace(seed=seed, simulation={"bias_prevalence": prevalence})
             for row in sweeps.run_with_shift(exp, n_test=n_test):
-                rows.append({"value": sweeps._label(prevalence), **row})
+                rows.append({"value": sweeps.setting_label(prevalence), **row})
             same = rows[-3]
             print(f"{base.simulation.get('bias_kind')} {same['value']} seed {seed}: AUROC "
                   f"{same['AUROC']:.3f}, TPR gap {same['TPR_gap']:.3f}", flush=True)
@@ -145,7 +145,7 @@ def study_3d(preset: str, seeds: list[int], n_subjects: int | None) -> pd.DataFr
         for prevalence in PREVALENCES_3D:
             record = sweeps.run_experiment(
                 base.replace(seed=seed, simulation={"bias_prevalence": prevalence}))
-            record["value"] = sweeps._label(prevalence)
+            record["value"] = sweeps.setting_label(prevalence)
             # the same model on the twins: the part of each gap the bias does not cause
             record.update(sweeps.twin_gaps(record))
             rows.append(record)

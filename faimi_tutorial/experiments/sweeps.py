@@ -513,9 +513,9 @@ def run_experiment(
         "seed": experiment.seed,
         "data_seed": experiment.cohort_seed,
         "mitigation": experiment.train_config().mitigation,
-        **{f"sim.{k}": _label(v) for k, v in experiment.simulation.items()},
+        **{f"sim.{k}": setting_label(v) for k, v in experiment.simulation.items()},
         **{
-            f"train.{k}": _label(v)
+            f"train.{k}": setting_label(v)
             for k, v in experiment.training.items()
             if k != "mitigation"
         },
@@ -615,7 +615,10 @@ def run_with_shift(
             )
             test = simulate.generate(cfg, progress=False)
             metrics = evaluate(result, test, threshold=experiment.threshold)
-            out[shift] = {**metrics, "test_prevalence": _label(cfg.bias_prevalence)}
+            out[shift] = {
+                **metrics,
+                "test_prevalence": setting_label(cfg.bias_prevalence),
+            }
         return out
 
     stored = cached(key_config, compute, cache if cache is not None else ResultCache())
@@ -705,8 +708,31 @@ def _valid_scores(stored: Any) -> bool:
     return True
 
 
-def _label(value: Any) -> Any:
-    """A table-friendly label: tuples of shares read like ``70/30``."""
+def setting_label(value: Any) -> Any:
+    """The label :func:`sweep` gives a setting's value in its ``value`` column.
+
+    A chapter that writes a setting once, as a constant, derives its table labels,
+    filters and titles from it with this function, so they cannot drift apart.
+
+    Parameters
+    ----------
+    value : Any
+        A setting's value, for example a bias prevalence ``(0.7, 0.3)``.
+
+    Returns
+    -------
+    Any
+        Tuples of shares in [0, 1] as percentages joined by ``/`` (``(0.7, 0.3)``
+        gives ``"70/30"``), other tuples of numbers joined by ``/``, plain values
+        unchanged and anything else as its ``str``.
+
+    Examples
+    --------
+    >>> setting_label((0.7, 0.3))
+    '70/30'
+    >>> setting_label("groupdro")
+    'groupdro'
+    """
     if isinstance(value, (tuple, list)) and all(
         isinstance(v, (int, float, np.number)) for v in value
     ):
@@ -811,9 +837,9 @@ def sweep(
         for value in values:
             runs.append(base.replace(seed=int(seed), **{section: {name: value}}))
     table = run_all(runs, progress=progress, **kwargs)
-    table.insert(0, "value", [_label(v) for _ in seeds for v in values])
+    table.insert(0, "value", [setting_label(v) for _ in seeds for v in values])
     table.insert(0, "parameter", name)
-    order = {(_label(v)): i for i, v in enumerate(values)}
+    order = {(setting_label(v)): i for i, v in enumerate(values)}
     table["_order"] = table["value"].map(order)
     return (
         table.sort_values(["_order", "seed"], kind="stable")
@@ -1010,31 +1036,3 @@ def threshold_optimizer_runs(
             row[f"{m}_gap"] = gaps[f"{m}_gap"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def setting_label(value: Any) -> Any:
-    """The label :func:`sweep` gives a setting's value in its ``value`` column.
-
-    A chapter that writes a setting once, as a constant, derives its table labels,
-    filters and titles from it with this function, so they cannot drift apart.
-
-    Parameters
-    ----------
-    value : Any
-        A setting's value, for example a bias prevalence ``(0.7, 0.3)``.
-
-    Returns
-    -------
-    Any
-        Tuples of shares in [0, 1] as percentages joined by ``/`` (``(0.7, 0.3)``
-        gives ``"70/30"``), other tuples of numbers joined by ``/``, plain values
-        unchanged and anything else as its ``str``.
-
-    Examples
-    --------
-    >>> setting_label((0.7, 0.3))
-    '70/30'
-    >>> setting_label("groupdro")
-    'groupdro'
-    """
-    return _label(value)
