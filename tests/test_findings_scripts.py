@@ -33,8 +33,8 @@ def _flat(text: str) -> str:
     return re.sub(r",([)\]}])", r"\1", re.sub(r"\s+", "", text))
 
 
-def _assigned_in(name: str, chapter: str):
-    """The literal value assigned to ``name`` at the top level of a chapter's code."""
+def _top_level_assignments(chapter: str):
+    """Every one-target assignment at the top level of a chapter's code cells."""
     nb = json.loads((ROOT / "notebooks" / chapter).read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
@@ -44,37 +44,32 @@ def _assigned_in(name: str, chapter: str):
         except SyntaxError:  # shell and magic lines
             continue
         for node in tree.body:
-            if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                    and getattr(node.targets[0], "id", None) == name):
-                value = node.value
-                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "dict":
-                    return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
-                return ast.literal_eval(value)
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                yield node.targets[0], node.value
+
+
+def _assigned_in(name: str, chapter: str):
+    """The literal value assigned to ``name`` at the top level of a chapter's code."""
+    for target, value in _top_level_assignments(chapter):
+        if getattr(target, "id", None) == name:
+            if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "dict":
+                return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
+            return ast.literal_eval(value)
     raise AssertionError(f"{name} is not assigned in the chapter")
 
 
-def _constants(notebook: str) -> dict:
+def _constants(chapter: str) -> dict:
     """The chapter's literal constants (``A = 1`` and ``A, B = 1, 2`` at cell level)."""
     found = {}
-    for cell in json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]:
-        if cell["cell_type"] != "code":
-            continue
+    for target, node in _top_level_assignments(chapter):
         try:
-            tree = ast.parse("".join(cell["source"]))
-        except SyntaxError:  # shell and magic lines
+            value = ast.literal_eval(node)
+        except ValueError:
             continue
-        for node in tree.body:
-            if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
-                continue
-            target = node.targets[0]
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-            if isinstance(target, ast.Name):
-                found[target.id] = value
-            elif isinstance(target, ast.Tuple):
-                found.update(zip((t.id for t in target.elts), value))
+        if isinstance(target, ast.Name):
+            found[target.id] = value
+        elif isinstance(target, ast.Tuple):
+            found.update(zip((t.id for t in target.elts), value))
     return found
 
 
